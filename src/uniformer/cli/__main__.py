@@ -1,0 +1,7 @@
+"""Allow ``python -m uniformer.cli``."""
+
+import sys
+
+from uniformer.cli import main
+
+sys.exit(main())

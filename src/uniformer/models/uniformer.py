@@ -1,0 +1,595 @@
+"""UniFormer: one network definition for images (2-D) and videos (3-D).
+
+UniFormer (Li et al., "UniFormer: Unified Transformer for Efficient Spatiotemporal Representation Learning",
+ICLR 2022, and "UniFormer: Unifying Convolution and Self-attention for Visual Recognition") stacks four
+stages. Stages 1-2 aggregate *local* relations with a depthwise convolution between two point-wise ones
+(BatchNorm); stages 3-4 aggregate *global* relations with multi-head self-attention (LayerNorm). Every block
+starts with a depthwise-convolution position encoding, and patch embeddings downsample by 4, 2, 2, 2.
+
+Facts (shapes, defaults, formulas) follow the official Sense-X/UniFormer code, read for reference only:
+
+- ``image_classification/models/uniformer.py``: ImageNet models, overlapping conv stem, layer scale in the
+  attention blocks (``uniformer_base_ls``);
+- ``image_classification/token_labeling/tlt/models/uniformer.py``: token labeling (``aux_head``) and layer
+  scale in both block types (``uniformer_large_ls``);
+- ``video_classification/slowfast/models/uniformer.py``: 3-D models (the stem also halves time), divided
+  space-time attention (``UNIFORMER.SPLIT``).
+
+Parameter names equal the official ones, so released checkpoints load without any renaming. Unlike the
+official code, the dimensionality is a constructor argument (``video=True`` picks Conv3d/BatchNorm3d), every
+input size divisible by 32 works, and layer scale is an argument rather than module-global state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
+from functools import partial
+from typing import Literal
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from timm.layers import DropPath, Mlp, trunc_normal_
+from timm.models._features import feature_take_indices
+from torch.utils.checkpoint import checkpoint
+
+__all__ = ["UniFormer", "PatchEmbed", "ConvEmbed", "LocalBlock", "GlobalBlock", "Attention"]
+
+# LayerNorm epsilon inside the blocks (official ``partial(nn.LayerNorm, eps=1e-6)``); the patch embeddings
+# use PyTorch's default 1e-5, as the official ``PatchEmbed`` does.
+_BLOCK_NORM_EPS = 1e-6
+LayerScale = Literal["none", "global", "all"]
+
+
+def _conv_cls(video: bool) -> type[nn.Module]:
+    return nn.Conv3d if video else nn.Conv2d
+
+
+def _norm_cls(video: bool) -> type[nn.Module]:
+    return nn.BatchNorm3d if video else nn.BatchNorm2d
+
+
+def _size(spatial: int, temporal: int, video: bool) -> tuple[int, ...]:
+    """A kernel/stride/padding tuple: ``(s, s)`` for images, ``(t, s, s)`` for videos."""
+    return (temporal, spatial, spatial) if video else (spatial, spatial)
+
+
+def _channels_last_norm(norm: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Apply a LayerNorm over the channel dimension of an (N, C, *spatial) map."""
+    return norm(x.movedim(1, -1)).movedim(-1, 1)
+
+
+class PatchEmbed(nn.Module):
+    """Non-overlapping patch embedding + LayerNorm over channels (the stems of UniFormer-S/B/L).
+
+    For videos the first embedding also downsamples time: kernel (3, p, p), stride (2, p, p), temporal
+    padding 1 (official ``conv_3xnxn``); later ones keep time with kernel (1, p, p) (official ``conv_1xnxn``).
+    """
+
+    def __init__(
+        self,
+        in_chans: int,
+        embed_dim: int,
+        patch_size: int,
+        video: bool = False,
+        temporal_kernel: int = 1,
+        temporal_stride: int = 1,
+    ) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(embed_dim)
+        self.proj = _conv_cls(video)(
+            in_chans,
+            embed_dim,
+            kernel_size=_size(patch_size, temporal_kernel, video),
+            stride=_size(patch_size, temporal_stride, video),
+            padding=_size(0, temporal_kernel // 2, video),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return _channels_last_norm(self.norm, self.proj(x))
+
+
+class ConvEmbed(nn.Module):
+    """Overlapping convolutional patch embedding (the ``conv_stem`` of the S+ / S+dim64 models).
+
+    The stem (stride 4) is two 3x3 stride-2 convolutions with BatchNorm and a GELU between them; later
+    stages (stride 2) use one 3x3 stride-2 convolution + BatchNorm. Submodule indices match the official
+    ``proj.0 / proj.1 / proj.3 / proj.4`` keys. For videos (not an official configuration) the first
+    convolution of the stem also halves time with a temporal kernel of 3.
+    """
+
+    def __init__(self, in_chans: int, embed_dim: int, video: bool = False, stem: bool = False) -> None:
+        super().__init__()
+        conv, norm = _conv_cls(video), _norm_cls(video)
+
+        def down(cin: int, cout: int, halve_time: bool) -> nn.Module:
+            t = 3 if halve_time else 1
+            return conv(
+                cin,
+                cout,
+                kernel_size=_size(3, t, video),
+                stride=_size(2, 2 if halve_time else 1, video),
+                padding=_size(1, t // 2, video),
+            )
+
+        if stem:
+            hidden = embed_dim // 2
+            layers = [down(in_chans, hidden, video), norm(hidden), nn.GELU(), down(hidden, embed_dim, False)]
+        else:
+            layers = [down(in_chans, embed_dim, False)]
+        self.proj = nn.Sequential(*layers, norm(embed_dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj(x)
+
+
+class ConvMlp(nn.Module):
+    """Point-wise convolution MLP of the local blocks (official ``CMlp``: fc1 -> GELU -> fc2)."""
+
+    def __init__(self, dim: int, hidden_dim: int, video: bool = False, drop: float = 0.0) -> None:
+        super().__init__()
+        conv = _conv_cls(video)
+        self.fc1 = conv(dim, hidden_dim, 1)
+        self.act = nn.GELU()
+        self.fc2 = conv(hidden_dim, dim, 1)
+        self.drop = nn.Dropout(drop)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))
+
+
+def _layer_scale(gamma: torch.Tensor | None, x: torch.Tensor) -> torch.Tensor:
+    return x if gamma is None else gamma * x
+
+
+class LocalBlock(nn.Module):
+    """Local relation aggregation (official ``CBlock``), used in stages 1-2.
+
+    ``x + pos(x)``; then ``x + conv2(dwconv5(conv1(BN(x))))``; then ``x + mlp(BN(x))``. The "attention" is
+    a 5x5 (5x5x5 for videos) depthwise convolution, so each token relates to its neighbourhood only.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        mlp_ratio: float = 4.0,
+        video: bool = False,
+        drop: float = 0.0,
+        drop_path: float = 0.0,
+        ls_init_value: float | None = None,
+    ) -> None:
+        super().__init__()
+        conv, norm = _conv_cls(video), _norm_cls(video)
+        self.pos_embed = conv(dim, dim, 3, padding=1, groups=dim)
+        self.norm1 = norm(dim)
+        self.conv1 = conv(dim, dim, 1)
+        self.conv2 = conv(dim, dim, 1)
+        self.attn = conv(dim, dim, 5, padding=2, groups=dim)
+        self.drop_path = DropPath(drop_path) if drop_path > 0.0 else nn.Identity()
+        self.norm2 = norm(dim)
+        self.mlp = ConvMlp(dim, int(dim * mlp_ratio), video=video, drop=drop)
+        # Official token-labeling layout: gamma of shape (1, C, 1, 1) broadcast over the feature map.
+        gamma_shape = (1, dim) + (1,) * (3 if video else 2)
+        self._init_layer_scale(gamma_shape, ls_init_value)
+
+    def _init_layer_scale(self, shape: tuple[int, ...], init_value: float | None) -> None:
+        for name in ("gamma_1", "gamma_2"):
+            param = None if init_value is None else nn.Parameter(torch.full(shape, float(init_value)))
+            self.register_parameter(name, param)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.pos_embed(x)
+        x = x + self.drop_path(_layer_scale(self.gamma_1, self.conv2(self.attn(self.conv1(self.norm1(x))))))
+        x = x + self.drop_path(_layer_scale(self.gamma_2, self.mlp(self.norm2(x))))
+        return x
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention over tokens (B, N, C), parameters ``qkv`` and ``proj`` as official.
+
+    ``fused_attn`` (default) computes softmax(q k^T * scale) v with ``F.scaled_dot_product_attention``;
+    ``fused_attn = False`` spells the official formula out (q @ k^T, scale, softmax, @ v). Both agree to
+    float rounding; the explicit form exists as the reference the fused one is tested against.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        qkv_bias: bool = True,
+        qk_scale: float | None = None,
+        attn_drop: float = 0.0,
+        proj_drop: float = 0.0,
+    ) -> None:
+        super().__init__()
+        if dim % num_heads:
+            raise ValueError(f"attention width {dim} is not divisible by its {num_heads} heads")
+        self.num_heads = num_heads
+        self.scale = qk_scale or (dim // num_heads) ** -0.5
+        self.fused_attn = True
+        self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
+        self.attn_drop = nn.Dropout(attn_drop)
+        self.proj = nn.Linear(dim, dim)
+        self.proj_drop = nn.Dropout(proj_drop)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, n, c = x.shape
+        q, k, v = self.qkv(x).reshape(b, n, 3, self.num_heads, c // self.num_heads).permute(2, 0, 3, 1, 4).unbind(0)
+        if self.fused_attn:
+            dropout = self.attn_drop.p if self.training else 0.0
+            x = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, scale=self.scale)
+        else:
+            attn = self.attn_drop((q @ k.transpose(-2, -1) * self.scale).softmax(dim=-1))
+            x = attn @ v
+        return self.proj_drop(self.proj(x.transpose(1, 2).reshape(b, n, c)))
+
+
+class GlobalBlock(nn.Module):
+    """Global relation aggregation (official ``SABlock``; ``SplitSABlock`` with ``split=True``), stages 3-4.
+
+    ``x + pos(x)``, then a pre-norm transformer block over all tokens of the map. With ``split`` (videos
+    only) attention is divided: first over time at each location (``t_attn``), then over space within each
+    frame (``attn``). As in the official code, the spatial step adds its output to the *block input*, so
+    the temporal branch reaches the output only through the spatial attention's input.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        mlp_ratio: float = 4.0,
+        video: bool = False,
+        qkv_bias: bool = True,
+        qk_scale: float | None = None,
+        drop: float = 0.0,
+        attn_drop: float = 0.0,
+        drop_path: float = 0.0,
+        ls_init_value: float | None = None,
+        split: bool = False,
+    ) -> None:
+        super().__init__()
+        if split and not video:
+            raise ValueError("split (divided space-time) attention needs a video model (video=True)")
+        norm = partial(nn.LayerNorm, eps=_BLOCK_NORM_EPS)
+        attention = partial(
+            Attention, dim, num_heads, qkv_bias=qkv_bias, qk_scale=qk_scale, attn_drop=attn_drop, proj_drop=drop
+        )
+        self.split = split
+        self.pos_embed = _conv_cls(video)(dim, dim, 3, padding=1, groups=dim)
+        if split:
+            self.t_norm = norm(dim)
+            self.t_attn = attention()
+        self.norm1 = norm(dim)
+        self.attn = attention()
+        self.drop_path = DropPath(drop_path) if drop_path > 0.0 else nn.Identity()
+        self.norm2 = norm(dim)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio), act_layer=nn.GELU, drop=drop)
+        for name in ("gamma_1", "gamma_2"):
+            param = None if ls_init_value is None else nn.Parameter(torch.full((dim,), float(ls_init_value)))
+            self.register_parameter(name, param)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.pos_embed(x)
+        shape = x.shape
+        if self.split:
+            tokens = self._divided_attention(x)
+        else:
+            tokens = x.flatten(2).transpose(1, 2)
+            tokens = tokens + self.drop_path(_layer_scale(self.gamma_1, self.attn(self.norm1(tokens))))
+        tokens = tokens + self.drop_path(_layer_scale(self.gamma_2, self.mlp(self.norm2(tokens))))
+        return tokens.transpose(1, 2).reshape(shape)
+
+    def _divided_attention(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, t, h, w = x.shape
+        # (B, C, T, HW) -> one sequence over time per location: (B*HW, T, C)
+        seq = x.flatten(3).permute(0, 3, 2, 1).reshape(b * h * w, t, c)
+        seq = seq + self.drop_path(self.t_attn(self.t_norm(seq)))
+        # -> one sequence over space per frame: (B*T, HW, C)
+        seq = seq.reshape(b, h * w, t, c).transpose(1, 2).reshape(b * t, h * w, c)
+        residual = x.flatten(3).permute(0, 2, 3, 1).reshape(b * t, h * w, c)
+        tokens = residual + self.drop_path(_layer_scale(self.gamma_1, self.attn(self.norm1(seq))))
+        return tokens.reshape(b, t * h * w, c)
+
+
+@contextmanager
+def _preserve_batchnorm_stats(module: nn.Module) -> Iterator[None]:
+    """Undo the running-statistics update of BatchNorm layers while a checkpointed block is recomputed.
+
+    Activation checkpointing runs a block's forward twice in training mode; without this, BatchNorm's
+    running mean/var (and ``num_batches_tracked``) would be updated twice per step.
+    """
+    norms = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    saved = [{k: v.clone() for k, v in m.named_buffers(recurse=False) if v is not None} for m in norms]
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for norm, buffers in zip(norms, saved):
+                for name, value in buffers.items():
+                    getattr(norm, name).copy_(value)
+
+
+class UniFormer(nn.Module):
+    """UniFormer for images (``video=False``, input (B, C, H, W)) or videos (``video=True``, (B, C, T, H, W)).
+
+    Args:
+        depth: blocks per stage.
+        embed_dim: channels per stage.
+        head_dim: channels per attention head (heads = embed_dim // head_dim).
+        mlp_ratio: hidden width of the MLPs relative to the stage width.
+        qkv_bias: bias in the qkv projection.
+        qk_scale: override of the attention scale head_dim ** -0.5.
+        in_chans: input channels.
+        num_classes: classifier outputs; 0 gives a model without head (features only).
+        video: 3-D network (Conv3d, BatchNorm3d; the stem halves time) instead of 2-D.
+        conv_stem: overlapping convolutional patch embeddings (S+ models) instead of patch + LayerNorm.
+        layer_scale: where learnable per-channel residual scales go: ``"none"``, ``"global"`` (attention
+            blocks, ``uniformer_base_ls``) or ``"all"`` (both block types, ``uniformer_large_ls``).
+        ls_init_value: initial value of the layer scales (official 1e-6).
+        split: divided space-time attention in stages 3-4 (videos only).
+        token_labeling: add the token-labeling ``aux_head`` (see :meth:`forward_head`).
+        drop_rate: dropout after the stem and inside the MLP/projection layers (official semantics).
+        attn_drop_rate: dropout on attention weights.
+        drop_path_rate: stochastic depth, rising linearly over all blocks to this rate.
+        img_size: accepted for timm compatibility; the network works at any size divisible by 32.
+    """
+
+    def __init__(
+        self,
+        depth: tuple[int, int, int, int] = (3, 4, 8, 3),
+        embed_dim: tuple[int, int, int, int] = (64, 128, 320, 512),
+        head_dim: int = 64,
+        mlp_ratio: float = 4.0,
+        qkv_bias: bool = True,
+        qk_scale: float | None = None,
+        in_chans: int = 3,
+        num_classes: int = 1000,
+        video: bool = False,
+        conv_stem: bool = False,
+        layer_scale: LayerScale = "none",
+        ls_init_value: float = 1e-6,
+        split: bool = False,
+        token_labeling: bool = False,
+        drop_rate: float = 0.0,
+        attn_drop_rate: float = 0.0,
+        drop_path_rate: float = 0.0,
+        img_size: int | tuple[int, int] | None = None,
+    ) -> None:
+        super().__init__()
+        if len(depth) != 4 or len(embed_dim) != 4:
+            raise ValueError(f"depth and embed_dim need 4 entries (one per stage), got {depth} and {embed_dim}")
+        if layer_scale not in ("none", "global", "all"):
+            raise ValueError(f"layer_scale must be 'none', 'global' or 'all', got {layer_scale!r}")
+        if split and not video:
+            raise ValueError("split (divided space-time) attention needs a video model (video=True)")
+        del img_size  # size-agnostic: nothing depends on the input resolution
+        self.video = video
+        self.in_chans = in_chans
+        self.num_classes = num_classes
+        self.embed_dim = tuple(embed_dim)
+        self.num_features = self.head_hidden_size = embed_dim[-1]
+        self.token_labeling = token_labeling
+        self.grad_checkpointing = False
+
+        global_ls = ls_init_value if layer_scale in ("global", "all") else None
+        local_ls = ls_init_value if layer_scale == "all" else None
+        dpr = torch.linspace(0, drop_path_rate, sum(depth)).tolist()
+        chans = (in_chans, *embed_dim)
+        # Attribute order follows the official modules so that state dicts list keys in the same order.
+        for i in range(4):
+            if conv_stem:
+                embed = ConvEmbed(chans[i], chans[i + 1], video=video, stem=i == 0)
+            elif i == 0:
+                embed = PatchEmbed(chans[0], chans[1], 4, video, temporal_kernel=3, temporal_stride=2)
+            else:
+                embed = PatchEmbed(chans[i], chans[i + 1], 2, video)
+            setattr(self, f"patch_embed{i + 1}", embed)
+        self.pos_drop = nn.Dropout(drop_rate)
+        for i in range(4):
+            rates = dpr[sum(depth[:i]) : sum(depth[: i + 1])]
+            if i < 2:
+                blocks = [LocalBlock(embed_dim[i], mlp_ratio, video, drop_rate, rate, local_ls) for rate in rates]
+            else:
+                blocks = [
+                    GlobalBlock(
+                        embed_dim[i],
+                        embed_dim[i] // head_dim,
+                        mlp_ratio,
+                        video,
+                        qkv_bias=qkv_bias,
+                        qk_scale=qk_scale,
+                        drop=drop_rate,
+                        attn_drop=attn_drop_rate,
+                        drop_path=rate,
+                        ls_init_value=global_ls,
+                        split=split,
+                    )
+                    for rate in rates
+                ]
+            setattr(self, f"blocks{i + 1}", nn.ModuleList(blocks))
+        self.norm = _norm_cls(video)(embed_dim[-1])
+        self.head = nn.Linear(embed_dim[-1], num_classes) if num_classes > 0 else nn.Identity()
+        if token_labeling:
+            self.aux_head = nn.Linear(embed_dim[-1], num_classes) if num_classes > 0 else nn.Identity()
+        self.feature_info = [
+            dict(num_chs=embed_dim[i], reduction=4 * 2**i, module=f"blocks{i + 1}") for i in range(4)
+        ]
+        self.apply(self._init_weights)
+        if split:
+            self._init_temporal_attention()
+
+    @staticmethod
+    def _init_weights(module: nn.Module) -> None:
+        # Official init: truncated normal (std .02) for linear layers, zero biases; convolutions keep
+        # PyTorch's default.
+        if isinstance(module, nn.Linear):
+            trunc_normal_(module.weight, std=0.02)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.LayerNorm):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+
+    def _init_temporal_attention(self) -> None:
+        # Official SPLIT init: the temporal branch starts as an identity (zero qkv, hence zero values),
+        # with the output projection filled with ones so that gradients can move it away from zero.
+        for name, param in self.named_parameters():
+            if ".t_attn." in name:
+                nn.init.constant_(param, 1.0 if name.endswith("proj.weight") else 0.0)
+
+    # ------------------------------------------------------------------------------------------------
+    # structure helpers (timm conventions)
+
+    def stages(self) -> list[tuple[nn.Module, nn.ModuleList]]:
+        """The four (patch embedding, blocks) pairs, in order."""
+        return [(getattr(self, f"patch_embed{i}"), getattr(self, f"blocks{i}")) for i in range(1, 5)]
+
+    @torch.jit.ignore
+    def no_weight_decay(self) -> set[str]:
+        """Parameter names that the optimizer must not decay: the layer scales.
+
+        Norm weights and biases (1-D) are left out of weight decay by the optimizer factory anyway.
+        """
+        return {name for name, _ in self.named_parameters() if name.rsplit(".", 1)[-1] in ("gamma_1", "gamma_2")}
+
+    @torch.jit.ignore
+    def group_matcher(self, coarse: bool = False) -> dict:
+        """Parameter groups for layer-wise lr decay (timm ``param_groups_layer_decay``).
+
+        The stem is group 0; then each stage's patch embedding precedes its blocks, one group per block
+        (one per stage with ``coarse=True``); the final norm comes last, the heads after it.
+        """
+        blocks = r"^blocks(\d+)" if coarse else r"^blocks(\d+)\.(\d+)"
+        return dict(
+            stem=r"^patch_embed1|^pos_drop",
+            blocks=[(blocks, None), (r"^patch_embed([234])", (-1,)), (r"^norm", (99999,))],
+        )
+
+    @torch.jit.ignore
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Recompute each block in the backward pass instead of storing its activations.
+
+        Outputs, gradients and BatchNorm running statistics are identical to the plain forward.
+        """
+        self.grad_checkpointing = enable
+
+    @torch.jit.ignore
+    def get_classifier(self) -> nn.Module:
+        return self.head
+
+    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
+        """Replace the classifier (and the token-labeling head) by freshly initialised ones."""
+        if global_pool not in (None, "", "avg"):
+            raise ValueError(f"UniFormer pools by averaging; global_pool={global_pool!r} is not supported")
+        self.num_classes = num_classes
+        heads = ["head", "aux_head"] if self.token_labeling else ["head"]
+        for name in heads:
+            layer = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+            self._init_weights(layer)
+            reference = next(self.parameters())
+            setattr(self, name, layer.to(reference.device, reference.dtype))
+
+    # ------------------------------------------------------------------------------------------------
+    # forward
+
+    def check_input(self, x: torch.Tensor) -> None:
+        """Raise ``ValueError`` unless ``x`` is a float batch this network can take."""
+        layout = "(B, C, T, H, W)" if self.video else "(B, C, H, W)"
+        kind = "video" if self.video else "image"
+        if not isinstance(x, torch.Tensor):
+            raise ValueError(f"expected a {kind} tensor {layout}, got {type(x).__name__}")
+        expected = f"a {kind} batch {layout} with C={self.in_chans}, H and W multiples of 32"
+        if self.video:
+            expected += " and an even T"
+        if x.ndim != (5 if self.video else 4) or x.shape[1] != self.in_chans:
+            raise ValueError(f"expected {expected}; got shape {tuple(x.shape)}")
+        if not x.is_floating_point():
+            raise ValueError(f"expected a floating-point (normalised) {kind} tensor, got dtype {x.dtype}")
+        h, w = x.shape[-2:]
+        if h % 32 or w % 32 or h == 0 or w == 0 or (self.video and x.shape[2] % 2):
+            raise ValueError(f"expected {expected}; got shape {tuple(x.shape)}")
+
+    def _run_stage(self, index: int, x: torch.Tensor) -> torch.Tensor:
+        embed, blocks = self.stages()[index]
+        x = embed(x)
+        if index == 0:
+            x = self.pos_drop(x)
+        for block in blocks:
+            if self.grad_checkpointing and torch.is_grad_enabled():
+                recompute = partial(_preserve_batchnorm_stats, block)
+                x = checkpoint(block, x, use_reentrant=False, context_fn=lambda r=recompute: (nullcontext(), r()))
+            else:
+                x = block(x)
+        return x
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The final feature map after the last BatchNorm: (B, C, [T,] H/32, W/32)."""
+        self.check_input(x)
+        for i in range(4):
+            x = self._run_stage(i, x)
+        return self.norm(x)
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor | tuple[torch.Tensor, ...]:
+        """Average-pool the feature map and classify.
+
+        With token labeling, eval mode returns ``head(mean of tokens) + 0.5 * max over tokens of
+        aux_head(tokens)`` (the official test-time output); training mode returns the pair
+        ``(head(mean), aux_head(tokens))`` with per-token logits of shape (B, N, classes).
+        """
+        tokens = x.flatten(2).transpose(1, 2)
+        pooled = tokens.mean(dim=1)
+        if pre_logits:
+            return pooled
+        logits = self.head(pooled)
+        if not self.token_labeling:
+            return logits
+        aux = self.aux_head(tokens)
+        if self.training:
+            return logits, aux
+        return logits + 0.5 * aux.max(dim=1).values
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
+        return self.forward_head(self.forward_features(x))
+
+    def forward_intermediates(
+        self,
+        x: torch.Tensor,
+        indices: int | list[int] | None = None,
+        norm: bool = False,
+        stop_early: bool = False,
+        output_fmt: str = "NCHW",
+        intermediates_only: bool = False,
+    ) -> list[torch.Tensor] | tuple[torch.Tensor, list[torch.Tensor]]:
+        """Stage outputs for dense tasks (timm API): strides 4, 8, 16, 32, shapes (B, C_i, [T,] H_i, W_i).
+
+        ``indices`` selects stages (an int n takes the last n); ``norm`` applies the final BatchNorm to the
+        last stage's map, the only one whose width it fits.
+        """
+        if output_fmt != "NCHW":
+            raise ValueError(f"UniFormer returns channels-first maps only (output_fmt='NCHW'), got {output_fmt!r}")
+        self.check_input(x)
+        take, max_index = feature_take_indices(4, indices)
+        intermediates = []
+        last = max_index if stop_early else 3
+        for i in range(last + 1):
+            x = self._run_stage(i, x)
+            if i in take:
+                intermediates.append(self.norm(x) if norm and i == 3 else x)
+        if intermediates_only:
+            return intermediates
+        return (self.norm(x) if last == 3 else x), intermediates
+
+    def prune_intermediate_layers(
+        self, indices: int | list[int] = 1, prune_norm: bool = False, prune_head: bool = True
+    ) -> list[int]:
+        """Drop the stages after the last one in ``indices`` (and the head) for feature extraction."""
+        take, max_index = feature_take_indices(4, indices)
+        for i in range(max_index + 1, 4):
+            setattr(self, f"patch_embed{i + 1}", nn.Identity())
+            setattr(self, f"blocks{i + 1}", nn.ModuleList())
+        if prune_norm or max_index < 3:
+            self.norm = nn.Identity()
+        if prune_head:
+            self.reset_classifier(0)
+        return take
