@@ -374,7 +374,7 @@ class UniFormer(nn.Module):
 
         global_ls = ls_init_value if layer_scale in ("global", "all") else None
         local_ls = ls_init_value if layer_scale == "all" else None
-        dpr = torch.linspace(0, drop_path_rate, sum(depth)).tolist()
+        dpr = torch.linspace(0, drop_path_rate, sum(depth), device="cpu").tolist()
         chans = (in_chans, *embed_dim)
         # Attribute order follows the official modules so that state dicts list keys in the same order.
         for i in range(4):
@@ -542,7 +542,7 @@ class UniFormer(nn.Module):
         if pre_logits:
             return pooled
         logits = self.head(pooled)
-        if not self.token_labeling:
+        if not self.token_labeling or self.num_classes == 0:
             return logits
         aux = self.aux_head(tokens)
         if self.training:

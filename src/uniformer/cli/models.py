@@ -1,0 +1,92 @@
+"""``uniformer models``, ``uniformer info NAME`` and ``uniformer convert IN OUT``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("models", help="list the model zoo")
+    p.add_argument("pattern", nargs="?", default=None, help="shell-style filter, e.g. '*k400*'")
+    p.add_argument("--task", choices=["image", "video"], default=None)
+    p.add_argument("--markdown", action="store_true", help="print a Markdown table (as in the README)")
+    p.set_defaults(func=_models)
+
+    p = subparsers.add_parser("info", help="everything known about one zoo model, with measured params/GMACs")
+    p.add_argument("name")
+    p.add_argument("--img-size", type=int, default=None, help="release to describe (e.g. 384 for *_tl)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=_info)
+
+    p = subparsers.add_parser("convert", help="official checkpoint (.pth) -> clean .safetensors")
+    p.add_argument("src", help="official .pth/.pyth/.safetensors checkpoint")
+    p.add_argument("dst", help="output .safetensors file")
+    p.add_argument("--model", default=None, help="zoo model the weights must fit (checked before writing)")
+    p.set_defaults(func=_convert)
+
+
+def _models(args: argparse.Namespace) -> int:
+    from uniformer.models.registry import list_models, zoo_table
+
+    names = list_models(args.pattern, task=args.task)
+    if not names:
+        raise ValueError(f"no zoo model matches {args.pattern!r}")
+    print(zoo_table(names, markdown=args.markdown))
+    return 0
+
+
+def _info(args: argparse.Namespace) -> int:
+    from uniformer.models.complexity import measure_model
+    from uniformer.models.registry import model_info
+
+    info = model_info(args.name)
+    release = info.release(args.img_size)
+    measured = measure_model(args.name, release.img_size)
+    data = info.to_dict()
+    data.update(
+        release=dict(vars(release)),
+        measured_params=measured.params,
+        measured_gmacs_per_view=round(measured.gmacs, 3),
+        view_shape=list(measured.input_shape),
+    )
+    if args.json:
+        print(json.dumps(data, indent=2, default=list))
+        return 0
+    rows = [
+        ("name", info.name),
+        ("title", info.title),
+        ("task / dataset", f"{info.task} / {info.dataset} ({info.num_classes} classes)"),
+        ("architecture", ", ".join(f"{k}={v}" for k, v in info.model_args.items())),
+        ("input (one view)", " x ".join(map(str, measured.input_shape))),
+    ]
+    if info.task == "video":
+        sampling = f"{info.sampling}, {info.frames_label}"
+        rows.append(("frames", sampling))
+    rows += [
+        ("test views", f"{info.test_clips} clips x {info.test_crops} crops"),
+        ("published top-1", "-" if release.top1 is None else f"{release.top1:.1f}"),
+        ("params", f"{measured.params / 1e6:.2f} M measured, {info.params_m:g} M published"),
+        ("GFLOPs per view", f"{measured.gmacs:.2f} measured (multiply-adds), {release.gflops:g} published"),
+        ("checkpoint", f"{info.hub_repo}/{release.checkpoint_file}" if release.checkpoint_file else "not released"),
+        ("normalisation", f"mean {info.mean}, std {info.std}"),
+    ]
+    if len(info.releases) > 1:
+        rows.append(("releases (img_size)", ", ".join(str(r.img_size) for r in info.releases)))
+    if info.pretrain:
+        rows.append(("initialised from", info.pretrain))
+    if info.notes:
+        rows.append(("notes", info.notes))
+    width = max(len(k) for k, _ in rows)
+    for key, value in rows:
+        print(f"{key.ljust(width)}  {value}")
+    return 0
+
+
+def _convert(args: argparse.Namespace) -> int:
+    from uniformer.models.checkpoint import convert_checkpoint
+
+    state = convert_checkpoint(args.src, args.dst, model_name=args.model)
+    params = sum(v.numel() for k, v in state.items() if not k.endswith("num_batches_tracked"))
+    print(f"wrote {args.dst}: {len(state)} tensors, {params / 1e6:.2f} M values")
+    return 0

@@ -1,0 +1,32 @@
+"""UniFormer networks, the model zoo registry and checkpoint handling."""
+
+from uniformer.models.checkpoint import (
+    CheckpointError,
+    checkpoint_filter_fn,
+    convert_checkpoint,
+    inflate_2d_to_3d,
+    load_checkpoint,
+    read_state_dict,
+)
+from uniformer.models.complexity import count_gmacs, count_parameters, measure_model
+from uniformer.models.registry import DATASETS, ModelInfo, Release, create_model, list_models, model_info
+from uniformer.models.uniformer import UniFormer
+
+__all__ = [
+    "UniFormer",
+    "CheckpointError",
+    "checkpoint_filter_fn",
+    "convert_checkpoint",
+    "inflate_2d_to_3d",
+    "load_checkpoint",
+    "read_state_dict",
+    "count_gmacs",
+    "count_parameters",
+    "measure_model",
+    "DATASETS",
+    "ModelInfo",
+    "Release",
+    "create_model",
+    "list_models",
+    "model_info",
+]

@@ -1,0 +1,532 @@
+"""The model zoo: every released UniFormer as data, and the functions that build models from it.
+
+This module is the single source of truth for a model: architecture arguments, dataset and class names,
+input size, frames and sampling stride, test views, published accuracy and cost, and the file name of the
+released checkpoint on the Hugging Face Hub. The README tables, ``uniformer models``/``uniformer info``, the
+training configs and the demo all read it.
+
+Published numbers come from the official model-zoo tables (Sense-X/UniFormer
+``image_classification/README.md`` and ``video_classification/README.md``); released file names from the
+official Hub repositories ``Sense-X/uniformer_image`` and ``Sense-X/uniformer_video``. Video GFLOPs are
+given per view: the tables' total over all test views divided by clips x crops.
+
+The image models are also registered with timm (``timm.create_model("uniformer_small")`` once ``uniformer``
+is imported), with default cfgs generated from the same entries.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import logging
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Literal
+
+import torch.nn as nn
+from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
+
+from uniformer.labels import load_labels
+from uniformer.models.checkpoint import checkpoint_filter_fn, download_checkpoint, load_checkpoint
+from uniformer.models.uniformer import UniFormer
+
+__all__ = ["ModelInfo", "Release", "DatasetInfo", "DATASETS", "list_models", "model_info", "create_model"]
+
+_logger = logging.getLogger(__name__)
+
+IMAGE_HUB_REPO = "Sense-X/uniformer_image"
+VIDEO_HUB_REPO = "Sense-X/uniformer_video"
+# Official video normalisation (PySlowFast DATA.MEAN / DATA.STD used by every UniFormer video config).
+VIDEO_MEAN = (0.45, 0.45, 0.45)
+VIDEO_STD = (0.225, 0.225, 0.225)
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """A dataset the zoo was trained on: class count, label list and input normalisation."""
+
+    name: str
+    num_classes: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    title: str
+
+
+DATASETS: Mapping[str, DatasetInfo] = MappingProxyType(
+    {
+        "imagenet-1k": DatasetInfo("imagenet-1k", 1000, IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, "ImageNet-1K"),
+        "kinetics-400": DatasetInfo("kinetics-400", 400, VIDEO_MEAN, VIDEO_STD, "Kinetics-400"),
+        "kinetics-600": DatasetInfo("kinetics-600", 600, VIDEO_MEAN, VIDEO_STD, "Kinetics-600"),
+        "something-something-v1": DatasetInfo(
+            "something-something-v1", 174, VIDEO_MEAN, VIDEO_STD, "Something-Something V1"
+        ),
+        "something-something-v2": DatasetInfo(
+            "something-something-v2", 174, VIDEO_MEAN, VIDEO_STD, "Something-Something V2"
+        ),
+    }
+)
+
+
+@dataclass(frozen=True)
+class Release:
+    """One released (or published) set of weights of a model at one input size."""
+
+    img_size: int
+    top1: float | None
+    gflops: float
+    checkpoint_file: str | None
+    crop_pct: float = 0.875
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """Everything known about a zoo model. ``releases[0]`` is the default (224 px) one."""
+
+    name: str
+    task: Literal["image", "video"]
+    dataset: str
+    title: str
+    model_args: Mapping[str, Any]
+    releases: tuple[Release, ...]
+    params_m: float
+    hub_repo: str
+    num_frames: int | None = None
+    frame_stride: int | None = None
+    sampling: Literal["dense", "segment"] | None = None
+    test_clips: int = 1
+    test_crops: int = 1
+    pretrain: str | None = None
+    notes: str = ""
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def num_classes(self) -> int:
+        return DATASETS[self.dataset].num_classes
+
+    @property
+    def mean(self) -> tuple[float, float, float]:
+        return DATASETS[self.dataset].mean
+
+    @property
+    def std(self) -> tuple[float, float, float]:
+        return DATASETS[self.dataset].std
+
+    @property
+    def labels(self) -> list[str]:
+        return load_labels(self.dataset)
+
+    @property
+    def test_views(self) -> int:
+        return self.test_clips * self.test_crops
+
+    @property
+    def frames_label(self) -> str:
+        """``16x4`` (frames x stride, dense sampling), ``16`` (segments) or ``-`` for images."""
+        if self.num_frames is None:
+            return "-"
+        return f"{self.num_frames}x{self.frame_stride}" if self.frame_stride else str(self.num_frames)
+
+    def release(self, img_size: int | None = None) -> Release:
+        """The release at ``img_size`` (default: the first)."""
+        if img_size is None:
+            return self.releases[0]
+        for rel in self.releases:
+            if rel.img_size == img_size:
+                return rel
+        sizes = ", ".join(str(r.img_size) for r in self.releases)
+        raise ValueError(f"{self.name} has no release at img_size={img_size}; released sizes: {sizes}")
+
+    def input_shape(self, img_size: int | None = None, batch_size: int = 1) -> tuple[int, ...]:
+        """Shape of one view: (B, 3, H, W) for images, (B, 3, T, H, W) for videos."""
+        size = self.release(img_size).img_size
+        if self.task == "video":
+            return (batch_size, 3, self.num_frames or 0, size, size)
+        return (batch_size, 3, size, size)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-data view (for JSON output and config defaults)."""
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
+        data.update(model_args=dict(self.model_args), extra=dict(self.extra), releases=[asdict(r) for r in self.releases])
+        data.update(num_classes=self.num_classes, mean=self.mean, std=self.std, test_views=self.test_views)
+        return data
+
+
+# ---------------------------------------------------------------------------------------------------------
+# architectures (official builders' arguments)
+
+_SMALL = dict(depth=(3, 4, 8, 3), embed_dim=(64, 128, 320, 512), head_dim=64)
+_SMALL_PLUS = dict(depth=(3, 5, 9, 3), embed_dim=(64, 128, 320, 512), head_dim=32, conv_stem=True)
+_BASE = dict(depth=(5, 8, 20, 7), embed_dim=(64, 128, 320, 512), head_dim=64)
+_LARGE = dict(depth=(5, 10, 24, 7), embed_dim=(128, 192, 448, 640), head_dim=64)
+
+_REGISTRY: dict[str, ModelInfo] = {}
+
+
+def _add(info: ModelInfo) -> None:
+    if info.name in _REGISTRY:
+        raise RuntimeError(f"duplicate zoo entry {info.name}")
+    _REGISTRY[info.name] = info
+
+
+def _image(name: str, title: str, args: dict, params_m: float, *releases: Release, notes: str = "") -> None:
+    _add(
+        ModelInfo(
+            name=name,
+            task="image",
+            dataset="imagenet-1k",
+            title=title,
+            model_args=MappingProxyType(dict(args)),
+            releases=tuple(releases),
+            params_m=params_m,
+            hub_repo=IMAGE_HUB_REPO,
+            notes=notes,
+        )
+    )
+
+
+_image("uniformer_small", "UniFormer-S", _SMALL, 22, Release(224, 82.9, 3.6, "uniformer_small_in1k.pth"))
+_image(
+    "uniformer_small_plus",
+    "UniFormer-S+",
+    _SMALL_PLUS,
+    24,
+    Release(224, 83.4, 4.2, "uniformer_small_plus_in1k.pth"),
+    notes="The released file is a bare state dict (no 'model' key).",
+)
+_image(
+    "uniformer_small_plus_dim64",
+    "UniFormer-S+ (head_dim 64)",
+    {**_SMALL_PLUS, "head_dim": 64},
+    24,
+    Release(224, 83.4, 4.2, "uniformer_small_plus_dim64_in1k.pth"),
+)
+_image(
+    "uniformer_base",
+    "UniFormer-B",
+    _BASE,
+    50,
+    Release(224, 83.9, 8.3, "uniformer_base_in1k.pth"),
+    notes="Paper top-1 83.9; the official model-zoo table lists 83.8 for the released file.",
+)
+_image(
+    "uniformer_base_ls",
+    "UniFormer-B + layer scale",
+    {**_BASE, "layer_scale": "global"},
+    50,
+    Release(224, 83.9, 8.3, "uniformer_base_ls_in1k.pth"),
+)
+
+_TL_NOTE = "Token labeling: eval output is head(mean of tokens) + 0.5 * max over tokens of aux_head(tokens)."
+_LARGE_FLOPS_NOTE = (
+    " The published 12.6G / 39.2G disagree with the architecture itself (stage 3 alone is 12.1 GMACs at"
+    " 224 px); measured multiply-adds are 19.7G / 62.8G."
+)
+
+
+def _token_labeling(name: str, title: str, args: dict, params_m: float, *releases: Release, notes: str = "") -> None:
+    _image(name, title, {**args, "token_labeling": True}, params_m, *releases, notes=(_TL_NOTE + notes))
+
+
+def _tl(size: int, top1: float, gflops: float, stem: str) -> Release:
+    # 384 px fine-tunes are evaluated on the full image (crop_pct 1.0), as in token labeling (LV-ViT).
+    return Release(size, top1, gflops, f"{stem}_tl_{size}.pth", crop_pct=0.875 if size == 224 else 1.0)
+
+
+_token_labeling(
+    "uniformer_small_tl",
+    "UniFormer-S (token labeling)",
+    {**_SMALL, "head_dim": 32},
+    22,
+    _tl(224, 83.4, 3.6, "uniformer_small"),
+    _tl(384, 84.6, 11.9, "uniformer_small"),
+)
+_token_labeling(
+    "uniformer_small_dim64_tl",
+    "UniFormer-S (token labeling, head_dim 64)",
+    _SMALL,
+    22,
+    _tl(224, 83.4, 3.6, "uniformer_small_dim64"),
+)
+_token_labeling(
+    "uniformer_small_plus_tl",
+    "UniFormer-S+ (token labeling)",
+    _SMALL_PLUS,
+    24,
+    _tl(224, 83.9, 4.2, "uniformer_small_plus"),
+    _tl(384, 84.9, 13.7, "uniformer_small_plus"),
+)
+_token_labeling(
+    "uniformer_small_plus_dim64_tl",
+    "UniFormer-S+ (token labeling, head_dim 64)",
+    {**_SMALL_PLUS, "head_dim": 64},
+    24,
+    _tl(224, 83.6, 4.2, "uniformer_small_plus_dim64"),
+)
+_token_labeling(
+    "uniformer_base_tl",
+    "UniFormer-B (token labeling)",
+    {**_BASE, "head_dim": 32},
+    50,
+    _tl(224, 85.1, 8.3, "uniformer_base"),
+    _tl(384, 86.0, 27.2, "uniformer_base"),
+)
+_token_labeling(
+    "uniformer_base_dim64_tl",
+    "UniFormer-B (token labeling, head_dim 64)",
+    _BASE,
+    50,
+    _tl(224, 84.8, 8.3, "uniformer_base_dim64"),
+)
+_token_labeling(
+    "uniformer_large_ls_tl",
+    "UniFormer-L + layer scale (token labeling)",
+    {**_LARGE, "layer_scale": "all"},
+    100,
+    _tl(224, 85.6, 12.6, "uniformer_large_ls"),
+    _tl(384, 86.3, 39.2, "uniformer_large_ls"),
+    notes=_LARGE_FLOPS_NOTE,
+)
+
+_VIDEO_SIZES = {"small": ("UniFormer-S", _SMALL), "base": ("UniFormer-B", _BASE)}
+# Published parameter counts of the video models (millions), per size and dataset head.
+_VIDEO_PARAMS = {"small": 21.4, "base": 49.8}
+
+
+def _kinetics(size: str, classes: int, frames: int, stride: int, top1: float, gflops_total: float, released: bool = True) -> None:
+    title, args = _VIDEO_SIZES[size]
+    name = f"uniformer_{size}_k{classes}_{frames}x{stride}"
+    _add(
+        ModelInfo(
+            name=name,
+            task="video",
+            dataset=f"kinetics-{classes}",
+            title=f"{title} {frames}x{stride} (Kinetics-{classes})",
+            model_args=MappingProxyType({**args, "video": True}),
+            releases=(Release(224, top1, round(gflops_total / 4, 2), f"{name}.pth" if released else None),),
+            params_m=_VIDEO_PARAMS[size],
+            hub_repo=VIDEO_HUB_REPO,
+            num_frames=frames,
+            frame_stride=stride,
+            sampling="dense",
+            test_clips=4,
+            test_crops=1,
+            pretrain=f"uniformer_{size}_in1k.pth (inflated)",
+            notes="" if released else "Published result; the checkpoint was not released.",
+        )
+    )
+
+
+for _size, _classes, _frames, _stride, _top1, _gflops in (
+    ("small", 400, 8, 8, 78.4, 70),
+    ("small", 400, 16, 4, 80.8, 167),
+    ("small", 400, 16, 8, 80.8, 167),
+    ("base", 400, 8, 8, 79.8, 161),
+    ("base", 400, 16, 4, 82.0, 387),
+    ("base", 400, 16, 8, 81.7, 387),
+    ("base", 400, 32, 4, 82.9, 1036),
+    ("small", 600, 16, 4, 82.8, 167),
+    ("small", 600, 16, 8, 82.7, 167),
+    ("base", 600, 16, 4, 84.0, 387),
+    ("base", 600, 16, 8, 83.4, 387),
+    ("base", 600, 32, 4, 84.5, 1036),
+):
+    _kinetics(_size, _classes, _frames, _stride, _top1, _gflops)
+_kinetics("small", 400, 32, 4, 82.0, 438, released=False)
+
+
+def _something(size: str, version: int, pretrain: int, frames: int, top1: float, gflops_total: float) -> None:
+    title, args = _VIDEO_SIZES[size]
+    name = f"uniformer_{size}_sthv{version}_prek{pretrain}_{frames}"
+    _add(
+        ModelInfo(
+            name=name,
+            task="video",
+            dataset=f"something-something-v{version}",
+            title=f"{title} {frames} frames (Something-Something V{version}, K{pretrain} pretrain)",
+            model_args=MappingProxyType({**args, "video": True}),
+            releases=(
+                Release(224, top1, round(gflops_total / 3, 2), f"uniformer_{size}_sthv{version}_{frames}_prek{pretrain}.pth"),
+            ),
+            params_m=_VIDEO_PARAMS[size],
+            hub_repo=VIDEO_HUB_REPO,
+            num_frames=frames,
+            frame_stride=None,
+            sampling="segment",
+            test_clips=1,
+            test_crops=3,
+            pretrain=f"uniformer_{size}_k{pretrain}_{frames}x4",
+        )
+    )
+
+
+for _size, _version, _pretrain, _frames, _top1, _gflops in (
+    ("small", 1, 400, 16, 57.2, 125),
+    ("small", 1, 600, 16, 57.6, 125),
+    ("small", 1, 400, 32, 58.8, 329),
+    ("small", 1, 600, 32, 59.9, 329),
+    ("base", 1, 400, 16, 59.1, 290),
+    ("base", 1, 600, 16, 58.8, 290),
+    ("base", 1, 400, 32, 60.9, 777),
+    ("base", 1, 600, 32, 61.0, 777),
+    ("small", 2, 400, 16, 67.7, 125),
+    ("small", 2, 600, 16, 69.4, 125),
+    ("small", 2, 400, 32, 69.0, 329),
+    ("small", 2, 600, 32, 70.4, 329),
+    ("base", 2, 400, 16, 70.4, 290),
+    ("base", 2, 600, 16, 70.2, 290),
+    ("base", 2, 400, 32, 71.1, 777),
+    ("base", 2, 600, 32, 71.2, 777),
+):
+    _something(_size, _version, _pretrain, _frames, _top1, _gflops)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# public API
+
+
+def list_models(pattern: str | None = None, task: Literal["image", "video"] | None = None) -> list[str]:
+    """Names of zoo models, optionally filtered by a shell-style ``pattern`` and/or ``task``."""
+    names = [n for n, info in _REGISTRY.items() if task is None or info.task == task]
+    return [n for n in names if pattern is None or fnmatch.fnmatchcase(n, pattern)]
+
+
+def model_info(name: str) -> ModelInfo:
+    """The zoo entry of ``name``; ``ValueError`` with close matches if there is none."""
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        import difflib
+
+        close = difflib.get_close_matches(name, _REGISTRY, n=5, cutoff=0.5)
+        hint = f"; did you mean {', '.join(close)}?" if close else "; `uniformer models` lists them"
+        raise ValueError(f"unknown model {name!r}{hint}") from None
+
+
+def create_model(
+    name: str,
+    pretrained: bool = False,
+    checkpoint_path: str | Path | None = None,
+    num_classes: int | None = None,
+    **overrides: Any,
+) -> UniFormer:
+    """Build a zoo model, optionally with its released weights.
+
+    Args:
+        name: a zoo name (``uniformer.list_models()``).
+        pretrained: fetch the released checkpoint from the Hugging Face Hub (standard Hub cache).
+        checkpoint_path: load this file instead (official ``.pth`` layouts or ``.safetensors``).
+        num_classes: classifier size; when it differs from the checkpoint's, the head is re-initialised.
+        overrides: constructor arguments of :class:`UniFormer` (e.g. ``drop_path_rate``), plus ``img_size``
+            to pick a release (224 or 384 for the token-labeling models).
+    """
+    info = model_info(name)
+    release = info.release(overrides.pop("img_size", None))
+    classes = info.num_classes if num_classes is None else num_classes
+    model = UniFormer(**{**info.model_args, **overrides}, num_classes=classes)
+    if checkpoint_path is None and pretrained:
+        if release.checkpoint_file is None:
+            raise ValueError(f"{name}: no checkpoint was released for this model; pass checkpoint_path=")
+        checkpoint_path = download_checkpoint(info.hub_repo, release.checkpoint_file)
+    if checkpoint_path is not None:
+        load_checkpoint(model, checkpoint_path, reset_head=classes != info.num_classes)
+    return model
+
+
+# ---------------------------------------------------------------------------------------------------------
+# timm registration of the image models (default cfgs generated from the entries above)
+
+
+def _timm_tag(info: ModelInfo, release: Release) -> str:
+    tag = "tl_in1k" if info.model_args.get("token_labeling") else "in1k"
+    return tag if release.img_size == 224 else f"{tag}_{release.img_size}"
+
+
+def _timm_cfg(info: ModelInfo, release: Release) -> dict[str, Any]:
+    size = release.img_size
+    return dict(
+        hf_hub_id=info.hub_repo,
+        hf_hub_filename=release.checkpoint_file,
+        num_classes=info.num_classes,
+        input_size=(3, size, size),
+        pool_size=(size // 32, size // 32),
+        crop_pct=release.crop_pct,
+        interpolation="bicubic",
+        mean=info.mean,
+        std=info.std,
+        first_conv="patch_embed1.proj.0" if info.model_args.get("conv_stem") else "patch_embed1.proj",
+        classifier="head",
+        license="mit",
+        paper_ids="arXiv:2201.09450",
+        origin_url="https://github.com/Sense-X/UniFormer",
+    )
+
+
+default_cfgs = generate_default_cfgs(
+    {
+        f"{info.name}.{_timm_tag(info, rel)}": _timm_cfg(info, rel)
+        for info in _REGISTRY.values()
+        if info.task == "image"
+        for rel in info.releases
+    }
+)
+
+
+def _create_timm_model(name: str, pretrained: bool = False, **kwargs: Any) -> UniFormer:
+    kwargs = {**model_info(name).model_args, **kwargs}
+    return build_model_with_cfg(
+        UniFormer,
+        name,
+        pretrained,
+        pretrained_filter_fn=checkpoint_filter_fn,
+        feature_cfg=dict(out_indices=(0, 1, 2, 3), feature_cls="getter"),
+        **kwargs,
+    )
+
+
+def _timm_entrypoint(name: str) -> Any:
+    def entrypoint(pretrained: bool = False, **kwargs: Any) -> nn.Module:
+        return _create_timm_model(name, pretrained, **kwargs)
+
+    entrypoint.__name__ = entrypoint.__qualname__ = name
+    entrypoint.__module__ = __name__
+    entrypoint.__doc__ = f"{model_info(name).title} (timm entry point generated from the uniformer zoo)."
+    return entrypoint
+
+
+for _name in list_models(task="image"):
+    globals()[_name] = register_model(_timm_entrypoint(_name))
+
+
+def zoo_table(names: list[str] | None = None, markdown: bool = True) -> str:
+    """The model-zoo table (one row per release) as Markdown or aligned plain text.
+
+    Columns: name, dataset, frames x stride (or segments), test views (clips x crops), crop size,
+    published top-1, published parameters, published GFLOPs per view, released checkpoint file.
+    """
+    header = ["model", "dataset", "frames", "views", "crop", "top-1", "params (M)", "GFLOPs/view", "checkpoint"]
+    rows = []
+    for name in names if names is not None else list_models():
+        info = model_info(name)
+        for rel in info.releases:
+            label = name if rel is info.releases[0] else f"{name} (img_size={rel.img_size})"
+            rows.append(
+                [
+                    f"`{label}`" if markdown else label,
+                    DATASETS[info.dataset].title,
+                    info.frames_label,
+                    f"{info.test_clips}x{info.test_crops}",
+                    str(rel.img_size),
+                    "-" if rel.top1 is None else f"{rel.top1:.1f}",
+                    f"{info.params_m:g}",
+                    f"{rel.gflops:g}",
+                    rel.checkpoint_file or "not released",
+                ]
+            )
+    if markdown:
+        lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        lines += ["| " + " | ".join(row) + " |" for row in rows]
+        return "\n".join(lines)
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in [header, *rows])

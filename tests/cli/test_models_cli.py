@@ -1,0 +1,38 @@
+"""``uniformer models`` / ``uniformer info``: the zoo as the registry holds it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+import uniformer
+from uniformer.cli import main
+
+
+def test_models_lists_the_filtered_zoo(capsys: pytest.CaptureFixture) -> None:
+    assert main(["models", "*_k600_*"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].split()[:3] == ["model", "dataset", "frames"]
+    assert [line.split()[0] for line in out[1:]] == uniformer.list_models("*_k600_*")
+    assert main(["models", "nothing*"]) == 2
+
+
+def test_info_reports_measured_and_published_cost(capsys: pytest.CaptureFixture) -> None:
+    assert main(["info", "uniformer_small_k400_16x4", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["measured_params"] == 21_400_400
+    assert data["measured_gmacs_per_view"] == pytest.approx(41.66, abs=0.01)
+    assert data["release"]["gflops"] == 41.75 and data["view_shape"] == [1, 3, 16, 224, 224]
+    assert data["test_clips"] == 4 and data["num_classes"] == 400
+    assert main(["info", "uniformer_small"]) == 0
+    text = capsys.readouterr().out
+    assert "3.63 measured (multiply-adds), 3.6 published" in text
+    assert "Sense-X/uniformer_image/uniformer_small_in1k.pth" in text
+
+
+def test_console_script_entry_point_runs() -> None:
+    result = subprocess.run([sys.executable, "-m", "uniformer", "info", "no_such_model"], capture_output=True, text=True)
+    assert result.returncode == 2 and "error: unknown model 'no_such_model'" in result.stderr

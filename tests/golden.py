@@ -1,0 +1,43 @@
+"""Helpers for the golden cases of the official implementation (tests/assets/golden)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+GOLDEN = Path(__file__).parent / "assets" / "golden"
+
+
+def golden_cases() -> list[dict]:
+    return json.loads((GOLDEN / "cases.json").read_text())["cases"]
+
+
+def golden_model_kwargs(case: dict) -> dict:
+    """UniFormer constructor arguments for a golden case's architecture description."""
+    arch = case["architecture"]
+    kwargs = dict(
+        depth=tuple(arch["depth"]),
+        embed_dim=tuple(arch["embed_dim"]),
+        head_dim=arch["head_dim"],
+        mlp_ratio=arch["mlp_ratio"],
+        qkv_bias=arch["qkv_bias"],
+        num_classes=arch["num_classes"],
+        video=arch["video"],
+        conv_stem=arch.get("conv_stem", False),
+        token_labeling=arch.get("token_labeling", False),
+        split=arch.get("split_attention", False),
+    )
+    if arch.get("layer_scale"):
+        # the token-labeling case has layer scale in both block types (like UniFormer-L-ls)
+        kwargs["layer_scale"] = "all" if arch.get("token_labeling") else "global"
+    return kwargs
+
+
+def assert_close_to_golden(ours: torch.Tensor, expected: torch.Tensor) -> None:
+    """The golden tolerance: max|ours - expected| <= 1e-4 * max(1, max|expected|)."""
+    assert ours.shape == expected.shape
+    tol = 1e-4 * max(1.0, expected.abs().max().item())
+    err = (ours - expected).abs().max().item()
+    assert err <= tol, f"max abs error {err:.3g} > tolerance {tol:.3g}"

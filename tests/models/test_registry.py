@@ -1,0 +1,197 @@
+"""The zoo registry: every entry builds with the official layout, published cost, labels and weights."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pytest
+import timm
+import torch
+
+import uniformer
+from uniformer.models import measure_model
+from uniformer.models.registry import DATASETS
+
+from golden import GOLDEN
+
+OFFICIAL_KEYS = json.loads((GOLDEN / "official_keys.json").read_text())
+
+EXPECTED_IMAGE = [
+    "uniformer_small",
+    "uniformer_small_plus",
+    "uniformer_small_plus_dim64",
+    "uniformer_base",
+    "uniformer_base_ls",
+]
+EXPECTED_TL = [
+    f"uniformer_{s}_tl"
+    for s in ("small", "small_dim64", "small_plus", "small_plus_dim64", "base", "base_dim64", "large_ls")
+]
+RELEASED_KINETICS = {
+    "k400": {"small": ["8x8", "16x4", "16x8"], "base": ["8x8", "16x4", "16x8", "32x4"]},
+    "k600": {"small": ["16x4", "16x8"], "base": ["16x4", "16x8", "32x4"]},
+}
+
+
+def _official_family(name: str) -> str:
+    info = uniformer.model_info(name)
+    size = "small" if name.startswith("uniformer_small") else "base"
+    if info.task == "image":
+        if info.model_args.get("token_labeling"):
+            return f"imagenet_token_labeling/{name.removesuffix('_tl')}"
+        return f"imagenet/{name}"
+    if info.dataset.startswith("kinetics"):
+        return f"video_k{info.num_classes}/uniformer_{size}"
+    return f"video_sthv2/uniformer_{size}"  # V1 and V2 share the 174-class layout
+
+
+def test_every_required_name_is_registered() -> None:
+    names = set(uniformer.list_models())
+    required = set(EXPECTED_IMAGE) | set(EXPECTED_TL)
+    for dataset, sizes in RELEASED_KINETICS.items():
+        required |= {f"uniformer_{s}_{dataset}_{fs}" for s, settings in sizes.items() for fs in settings}
+    required |= {
+        f"uniformer_{s}_sthv{v}_prek{p}_{f}" for s in ("small", "base") for v in (1, 2) for p in (400, 600) for f in (16, 32)
+    }
+    assert required <= names, sorted(required - names)
+    assert uniformer.list_models("*sthv1*") == sorted(uniformer.list_models("*sthv1*"), key=uniformer.list_models().index)
+    assert set(uniformer.list_models(task="image")) == set(EXPECTED_IMAGE) | set(EXPECTED_TL)
+
+
+@pytest.mark.parametrize("name", uniformer.list_models())
+def test_state_dict_matches_the_official_checkpoint_layout(name: str) -> None:
+    with torch.device("meta"):
+        model = uniformer.create_model(name)
+    official = OFFICIAL_KEYS[_official_family(name)]
+    ours = {k: list(v.shape) for k, v in model.state_dict().items()}
+    assert ours == official["keys"]
+    assert sum(p.numel() for p in model.parameters()) == official["params"]
+
+
+# Published cost that disagrees with the architecture itself: pinned to what the architecture measures.
+MEASURED_NOT_PUBLISHED = {("uniformer_large_ls_tl", 224): 19.71, ("uniformer_large_ls_tl", 384): 62.76}
+
+
+@pytest.mark.parametrize(
+    "name,img_size",
+    [(n, r.img_size) for n in uniformer.list_models() for r in uniformer.model_info(n).releases],
+)
+def test_params_and_gflops_match_the_published_tables(name: str, img_size: int) -> None:
+    info = uniformer.model_info(name)
+    release = info.release(img_size)
+    measured = measure_model(name, img_size)
+    # the published counts leave out the token-labeling aux_head (embed_dim[-1] x 1000 + 1000)
+    params = measured.params - (513_000 if "_tl" in name and "large" not in name else 0)
+    params -= 641_000 if name == "uniformer_large_ls_tl" else 0
+    # image tables give whole millions: allow 2% or that rounding, whichever is larger
+    params_tol = max(0.02 * info.params_m, 0.5 if info.task == "image" else 0.0)
+    assert abs(params / 1e6 - info.params_m) <= params_tol
+    if (name, img_size) in MEASURED_NOT_PUBLISHED:
+        assert measured.gmacs == pytest.approx(MEASURED_NOT_PUBLISHED[name, img_size], abs=0.01)
+        assert "disagree" in info.notes
+    else:
+        assert measured.gmacs == pytest.approx(release.gflops, rel=0.02)
+
+
+def test_metadata_of_video_entries() -> None:
+    k400 = uniformer.model_info("uniformer_small_k400_16x4")
+    assert (k400.num_frames, k400.frame_stride, k400.sampling) == (16, 4, "dense")
+    assert (k400.test_clips, k400.test_crops, k400.release().img_size) == (4, 1, 224)
+    assert k400.release().top1 == 80.8 and k400.release().checkpoint_file == "uniformer_small_k400_16x4.pth"
+    assert k400.hub_repo == "Sense-X/uniformer_video" and k400.num_classes == 400
+    ssv2 = uniformer.model_info("uniformer_base_sthv2_prek600_32")
+    assert (ssv2.num_frames, ssv2.sampling, ssv2.test_clips, ssv2.test_crops) == (32, "segment", 1, 3)
+    assert ssv2.release().checkpoint_file == "uniformer_base_sthv2_32_prek600.pth"
+    assert uniformer.model_info("uniformer_small_k400_32x4").release().checkpoint_file is None
+    tl = uniformer.model_info("uniformer_small_tl")
+    assert [r.img_size for r in tl.releases] == [224, 384]
+    assert tl.release(384).checkpoint_file == "uniformer_small_tl_384.pth"
+    with pytest.raises(ValueError, match="released sizes: 224, 384"):
+        tl.release(256)
+
+
+def test_label_lists_ship_with_the_package_in_classifier_order() -> None:
+    for name, dataset in DATASETS.items():
+        labels = uniformer.load_labels(name)
+        assert len(labels) == dataset.num_classes, name
+        if name != "imagenet-1k":  # WordNet descriptions repeat twice in ImageNet ("crane", "maillot")
+            assert len(set(labels)) == len(labels), name
+    k400 = uniformer.load_labels("kinetics-400")
+    assert k400[0] == "riding a bike" and k400[1] == "marching"
+    assert uniformer.load_labels("kinetics-600")[1] == "poking bellybutton"
+    assert uniformer.load_labels("something-something-v2")[0] == "Approaching [something] with your camera"
+    assert uniformer.load_labels("imagenet-1k")[0].startswith("tench")
+    assert uniformer.model_info("uniformer_small_k600_16x4").labels == uniformer.load_labels("kinetics-600")
+
+
+def test_unknown_names_are_clear_errors() -> None:
+    with pytest.raises(ValueError, match="did you mean uniformer_small"):
+        uniformer.model_info("uniformer_smal")
+    with pytest.raises(ValueError, match="no checkpoint was released"):
+        uniformer.create_model("uniformer_small_k400_32x4", pretrained=True)
+
+
+def test_image_models_are_registered_in_timm() -> None:
+    assert set(timm.list_models("uniformer_*")) == set(uniformer.list_models(task="image"))
+    model = timm.create_model("uniformer_small_tl", num_classes=7)
+    assert model.token_labeling and model.head.out_features == 7
+    cfg = timm.models.get_pretrained_cfg("uniformer_small_tl.tl_in1k_384")
+    assert cfg.input_size == (3, 384, 384) and cfg.hf_hub_filename == "uniformer_small_tl_384.pth"
+    assert timm.models.get_pretrained_cfg("uniformer_small_plus.in1k").first_conv == "patch_embed1.proj.0"
+    features = timm.create_model("uniformer_small", features_only=True, pretrained=False)
+    maps = features(torch.randn(1, 3, 64, 96))
+    assert [tuple(m.shape) for m in maps] == [(1, 64, 16, 24), (1, 128, 8, 12), (1, 320, 4, 6), (1, 512, 2, 3)]
+    assert features.feature_info.reduction() == [4, 8, 16, 32]
+
+
+def _fake_hub_cache(cache: Path, repo: str, filename: str, payload: dict) -> Path:
+    folder = cache / f"models--{repo.replace('/', '--')}"
+    commit = "0" * 40
+    (folder / "refs").mkdir(parents=True)
+    (folder / "refs" / "main").write_text(commit)
+    snapshot = folder / "snapshots" / commit
+    snapshot.mkdir(parents=True)
+    torch.save(payload, snapshot / filename)
+    return snapshot / filename
+
+
+@pytest.fixture
+def offline_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    return tmp_path / "hub"
+
+
+def test_pretrained_loads_the_released_file_from_the_hub_cache(offline_hub: Path) -> None:
+    reference = uniformer.create_model("uniformer_small_plus")
+    _fake_hub_cache(offline_hub, "Sense-X/uniformer_image", "uniformer_small_plus_in1k.pth", reference.state_dict())
+    model = uniformer.create_model("uniformer_small_plus", pretrained=True)
+    for key, value in reference.state_dict().items():
+        assert torch.equal(model.state_dict()[key], value), key
+
+
+def test_pretrained_without_network_says_what_to_fetch(offline_hub: Path) -> None:
+    with pytest.raises(FileNotFoundError) as err:
+        uniformer.create_model("uniformer_small_k400_8x8", pretrained=True)
+    message = str(err.value)
+    assert "uniformer_small_k400_8x8.pth" in message and "Sense-X/uniformer_video" in message
+    assert "checkpoint_path=" in message
+
+
+def test_new_num_classes_reinitialises_only_the_head(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    source = uniformer.create_model("uniformer_small_k400_8x8", depth=(1, 1, 1, 1))
+    path = tmp_path / "k400.pth"
+    torch.save({"model_state": source.state_dict()}, path)
+    with caplog.at_level(logging.WARNING):
+        model = uniformer.create_model(
+            "uniformer_small_k400_8x8", checkpoint_path=path, num_classes=5, depth=(1, 1, 1, 1)
+        )
+    assert "re-initialised for 5 classes" in caplog.text and "400-class head" in caplog.text
+    assert model.head.out_features == 5
+    for key, value in source.state_dict().items():
+        if not key.startswith("head."):
+            assert torch.equal(model.state_dict()[key], value), key

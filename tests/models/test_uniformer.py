@@ -1,0 +1,175 @@
+"""Behaviour of the network a user relies on: inputs, sizes, heads, features, checkpointing."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from timm.optim import create_optimizer_v2
+from timm.optim._param_groups import param_groups_layer_decay
+
+from uniformer import UniFormer
+
+TINY = dict(depth=(1, 1, 2, 1), embed_dim=(16, 32, 64, 128), head_dim=16, num_classes=7)
+
+
+def tiny(**kwargs) -> UniFormer:
+    return UniFormer(**{**TINY, **kwargs})
+
+
+@pytest.mark.parametrize(
+    "video,shape",
+    [
+        (False, (2, 3, 64, 64)),
+        (False, (1, 3, 96, 160)),  # non-square, not 224
+        (True, (1, 3, 6, 64, 96)),
+        (True, (2, 3, 2, 32, 32)),
+    ],
+)
+def test_any_size_divisible_by_32_and_any_even_length(video: bool, shape: tuple[int, ...]) -> None:
+    model = tiny(video=video).eval()
+    with torch.no_grad():
+        assert model(torch.randn(shape)).shape == (shape[0], 7)
+
+
+@pytest.mark.parametrize(
+    "video,shape,match",
+    [
+        (False, (3, 64, 64), r"\(B, C, H, W\) with C=3.*got shape \(3, 64, 64\)"),
+        (False, (1, 1, 64, 64), r"with C=3.*got shape \(1, 1, 64, 64\)"),
+        (False, (1, 3, 64, 80), r"multiples of 32.*got shape \(1, 3, 64, 80\)"),
+        (True, (1, 3, 64, 64), r"\(B, C, T, H, W\).*got shape \(1, 3, 64, 64\)"),
+        (True, (1, 3, 5, 64, 64), r"even T; got shape \(1, 3, 5, 64, 64\)"),
+    ],
+)
+def test_wrong_input_shapes_name_the_expected_and_given_shape(video: bool, shape: tuple, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        tiny(video=video)(torch.randn(shape))
+
+
+def test_integer_input_is_refused() -> None:
+    with pytest.raises(ValueError, match="floating-point.*torch.uint8"):
+        tiny()(torch.zeros(1, 3, 64, 64, dtype=torch.uint8))
+
+
+def test_split_needs_video_and_layer_scale_values_are_checked() -> None:
+    with pytest.raises(ValueError, match="needs a video model"):
+        tiny(split=True)
+    with pytest.raises(ValueError, match="layer_scale"):
+        tiny(layer_scale="both")
+
+
+def test_forward_is_features_then_head() -> None:
+    model = tiny(video=True).eval()
+    x = torch.randn(1, 3, 4, 64, 64)
+    with torch.no_grad():
+        feats = model.forward_features(x)
+        assert feats.shape == (1, 128, 2, 2, 2)
+        pooled = model.forward_head(feats, pre_logits=True)
+        torch.testing.assert_close(pooled, feats.flatten(2).mean(-1))
+        torch.testing.assert_close(model(x), model.head(pooled))
+
+
+def test_token_labeling_eval_and_train_outputs() -> None:
+    model = tiny(token_labeling=True)
+    x = torch.randn(2, 3, 64, 64)
+    model.eval()
+    with torch.no_grad():
+        feats = model.forward_features(x)
+        tokens = feats.flatten(2).transpose(1, 2)
+        expected = model.head(tokens.mean(1)) + 0.5 * model.aux_head(tokens).max(1).values
+        torch.testing.assert_close(model(x), expected)
+    model.train()
+    cls, aux = model(x)
+    assert cls.shape == (2, 7) and aux.shape == (2, 4, 7)  # 64/32 = 2x2 tokens
+
+
+def test_stage_feature_maps_have_strides_4_8_16_32() -> None:
+    model = tiny(video=True).eval()
+    x = torch.randn(1, 3, 8, 64, 128)
+    with torch.no_grad():
+        final, maps = model.forward_intermediates(x)
+        assert [tuple(m.shape) for m in maps] == [
+            (1, 16, 4, 16, 32),
+            (1, 32, 4, 8, 16),
+            (1, 64, 4, 4, 8),
+            (1, 128, 4, 2, 4),
+        ]
+        torch.testing.assert_close(final, model.forward_features(x))
+        only = model.forward_intermediates(x, indices=[1, 2], intermediates_only=True, stop_early=True)
+        torch.testing.assert_close(only[0], maps[1])
+        torch.testing.assert_close(only[1], maps[2])
+    assert [f["reduction"] for f in model.feature_info] == [4, 8, 16, 32]
+
+
+def test_prune_for_backbone_use_keeps_requested_stages() -> None:
+    model = tiny().eval()
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        reference = model.forward_intermediates(x, intermediates_only=True)
+        kept = model.prune_intermediate_layers(indices=[0, 1])
+        maps = model.forward_intermediates(x, indices=kept, intermediates_only=True)
+    assert len(model.blocks3) == 0 and isinstance(model.head, torch.nn.Identity)
+    for got, want in zip(maps, reference[:2]):
+        torch.testing.assert_close(got, want)
+
+
+def test_reset_classifier_replaces_both_heads() -> None:
+    model = tiny(token_labeling=True)
+    model.reset_classifier(3)
+    assert model.head.out_features == 3 and model.aux_head.out_features == 3 and model.num_classes == 3
+    model.reset_classifier(0)
+    assert isinstance(model.head, torch.nn.Identity)
+    with torch.no_grad():
+        assert model.eval()(torch.randn(1, 3, 32, 32)).shape == (1, 128)  # pooled features
+
+
+@pytest.mark.parametrize("video", [False, True])
+def test_grad_checkpointing_keeps_outputs_gradients_and_batchnorm_stats(video: bool) -> None:
+    torch.manual_seed(0)
+    plain = tiny(video=video, drop_path_rate=0.2, drop_rate=0.1, layer_scale="all", ls_init_value=0.5).train()
+    ckpt = copy.deepcopy(plain)
+    ckpt.set_grad_checkpointing(True)
+    x = torch.randn(2, 3, 4, 32, 32) if video else torch.randn(2, 3, 64, 64)
+    outputs = []
+    for model in (plain, ckpt):
+        torch.manual_seed(123)  # same drop-path / dropout masks
+        out = model(x)
+        out.square().mean().backward()
+        outputs.append(out)
+    torch.testing.assert_close(outputs[0], outputs[1], rtol=0, atol=0)
+    for (name, p1), (_, p2) in zip(plain.named_parameters(), ckpt.named_parameters()):
+        torch.testing.assert_close(p1.grad, p2.grad, rtol=1e-6, atol=1e-7, msg=name)
+    for (name, b1), (_, b2) in zip(plain.named_buffers(), ckpt.named_buffers()):
+        torch.testing.assert_close(b1, b2, rtol=0, atol=0, msg=name)
+
+
+def test_no_weight_decay_names_the_layer_scales() -> None:
+    assert tiny().no_weight_decay() == set()
+    names = tiny(layer_scale="all").no_weight_decay()
+    assert "blocks1.0.gamma_1" in names and "blocks4.0.gamma_2" in names and len(names) == 2 * 5
+    optimizer = create_optimizer_v2(tiny(layer_scale="all"), "adamw", lr=1e-3, weight_decay=0.05)
+    no_decay = [g for g in optimizer.param_groups if g["weight_decay"] == 0.0][0]["params"]
+    assert sum(p.numel() for p in no_decay) > 0
+    # 4-D layer scales of the local blocks would otherwise be decayed
+    assert any(p.ndim == 4 for p in no_decay)
+
+
+def test_layer_decay_groups_follow_depth() -> None:
+    model = tiny()
+    groups = param_groups_layer_decay(model, weight_decay=0.05, layer_decay=0.5)
+    names = {id(p): n for n, p in model.named_parameters()}
+    scales = {names[id(p)]: g["lr_scale"] for g in groups for p in g["params"]}
+    assert scales["patch_embed1.proj.weight"] < scales["blocks1.0.conv1.weight"]
+    assert scales["blocks1.0.conv1.weight"] < scales["patch_embed2.proj.weight"] < scales["blocks2.0.conv1.weight"]
+    assert scales["blocks3.1.attn.qkv.weight"] < scales["blocks4.0.attn.qkv.weight"] < scales["head.weight"]
+    assert scales["head.weight"] == 1.0
+
+
+def test_split_attention_starts_as_identity_of_the_temporal_branch() -> None:
+    model = tiny(video=True, split=True)
+    block = model.blocks3[0]
+    assert block.t_attn.qkv.weight.abs().sum() == 0 and torch.all(block.t_attn.proj.weight == 1)
+    tokens = torch.randn(3, 4, 64)
+    torch.testing.assert_close(block.t_attn(block.t_norm(tokens)), torch.zeros_like(tokens))
