@@ -102,13 +102,15 @@ def frame_folder_files(folder: str | os.PathLike[str]) -> tuple[str, ...]:
 
 
 def _read_image(path: str) -> torch.Tensor:
-    from torchvision.io import ImageReadMode, decode_image, read_file
+    # PIL rather than torchvision.io, whose image codecs are deprecated from torchvision 0.29 on.
+    from PIL import Image, UnidentifiedImageError
 
     try:
-        image = decode_image(read_file(path), mode=ImageReadMode.RGB)
-    except RuntimeError as exc:
+        with Image.open(path) as image:
+            array = np.asarray(image.convert("RGB"))
+    except (OSError, UnidentifiedImageError) as exc:
         raise DecodeError(f"{path}: cannot decode image: {exc}") from exc
-    return image.permute(1, 2, 0)
+    return torch.from_numpy(array.copy())
 
 
 # ----------------------------------------------------------------------------------------------------------------
