@@ -1,0 +1,1 @@
+"""Throughput benchmarks behind ``uniformer benchmark <what>``; one module per measured subsystem."""

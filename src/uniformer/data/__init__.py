@@ -1,0 +1,110 @@
+"""Video data for UniFormer: from a file on disk to the batch the model sees.
+
+* decoding: :func:`read_frames` (frame-exact, seeking; PyAV, torchcodec, decord, frame folders), :func:`video_info`
+* sampling: :func:`clip_indices` (the official dense and segment protocols)
+* transforms: :class:`TrainTransform`, :class:`EvalTransform`, :class:`VideoMixup` and their parts
+* datasets: :func:`read_video_list` (Kinetics, Something-Something V1/V2, UCF101, HMDB51, folder tree),
+  :class:`VideoDataset`, :func:`collate_videos`, :class:`SkippedVideos`, :func:`build_video_dataset`,
+  :func:`build_image_dataset`
+* tools: :func:`synthesize` (motion-defined synthetic videos), :func:`check_videos`
+"""
+
+from uniformer.data.check import CheckReport, FileCheck, check_videos
+from uniformer.data.datasets import (
+    SkippedVideos,
+    VideoDataset,
+    build_image_dataset,
+    build_video_dataset,
+    collate_videos,
+)
+from uniformer.data.decode import (
+    BACKENDS,
+    DecodeError,
+    VideoInfo,
+    available_backends,
+    backend_status,
+    decode_all,
+    frame_folder_files,
+    read_frames,
+    video_info,
+)
+from uniformer.data.lists import (
+    FORMATS,
+    VideoList,
+    VideoRecord,
+    read_classes,
+    read_folder_tree,
+    read_hmdb51,
+    read_kinetics_list,
+    read_ssv1,
+    read_ssv2,
+    read_ucf101,
+    read_video_list,
+)
+from uniformer.data.sampling import clip_indices
+from uniformer.data.synth import MOTIONS, SynthResult, render_clip, synthesize, write_video
+from uniformer.data.transforms import (
+    DEFAULT_RAND_AUGMENT,
+    VIDEO_MEAN,
+    VIDEO_STD,
+    ClipRandAugment,
+    ClipRandomErasing,
+    EvalTransform,
+    RandomShortSideScale,
+    TrainTransform,
+    VideoMixup,
+    normalize,
+    short_side_resize,
+    three_crop,
+    uniform_crop,
+)
+
+__all__ = [
+    "BACKENDS",
+    "DEFAULT_RAND_AUGMENT",
+    "FORMATS",
+    "MOTIONS",
+    "VIDEO_MEAN",
+    "VIDEO_STD",
+    "CheckReport",
+    "ClipRandAugment",
+    "ClipRandomErasing",
+    "DecodeError",
+    "EvalTransform",
+    "FileCheck",
+    "RandomShortSideScale",
+    "SkippedVideos",
+    "SynthResult",
+    "TrainTransform",
+    "VideoDataset",
+    "VideoInfo",
+    "VideoList",
+    "VideoMixup",
+    "VideoRecord",
+    "available_backends",
+    "backend_status",
+    "build_image_dataset",
+    "build_video_dataset",
+    "check_videos",
+    "clip_indices",
+    "collate_videos",
+    "decode_all",
+    "frame_folder_files",
+    "normalize",
+    "read_classes",
+    "read_folder_tree",
+    "read_frames",
+    "read_hmdb51",
+    "read_kinetics_list",
+    "read_ssv1",
+    "read_ssv2",
+    "read_ucf101",
+    "read_video_list",
+    "render_clip",
+    "short_side_resize",
+    "synthesize",
+    "three_crop",
+    "uniform_crop",
+    "video_info",
+    "write_video",
+]

@@ -1,0 +1,390 @@
+"""Video datasets for training and the official multi-view test, robust to broken files.
+
+Train mode yields one random clip per video. When a video cannot be read, the item is replaced by another video
+chosen deterministically from (seed, index, attempt), at most ``max_retries`` times, and every failure travels
+with the item in ``skipped`` so the training loop (possibly in another process) can count and report it:
+nothing is dropped silently. Test mode yields every (clip, crop) view of every video; a view of a broken video
+comes back with ``valid=False``, a zero clip and the reason in ``error``, so evaluation can list the failures
+instead of quietly averaging over fewer videos.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import torch
+
+from uniformer.data.decode import frame_folder_files, read_frames, video_info
+from uniformer.data.lists import VideoList, VideoRecord, read_video_list
+from uniformer.data.sampling import SamplingMode, clip_indices
+from uniformer.data.transforms import (
+    DEFAULT_RAND_AUGMENT,
+    VIDEO_MEAN,
+    VIDEO_STD,
+    CropMode,
+    EvalTransform,
+    TrainTransform,
+)
+
+logger = logging.getLogger("uniformer.data")
+
+ClipTransform = Callable[..., torch.Tensor]
+"""``transform(frames_uint8_THWC, crop_idx) -> float (C, T, H, W)``; :class:`TrainTransform` ignores ``crop_idx``."""
+
+
+class VideoDataset(torch.utils.data.Dataset):
+    """Clips of the videos in a :class:`VideoList`, as dicts ready for :func:`collate_videos`.
+
+    Item keys: ``video`` (float ``(C, T, H, W)``), ``label`` (int, -1 if unknown), ``index`` (video number in the
+    list), ``view`` (0 in train mode; ``clip * num_crops + crop`` in test mode), ``path``, ``valid`` (False only
+    for a test view whose video failed), ``error`` (the reason, else ``""``), ``skipped`` (``(path, reason)`` of
+    every video that failed and was replaced while producing this train item).
+
+    Args:
+        videos: the split, from :func:`uniformer.data.read_video_list` (or a list of :class:`VideoRecord`).
+        transform: :class:`TrainTransform` for training, :class:`EvalTransform` for testing; it must have
+            ``crop_size`` when ``mode="test"`` (to shape the zero clip of a failed view).
+        mode: ``"train"`` (one random view per video) or ``"test"`` (all ``num_clips * num_crops`` views).
+        num_frames, stride, sampling, target_fps: the clip (see :func:`uniformer.data.clip_indices`);
+            ``target_fps=None`` ignores the videos' frame rate, as the released UniFormer models did.
+        num_clips, num_crops: temporal and spatial test views (official: 4 x 3 or 4 x 1 for Kinetics,
+            2 x 3 or 1 x 3 for Something-Something).
+        backend: decoder backend (see :func:`uniformer.data.read_frames`).
+        max_retries: replacement videos tried in train mode before giving up with an error.
+        seed: seeds the choice of replacement videos.
+    """
+
+    def __init__(
+        self,
+        videos: VideoList | Sequence[VideoRecord],
+        transform: ClipTransform,
+        *,
+        mode: str = "train",
+        num_frames: int = 16,
+        stride: int | None = 4,
+        sampling: SamplingMode = "dense",
+        num_clips: int = 1,
+        num_crops: int = 1,
+        target_fps: float | None = None,
+        backend: str | None = None,
+        max_retries: int = 10,
+        seed: int = 0,
+    ) -> None:
+        if mode not in ("train", "test"):
+            raise ValueError(f"mode must be 'train' or 'test', got {mode!r}")
+        if sampling not in ("dense", "segment"):
+            raise ValueError(f"sampling must be 'dense' or 'segment', got {sampling!r}")
+        if sampling == "dense" and (stride is None or stride < 1):
+            raise ValueError(f"dense sampling needs stride >= 1, got {stride}")
+        if num_clips < 1 or num_crops < 1:
+            raise ValueError(f"num_clips and num_crops must be >= 1, got {num_clips}, {num_crops}")
+        if mode == "test" and not hasattr(transform, "crop_size"):
+            raise ValueError("test mode needs a transform with a crop_size attribute (EvalTransform)")
+        video_list = videos if isinstance(videos, VideoList) else VideoList(list(videos))
+        if not video_list.records:
+            raise ValueError("the dataset holds no videos")
+        self.records = video_list.records
+        self.classes = video_list.classes
+        self.num_classes = video_list.num_classes
+        self.transform = transform
+        self.mode = mode
+        self.num_frames, self.stride, self.sampling = num_frames, stride, sampling
+        self.num_clips, self.num_crops = num_clips, num_crops
+        self.target_fps = target_fps
+        self.backend = backend
+        self.max_retries = max_retries
+        self.seed = seed
+        self._logged: set[str] = set()
+        self._bad: dict[str, str] = {}
+
+    @property
+    def num_videos(self) -> int:
+        """Videos in the list (a test-mode dataset has ``num_videos * num_views`` items)."""
+        return len(self.records)
+
+    @property
+    def num_views(self) -> int:
+        """Views per video: ``num_clips * num_crops`` in test mode, 1 in train mode."""
+        return self.num_clips * self.num_crops if self.mode == "test" else 1
+
+    def __len__(self) -> int:
+        return self.num_videos * self.num_views
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(videos={self.num_videos}, mode={self.mode!r}, views={self.num_views}, "
+            f"clip={self.num_frames}x{self.stride if self.sampling == 'dense' else 'seg'}, classes={self.num_classes})"
+        )
+
+    def _frame_count_and_fps(self, path: str) -> tuple[int, float]:
+        if os.path.isdir(path):
+            return len(frame_folder_files(path)), 0.0
+        info = video_info(path)
+        return info.num_frames, info.fps
+
+    def _decode(self, record: VideoRecord, clip_idx: int) -> torch.Tensor:
+        count, fps = self._frame_count_and_fps(record.path)
+        use_fps = self.target_fps is not None and fps > 0
+        indices = clip_indices(
+            count,
+            num_frames=self.num_frames,
+            stride=self.stride,
+            mode=self.sampling,
+            train=self.mode == "train",
+            clip_idx=clip_idx,
+            num_clips=self.num_clips,
+            fps=fps if use_fps else 30.0,
+            target_fps=self.target_fps if use_fps else 30.0,  # type: ignore[arg-type]
+        )
+        return read_frames(record.path, indices, backend=self.backend)
+
+    def _try_decode(self, record: VideoRecord, clip_idx: int) -> tuple[torch.Tensor | None, str]:
+        """Decode a clip, turning any failure into a reason string.
+
+        The decoders are third-party code fed untrusted files: a damaged file can surface as almost any
+        exception type, and none of them may stop a run, hence the broad catch here (and only here).
+        """
+        if record.path in self._bad:
+            return None, self._bad[record.path]
+        try:
+            return self._decode(record, clip_idx), ""
+        except Exception as exc:  # noqa: BLE001 - see docstring
+            reason = f"{type(exc).__name__}: {exc}"
+            self._bad[record.path] = reason
+            if record.path not in self._logged:
+                self._logged.add(record.path)
+                logger.warning("skipping unreadable video %s (%s)", record.path, reason)
+            return None, reason
+
+    def _replacement(self, index: int, attempt: int) -> int:
+        return random.Random(f"{self.seed}/{index}/{attempt}").randrange(self.num_videos)
+
+    def __getitem__(self, item: int) -> dict[str, Any]:
+        if not 0 <= item < len(self):
+            raise IndexError(f"item {item} out of range for {len(self)} items")
+        if self.mode == "test":
+            return self._test_item(item)
+        skipped: list[tuple[str, str]] = []
+        index = item
+        for attempt in range(self.max_retries + 1):
+            record = self.records[index]
+            frames, reason = self._try_decode(record, 0)
+            if frames is not None:
+                return self._item(self.transform(frames), record, index, 0, skipped=skipped)
+            skipped.append((record.path, reason))
+            index = self._replacement(item, attempt)
+        listed = "; ".join(f"{p}: {r}" for p, r in skipped)
+        raise RuntimeError(f"{len(skipped)} videos in a row could not be read (is the dataset readable?): {listed}")
+
+    def _test_item(self, item: int) -> dict[str, Any]:
+        index, view = divmod(item, self.num_views)
+        clip_idx, crop_idx = divmod(view, self.num_crops)
+        record = self.records[index]
+        frames, reason = self._try_decode(record, clip_idx)
+        if frames is None:
+            size = self.transform.crop_size  # type: ignore[attr-defined]
+            empty = torch.zeros(3, self.num_frames, size, size)
+            return self._item(empty, record, index, view, valid=False, error=reason)
+        return self._item(self.transform(frames, crop_idx), record, index, view)
+
+    @staticmethod
+    def _item(
+        video: torch.Tensor,
+        record: VideoRecord,
+        index: int,
+        view: int,
+        *,
+        valid: bool = True,
+        error: str = "",
+        skipped: list[tuple[str, str]] | None = None,
+    ) -> dict[str, Any]:
+        return {
+            "video": video,
+            "label": record.label,
+            "index": index,
+            "view": view,
+            "path": record.path,
+            "valid": valid,
+            "error": error,
+            "skipped": skipped or [],
+        }
+
+
+def collate_videos(batch: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """DataLoader ``collate_fn`` for :class:`VideoDataset` items.
+
+    Stacks ``video`` to ``(B, C, T, H, W)``; ``label``, ``index``, ``view`` become int64 tensors and ``valid`` a
+    bool tensor; ``path`` and ``error`` stay lists; ``skipped`` is the concatenation of the items' lists, so the
+    failures seen inside a worker process reach the training loop.
+    """
+    if not batch:
+        raise ValueError("collate_videos got an empty batch")
+    return {
+        "video": torch.stack([b["video"] for b in batch]),
+        "label": torch.tensor([b["label"] for b in batch], dtype=torch.long),
+        "index": torch.tensor([b["index"] for b in batch], dtype=torch.long),
+        "view": torch.tensor([b["view"] for b in batch], dtype=torch.long),
+        "valid": torch.tensor([b["valid"] for b in batch], dtype=torch.bool),
+        "path": [b["path"] for b in batch],
+        "error": [b["error"] for b in batch],
+        "skipped": [entry for b in batch for entry in b["skipped"]],
+    }
+
+
+class SkippedVideos:
+    """Collects the broken videos reported by batches, for the end-of-run summary.
+
+    Feed it every batch (``update``): in train mode it records the ``skipped`` replacements, in test mode the
+    views with ``valid == False``. Each file is counted once however often it was hit; ``occurrences`` keeps the
+    number of hits.
+    """
+
+    def __init__(self) -> None:
+        self.reasons: dict[str, str] = {}
+        self.occurrences: Counter[str] = Counter()
+
+    def add(self, entries: Iterable[tuple[str, str]]) -> None:
+        """Record ``(path, reason)`` pairs."""
+        for path, reason in entries:
+            self.reasons.setdefault(path, reason)
+            self.occurrences[path] += 1
+
+    def update(self, batch: dict[str, Any]) -> None:
+        """Record the failures carried by one collated batch."""
+        self.add(batch.get("skipped", []))
+        if "valid" in batch:
+            self.add((p, e) for p, e, ok in zip(batch["path"], batch["error"], batch["valid"].tolist()) if not ok)
+
+    def __len__(self) -> int:
+        return len(self.reasons)
+
+    def summary(self) -> str:
+        """One line per broken file, or a line saying there were none."""
+        if not self.reasons:
+            return "no unreadable videos"
+        lines = [f"{len(self.reasons)} unreadable video(s) skipped:"]
+        lines += [f"  {path}: {reason} (x{self.occurrences[path]})" for path, reason in sorted(self.reasons.items())]
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        """``{path: {"reason": ..., "count": ...}}`` for JSON logs."""
+        return {p: {"reason": r, "count": self.occurrences[p]} for p, r in sorted(self.reasons.items())}
+
+
+def build_video_dataset(
+    format: str,
+    root: str | os.PathLike[str],
+    *,
+    list_file: str | os.PathLike[str] | None = None,
+    labels_file: str | os.PathLike[str] | None = None,
+    split: str = "train",
+    split_id: int = 1,
+    extension: str = ".webm",
+    mode: str | None = None,
+    num_frames: int = 16,
+    stride: int | None = 4,
+    sampling: SamplingMode = "dense",
+    target_fps: float | None = None,
+    crop_size: int = 224,
+    short_side: int | None = None,
+    num_clips: int = 1,
+    num_crops: int = 1,
+    crop: CropMode = "resized",
+    scale: Sequence[float] = (0.08, 1.0),
+    ratio: Sequence[float] = (0.75, 4 / 3),
+    jitter_scales: Sequence[int] = (256, 320),
+    flip: bool = True,
+    rand_augment: str | None = DEFAULT_RAND_AUGMENT,
+    erasing_prob: float = 0.25,
+    mean: Sequence[float] = VIDEO_MEAN,
+    std: Sequence[float] = VIDEO_STD,
+    backend: str | None = None,
+    max_retries: int = 10,
+    seed: int = 0,
+) -> VideoDataset:
+    """A :class:`VideoDataset` with its transform from plain arguments, e.g. a YAML config section.
+
+    ``mode`` defaults to ``"train"`` for ``split="train"`` and ``"test"`` otherwise. Train-only settings (crop,
+    scale, ratio, jitter_scales, flip, rand_augment, erasing_prob) are ignored in test mode, test-only settings
+    (short_side, num_clips, num_crops) in train mode. Something-Something must use ``flip=False`` and
+    ``sampling="segment"``. See :func:`uniformer.data.read_video_list` for ``format`` and the files it needs.
+    """
+    mode = mode or ("train" if split == "train" else "test")
+    videos = read_video_list(
+        format, root, list_file=list_file, labels_file=labels_file, split=split, split_id=split_id, extension=extension
+    )
+    transform: ClipTransform
+    if mode == "train":
+        transform = TrainTransform(
+            crop_size,
+            crop=crop,
+            scale=(float(scale[0]), float(scale[1])),
+            ratio=(float(ratio[0]), float(ratio[1])),
+            jitter_scales=(int(jitter_scales[0]), int(jitter_scales[1])),
+            flip=flip,
+            rand_augment=rand_augment,
+            erasing_prob=erasing_prob,
+            mean=mean,
+            std=std,
+        )
+    else:
+        transform = EvalTransform(crop_size, short_side=short_side, num_crops=num_crops, mean=mean, std=std)
+    return VideoDataset(
+        videos,
+        transform,
+        mode=mode,
+        num_frames=num_frames,
+        stride=stride,
+        sampling=sampling,
+        num_clips=num_clips if mode == "test" else 1,
+        num_crops=num_crops if mode == "test" else 1,
+        target_fps=target_fps,
+        backend=backend,
+        max_retries=max_retries,
+        seed=seed,
+    )
+
+
+def build_image_dataset(
+    root: str | os.PathLike[str],
+    *,
+    split: str = "train",
+    train: bool | None = None,
+    input_size: int = 224,
+    rand_augment: str | None = "rand-m9-mstd0.5-inc1",
+    erasing_prob: float = 0.25,
+    color_jitter: float = 0.4,
+    interpolation: str = "bicubic",
+    crop_pct: float = 0.875,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+) -> torch.utils.data.Dataset:
+    """ImageNet-style ``root/<split>/<class>/<image>`` through torchvision's ``ImageFolder`` and timm's transforms.
+
+    Defaults are the DeiT recipe the UniFormer image models were trained with (RandAugment m9, random erasing
+    0.25, bicubic, ImageNet mean/std; eval resizes to ``input_size / crop_pct`` and centre-crops).
+    """
+    from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, create_transform
+    from torchvision.datasets import ImageFolder
+
+    folder = os.path.join(root, split)
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(f"{folder}: image split folder not found (expected root/{split}/<class>/<image>)")
+    is_train = split == "train" if train is None else train
+    transform = create_transform(
+        input_size,
+        is_training=is_train,
+        auto_augment=rand_augment if is_train else None,
+        re_prob=erasing_prob if is_train else 0.0,
+        color_jitter=color_jitter,
+        interpolation=interpolation,
+        crop_pct=crop_pct,
+        mean=tuple(mean) if mean is not None else IMAGENET_DEFAULT_MEAN,
+        std=tuple(std) if std is not None else IMAGENET_DEFAULT_STD,
+    )
+    return ImageFolder(folder, transform=transform)
