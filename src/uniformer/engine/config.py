@@ -79,11 +79,11 @@ class DataConfig:
     val_crops: int = 1
     mean: Optional[List[float]] = None
     std: Optional[List[float]] = None
-    train_crop: str = "resized"  # "resized" (Inception crop) or "jitter" (short-side jitter + crop)
-    scale: List[float] = field(default_factory=lambda: [0.08, 1.0])
-    ratio: List[float] = field(default_factory=lambda: [0.75, 4 / 3])
-    jitter_scales: List[int] = field(default_factory=lambda: [256, 320])
-    flip: bool = True
+    train_crop: str = "resized"  # videos: "resized" (Inception crop) or "jitter" (short-side jitter + crop)
+    scale: List[float] = field(default_factory=lambda: [0.08, 1.0])  # videos (images: timm's default)
+    ratio: List[float] = field(default_factory=lambda: [0.75, 4 / 3])  # videos
+    jitter_scales: List[int] = field(default_factory=lambda: [256, 320])  # videos, train_crop=jitter
+    flip: bool = True  # videos (images always flip, as timm's transform does)
     rand_augment: Optional[str] = "rand-m7-n4-mstd0.5-inc1"
     erasing_prob: float = 0.25
     color_jitter: float = 0.4  # images only
