@@ -268,9 +268,9 @@ def resolve_config(cfg: DictConfig) -> DictConfig:
     from uniformer.models.registry import model_info
 
     cfg = cfg.copy()
-    for key in ("model.name", "data.root"):
-        if OmegaConf.is_missing(cfg, key):
-            raise ValueError(f"config: {key} is not set (add it to the YAML file or pass {key}=...)")
+    for section, key in (("model", "name"), ("data", "root")):
+        if OmegaConf.is_missing(cfg[section], key):  # is_missing does not follow dotted paths
+            raise ValueError(f"config: {section}.{key} is not set (add it to the YAML file or pass {section}.{key}=...)")
     info = model_info(cfg.model.name)
     data = cfg.data
     release = info.release()

@@ -213,10 +213,15 @@ class Trainer:
     # set-up helpers
 
     def _attach_log_file(self) -> logging.Handler:
+        """Copy the run's log (INFO and up, whatever the caller's logging setup) to ``train.log``."""
         self.out.mkdir(parents=True, exist_ok=True)
         handler = logging.FileHandler(self.out / "train.log")
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-        logging.getLogger("uniformer").addHandler(handler)
+        package = logging.getLogger("uniformer")
+        package.addHandler(handler)
+        self._saved_log_level = package.level
+        if package.getEffectiveLevel() > logging.INFO:
+            package.setLevel(logging.INFO)
         return handler
 
     def _read_resume(self) -> tuple[dict[str, Any] | None, Path | None]:
@@ -279,7 +284,9 @@ class Trainer:
         finally:
             self.log.close()
             if self._log_handler is not None:
-                logging.getLogger("uniformer").removeHandler(self._log_handler)
+                package = logging.getLogger("uniformer")
+                package.removeHandler(self._log_handler)
+                package.setLevel(self._saved_log_level)
                 self._log_handler.close()
 
     def _train_epoch(self, epoch: int) -> None:
@@ -338,7 +345,7 @@ class Trainer:
         accum = cfg.trainer.accum_steps
         self.model.train()
         self.scheduler.step_update(state.step)
-        norms = [b for b in self.module.buffers() if b.is_floating_point()]
+        norms = list(self.module.buffers())  # running statistics and counters, restored if the step is dropped
         saved_norms = [b.detach().clone() for b in norms]
         total = torch.zeros((), device=ctx.device)
         waited = 0.0
@@ -403,8 +410,9 @@ class Trainer:
                 buffer.copy_(value)
         self.state.nan_skips += 1
         self.state.consecutive_nan += 1
-        logger.warning("step %d skipped: loss %s, gradient norm %s (%d in a row)", self.state.step, loss, grad_norm, self.state.consecutive_nan)
-        self.log.log("nan_skip", step=self.state.step, loss=loss, grad_norm=grad_norm, consecutive=self.state.consecutive_nan)
+        step = self.state.step + 1  # numbered like the "step" records: the count of steps once this one is done
+        logger.warning("step %d skipped: loss %s, gradient norm %s (%d in a row)", step, loss, grad_norm, self.state.consecutive_nan)
+        self.log.log("nan_skip", step=step, loss=loss, grad_norm=grad_norm, consecutive=self.state.consecutive_nan)
 
     # ------------------------------------------------------------------------------------------------
     # epoch end, checkpoints, summary
