@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
-__all__ = ["EpochSampler", "SeededItems", "derive_seed", "seed_step", "isolated_rng"]
+__all__ = ["EpochSampler", "SeededItems", "derive_seed", "seed_all", "seed_step", "isolated_rng"]
 
 
 def derive_seed(*keys: int) -> int:
@@ -57,12 +57,17 @@ def isolated_rng(seed: int) -> Iterator[None]:
         torch.set_rng_state(states[2])
 
 
-def seed_step(seed: int, step: int, shard: int) -> None:
-    """Seed all generators (CPU and every GPU) for micro-batch ``shard`` of optimizer step ``step``."""
-    value = derive_seed(seed, 1, step, shard)  # the constant separates this stream from the per-sample one
+def seed_all(*keys: int) -> None:
+    """Seed Python's, NumPy's and torch's generators (CPU and every GPU) from ``derive_seed(*keys)``."""
+    value = derive_seed(*keys)
     random.seed(value)
     np.random.seed(value)
     torch.manual_seed(value)
+
+
+def seed_step(seed: int, step: int, shard: int) -> None:
+    """Seed all generators for micro-batch ``shard`` of optimizer step ``step``."""
+    seed_all(seed, 1, step, shard)  # the constant separates this stream from the per-sample (0) and init (3) ones
 
 
 class SeededItems(Dataset):

@@ -44,7 +44,7 @@ from uniformer.engine.checkpointing import TRAIN_FORMAT, CheckpointManager, read
 from uniformer.engine.config import config_diff, learning_rate, resolve_config, save_config
 from uniformer.engine.distributed import DistContext, all_reduce_sum, autocast_context, cleanup_distributed, setup_distributed
 from uniformer.engine.evaluate import compute_metrics, score_videos
-from uniformer.engine.loader import EpochSampler, SeededItems, seed_step
+from uniformer.engine.loader import EpochSampler, SeededItems, seed_all, seed_step
 from uniformer.engine.logging import RunLogger, format_bytes, format_duration, peak_memory, progress_bar
 
 __all__ = ["train", "Trainer", "TrainResult", "TrainingDiverged"]
@@ -137,6 +137,7 @@ class Trainer:
         self.criterion = build_loss(cfg, soft_targets=self.mixup is not None)
 
         if model is None:
+            seed_all(cfg.seed, 3)  # the initial weights are a function of the seed (and equal on every process)
             model = build_model(cfg, num_classes)
             path = initial_weights(cfg) if resume is None else None
             if path is not None:
