@@ -34,7 +34,8 @@ def test_kinetics_lists_space_comma_names_and_counts(tmp_path: Path) -> None:
     (tmp_path / "names.txt").write_text("abseiling\nzumba\n")
     (tmp_path / "d.txt").write_text("v/d.mp4 zumba\n")
     assert read_video_list("kinetics", tmp_path, list_file=tmp_path / "a.txt").records == [
-        VideoRecord(str(tmp_path / "v/a.mp4"), 3), VideoRecord("/abs/b.mp4", 0)
+        VideoRecord(str(tmp_path / "v/a.mp4"), 3),
+        VideoRecord("/abs/b.mp4", 0),
     ]
     assert read_video_list("kinetics", tmp_path, list_file=tmp_path / "b.csv").records[0].label == 1
     assert read_video_list("kinetics", tmp_path, list_file=tmp_path / "c.txt").records == [
@@ -52,15 +53,22 @@ def test_something_something_v2_json(tmp_path: Path) -> None:
     (tmp_path / "labels.json").write_text(json.dumps(labels))
     entries = [{"id": "78687", "template": "Holding [something] next to [something]"}, {"id": "42"}]
     (tmp_path / "train.json").write_text(json.dumps(entries))
-    videos = read_video_list("ssv2", tmp_path / "v", list_file=tmp_path / "train.json", labels_file=tmp_path / "labels.json")
-    assert videos.records == [VideoRecord(str(tmp_path / "v/78687.webm"), 1), VideoRecord(str(tmp_path / "v/42.webm"), -1)]
+    videos = read_video_list(
+        "ssv2", tmp_path / "v", list_file=tmp_path / "train.json", labels_file=tmp_path / "labels.json"
+    )
+    assert videos.records == [
+        VideoRecord(str(tmp_path / "v/78687.webm"), 1),
+        VideoRecord(str(tmp_path / "v/42.webm"), -1),
+    ]
     assert videos.classes == ["Approaching something with your camera", "Holding something next to something"]
 
 
 def test_something_something_v1_csv(tmp_path: Path) -> None:
     (tmp_path / "labels.csv").write_text("Holding something\nPushing something from left to right\n")
     (tmp_path / "train.csv").write_text("100218;Pushing something from left to right\n7;Holding something\n")
-    videos = read_video_list("ssv1", tmp_path / "frames", list_file=tmp_path / "train.csv", labels_file=tmp_path / "labels.csv")
+    videos = read_video_list(
+        "ssv1", tmp_path / "frames", list_file=tmp_path / "train.csv", labels_file=tmp_path / "labels.csv"
+    )
     assert [(Path(r.path).name, r.label) for r in videos.records] == [("100218", 1), ("7", 0)]
 
 
@@ -79,7 +87,10 @@ def test_hmdb51_split_files(tmp_path: Path) -> None:
     (tmp_path / "climb_test_split1.txt").write_text("d.avi 2\n")
     test = read_video_list("hmdb51", tmp_path, split="test")
     assert test.classes == ["climb", "wave"]
-    assert [(Path(r.path).relative_to(tmp_path).as_posix(), r.label) for r in test.records] == [("climb/d.avi", 0), ("wave/b.avi", 1)]
+    assert [(Path(r.path).relative_to(tmp_path).as_posix(), r.label) for r in test.records] == [
+        ("climb/d.avi", 0),
+        ("wave/b.avi", 1),
+    ]
     assert [Path(r.path).name for r in read_video_list("hmdb51", tmp_path, split="train").records] == ["a.avi"]
 
 
@@ -95,8 +106,16 @@ def test_folder_tree_sorts_classes_and_finds_files_and_frame_folders(media, tmp_
 
 
 def test_segment_test_views_read_the_official_frames_from_a_frame_folder(media, frame_number) -> None:
-    dataset = VideoDataset([VideoRecord(str(media["frames"]), 4)], RawClip(), mode="test", num_frames=4,
-                           sampling="segment", stride=None, num_clips=2, num_crops=3)
+    dataset = VideoDataset(
+        [VideoRecord(str(media["frames"]), 4)],
+        RawClip(),
+        mode="test",
+        num_frames=4,
+        sampling="segment",
+        stride=None,
+        num_clips=2,
+        num_crops=3,
+    )
     assert (len(dataset), dataset.num_views) == (6, 6)
     # 12 frames, 4 segments: seg 11/4 = 2.75, starts 0 3 6 8 (5.5 -> 6, 8.25 -> 8); offsets int(2.75/3*(k+1)) = 0, 1
     item = dataset[4]  # view 4 = clip 1, crop 1
@@ -109,11 +128,24 @@ def test_training_loop_loses_nothing_but_the_broken_files(media, synth_set: Path
     good = read_video_list("kinetics", synth_set, list_file=synth_set / "train.txt").records
     broken = [VideoRecord(str(media[k]), 0) for k in ("truncated", "garbage", "empty", "missing")]
     records = good[:12] + broken + good[12:]
-    dataset = build_video_dataset("kinetics", synth_set, list_file=synth_set / "train.txt", num_frames=4, stride=2,
-                                  crop_size=32, rand_augment=None)
+    dataset = build_video_dataset(
+        "kinetics",
+        synth_set,
+        list_file=synth_set / "train.txt",
+        num_frames=4,
+        stride=2,
+        crop_size=32,
+        rand_augment=None,
+    )
     dataset.records = records  # same pipeline, with four unreadable files mixed into the list
-    loader = torch.utils.data.DataLoader(dataset, batch_size=4, shuffle=True, num_workers=2, collate_fn=collate_videos,
-                                         generator=torch.Generator().manual_seed(0))
+    loader = torch.utils.data.DataLoader(
+        dataset,
+        batch_size=4,
+        shuffle=True,
+        num_workers=2,
+        collate_fn=collate_videos,
+        generator=torch.Generator().manual_seed(0),
+    )
     skipped, seen, items = SkippedVideos(), set(), 0
     for batch in loader:
         assert batch["video"].shape[1:] == (3, 4, 32, 32) and batch["valid"].all()
@@ -142,8 +174,17 @@ def test_replacement_is_deterministic_and_bounded(media) -> None:
 
 
 def test_evaluation_reports_every_failed_view(media, synth_set: Path) -> None:
-    dataset = build_video_dataset("kinetics", synth_set, list_file=synth_set / "val.txt", split="val", num_frames=4,
-                                  stride=2, crop_size=32, num_clips=2, num_crops=3)
+    dataset = build_video_dataset(
+        "kinetics",
+        synth_set,
+        list_file=synth_set / "val.txt",
+        split="val",
+        num_frames=4,
+        stride=2,
+        crop_size=32,
+        num_clips=2,
+        num_crops=3,
+    )
     dataset.records = dataset.records[:3] + [VideoRecord(str(media["truncated"]), 2)]
     assert (dataset.mode, dataset.num_videos, dataset.num_views, len(dataset)) == ("test", 4, 6, 24)
     loader = torch.utils.data.DataLoader(dataset, batch_size=8, num_workers=0, collate_fn=collate_videos)
@@ -158,8 +199,15 @@ def test_evaluation_reports_every_failed_view(media, synth_set: Path) -> None:
 
 
 def test_builder_exposes_what_the_engine_needs(synth_set: Path) -> None:
-    dataset = build_video_dataset("kinetics", synth_set, list_file=synth_set / "train.txt",
-                                  labels_file=synth_set / "classes.txt", num_frames=8, stride=2, crop_size=32)
+    dataset = build_video_dataset(
+        "kinetics",
+        synth_set,
+        list_file=synth_set / "train.txt",
+        labels_file=synth_set / "classes.txt",
+        num_frames=8,
+        stride=2,
+        crop_size=32,
+    )
     assert (dataset.num_classes, dataset.num_videos, dataset.num_views, dataset.mode) == (8, 24, 1, "train")
     assert dataset.classes[0] == "moving_right"
     item = dataset[0]

@@ -20,7 +20,9 @@ def usable(backend: str) -> str:
 
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("kind", ["h264", "vp9", "mpeg4"])
-def test_every_backend_returns_the_frames_a_sequential_decode_gives(media, frame_number, backend: str, kind: str) -> None:
+def test_every_backend_returns_the_frames_a_sequential_decode_gives(
+    media, frame_number, backend: str, kind: str
+) -> None:
     backend = usable(backend)
     path = media[kind]
     reference = decode_all(path)

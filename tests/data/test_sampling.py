@@ -71,7 +71,16 @@ def test_segment_test_views(clip_idx: int, num_clips: int, offset: int) -> None:
 
 def test_segment_train_picks_within_each_segment() -> None:
     assert clip_indices(50, num_frames=8, mode="segment", train=True, rng=Extreme(False)) == SEGMENT_STARTS
-    assert clip_indices(50, num_frames=8, mode="segment", train=True, rng=Extreme(True)) == [6, 12, 18, 24, 31, 37, 43, 49]
+    assert clip_indices(50, num_frames=8, mode="segment", train=True, rng=Extreme(True)) == [
+        6,
+        12,
+        18,
+        24,
+        31,
+        37,
+        43,
+        49,
+    ]
 
 
 def test_segment_short_video_repeats_frames() -> None:

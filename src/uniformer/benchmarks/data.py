@@ -175,8 +175,15 @@ def run_data_benchmark(
     with tempfile.TemporaryDirectory(prefix="uniformer-bench-") as tmp:
         if root is None:
             start = time.perf_counter()
-            synthesize(tmp, num_classes=8, videos_per_class=6, num_frames=num_frames * stride + 16,
-                       size=(256, 320), val_fraction=0.0, workers=max(workers, 1))
+            synthesize(
+                tmp,
+                num_classes=8,
+                videos_per_class=6,
+                num_frames=num_frames * stride + 16,
+                size=(256, 320),
+                val_fraction=0.0,
+                workers=max(workers, 1),
+            )
             root = tmp
             log(f"synthesised 48 videos in {time.perf_counter() - start:.1f} s")
         for name in backends or available_backends():
@@ -185,8 +192,14 @@ def run_data_benchmark(
                 result.not_timed[name] = reason
                 continue
             dataset = build_video_dataset(
-                "kinetics", root, list_file=str(Path(root) / "train.txt"), num_frames=num_frames, stride=stride,
-                crop_size=crop_size, rand_augment=DEFAULT_RAND_AUGMENT if rand_augment else None, backend=name,
+                "kinetics",
+                root,
+                list_file=str(Path(root) / "train.txt"),
+                num_frames=num_frames,
+                stride=stride,
+                crop_size=crop_size,
+                rand_augment=DEFAULT_RAND_AUGMENT if rand_augment else None,
+                backend=name,
             )
             result.clips_per_s[name] = _time_loader(dataset, batch_size, workers, batches)
             log(f"{name}: {result.clips_per_s[name]:.1f} clips/s")

@@ -23,7 +23,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     data.add_argument("--stride", type=int, default=4)
     data.add_argument("--crop-size", type=int, default=224)
     data.add_argument("--batch-size", type=int, default=8)
-    data.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="DataLoader workers (default: all cores)")
+    data.add_argument(
+        "--workers", type=int, default=os.cpu_count() or 1, help="DataLoader workers (default: all cores)"
+    )
     data.add_argument("--batches", type=int, default=8, help="timed batches per backend, after one warm-up batch")
     data.add_argument("--no-rand-augment", action="store_true", help="time without RandAugment (decode-bound view)")
     data.add_argument("--long-frames", type=int, default=1800, help="frames of the long video for the seek test")

@@ -20,11 +20,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     synth.add_argument("--classes", type=int, default=8, help="number of motion classes, 2-8 (default 8)")
     synth.add_argument("--videos-per-class", type=int, default=25, help="videos per class (default 25)")
     synth.add_argument("--frames", type=int, default=40, help="frames per video (default 40)")
-    synth.add_argument("--size", type=int, nargs="+", default=[128], metavar="PX", help="side, or HEIGHT WIDTH (default 128)")
+    synth.add_argument(
+        "--size", type=int, nargs="+", default=[128], metavar="PX", help="side, or HEIGHT WIDTH (default 128)"
+    )
     synth.add_argument("--fps", type=int, default=25, help="frame rate (default 25)")
     synth.add_argument("--val-fraction", type=float, default=0.2, help="share of each class held out (default 0.2)")
     synth.add_argument("--seed", type=int, default=0)
-    synth.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="encoding processes (default: all cores)")
+    synth.add_argument(
+        "--workers", type=int, default=os.cpu_count() or 1, help="encoding processes (default: all cores)"
+    )
     synth.set_defaults(func=_synth)
 
     check = commands.add_parser(
@@ -37,7 +41,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     check.add_argument("--root", default=None, help="folder that relative paths in the list start from")
     check.add_argument("--labels-file", default=None, help="class names file (ssv1, ssv2, ucf101)")
     check.add_argument("--output", default="data_check.json", help="JSON report path (default data_check.json)")
-    check.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="decoding processes (default: all cores)")
+    check.add_argument(
+        "--workers", type=int, default=os.cpu_count() or 1, help="decoding processes (default: all cores)"
+    )
     check.add_argument("--no-progress", action="store_true", help="no progress bar")
     check.set_defaults(func=_check)
 

@@ -258,7 +258,11 @@ class SkippedVideos:
         """Record the failures carried by one collated batch."""
         self.add(batch.get("skipped", []))
         if "valid" in batch:
-            self.add((p, e) for p, e, ok in zip(batch["path"], batch["error"], batch["valid"].tolist()) if not ok)
+            self.add(
+                (p, e)
+                for p, e, ok in zip(batch["path"], batch["error"], batch["valid"].tolist(), strict=True)
+                if not ok
+            )
 
     def __len__(self) -> int:
         return len(self.reasons)

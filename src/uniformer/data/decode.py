@@ -209,7 +209,7 @@ def _pyav_read(path: str, indices: list[int]) -> list[np.ndarray]:
         stream = container.streams.video[0]
         decoder: Any = None
         last_pts: int | None = None
-        for i, target in zip(indices, wanted):
+        for i, target in zip(indices, wanted, strict=True):
             keyframe = index.keyframe_pts[max(bisect.bisect_right(index.keyframe_pts, target) - 1, 0)]
             if decoder is None or last_pts is None or keyframe > last_pts:
                 # The target lies beyond a keyframe not reached yet: jump there instead of decoding through.
@@ -359,7 +359,9 @@ def _check_range(path: str, indices: list[int], count: int) -> None:
 
 
 def read_frames(
-    path: str | os.PathLike[str], indices: list[int] | tuple[int, ...] | np.ndarray | torch.Tensor, backend: str | None = None
+    path: str | os.PathLike[str],
+    indices: list[int] | tuple[int, ...] | np.ndarray | torch.Tensor,
+    backend: str | None = None,
 ) -> torch.Tensor:
     """Decode exactly the frames at 0-based presentation-order ``indices`` of a video file or frame folder.
 

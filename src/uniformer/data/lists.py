@@ -206,7 +206,9 @@ def read_folder_tree(root: str | os.PathLike[str]) -> VideoList:
     records = []
     for label, name in enumerate(classes):
         for entry in sorted(os.scandir(os.path.join(root, name)), key=lambda e: e.name):
-            is_frames = entry.is_dir() and any(Path(f).suffix.lower() in IMAGE_EXTENSIONS for f in os.listdir(entry.path))
+            is_frames = entry.is_dir() and any(
+                Path(f).suffix.lower() in IMAGE_EXTENSIONS for f in os.listdir(entry.path)
+            )
             if is_frames or entry.is_file() and is_video_path(entry.name):
                 records.append(VideoRecord(entry.path, label))
     if not records:

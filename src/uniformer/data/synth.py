@@ -97,7 +97,9 @@ def _colour(rng: np.random.Generator, avoid: np.ndarray | None = None) -> tuple[
             return tuple(int(c) for c in colour)  # type: ignore[return-value]
 
 
-def render_clip(motion: str, rng: np.random.Generator, num_frames: int = 40, size: tuple[int, int] = (128, 128)) -> np.ndarray:
+def render_clip(
+    motion: str, rng: np.random.Generator, num_frames: int = 40, size: tuple[int, int] = (128, 128)
+) -> np.ndarray:
     """Frames ``(T, H, W, 3)`` uint8 of one video of class ``motion``; all randomness from ``rng``."""
     from PIL import Image, ImageDraw
 
@@ -202,6 +204,11 @@ def synthesize(
     (root / "val.txt").write_text("".join(val_lines))
     (root / "classes.txt").write_text("".join(f"{m}\n" for m in MOTIONS[:num_classes]))
     return SynthResult(
-        str(root), str(root / "train.txt"), str(root / "val.txt"), str(root / "classes.txt"),
-        len(train_lines), len(val_lines), codec,
+        str(root),
+        str(root / "train.txt"),
+        str(root / "val.txt"),
+        str(root / "classes.txt"),
+        len(train_lines),
+        len(val_lines),
+        codec,
     )

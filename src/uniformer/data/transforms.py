@@ -133,7 +133,10 @@ class ClipRandAugment:
         from timm.data.transforms import str_to_pil_interp
 
         if short_side not in self._policies:
-            hparams = {"translate_const": int(short_side * 0.45), "interpolation": str_to_pil_interp(self.interpolation)}
+            hparams = {
+                "translate_const": int(short_side * 0.45),
+                "interpolation": str_to_pil_interp(self.interpolation),
+            }
             self._policies[short_side] = rand_augment_transform(self.config, hparams)
         return self._policies[short_side]
 
@@ -249,7 +252,9 @@ class TrainTransform:
         return self.erasing(clip) if self.erasing is not None else clip
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(spatial={self.spatial}, rand_augment={self.rand_augment}, erasing={self.erasing})"
+        return (
+            f"{type(self).__name__}(spatial={self.spatial}, rand_augment={self.rand_augment}, erasing={self.erasing})"
+        )
 
 
 class EvalTransform:

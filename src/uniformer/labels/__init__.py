@@ -18,6 +18,8 @@ DATASET_LABEL_FILES: dict[str, str | None] = {
     "kinetics-600": "kinetics600.tsv",
     "something-something-v1": "something_something_v1.txt",
     "something-something-v2": "something_something_v2.txt",
+    # the motion classes of `uniformer data synth` (uniformer.data.synth.MOTIONS), for the demo model
+    "synthetic-motion": "synthetic_motion.txt",
 }
 
 
