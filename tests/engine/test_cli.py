@@ -51,5 +51,5 @@ def test_user_errors_are_one_line_with_exit_status_2(tiny_overrides, tmp_path: P
 def test_dry_run_shows_the_resolved_config_and_builds_model_and_data(motion_set: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["train", DEMO_CONFIG, f"data.root={motion_set}", "--dry-run"]) == 0
     out = capsys.readouterr().out
-    assert "num_frames: 8" in out and "mean:" in out and "# model: uniformer_small_k400_8x8" in out
+    assert "num_frames: 8" in out and "mean:" in out and "# model: uniformer_tiny_motion" in out
     assert "# train: VideoDataset(videos=20" in out and "# val:   VideoDataset(videos=4, mode='test', views=1" in out
