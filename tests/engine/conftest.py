@@ -68,11 +68,17 @@ def trained_run(tmp_path_factory: pytest.TempPathFactory, tiny_config: Callable[
     from uniformer.engine import train
 
     out = tmp_path_factory.mktemp("trained")
-    result = train(tiny_config(out, "trainer.max_epochs=4", "trainer.ema_decay=0.9", "trainer.tensorboard=true", "trainer.keep_last=2"))
+    result = train(
+        tiny_config(
+            out, "trainer.max_epochs=4", "trainer.ema_decay=0.9", "trainer.tensorboard=true", "trainer.keep_last=2"
+        )
+    )
     return out, result
 
 
-def run_python(args: list[str], *, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+def run_python(
+    args: list[str], *, env: dict[str, str] | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
     """Run ``python args...`` with this worktree's ``src`` first on the path (as the user's installed package)."""
     full_env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "OMP_NUM_THREADS": "1", **(env or {})}
     return subprocess.run([sys.executable, *args], env=full_env, capture_output=True, text=True, timeout=timeout)

@@ -18,10 +18,14 @@ def _write(path: Path, text: str) -> Path:
 
 def test_misspelt_keys_are_errors_naming_file_and_key(tmp_path: Path) -> None:
     bad = _write(tmp_path / "bad.yaml", "model:\n  name: uniformer_small\ntrainer:\n  max_epoch: 3\n")
-    with pytest.raises(ValueError, match=r"bad\.yaml: unknown config key 'trainer\.max_epoch' \(Did you mean.*max_epochs"):
+    with pytest.raises(
+        ValueError, match=r"bad\.yaml: unknown config key 'trainer\.max_epoch' \(Did you mean.*max_epochs"
+    ):
         load_config(bad)
     good = _write(tmp_path / "good.yaml", "model:\n  name: uniformer_small\n")
-    with pytest.raises(ValueError, match=r"command line: unknown config key 'trainer\.max_step' \(Did you mean.*max_steps"):
+    with pytest.raises(
+        ValueError, match=r"command line: unknown config key 'trainer\.max_step' \(Did you mean.*max_steps"
+    ):
         load_config(good, ["trainer.max_step=5"])
     with pytest.raises(ValueError, match=r"command line: trainer\.batch_size: Value 'lots'"):
         load_config(good, ["trainer.batch_size=lots"])
@@ -33,7 +37,9 @@ def test_misspelt_keys_are_errors_naming_file_and_key(tmp_path: Path) -> None:
 
 def test_base_chain_is_merged_base_first_and_output_dir_defaults_to_the_recipe_name(tmp_path: Path) -> None:
     _write(tmp_path / "common.yaml", "seed: 3\ntrainer:\n  max_epochs: 7\n  batch_size: 32\n")
-    child = _write(tmp_path / "recipe.yaml", "base: common.yaml\nmodel:\n  name: uniformer_small\ntrainer:\n  batch_size: 16\n")
+    child = _write(
+        tmp_path / "recipe.yaml", "base: common.yaml\nmodel:\n  name: uniformer_small\ntrainer:\n  batch_size: 16\n"
+    )
     cfg = load_config(child, ["trainer.max_epochs=2"])
     assert (cfg.seed, cfg.trainer.batch_size, cfg.trainer.max_epochs) == (3, 16, 2)
     assert cfg.output_dir == "runs/recipe"
@@ -50,7 +56,9 @@ def test_registry_fills_what_the_recipe_leaves_unset() -> None:
     ssv2 = resolve_config(load_config(REPO / "configs/video/sthv2_uniformer_base_32_prek600.yaml", ["data.root=/data"]))
     assert (ssv2.data.num_frames, ssv2.data.stride, ssv2.data.sampling) == (32, None, "segment")
     assert (ssv2.data.test_clips, ssv2.data.test_crops, ssv2.data.flip) == (1, 3, False)
-    overridden = resolve_config(load_config(REPO / "configs/video/k400_uniformer_small_16x4.yaml", ["data.root=/data", "data.test_clips=2"]))
+    overridden = resolve_config(
+        load_config(REPO / "configs/video/k400_uniformer_small_16x4.yaml", ["data.root=/data", "data.test_clips=2"])
+    )
     assert overridden.data.test_clips == 2
 
 
@@ -60,7 +68,10 @@ def test_learning_rate_scales_from_the_official_batch() -> None:
     assert learning_rate(image, 256) == pytest.approx(5e-4 * 256 / 512)
     video = load_config(REPO / "configs/video/k400_uniformer_small_8x8.yaml")
     assert learning_rate(video, video.trainer.batch_size) == pytest.approx(4e-4)  # SOLVER.BASE_LR at the official batch
-    assert learning_rate(load_config(REPO / "configs/video/k400_uniformer_small_8x8.yaml", ["optimizer.lr=0.01"]), 8) == 0.01
+    assert (
+        learning_rate(load_config(REPO / "configs/video/k400_uniformer_small_8x8.yaml", ["optimizer.lr=0.01"]), 8)
+        == 0.01
+    )
 
 
 @pytest.mark.parametrize(

@@ -24,7 +24,9 @@ def test_set(motion_set: Path, tiny_config, tmp_path_factory: pytest.TempPathFac
     broken.write_bytes(b"\x00\x00\x00 this is not a video")
     listing = folder / "val_with_broken.txt"
     listing.write_text((motion_set / "val.txt").read_text() + f"{broken} 2\n")
-    cfg = resolve_config(tiny_config(folder, f"data.val_list={listing}", "data.test_clips=2", "data.test_crops=3", "data.short_side=48"))
+    cfg = resolve_config(
+        tiny_config(folder, f"data.val_list={listing}", "data.test_clips=2", "data.test_crops=3", "data.short_side=48")
+    )
     return build_dataset(cfg, "test")
 
 
@@ -50,7 +52,9 @@ def test_sum_aggregates_the_logits_of_every_clip_and_crop(test_set, model) -> No
         assert not torch.allclose(views[0], views[3])  # the views really differ
         torch.testing.assert_close(result.scores[video], views.sum(0), rtol=1e-5, atol=1e-5)
     soft = score_videos(model, test_set, batch_size=5, aggregate="softmax_mean")
-    torch.testing.assert_close(soft.scores[1], _one_by_one(model, test_set, 1).softmax(-1).mean(0), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(
+        soft.scores[1], _one_by_one(model, test_set, 1).softmax(-1).mean(0), rtol=1e-5, atol=1e-6
+    )
     assert result.labels[:4].tolist() == [0, 1, 2, 3] and result.paths[0].endswith(".mp4")
 
 

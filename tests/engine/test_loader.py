@@ -55,7 +55,7 @@ def test_repeated_augmentation_copies_share_a_batch_with_distinct_positions() ->
 
 
 def test_batch_larger_than_an_epoch_is_an_error() -> None:
-    with pytest.raises(ValueError, match="trainer.batch_size=16 is larger than one epoch"):
+    with pytest.raises(ValueError, match=r"trainer\.batch_size=16 is larger than one epoch"):
         EpochSampler(10, global_batch=16, micro_batch=16)
 
 

@@ -55,7 +55,7 @@ def _assert_same_tensors(a: object, b: object, where: str = "") -> None:
             _assert_same_tensors(a[key], b[key], f"{where}.{key}")
     elif isinstance(a, (list, tuple)):
         assert len(a) == len(b), where  # type: ignore[arg-type]
-        for i, (x, y) in enumerate(zip(a, b)):  # type: ignore[call-overload]
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):  # type: ignore[call-overload]
             _assert_same_tensors(x, y, f"{where}[{i}]")
     else:
         assert a == b, f"{where}: {a!r} != {b!r}"
@@ -63,7 +63,10 @@ def _assert_same_tensors(a: object, b: object, where: str = "") -> None:
 
 def _records(out: Path) -> list[dict]:
     timing = {"clips_per_s", "data_wait", "epoch_seconds", "train_seconds", "peak_memory_bytes"}
-    return [{k: v for k, v in r.items() if k not in timing} for r in map(json.loads, (out / "metrics.jsonl").read_text().splitlines())]
+    return [
+        {k: v for k, v in r.items() if k not in timing}
+        for r in map(json.loads, (out / "metrics.jsonl").read_text().splitlines())
+    ]
 
 
 def test_sigkill_mid_epoch_then_resume_auto_is_bit_identical(tmp_path: Path, tiny_overrides, python_runner) -> None:
@@ -91,11 +94,15 @@ def test_sigkill_mid_epoch_then_resume_auto_is_bit_identical(tmp_path: Path, tin
     for key in ("train_seconds",):
         state_a.pop(key), state_b.pop(key)
     assert state_a == state_b
-    _assert_same_tensors(_load(straight / "checkpoints" / "best.pt")["model"], _load(killed / "checkpoints" / "best.pt")["model"], "best")
+    _assert_same_tensors(
+        _load(straight / "checkpoints" / "best.pt")["model"], _load(killed / "checkpoints" / "best.pt")["model"], "best"
+    )
     assert _records(straight) == _records(killed)  # the log reads as if the run had never stopped
 
 
-def test_two_ddp_processes_equal_one_process_accumulating_the_same_global_batch(tmp_path: Path, tiny_overrides, python_runner) -> None:
+def test_two_ddp_processes_equal_one_process_accumulating_the_same_global_batch(
+    tmp_path: Path, tiny_overrides, python_runner
+) -> None:
     run = [
         "trainer.max_steps=4",
         "mixup.prob=1.0",
@@ -105,12 +112,29 @@ def test_two_ddp_processes_equal_one_process_accumulating_the_same_global_batch(
         "scheduler.warmup_epochs=0",
     ]
     ddp = python_runner(
-        ["-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", "-m", "uniformer.cli", "train", str(DEMO_CONFIG),
-         *tiny_overrides(tmp_path / "ddp", *run)],
+        [
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc-per-node=2",
+            "-m",
+            "uniformer.cli",
+            "train",
+            str(DEMO_CONFIG),
+            *tiny_overrides(tmp_path / "ddp", *run),
+        ],
     )
     assert ddp.returncode == 0, ddp.stderr[-3000:]
     assert "global batch 4 = 2 process(es) x 2 x 1 accumulation" in ddp.stderr
-    single = python_runner(["-m", "uniformer.cli", "train", str(DEMO_CONFIG), *tiny_overrides(tmp_path / "single", *run, "trainer.accum_steps=2")])
+    single = python_runner(
+        [
+            "-m",
+            "uniformer.cli",
+            "train",
+            str(DEMO_CONFIG),
+            *tiny_overrides(tmp_path / "single", *run, "trainer.accum_steps=2"),
+        ]
+    )
     assert single.returncode == 0, single.stderr
     assert "global batch 4 = 1 process(es) x 2 x 2 accumulation" in single.stderr
 

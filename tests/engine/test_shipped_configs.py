@@ -16,7 +16,17 @@ from uniformer.engine.config import load_config, resolve_config
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 RECIPES = sorted(p for p in CONFIGS.rglob("*.yaml") if not p.name.startswith("_") and p.parent.name != "demo")
-REGISTRY_FIELDS = ("num_frames", "stride", "sampling", "crop_size", "test_clips", "test_crops", "mean", "std", "crop_pct")
+REGISTRY_FIELDS = (
+    "num_frames",
+    "stride",
+    "sampling",
+    "crop_size",
+    "test_clips",
+    "test_crops",
+    "mean",
+    "std",
+    "crop_pct",
+)
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +45,12 @@ def test_there_is_a_recipe_per_published_row() -> None:
     names = {p.stem for p in RECIPES}
     assert len([n for n in names if n.startswith(("k400", "k600"))]) == 13
     assert len([n for n in names if n.startswith("sthv")]) == 16
-    assert {"in1k_uniformer_small", "in1k_uniformer_small_plus", "in1k_uniformer_base", "in1k_uniformer_base_ls"} <= names
+    assert {
+        "in1k_uniformer_small",
+        "in1k_uniformer_small_plus",
+        "in1k_uniformer_base",
+        "in1k_uniformer_base_ls",
+    } <= names
 
 
 @pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.stem)
@@ -46,7 +61,12 @@ def test_recipe_builds_its_model_and_data(path: Path, motion_set: Path, image_ro
     assert not restated, f"{path.name} restates what the model zoo knows: {restated}"
     info = model_info(raw.model.name)
     if info.task == "video":
-        lists = ["data.format=kinetics", "data.train_list=train.txt", "data.val_list=val.txt", "data.labels_file=classes.txt"]
+        lists = [
+            "data.format=kinetics",
+            "data.train_list=train.txt",
+            "data.val_list=val.txt",
+            "data.labels_file=classes.txt",
+        ]
         cfg = resolve_config(load_config(path, [f"data.root={motion_set}", *lists, "data.num_workers=0"]))
     else:
         cfg = resolve_config(load_config(path, [f"data.root={image_root}"]))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable
 from pathlib import Path
 
@@ -89,9 +90,20 @@ def test_a_nan_step_is_skipped_logged_and_leaves_weights_and_norm_statistics_alo
 
 
 def test_repeated_nan_steps_stop_the_run_and_keep_the_last_good_checkpoint(tmp_path: Path, tiny_config) -> None:
-    cfg = resolve_config(tiny_config(tmp_path, "trainer.max_steps=10", "data.val_list=null", "trainer.max_nan_skips=2", "trainer.checkpoint_every_steps=1"))
+    cfg = resolve_config(
+        tiny_config(
+            tmp_path,
+            "trainer.max_steps=10",
+            "data.val_list=null",
+            "trainer.max_nan_skips=2",
+            "trainer.checkpoint_every_steps=1",
+        )
+    )
     model = _NaNAt(build_model(cfg, 4), lambda call: call >= 4)
-    with pytest.raises(TrainingDiverged, match=r"stopped at step 6: 3 consecutive steps .*max_nan_skips=2.*last checkpoint: .*checkpoint-00000005\.pt"):
+    with pytest.raises(
+        TrainingDiverged,
+        match=r"stopped at step 6: 3 consecutive steps .*max_nan_skips=2.*last checkpoint: .*checkpoint-00000005\.pt",
+    ):
         train(cfg, model=model)
     assert [r["step"] for r in _records(tmp_path, "nan_skip")] == [4, 5, 6]
     kept = _load(tmp_path / "checkpoints" / "checkpoint-00000005.pt")  # skipped steps leave the weights as they were
@@ -99,7 +111,9 @@ def test_repeated_nan_steps_stop_the_run_and_keep_the_last_good_checkpoint(tmp_p
 
 
 @pytest.mark.parametrize("source", ["other_classes", "image"])
-def test_fine_tuning_starts_from_a_checkpoint_replacing_the_head_or_inflating(tmp_path: Path, tiny_config, source: str) -> None:
+def test_fine_tuning_starts_from_a_checkpoint_replacing_the_head_or_inflating(
+    tmp_path: Path, tiny_config, source: str
+) -> None:
     from uniformer import UniFormer, inflate_2d_to_3d
 
     widths = dict(depth=(1, 1, 1, 1), embed_dim=(16, 32, 64, 128), head_dim=16)
@@ -110,7 +124,16 @@ def test_fine_tuning_starts_from_a_checkpoint_replacing_the_head_or_inflating(tm
         donor = UniFormer(**widths, num_classes=7, video=True)
     torch.save({"model": donor.state_dict()}, weights)
     # lr 0: the first step changes no weight, so the checkpoint after it shows what the run started from
-    cfg = tiny_config(tmp_path / "run", f"model.checkpoint={weights}", "trainer.max_steps=1", "data.val_list=null", "optimizer.lr=0.0", "scheduler.warmup_lr=0.0", "scheduler.min_lr=0.0", "mixup.prob=0.0")
+    cfg = tiny_config(
+        tmp_path / "run",
+        f"model.checkpoint={weights}",
+        "trainer.max_steps=1",
+        "data.val_list=null",
+        "optimizer.lr=0.0",
+        "scheduler.warmup_lr=0.0",
+        "scheduler.min_lr=0.0",
+        "mixup.prob=0.0",
+    )
     train(cfg)
     started = _load(tmp_path / "run" / "checkpoints" / "checkpoint-00000001.pt")["model"]
     video = build_model(resolve_config(cfg), 4)
@@ -123,7 +146,9 @@ def test_fine_tuning_starts_from_a_checkpoint_replacing_the_head_or_inflating(tm
             assert torch.equal(started[name], expected[name]), name
 
 
-def test_resume_auto_falls_back_past_an_unreadable_newest_checkpoint(trained_run: tuple[Path, object], tmp_path: Path, tiny_config) -> None:
+def test_resume_auto_falls_back_past_an_unreadable_newest_checkpoint(
+    trained_run: tuple[Path, object], tmp_path: Path, tiny_config
+) -> None:
     import shutil
 
     out, _ = trained_run
@@ -136,19 +161,33 @@ def test_resume_auto_falls_back_past_an_unreadable_newest_checkpoint(trained_run
     assert result.steps == 20
 
 
+def test_a_new_run_refuses_an_output_dir_holding_checkpoints(trained_run: tuple[Path, object], tiny_config) -> None:
+    out, _ = trained_run
+    with pytest.raises(ValueError, match=r"already holds a run .*pass trainer\.resume=auto to continue it"):
+        Trainer(tiny_config(out, "trainer.max_epochs=4"))
+    with pytest.raises(ValueError, match="cannot resume with this config"):
+        Trainer(
+            tiny_config(out, "trainer.max_epochs=4", "trainer.resume=auto", "model.overrides.embed_dim=[16,32,64,256]")
+        )
+    assert not logging.getLogger("uniformer").handlers  # a failed start leaves no train.log handler behind
+
+
 def test_resume_from_a_weights_only_file_says_what_to_do(tmp_path: Path, tiny_config) -> None:
     from uniformer import CheckpointError
 
     weights = tmp_path / "w.pth"
     torch.save({"model": {"x": torch.zeros(1)}}, weights)
-    with pytest.raises(CheckpointError, match="use model.checkpoint=PATH instead of trainer.resume"):
+    with pytest.raises(CheckpointError, match=r"use model\.checkpoint=PATH instead of trainer\.resume"):
         Trainer(tiny_config(tmp_path, f"trainer.resume={weights}"))
 
 
 def test_a_batch_that_does_not_split_evenly_is_an_error(tmp_path: Path, tiny_config) -> None:
-    with pytest.raises(ValueError, match=r"trainer.batch_size=6 \(global\) must be divisible by 1 process\(es\) x trainer.accum_steps=4"):
+    with pytest.raises(
+        ValueError,
+        match=r"trainer.batch_size=6 \(global\) must be divisible by 1 process\(es\) x trainer.accum_steps=4",
+    ):
         Trainer(tiny_config(tmp_path, "trainer.batch_size=6", "trainer.accum_steps=4"))
     with pytest.raises(ValueError, match="Mixup/CutMix pairs clips within a micro-batch, which must be even"):
         Trainer(tiny_config(tmp_path, "trainer.batch_size=6", "trainer.accum_steps=2", "mixup.prob=1.0"))
-    with pytest.raises(ValueError, match="trainer.precision=fp16 needs a CUDA device"):
+    with pytest.raises(ValueError, match=r"trainer\.precision=fp16 needs a CUDA device"):
         Trainer(tiny_config(tmp_path, "trainer.precision=fp16", "trainer.device=cpu"))

@@ -28,9 +28,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Train with a recipe. The resolved config, checkpoints, metrics.jsonl, TensorBoard logs and "
         "curves.png go to output_dir. Under torchrun, every process runs this same command.",
     )
-    train.add_argument("config", metavar="CONFIG", help="YAML recipe, e.g. configs/video/k400_uniformer_small_16x4.yaml")
+    train.add_argument(
+        "config", metavar="CONFIG", help="YAML recipe, e.g. configs/video/k400_uniformer_small_16x4.yaml"
+    )
     train.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help=_OVERRIDES_HELP)
-    train.add_argument("--dry-run", action="store_true", help="resolve the config, build model and data, print them, and stop")
+    train.add_argument(
+        "--dry-run", action="store_true", help="resolve the config, build model and data, print them, and stop"
+    )
     train.set_defaults(func=_train)
 
     evaluate = subparsers.add_parser(
@@ -41,7 +45,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "(default <output_dir>/eval).",
     )
     evaluate.add_argument("config", metavar="CONFIG", help="the YAML recipe the model was trained with")
-    evaluate.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="checkpoint=PATH aggregate=softmax_mean data.root=... and any dotted override")
+    evaluate.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="KEY=VALUE",
+        help="checkpoint=PATH aggregate=softmax_mean data.root=... and any dotted override",
+    )
     evaluate.set_defaults(func=_eval)
 
 

@@ -6,7 +6,15 @@
 """
 
 from uniformer.engine.config import Config, load_config, resolve_config
-from uniformer.engine.evaluate import EvalMetrics, EvalReport, VideoScores, compute_metrics, evaluate, score_videos, write_report
+from uniformer.engine.evaluate import (
+    EvalMetrics,
+    EvalReport,
+    VideoScores,
+    compute_metrics,
+    evaluate,
+    score_videos,
+    write_report,
+)
 from uniformer.engine.train import Trainer, TrainingDiverged, TrainResult, train
 
 __all__ = [

@@ -9,8 +9,9 @@ from __future__ import annotations
 import logging
 import math
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -21,15 +22,15 @@ from uniformer.engine.config import IMAGE_FORMAT, learning_rate
 __all__ = [
     "ImageItems",
     "build_dataset",
-    "has_validation",
+    "build_loss",
+    "build_mixup",
     "build_model",
-    "initial_weights",
-    "released_weights",
-    "load_initial_weights",
     "build_optimizer",
     "build_scheduler",
-    "build_mixup",
-    "build_loss",
+    "has_validation",
+    "initial_weights",
+    "load_initial_weights",
+    "released_weights",
     "steps_for",
 ]
 
@@ -58,7 +59,16 @@ class ImageItems(torch.utils.data.Dataset):
     def __getitem__(self, index: int) -> dict[str, Any]:
         image, label = self.folder[index]
         path = self.folder.samples[index][0]
-        return {"video": image, "label": label, "index": index, "view": 0, "path": path, "valid": True, "error": "", "skipped": []}
+        return {
+            "video": image,
+            "label": label,
+            "index": index,
+            "view": 0,
+            "path": path,
+            "valid": True,
+            "error": "",
+            "skipped": [],
+        }
 
 
 def _under_root(root: str, path: str | None) -> str | None:
@@ -86,7 +96,9 @@ def build_dataset(cfg: DictConfig, split: str) -> torch.utils.data.Dataset:
     list_key = "data.train_list" if train else "data.val_list"
     list_file = data.train_list if train else data.val_list
     if data.format in _LIST_FORMATS and list_file is None:
-        raise ValueError(f"config: {list_key} is not set; the {data.format} format needs a list file (relative to data.root)")
+        raise ValueError(
+            f"config: {list_key} is not set; the {data.format} format needs a list file (relative to data.root)"
+        )
     if not os.path.isdir(data.root):
         raise FileNotFoundError(f"config: data.root={data.root} is not a folder")
     if data.format == IMAGE_FORMAT:
@@ -104,7 +116,11 @@ def build_dataset(cfg: DictConfig, split: str) -> torch.utils.data.Dataset:
             std=list(data.std),
         )
         return ImageItems(folder)
-    clips, crops = {"train": (1, 1), "val": (data.val_clips, data.val_crops), "test": (data.test_clips, data.test_crops)}[split]
+    clips, crops = {
+        "train": (1, 1),
+        "val": (data.val_clips, data.val_crops),
+        "test": (data.test_clips, data.test_crops),
+    }[split]
     return build_video_dataset(
         data.format,
         data.root,
@@ -145,9 +161,14 @@ def build_model(cfg: DictConfig, num_classes: int) -> nn.Module:
     overrides = dict(cfg.model.overrides)
     for key in ("num_classes", "drop_path_rate", "pretrained", "checkpoint_path"):
         if key in overrides:
-            raise ValueError(f"config: model.overrides.{key} is not a constructor override; set model.{key.removesuffix('_path')} instead")
+            setting = key.removesuffix("_path")
+            raise ValueError(
+                f"config: model.overrides.{key} is not a constructor override; set model.{setting} instead"
+            )
     try:
-        return create_model(cfg.model.name, num_classes=num_classes, drop_path_rate=cfg.model.drop_path_rate, **overrides)
+        return create_model(
+            cfg.model.name, num_classes=num_classes, drop_path_rate=cfg.model.drop_path_rate, **overrides
+        )
     except TypeError as exc:
         raise ValueError(f"config: model.overrides: {exc}") from None
 
@@ -223,7 +244,9 @@ def build_scheduler(cfg: DictConfig, optimizer: torch.optim.Optimizer, total_ste
     )
 
 
-def build_mixup(cfg: DictConfig, num_classes: int, video: bool) -> Callable[..., tuple[torch.Tensor, torch.Tensor]] | None:
+def build_mixup(
+    cfg: DictConfig, num_classes: int, video: bool
+) -> Callable[..., tuple[torch.Tensor, torch.Tensor]] | None:
     """Mixup/CutMix producing label-smoothed soft targets, or ``None`` when disabled."""
     mix = cfg.mixup
     if mix.prob <= 0 or (mix.mixup_alpha <= 0 and mix.cutmix_alpha <= 0):

@@ -23,7 +23,7 @@ import torch.nn as nn
 from uniformer._fileio import atomic_write
 from uniformer.models.checkpoint import CheckpointError, load_checkpoint
 
-__all__ = ["TRAIN_FORMAT", "CheckpointManager", "read_training_checkpoint", "is_training_checkpoint", "load_weights"]
+__all__ = ["TRAIN_FORMAT", "CheckpointManager", "is_training_checkpoint", "load_weights", "read_training_checkpoint"]
 
 TRAIN_FORMAT = "uniformer-train"
 _PATTERN = re.compile(r"^checkpoint-(\d+)\.pt$")
@@ -34,7 +34,9 @@ def _torch_load(path: Path) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # a truncated or foreign file surfaces as several exception types
-        raise CheckpointError(f"{path}: not a readable checkpoint ({type(exc).__name__}: {str(exc).splitlines()[0]})") from None
+        raise CheckpointError(
+            f"{path}: not a readable checkpoint ({type(exc).__name__}: {str(exc).splitlines()[0]})"
+        ) from None
 
 
 def is_training_checkpoint(obj: Any) -> bool:
@@ -71,7 +73,11 @@ class CheckpointManager:
         """``(step, path)`` of the step checkpoints present, oldest first."""
         if not self.directory.is_dir():
             return []
-        found = [(int(m.group(1)), self.directory / name) for name in os.listdir(self.directory) if (m := _PATTERN.match(name))]
+        found = [
+            (int(m.group(1)), self.directory / name)
+            for name in os.listdir(self.directory)
+            if (m := _PATTERN.match(name))
+        ]
         return sorted(found)
 
     def save(self, state: dict[str, Any], step: int, *, best: bool = False) -> Path:
@@ -93,7 +99,9 @@ class CheckpointManager:
             return [path for _, path in reversed(self.checkpoints())]
         path = Path(resume)
         if not path.is_file():
-            raise FileNotFoundError(f"trainer.resume={resume}: no such checkpoint file (use trainer.resume=auto to pick the latest)")
+            raise FileNotFoundError(
+                f"trainer.resume={resume}: no such checkpoint file (use trainer.resume=auto to pick the latest)"
+            )
         return [path]
 
 
@@ -112,6 +120,8 @@ def load_weights(model: nn.Module, path: str | os.PathLike[str], *, ema: bool = 
         return load_checkpoint(model, path)
     state = _torch_load(Path(path))
     if not is_training_checkpoint(state) or state.get("model_ema") is None:
-        raise ValueError(f"eval.ema=true needs a training checkpoint saved with trainer.ema_decay set; {path} has no EMA weights")
+        raise ValueError(
+            f"eval.ema=true needs a training checkpoint saved with trainer.ema_decay set; {path} has no EMA weights"
+        )
     model.load_state_dict(state["model_ema"])
     return model

@@ -24,18 +24,18 @@ from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
 __all__ = [
     "Config",
-    "ModelConfig",
     "DataConfig",
+    "EvalConfig",
     "LossConfig",
     "MixupConfig",
+    "ModelConfig",
     "OptimizerConfig",
     "SchedulerConfig",
     "TrainerConfig",
-    "EvalConfig",
+    "config_diff",
     "load_config",
     "resolve_config",
     "save_config",
-    "config_diff",
 ]
 
 PRECISIONS = ("fp32", "bf16", "fp16")
@@ -195,7 +195,11 @@ def _explain(exc: OmegaConfBaseException, source: str) -> ValueError:
         else:
             parent = str(key).rpartition(".")[0]
             node = OmegaConf.select(OmegaConf.structured(Config), parent) if parent else OmegaConf.structured(Config)
-            hint = f"valid keys{' under ' + repr(parent) if parent else ''}: {', '.join(node)}" if isinstance(node, DictConfig) else ""
+            hint = (
+                f"valid keys{' under ' + repr(parent) if parent else ''}: {', '.join(node)}"
+                if isinstance(node, DictConfig)
+                else ""
+            )
         return ValueError(f"{source}: unknown config key '{key}'" + (f" ({hint})" if hint else ""))
     return ValueError(f"{source}: {key}: {message}")
 
@@ -270,7 +274,9 @@ def resolve_config(cfg: DictConfig) -> DictConfig:
     cfg = cfg.copy()
     for section, key in (("model", "name"), ("data", "root")):
         if OmegaConf.is_missing(cfg[section], key):  # is_missing does not follow dotted paths
-            raise ValueError(f"config: {section}.{key} is not set (add it to the YAML file or pass {section}.{key}=...)")
+            raise ValueError(
+                f"config: {section}.{key} is not set (add it to the YAML file or pass {section}.{key}=...)"
+            )
     info = model_info(cfg.model.name)
     data = cfg.data
     release = info.release()
@@ -293,9 +299,19 @@ def resolve_config(cfg: DictConfig) -> DictConfig:
     _check_choice(cfg.eval.aggregate, AGGREGATES, "eval.aggregate")
     _check_choice(cfg.optimizer.lr_base_scale, ("linear", "sqrt"), "optimizer.lr_base_scale")
     if data.crop_size % 32:
-        raise ValueError(f"config: data.crop_size must be a multiple of 32 (UniFormer downsamples by 32); got {data.crop_size}")
-    for key in ("trainer.batch_size", "trainer.accum_steps", "trainer.max_epochs", "trainer.keep_last",
-                "trainer.log_every_steps", "trainer.eval_every_epochs", "data.repeated_aug", "eval.batch_size"):
+        raise ValueError(
+            f"config: data.crop_size must be a multiple of 32 (UniFormer downsamples by 32); got {data.crop_size}"
+        )
+    for key in (
+        "trainer.batch_size",
+        "trainer.accum_steps",
+        "trainer.max_epochs",
+        "trainer.keep_last",
+        "trainer.log_every_steps",
+        "trainer.eval_every_epochs",
+        "data.repeated_aug",
+        "eval.batch_size",
+    ):
         _check_positive(OmegaConf.select(cfg, key), key)
     for key in ("trainer.max_steps", "trainer.checkpoint_every_steps", "trainer.val_batch_size"):
         _check_positive(OmegaConf.select(cfg, key), key)

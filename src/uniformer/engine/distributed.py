@@ -9,19 +9,19 @@ from __future__ import annotations
 
 import os
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.distributed as dist
 
 __all__ = [
     "DistContext",
-    "setup_distributed",
-    "cleanup_distributed",
     "all_reduce_sum",
-    "barrier",
-    "select_device",
     "autocast_context",
+    "barrier",
+    "cleanup_distributed",
+    "select_device",
+    "setup_distributed",
 ]
 
 
@@ -32,7 +32,7 @@ class DistContext:
     rank: int = 0
     local_rank: int = 0
     world_size: int = 1
-    device: torch.device = torch.device("cpu")
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
 
     @property
     def distributed(self) -> bool:

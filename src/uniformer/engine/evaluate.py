@@ -35,7 +35,16 @@ from uniformer._fileio import atomic_write, atomic_write_text
 from uniformer.engine.distributed import DistContext, all_reduce_sum, autocast_context
 from uniformer.engine.logging import progress_bar
 
-__all__ = ["VideoScores", "EvalMetrics", "EvalReport", "score_videos", "compute_metrics", "write_report", "evaluate", "class_names"]
+__all__ = [
+    "EvalMetrics",
+    "EvalReport",
+    "VideoScores",
+    "class_names",
+    "compute_metrics",
+    "evaluate",
+    "score_videos",
+    "write_report",
+]
 
 logger = logging.getLogger("uniformer.engine")
 
@@ -141,7 +150,14 @@ def score_videos(
             valid = batch["valid"].to(ctx.device)
             sums.index_add_(0, index, logits * valid.unsqueeze(1))
             valid_views.index_add_(0, index, valid.float())
-            for video, label, path, ok, error in zip(batch["index"].tolist(), batch["label"].tolist(), batch["path"], batch["valid"].tolist(), batch["error"]):
+            for video, label, path, ok, error in zip(
+                batch["index"].tolist(),
+                batch["label"].tolist(),
+                batch["path"],
+                batch["valid"].tolist(),
+                batch["error"],
+                strict=True,
+            ):
                 labels[video], paths[video] = label, path
                 if not ok:
                     failed.setdefault(video, error)
@@ -197,7 +213,7 @@ def _gather_dicts(local: tuple[dict, ...], ctx: DistContext) -> tuple[dict, ...]
     dist.all_gather_object(gathered, local)
     merged: tuple[dict, ...] = tuple({} for _ in local)
     for part in gathered:
-        for target, source in zip(merged, part):
+        for target, source in zip(merged, part, strict=True):
             target.update(source)
     return merged
 
@@ -218,16 +234,30 @@ def compute_metrics(scores: VideoScores, class_names: list[str] | None = None) -
     top1 = 100.0 * float(top1_hits.float().mean()) if count else 0.0
     top5 = None
     if num_classes >= 5:
-        top5 = 100.0 * float((logits.topk(5, dim=1).indices == labels.unsqueeze(1)).any(1).float().mean()) if count else 0.0
+        top5 = (
+            100.0 * float((logits.topk(5, dim=1).indices == labels.unsqueeze(1)).any(1).float().mean())
+            if count
+            else 0.0
+        )
     confusion = torch.zeros(num_classes, num_classes, dtype=torch.long)
     if count:
         confusion.index_put_((labels, logits.argmax(dim=1)), torch.ones(count, dtype=torch.long), accumulate=True)
-    names = class_names if class_names is not None and len(class_names) == num_classes else [str(i) for i in range(num_classes)]
+    names = (
+        class_names
+        if class_names is not None and len(class_names) == num_classes
+        else [str(i) for i in range(num_classes)]
+    )
     per_class = []
     for c in range(num_classes):
         total = int(confusion[c].sum())
         per_class.append(
-            {"class": c, "name": names[c], "videos": total, "correct": int(confusion[c, c]), "accuracy": 100.0 * int(confusion[c, c]) / total if total else None}
+            {
+                "class": c,
+                "name": names[c],
+                "videos": total,
+                "correct": int(confusion[c, c]),
+                "accuracy": 100.0 * int(confusion[c, c]) / total if total else None,
+            }
         )
     present = [p["accuracy"] for p in per_class if p["accuracy"] is not None]
     num_failed_labelled = int((labelled & failed).sum())
@@ -238,7 +268,9 @@ def compute_metrics(scores: VideoScores, class_names: list[str] | None = None) -
         num_unlabelled=int((~labelled).sum()),
         top1=top1,
         top5=top5,
-        top1_counting_failed=100.0 * int(top1_hits.sum()) / (count + num_failed_labelled) if count + num_failed_labelled else 0.0,
+        top1_counting_failed=100.0 * int(top1_hits.sum()) / (count + num_failed_labelled)
+        if count + num_failed_labelled
+        else 0.0,
         mean_class_accuracy=sum(present) / len(present) if present else 0.0,
         per_class=per_class,
         confusion=confusion,
@@ -251,17 +283,33 @@ def _csv(rows: list[list[Any]]) -> str:
     return buffer.getvalue()
 
 
-def write_report(out_dir: str | os.PathLike[str], scores: VideoScores, metrics: EvalMetrics, class_names: list[str] | None = None) -> dict[str, Path]:
+def write_report(
+    out_dir: str | os.PathLike[str], scores: VideoScores, metrics: EvalMetrics, class_names: list[str] | None = None
+) -> dict[str, Path]:
     """Write ``metrics.json``, ``predictions.csv`` (one row per video, failed ones included with their reason),
     ``per_class.csv``, ``confusion_matrix.csv`` and ``.png`` into ``out_dir``; returns the paths."""
     out = Path(out_dir)
     num_classes = scores.scores.shape[1]
-    names = class_names if class_names is not None and len(class_names) == num_classes else [str(i) for i in range(num_classes)]
-    paths = {name: out / name for name in ("metrics.json", "predictions.csv", "per_class.csv", "confusion_matrix.csv", "confusion_matrix.png")}
-    summary = {**metrics.to_dict(), "aggregate": scores.aggregate, "views_per_video": scores.num_views, "failed_videos": {scores.paths[v]: r for v, r in scores.failed.items()}}
+    names = (
+        class_names
+        if class_names is not None and len(class_names) == num_classes
+        else [str(i) for i in range(num_classes)]
+    )
+    paths = {
+        name: out / name
+        for name in ("metrics.json", "predictions.csv", "per_class.csv", "confusion_matrix.csv", "confusion_matrix.png")
+    }
+    summary = {
+        **metrics.to_dict(),
+        "aggregate": scores.aggregate,
+        "views_per_video": scores.num_views,
+        "failed_videos": {scores.paths[v]: r for v, r in scores.failed.items()},
+    }
     atomic_write_text(paths["metrics.json"], json.dumps(summary, indent=2) + "\n")
     k = min(5, num_classes)
-    rows: list[list[Any]] = [["video", "path", "label", "label_name", "prediction", "prediction_name", "score", f"top{k}", "status"]]
+    rows: list[list[Any]] = [
+        ["video", "path", "label", "label_name", "prediction", "prediction_name", "score", f"top{k}", "status"]
+    ]
     for v in range(len(scores.paths)):
         label = int(scores.labels[v])
         label_name = names[label] if 0 <= label < num_classes else ""
@@ -270,14 +318,43 @@ def write_report(out_dir: str | os.PathLike[str], scores: VideoScores, metrics: 
             continue
         top = scores.scores[v].topk(k)
         pred = int(top.indices[0])
-        rows.append([v, scores.paths[v], label, label_name, pred, names[pred], f"{float(top.values[0]):.6g}", " ".join(map(str, top.indices.tolist())), "ok"])
+        rows.append(
+            [
+                v,
+                scores.paths[v],
+                label,
+                label_name,
+                pred,
+                names[pred],
+                f"{float(top.values[0]):.6g}",
+                " ".join(map(str, top.indices.tolist())),
+                "ok",
+            ]
+        )
     atomic_write_text(paths["predictions.csv"], _csv(rows))
     atomic_write_text(
         paths["per_class.csv"],
-        _csv([["class", "name", "videos", "correct", "accuracy"]] + [[p["class"], p["name"], p["videos"], p["correct"], "" if p["accuracy"] is None else f"{p['accuracy']:.4f}"] for p in metrics.per_class]),
+        _csv(
+            [["class", "name", "videos", "correct", "accuracy"]]
+            + [
+                [
+                    p["class"],
+                    p["name"],
+                    p["videos"],
+                    p["correct"],
+                    "" if p["accuracy"] is None else f"{p['accuracy']:.4f}",
+                ]
+                for p in metrics.per_class
+            ]
+        ),
     )
-    confusion = metrics.confusion if metrics.confusion is not None else torch.zeros(num_classes, num_classes, dtype=torch.long)
-    atomic_write_text(paths["confusion_matrix.csv"], _csv([["true\\predicted", *names]] + [[names[i], *row] for i, row in enumerate(confusion.tolist())]))
+    confusion = (
+        metrics.confusion if metrics.confusion is not None else torch.zeros(num_classes, num_classes, dtype=torch.long)
+    )
+    atomic_write_text(
+        paths["confusion_matrix.csv"],
+        _csv([["true\\predicted", *names]] + [[names[i], *row] for i, row in enumerate(confusion.tolist())]),
+    )
     _plot_confusion(paths["confusion_matrix.png"], confusion, names)
     return paths
 
@@ -301,7 +378,15 @@ def _plot_confusion(path: Path, confusion: torch.Tensor, names: list[str]) -> No
         for i in range(num_classes):
             for j in range(num_classes):
                 if confusion[i, j]:
-                    ax.text(j, i, str(int(confusion[i, j])), ha="center", va="center", fontsize=7, color="white" if rows[i, j] > 0.5 else "black")
+                    ax.text(
+                        j,
+                        i,
+                        str(int(confusion[i, j])),
+                        ha="center",
+                        va="center",
+                        fontsize=7,
+                        color="white" if rows[i, j] > 0.5 else "black",
+                    )
     atomic_write(path, lambda tmp: FigureCanvasAgg(figure).print_png(tmp))
 
 
@@ -378,9 +463,15 @@ def evaluate(cfg: DictConfig) -> EvalReport:
         write_report(out_dir, scores, metrics, names)
     views = f"{cfg.data.test_clips}x{cfg.data.test_crops}" if hasattr(dataset, "num_clips") else "1"
     top5 = f", top-5 {metrics.top5:.2f}%" if metrics.top5 is not None else ""
-    failed = f"; {metrics.num_failed} unreadable video(s) listed in predictions.csv (top-1 counting them as errors: {metrics.top1_counting_failed:.2f}%)" if metrics.num_failed else ""
+    failed = ""
+    if metrics.num_failed:
+        failed = (
+            f"; {metrics.num_failed} unreadable video(s) listed in predictions.csv "
+            f"(top-1 counting them as errors: {metrics.top1_counting_failed:.2f}%)"
+        )
     summary = (
-        f"top-1 {metrics.top1:.2f}%{top5}, mean class accuracy {metrics.mean_class_accuracy:.2f}% over {metrics.num_scored} videos "
-        f"({views} views, {scores.aggregate}){failed}; {len(dataset) / seconds:.1f} views/s; report in {out_dir}"
+        f"top-1 {metrics.top1:.2f}%{top5}, mean class accuracy {metrics.mean_class_accuracy:.2f}% "
+        f"over {metrics.num_scored} videos ({views} views, {scores.aggregate}){failed}; "
+        f"{len(dataset) / seconds:.1f} views/s; report in {out_dir}"
     )
     return EvalReport(metrics=metrics, scores=scores, output_dir=out_dir if ctx.is_main else None, summary=summary)

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
-__all__ = ["EpochSampler", "SeededItems", "derive_seed", "seed_all", "seed_step", "isolated_rng"]
+__all__ = ["EpochSampler", "SeededItems", "derive_seed", "isolated_rng", "seed_all", "seed_step"]
 
 
 def derive_seed(*keys: int) -> int:

@@ -20,7 +20,7 @@ import torch
 
 from uniformer._fileio import atomic_write, atomic_write_text
 
-__all__ = ["RunLogger", "progress_bar", "peak_memory", "format_duration", "format_bytes"]
+__all__ = ["RunLogger", "format_bytes", "format_duration", "peak_memory", "progress_bar"]
 
 
 class RunLogger:
@@ -82,7 +82,7 @@ class RunLogger:
         for key, label in (("val_top1", "top-1"), ("val_top5", "top-5"), ("val_ema_top1", "EMA top-1")):
             points = [(r["epoch"] + 1, r[key]) for r in epochs if r.get(key) is not None]
             if points:
-                acc_ax.plot(*zip(*points), "o-", label=label)
+                acc_ax.plot(*zip(*points, strict=True), "o-", label=label)
         acc_ax.set(title="validation accuracy (%)", xlabel="epoch")
         lr_ax.plot([r["step"] for r in steps], [r["lr"] for r in steps])
         lr_ax.set(title="learning rate", xlabel="step")
@@ -110,7 +110,9 @@ def progress_bar(total: int, *, initial: int = 0, desc: str = "", enabled: bool 
     """A tqdm bar (rate, ETA) on rank 0, or an inert one."""
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, initial=initial, desc=desc, unit=unit, dynamic_ncols=True, disable=not enabled, leave=False)
+    return tqdm(
+        total=total, initial=initial, desc=desc, unit=unit, dynamic_ncols=True, disable=not enabled, leave=False
+    )
 
 
 def peak_memory(device: torch.device) -> tuple[int, str]:
@@ -121,7 +123,7 @@ def peak_memory(device: torch.device) -> tuple[int, str]:
 
 
 def format_duration(seconds: float) -> str:
-    minutes, secs = divmod(int(round(seconds)), 60)
+    minutes, secs = divmod(round(seconds), 60)
     hours, minutes = divmod(minutes, 60)
     return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s"
 

@@ -18,10 +18,11 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Iterator
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -42,12 +43,18 @@ from uniformer.engine.build import (
 )
 from uniformer.engine.checkpointing import TRAIN_FORMAT, CheckpointManager, read_training_checkpoint
 from uniformer.engine.config import config_diff, learning_rate, resolve_config, save_config
-from uniformer.engine.distributed import DistContext, all_reduce_sum, autocast_context, cleanup_distributed, setup_distributed
+from uniformer.engine.distributed import (
+    all_reduce_sum,
+    autocast_context,
+    cleanup_distributed,
+    setup_distributed,
+)
 from uniformer.engine.evaluate import compute_metrics, score_videos
 from uniformer.engine.loader import EpochSampler, SeededItems, seed_all, seed_step
 from uniformer.engine.logging import RunLogger, format_bytes, format_duration, peak_memory, progress_bar
+from uniformer.models.checkpoint import CheckpointError
 
-__all__ = ["train", "Trainer", "TrainResult", "TrainingDiverged"]
+__all__ = ["TrainResult", "Trainer", "TrainingDiverged", "train"]
 
 logger = logging.getLogger("uniformer.engine")
 
@@ -106,9 +113,6 @@ class Trainer:
         train_set: torch.utils.data.Dataset | None = None,
         val_set: torch.utils.data.Dataset | None = None,
     ) -> None:
-        from uniformer.data import SkippedVideos, collate_videos
-        from uniformer.models.registry import model_info
-
         cfg = self.cfg = resolve_config(config)
         t = cfg.trainer
         ctx = self.ctx = setup_distributed(t.device)
@@ -122,6 +126,23 @@ class Trainer:
         self.out = Path(cfg.output_dir)
         self.checkpoints = CheckpointManager(self.out / "checkpoints", t.keep_last)
         self._log_handler = self._attach_log_file() if ctx.is_main else None
+        try:
+            self._build(model, train_set, val_set)
+        except BaseException:
+            self._detach_log_file()
+            raise
+
+    def _build(
+        self,
+        model: nn.Module | None,
+        train_set: torch.utils.data.Dataset | None,
+        val_set: torch.utils.data.Dataset | None,
+    ) -> None:
+        """Data, model, optimizer, schedule, loader, resume state, DDP wrapping, logger."""
+        from uniformer.data import SkippedVideos, collate_videos
+        from uniformer.models.registry import model_info
+
+        cfg, ctx, t = self.cfg, self.ctx, self.cfg.trainer
         resume, resume_path = self._read_resume()
 
         info = model_info(cfg.model.name)
@@ -131,8 +152,9 @@ class Trainer:
         self.mixup = build_mixup(cfg, num_classes, video=info.task == "video")
         if self.mixup is not None and self.micro_batch % 2:
             raise ValueError(
-                f"config: Mixup/CutMix pairs clips within a micro-batch, which must be even; trainer.batch_size={t.batch_size} "
-                f"over {ctx.world_size} process(es) x {t.accum_steps} accumulation step(s) gives {self.micro_batch}"
+                "config: Mixup/CutMix pairs clips within a micro-batch, which must be even; "
+                f"trainer.batch_size={t.batch_size} over {ctx.world_size} process(es) x {t.accum_steps} accumulation "
+                f"step(s) gives {self.micro_batch}"
             )
         self.criterion = build_loss(cfg, soft_targets=self.mixup is not None)
 
@@ -149,7 +171,9 @@ class Trainer:
         model.to(ctx.device)
         if t.sync_bn:
             if not (ctx.distributed and ctx.device.type == "cuda"):
-                raise ValueError("config: trainer.sync_bn needs several CUDA processes (PyTorch's SyncBatchNorm has no CPU kernel)")
+                raise ValueError(
+                    "config: trainer.sync_bn needs several CUDA processes (PyTorch's SyncBatchNorm has no CPU kernel)"
+                )
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
         self.module = model
         self.ema = None
@@ -191,7 +215,9 @@ class Trainer:
         self.model: nn.Module = model
         self.ddp: nn.parallel.DistributedDataParallel | None = None
         if ctx.distributed:
-            self.ddp = nn.parallel.DistributedDataParallel(model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None)
+            self.ddp = nn.parallel.DistributedDataParallel(
+                model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None
+            )
             self.model = self.ddp
         if ctx.device.type == "cuda":
             torch.backends.cudnn.benchmark = True
@@ -199,15 +225,24 @@ class Trainer:
             self.model = torch.compile(self.model)  # type: ignore[assignment]
 
         self.log = RunLogger(self.out, enabled=ctx.is_main, tensorboard=t.tensorboard)
-        if resume is not None:
-            self.log.truncate_after(self.state.step)
+        self.log.truncate_after(self.state.step)  # records of work lost after the checkpoint (all of them if none)
         if ctx.is_main:
             self._save_config(resume)
         logger.info(
-            "%s: %d train clips, %d steps/epoch, %d steps (%d epochs), global batch %d = %d process(es) x %d x %d accumulation, "
-            "peak lr %.3g, device %s, precision %s",
-            cfg.model.name, len(self.train_set), self.steps_per_epoch, self.total_steps, self.num_epochs,  # type: ignore[arg-type]
-            t.batch_size, ctx.world_size, self.micro_batch, t.accum_steps, learning_rate(cfg, t.batch_size), ctx.device, t.precision,
+            "%s: %d train clips, %d steps/epoch, %d steps (%d epochs), "
+            "global batch %d = %d process(es) x %d x %d accumulation, peak lr %.3g, device %s, precision %s",
+            cfg.model.name,
+            len(self.train_set),
+            self.steps_per_epoch,
+            self.total_steps,
+            self.num_epochs,  # type: ignore[arg-type]
+            t.batch_size,
+            ctx.world_size,
+            self.micro_batch,
+            t.accum_steps,
+            learning_rate(cfg, t.batch_size),
+            ctx.device,
+            t.precision,
         )
 
     # ------------------------------------------------------------------------------------------------
@@ -225,9 +260,24 @@ class Trainer:
             package.setLevel(logging.INFO)
         return handler
 
+    def _detach_log_file(self) -> None:
+        if self._log_handler is not None:
+            package = logging.getLogger("uniformer")
+            package.removeHandler(self._log_handler)
+            package.setLevel(self._saved_log_level)
+            self._log_handler.close()
+            self._log_handler = None
+
     def _read_resume(self) -> tuple[dict[str, Any] | None, Path | None]:
         """The checkpoint to continue from (``trainer.resume``); for ``auto`` an unreadable newest file falls
         back to the one before it, with a warning."""
+        existing = self.checkpoints.checkpoints()
+        if self.cfg.trainer.resume is None and existing:
+            raise ValueError(
+                f"output_dir={self.out} already holds a run (latest checkpoint {existing[-1][1].name}); pass "
+                "trainer.resume=auto to continue it, or choose another output_dir "
+                "(a new run would prune its checkpoints)"
+            )
         candidates = self.checkpoints.resume_candidates(self.cfg.trainer.resume)
         for path in candidates:
             try:
@@ -248,12 +298,15 @@ class Trainer:
                 f"{saved['global_batch']}, this config gives {self.steps_per_epoch} at {self.cfg.trainer.batch_size} "
                 "(trainer.batch_size, data.repeated_aug or the training list changed)"
             )
-        self.module.load_state_dict(state["model"])
-        if self.ema is not None:
-            if state.get("model_ema") is None:
-                raise ValueError(f"{path}: trainer.ema_decay is set but the checkpoint has no EMA weights")
-            self.ema.module.load_state_dict(state["model_ema"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        try:
+            self.module.load_state_dict(state["model"])
+            if self.ema is not None:
+                if state.get("model_ema") is None:
+                    raise ValueError("trainer.ema_decay is set but the checkpoint has no EMA weights")
+                self.ema.module.load_state_dict(state["model_ema"])
+            self.optimizer.load_state_dict(state["optimizer"])
+        except (RuntimeError, ValueError) as exc:  # another model or optimizer setup than this config's
+            raise CheckpointError(f"{path}: cannot resume with this config: {str(exc).splitlines()[0]}") from None
         self.scheduler.load_state_dict(state["scheduler"])
         if self.scaler is not None and state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
@@ -261,7 +314,9 @@ class Trainer:
         for video, entry in self.state.skipped_videos.items():
             self.skipped.reasons[video] = entry["reason"]
             self.skipped.occurrences[video] = entry["count"]
-        logger.info("resumed from %s at step %d (epoch %d)", path, self.state.step, self.state.step // self.steps_per_epoch + 1)
+        logger.info(
+            "resumed from %s at step %d (epoch %d)", path, self.state.step, self.state.step // self.steps_per_epoch + 1
+        )
 
     def _save_config(self, resume: dict[str, Any] | None) -> None:
         if resume is not None:
@@ -284,17 +339,18 @@ class Trainer:
             return self._finish()
         finally:
             self.log.close()
-            if self._log_handler is not None:
-                package = logging.getLogger("uniformer")
-                package.removeHandler(self._log_handler)
-                package.setLevel(self._saved_log_level)
-                self._log_handler.close()
+            self._detach_log_file()
 
     def _train_epoch(self, epoch: int) -> None:
         spe = self.steps_per_epoch
         self.sampler.set_epoch(epoch, self.state.step - epoch * spe)
         end = min((epoch + 1) * spe, self.total_steps)
-        bar = progress_bar(spe, initial=self.state.step - epoch * spe, desc=f"epoch {epoch + 1}/{self.num_epochs}", enabled=self.cfg.trainer.progress and self.ctx.is_main)
+        bar = progress_bar(
+            spe,
+            initial=self.state.step - epoch * spe,
+            desc=f"epoch {epoch + 1}/{self.num_epochs}",
+            enabled=self.cfg.trainer.progress and self.ctx.is_main,
+        )
         batches = iter(self.loader)
         window_start, data_seconds = time.perf_counter(), 0.0
         try:
@@ -365,7 +421,9 @@ class Trainer:
                 with autocast_context(cfg.trainer.precision, ctx.device):
                     logits = self.model(inputs)
                 if not isinstance(logits, torch.Tensor) or logits.ndim != 2:
-                    raise ValueError(f"the model must return logits (B, classes) in training mode; got {type(logits).__name__}")
+                    raise ValueError(
+                        f"the model must return logits (B, classes) in training mode; got {type(logits).__name__}"
+                    )
                 loss = self.criterion(logits.float(), targets)
                 scaled = loss / accum
                 (self.scaler.scale(scaled) if self.scaler is not None else scaled).backward()
@@ -396,9 +454,10 @@ class Trainer:
             self.log.plot()
             last = self.checkpoints.checkpoints()
             raise TrainingDiverged(
-                f"stopped at step {state.step}: {state.consecutive_nan} consecutive steps had a non-finite loss or gradient "
-                f"(trainer.max_nan_skips={cfg.trainer.max_nan_skips}); last checkpoint: {last[-1][1] if last else 'none'}. "
-                "Try trainer.precision=bf16 or fp32, a lower learning rate, or optimizer.clip_grad"
+                f"stopped at step {state.step}: {state.consecutive_nan} consecutive steps had a non-finite loss or "
+                f"gradient (trainer.max_nan_skips={cfg.trainer.max_nan_skips}); last checkpoint: "
+                f"{last[-1][1] if last else 'none'}. Try trainer.precision=bf16 or fp32, a lower learning rate, "
+                "or optimizer.clip_grad"
             )
         return loss_value, norm_value, finite, waited
 
@@ -407,12 +466,18 @@ class Trainer:
         if self.scaler is not None:
             self.scaler.update()  # closes the step opened by unscale_ (and lowers the scale)
         with torch.no_grad():
-            for buffer, value in zip(norms, saved):
+            for buffer, value in zip(norms, saved, strict=True):
                 buffer.copy_(value)
         self.state.nan_skips += 1
         self.state.consecutive_nan += 1
         step = self.state.step + 1  # numbered like the "step" records: the count of steps once this one is done
-        logger.warning("step %d skipped: loss %s, gradient norm %s (%d in a row)", step, loss, grad_norm, self.state.consecutive_nan)
+        logger.warning(
+            "step %d skipped: loss %s, gradient norm %s (%d in a row)",
+            step,
+            loss,
+            grad_norm,
+            self.state.consecutive_nan,
+        )
         self.log.log("nan_skip", step=step, loss=loss, grad_norm=grad_norm, consecutive=self.state.consecutive_nan)
 
     # ------------------------------------------------------------------------------------------------
@@ -431,7 +496,12 @@ class Trainer:
         best = False
         if self.val_set is not None and ((epoch + 1) % self.cfg.trainer.eval_every_epochs == 0 or last):
             metrics = self._validate(self.module)
-            record.update(val_top1=metrics.top1, val_top5=metrics.top5, val_videos=metrics.num_scored, val_failed=metrics.num_failed)
+            record.update(
+                val_top1=metrics.top1,
+                val_top5=metrics.top5,
+                val_videos=metrics.num_scored,
+                val_failed=metrics.num_failed,
+            )
             if self.ema is not None:
                 record["val_ema_top1"] = self._validate(self.ema.module).top1
             best = state.best_top1 is None or metrics.top1 > state.best_top1
@@ -442,7 +512,14 @@ class Trainer:
         self.log.plot()
         self._save_checkpoint(best=best)
         val = f", val top-1 {record['val_top1']:.2f}%" if "val_top1" in record else ""
-        logger.info("epoch %d/%d: train loss %.4f%s (%s)", epoch + 1, self.num_epochs, record["train_loss"], val, format_duration(seconds))
+        logger.info(
+            "epoch %d/%d: train loss %.4f%s (%s)",
+            epoch + 1,
+            self.num_epochs,
+            record["train_loss"],
+            val,
+            format_duration(seconds),
+        )
 
     def _validate(self, model: nn.Module) -> Any:
         if self.ctx.distributed:  # BatchNorm statistics differ per process; evaluate rank 0's everywhere
@@ -488,7 +565,11 @@ class Trainer:
         throughput = state.clips_seen / state.train_seconds if state.train_seconds else 0.0
         epochs = state.step / self.steps_per_epoch
         last_val = next((r.get("val_top1") for r in reversed(self.log.records) if r["kind"] == "epoch"), None)
-        best = f"best val top-1 {state.best_top1:.2f}% (epoch {state.best_epoch + 1})" if state.best_top1 is not None else "no validation set"
+        best = (
+            f"best val top-1 {state.best_top1:.2f}% (epoch {state.best_epoch + 1})"
+            if state.best_top1 is not None
+            else "no validation set"
+        )
         notes = []
         if state.nan_skips:
             notes.append(f"{state.nan_skips} step(s) skipped for non-finite loss")
@@ -502,8 +583,15 @@ class Trainer:
             + f"; output in {self.out}"
         )
         self.log.log(
-            "summary", step=state.step, best_top1=state.best_top1, best_epoch=state.best_epoch, train_seconds=state.train_seconds,
-            clips_per_s=throughput, peak_memory_bytes=memory, nan_skips=state.nan_skips, skipped_videos=self.skipped.to_dict(),
+            "summary",
+            step=state.step,
+            best_top1=state.best_top1,
+            best_epoch=state.best_epoch,
+            train_seconds=state.train_seconds,
+            clips_per_s=throughput,
+            peak_memory_bytes=memory,
+            nan_skips=state.nan_skips,
+            skipped_videos=self.skipped.to_dict(),
         )
         self.log.plot()
         return TrainResult(
