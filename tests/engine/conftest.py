@@ -42,6 +42,20 @@ def motion_set(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def train_list_with_broken_videos(motion_set: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The 20 training videos plus 4 files that are not videos: 24 items, 6 steps per epoch at batch 4."""
+    folder = tmp_path_factory.mktemp("broken_train")
+    lines = (motion_set / "train.txt").read_text()
+    for i in range(4):
+        broken = folder / f"broken_{i}.mp4"
+        broken.write_bytes(b"not a video " * (i + 1))
+        lines += f"{broken} {i}\n"
+    listing = folder / "train_with_broken.txt"
+    listing.write_text(lines)
+    return listing
+
+
+@pytest.fixture(scope="session")
 def tiny_overrides(motion_set: Path) -> Callable[..., list[str]]:
     """``tiny_overrides(output_dir, *more)``: the override list of a tiny run writing to ``output_dir``."""
 

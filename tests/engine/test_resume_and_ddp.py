@@ -101,9 +101,10 @@ def test_sigkill_mid_epoch_then_resume_auto_is_bit_identical(tmp_path: Path, tin
 
 
 def test_two_ddp_processes_equal_one_process_accumulating_the_same_global_batch(
-    tmp_path: Path, tiny_overrides, python_runner
+    tmp_path: Path, tiny_overrides, python_runner, train_list_with_broken_videos
 ) -> None:
     run = [
+        f"data.train_list={train_list_with_broken_videos}",
         "trainer.max_steps=4",
         "mixup.prob=1.0",
         "model.drop_path_rate=0.1",
@@ -147,5 +148,7 @@ def test_two_ddp_processes_equal_one_process_accumulating_the_same_global_batch(
     losses = [[r["loss"] for r in _records(tmp_path / name) if r["kind"] == "step"] for name in ("ddp", "single")]
     assert len(losses[0]) == 4
     torch.testing.assert_close(torch.tensor(losses[0]), torch.tensor(losses[1]), rtol=1e-4, atol=1e-5)
-    # only rank 0 wrote: one record per step
+    # only rank 0 wrote: one record per step; it reports the broken videos met by either process
     assert [r["step"] for r in _records(tmp_path / "ddp") if r["kind"] == "step"] == [1, 2, 3, 4]
+    summaries = [[r for r in _records(tmp_path / name) if r["kind"] == "summary"][0] for name in ("ddp", "single")]
+    assert summaries[0]["skipped_videos"] and summaries[0]["skipped_videos"] == summaries[1]["skipped_videos"]

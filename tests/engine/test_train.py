@@ -161,6 +161,22 @@ def test_resume_auto_falls_back_past_an_unreadable_newest_checkpoint(
     assert result.steps == 20
 
 
+def test_unreadable_training_videos_are_replaced_and_reported(
+    tmp_path: Path, tiny_config, train_list_with_broken_videos
+) -> None:
+    cfg = tiny_config(
+        tmp_path, f"data.train_list={train_list_with_broken_videos}", "trainer.max_epochs=1", "data.val_list=null"
+    )
+    result = train(cfg)
+    assert result.steps == 6  # every item of the epoch was drawn: broken ones were replaced, not dropped
+    assert sorted(Path(p).name for p in result.skipped_videos) == [f"broken_{i}.mp4" for i in range(4)]
+    assert all(entry["reason"] and entry["count"] >= 1 for entry in result.skipped_videos.values())
+    assert "4 unreadable video(s) replaced" in result.summary
+    saved = _load(tmp_path / "checkpoints" / "checkpoint-00000006.pt")["trainer"]["state"]["skipped_videos"]
+    assert saved == result.skipped_videos
+    assert "broken_0.mp4" in (tmp_path / "train.log").read_text()
+
+
 def test_a_new_run_refuses_an_output_dir_holding_checkpoints(trained_run: tuple[Path, object], tiny_config) -> None:
     out, _ = trained_run
     with pytest.raises(ValueError, match=r"already holds a run .*pass trainer\.resume=auto to continue it"):

@@ -311,9 +311,8 @@ class Trainer:
         if self.scaler is not None and state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
         self.state = TrainState(**saved["state"])
-        for video, entry in self.state.skipped_videos.items():
-            self.skipped.reasons[video] = entry["reason"]
-            self.skipped.occurrences[video] = entry["count"]
+        if self.ctx.is_main:  # the checkpoint holds every process's reports; rank 0 carries them on
+            _merge_skipped(self.skipped, self.state.skipped_videos)
         logger.info(
             "resumed from %s at step %d (epoch %d)", path, self.state.step, self.state.step // self.steps_per_epoch + 1
         )
@@ -536,8 +535,20 @@ class Trainer:
         )
         return compute_metrics(scores)
 
+    def _all_skipped(self) -> Any:
+        """Unreadable videos reported to any process (a collective call under DDP)."""
+        from uniformer.data import SkippedVideos
+
+        if not self.ctx.distributed:
+            return self.skipped
+        parts: list[Any] = [None] * self.ctx.world_size
+        dist.all_gather_object(parts, self.skipped.to_dict())
+        merged = SkippedVideos()
+        for part in parts:
+            _merge_skipped(merged, part)
+        return merged
+
     def _checkpoint_state(self) -> dict[str, Any]:
-        self.state.skipped_videos = self.skipped.to_dict()
         return {
             "format": TRAIN_FORMAT,
             "version": 1,
@@ -556,7 +567,10 @@ class Trainer:
         }
 
     def _save_checkpoint(self, best: bool) -> None:
+        """Every process calls this (the skipped-video reports are gathered); rank 0 writes."""
+        skipped = self._all_skipped()
         if self.ctx.is_main:
+            self.state.skipped_videos = skipped.to_dict()
             self.checkpoints.save(self._checkpoint_state(), self.state.step, best=best)
 
     def _finish(self) -> TrainResult:
@@ -570,12 +584,13 @@ class Trainer:
             if state.best_top1 is not None
             else "no validation set"
         )
+        skipped = self._all_skipped()
         notes = []
         if state.nan_skips:
             notes.append(f"{state.nan_skips} step(s) skipped for non-finite loss")
-        if len(self.skipped):
-            notes.append(f"{len(self.skipped)} unreadable video(s) replaced (see train.log)")
-            logger.warning(self.skipped.summary())
+        if len(skipped):
+            notes.append(f"{len(skipped)} unreadable video(s) replaced (see train.log)")
+            logger.warning(skipped.summary())
         summary = (
             f"trained {state.step} steps ({epochs:.2f} epochs) in {format_duration(state.train_seconds)}: {best}; "
             f"{throughput:.1f} clips/s; peak {memory_kind} {format_bytes(memory)}"
@@ -591,7 +606,7 @@ class Trainer:
             clips_per_s=throughput,
             peak_memory_bytes=memory,
             nan_skips=state.nan_skips,
-            skipped_videos=self.skipped.to_dict(),
+            skipped_videos=skipped.to_dict(),
         )
         self.log.plot()
         return TrainResult(
@@ -605,9 +620,16 @@ class Trainer:
             clips_per_second=throughput,
             peak_memory_bytes=memory,
             nan_skips=state.nan_skips,
-            skipped_videos=self.skipped.to_dict(),
+            skipped_videos=skipped.to_dict(),
             summary=summary,
         )
+
+
+def _merge_skipped(target: Any, entries: dict[str, dict[str, Any]]) -> None:
+    """Add ``{path: {"reason", "count"}}`` reports to a :class:`uniformer.data.SkippedVideos`."""
+    for path, entry in entries.items():
+        target.reasons.setdefault(path, entry["reason"])
+        target.occurrences[path] += entry["count"]
 
 
 def train(
