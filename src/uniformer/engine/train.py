@@ -144,6 +144,14 @@ class Trainer:
 
         cfg, ctx, t = self.cfg, self.ctx, self.cfg.trainer
         resume, resume_path = self._read_resume()
+        if ctx.distributed:  # every process must continue from the same step, or they would drift apart
+            steps: list[Any] = [None] * ctx.world_size
+            dist.all_gather_object(steps, None if resume is None else resume["trainer"]["state"]["step"])
+            if len(set(steps)) > 1:
+                raise ValueError(
+                    f"processes found different checkpoints to resume from (steps by rank: {steps}); "
+                    f"output_dir={self.out} must be on a file system every node sees"
+                )
 
         info = model_info(cfg.model.name)
         self.train_set = train_set if train_set is not None else build_dataset(cfg, "train")
