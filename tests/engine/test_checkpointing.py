@@ -32,7 +32,10 @@ def test_keep_last_prunes_old_step_files_but_best_survives(tmp_path: Path) -> No
     assert [step for step, _ in manager.checkpoints()] == [15, 20]
     assert torch.load(manager.best_path, weights_only=True) == {"step": 5}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["best.pt", "checkpoint-00000015.pt", "checkpoint-00000020.pt"]
-    assert manager.resume_candidates("auto") == [tmp_path / "checkpoint-00000020.pt", tmp_path / "checkpoint-00000015.pt"]
+    assert manager.resume_candidates("auto") == [
+        tmp_path / "checkpoint-00000020.pt",
+        tmp_path / "checkpoint-00000015.pt",
+    ]
     assert manager.resume_candidates(None) == []
     with pytest.raises(FileNotFoundError, match="trainer.resume=.*no such checkpoint file"):
         manager.resume_candidates(str(tmp_path / "nope.pt"))

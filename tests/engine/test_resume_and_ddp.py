@@ -3,10 +3,12 @@ and 2-process DDP (gloo, launched by ``torchrun``) equals 1 process accumulating
 
 from __future__ import annotations
 
+import csv
 import json
 import signal
 from pathlib import Path
 
+import pytest
 import torch
 
 DEMO_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "demo" / "motion_tiny.yaml"
@@ -152,3 +154,31 @@ def test_two_ddp_processes_equal_one_process_accumulating_the_same_global_batch(
     assert [r["step"] for r in _records(tmp_path / "ddp") if r["kind"] == "step"] == [1, 2, 3, 4]
     summaries = [[r for r in _records(tmp_path / name) if r["kind"] == "summary"][0] for name in ("ddp", "single")]
     assert summaries[0]["skipped_videos"] and summaries[0]["skipped_videos"] == summaries[1]["skipped_videos"]
+
+
+def test_two_process_evaluation_equals_one_process(trained_run, tiny_overrides, python_runner, tmp_path: Path) -> None:
+    out, _ = trained_run
+    views = [
+        "data.test_clips=2",
+        "data.test_crops=3",
+        "data.short_side=48",
+        f"checkpoint={out / 'checkpoints' / 'best.pt'}",
+    ]
+    reports = {}
+    for name, launcher in (
+        ("ddp", ["-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2"]),
+        ("single", []),
+    ):
+        args = [*launcher, "-m", "uniformer.cli", "eval", str(DEMO_CONFIG), *tiny_overrides(out), *views]
+        done = python_runner([*args, f"eval.output_dir={tmp_path / name}"])
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert done.stdout.count("top-1") == 1  # rank 0 alone prints
+        reports[name] = tmp_path / name
+    # each process scored half of the videos; gathered, the report is the one-process report
+    for file in ("metrics.json", "confusion_matrix.csv", "per_class.csv"):
+        assert (reports["ddp"] / file).read_bytes() == (reports["single"] / file).read_bytes(), file
+    rows = {name: list(csv.DictReader((folder / "predictions.csv").open())) for name, folder in reports.items()}
+    assert len(rows["ddp"]) == 4
+    for a, b in zip(rows["ddp"], rows["single"], strict=True):
+        assert float(a.pop("score")) == pytest.approx(float(b.pop("score")), rel=1e-5)
+        assert a == b
