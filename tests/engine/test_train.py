@@ -177,6 +177,25 @@ def test_unreadable_training_videos_are_replaced_and_reported(
     assert "broken_0.mp4" in (tmp_path / "train.log").read_text()
 
 
+def test_bf16_activation_checkpointing_and_layer_decay_train(tmp_path: Path, tiny_config) -> None:
+    cfg = tiny_config(
+        tmp_path,
+        "trainer.precision=bf16",
+        "trainer.grad_checkpointing=true",
+        "optimizer.layer_decay=0.5",
+        "trainer.max_steps=2",
+        "data.val_list=null",
+    )
+    result = train(cfg)
+    assert result.steps == 2 and result.nan_skips == 0
+    assert all(r["loss"] == r["loss"] for r in _records(tmp_path, "step"))  # finite (NaN != NaN)
+    groups = _load(tmp_path / "checkpoints" / "checkpoint-00000002.pt")["optimizer"]["param_groups"]
+    scales = sorted({g["lr_scale"] for g in groups})
+    assert scales[-1] == 1.0 and scales[0] < 0.5**4  # the stem learns slower than the head
+    weight_decays = {g["weight_decay"] for g in groups}
+    assert weight_decays == {0.0, 0.05}  # norms and biases are not decayed
+
+
 def test_a_new_run_refuses_an_output_dir_holding_checkpoints(trained_run: tuple[Path, object], tiny_config) -> None:
     out, _ = trained_run
     with pytest.raises(ValueError, match=r"already holds a run .*pass trainer\.resume=auto to continue it"):
