@@ -2,7 +2,9 @@
 
 A training checkpoint is one ``torch.save`` dict (``format: "uniformer-train"``) holding the model weights under
 ``"model"`` (so :func:`uniformer.load_checkpoint` and ``model.checkpoint=`` read it like any official file),
-the EMA weights, optimizer, scheduler and grad-scaler states, the trainer's counters and the resolved config.
+the EMA weights, optimizer and grad-scaler states, the trainer's counters and the resolved config. The learning
+rate schedule is not stored: it is a function of the config and the step, so a run resumed with a longer
+``trainer.max_epochs`` follows the schedule of its new length (the resume warns about every changed key).
 Files are ``OUTPUT_DIR/checkpoints/checkpoint-<step>.pt``; each is written to a temporary file and renamed, so
 a run killed at any instant leaves the previous checkpoint intact. ``best.pt`` is a hard link to the best
 epoch's file (a copy where links are not supported), so it survives pruning without being written twice.
@@ -52,7 +54,7 @@ def read_training_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     state = _torch_load(path)
     if not is_training_checkpoint(state):
         raise CheckpointError(
-            f"{path}: not a training checkpoint of this engine (no optimizer/scheduler state), so a run cannot resume "
+            f"{path}: not a training checkpoint of this engine (no optimizer state), so a run cannot resume "
             "from it; to start a new run from its weights use model.checkpoint=PATH instead of trainer.resume"
         )
     return state

@@ -7,10 +7,11 @@ soft targets; forward under autocast (bf16, or fp16 with a grad scaler); the glo
 then either the optimizer step, or -- when the loss or the gradient is not finite -- a skipped step (BatchNorm
 statistics restored, event logged) and, after ``trainer.max_nan_skips`` consecutive ones, a stop.
 
-Resume is exact on CPU: the data order and every random draw are functions of ``(seed, step)``
-(:mod:`uniformer.engine.loader`), and a checkpoint carries model, EMA, optimizer, scheduler, grad scaler,
-the step (which fixes epoch and position in the epoch) and the running sums behind the logs. On GPU, cuDNN
-autotuning and atomics make runs close but not bitwise equal.
+Resume is exact on CPU. The random generators need no saved state: the data order and every random draw are
+functions of ``(seed, step)`` (:mod:`uniformer.engine.loader`), as is the learning rate (config + step). A
+checkpoint carries model, EMA, optimizer, grad scaler, the step (which fixes the epoch and the sampler's position
+in it) and the running sums behind the logs. On GPU, cuDNN autotuning and atomics make runs close but not
+bitwise equal.
 """
 
 from __future__ import annotations
@@ -315,7 +316,6 @@ class Trainer:
             self.optimizer.load_state_dict(state["optimizer"])
         except (RuntimeError, ValueError) as exc:  # another model or optimizer setup than this config's
             raise CheckpointError(f"{path}: cannot resume with this config: {str(exc).splitlines()[0]}") from None
-        self.scheduler.load_state_dict(state["scheduler"])
         if self.scaler is not None and state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
         self.state = TrainState(**saved["state"])
@@ -563,7 +563,6 @@ class Trainer:
             "model": self.module.state_dict(),
             "model_ema": self.ema.module.state_dict() if self.ema is not None else None,
             "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict() if self.scaler is not None else None,
             "trainer": {
                 "state": asdict(self.state),
