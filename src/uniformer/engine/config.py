@@ -311,13 +311,13 @@ def resolve_config(cfg: DictConfig) -> DictConfig:
         "trainer.eval_every_epochs",
         "data.repeated_aug",
         "eval.batch_size",
+        "trainer.max_steps",  # this one and the next two may also be null
+        "trainer.checkpoint_every_steps",
+        "trainer.val_batch_size",
     ):
         _check_positive(OmegaConf.select(cfg, key), key)
-    for key in ("trainer.max_steps", "trainer.checkpoint_every_steps", "trainer.val_batch_size"):
-        _check_positive(OmegaConf.select(cfg, key), key)
-    _check_positive(data.num_workers, "data.num_workers", allow_zero=True)
-    _check_positive(cfg.trainer.max_nan_skips, "trainer.max_nan_skips", allow_zero=True)
-    _check_positive(cfg.scheduler.warmup_epochs, "scheduler.warmup_epochs", allow_zero=True)
+    for key in ("data.num_workers", "trainer.max_nan_skips", "scheduler.warmup_epochs"):
+        _check_positive(OmegaConf.select(cfg, key), key, allow_zero=True)
     if not 0 <= cfg.loss.label_smoothing < 1:
         raise ValueError(f"config: loss.label_smoothing must be in [0, 1); got {cfg.loss.label_smoothing}")
     return cfg
