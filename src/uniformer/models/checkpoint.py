@@ -13,14 +13,14 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import pickle
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn as nn
+
+from uniformer._fileio import atomic_write
 
 __all__ = [
     "CheckpointError",
@@ -230,18 +230,6 @@ def _inflate(weight: torch.Tensor, time: int, center: bool) -> torch.Tensor:
     return weight.unsqueeze(2).repeat(1, 1, time, 1, 1) / time
 
 
-def _atomic_write(path: Path, write: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def convert_checkpoint(src: str | Path, dst: str | Path, model_name: str | None = None) -> dict[str, torch.Tensor]:
     """Write the state dict of an official checkpoint as a clean ``.safetensors`` file.
 
@@ -257,7 +245,7 @@ def convert_checkpoint(src: str | Path, dst: str | Path, model_name: str | None 
         _check_fit(create_model(model_name, num_classes=_head_classes(state)), state, str(src))
     state = {k: v.contiguous() for k, v in state.items()}
     metadata = {"format": "pt", "source": Path(src).name, **({"model": model_name} if model_name else {})}
-    _atomic_write(Path(dst), lambda tmp: save_file(state, tmp, metadata=metadata))
+    atomic_write(Path(dst), lambda tmp: save_file(state, tmp, metadata=metadata))
     return state
 
 

@@ -1,0 +1,115 @@
+"""``uniformer train`` and ``uniformer eval``: a YAML recipe plus dotted ``key=value`` overrides.
+
+Both run the same under ``torchrun`` (``torchrun --nproc-per-node 8 -m uniformer.cli train ...``); only rank 0
+prints.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+# Shorthands `uniformer eval` accepts for its most used keys (``checkpoint=...`` reads better than eval.checkpoint).
+_EVAL_ALIASES = {"checkpoint": "eval.checkpoint", "aggregate": "eval.aggregate"}
+
+_OVERRIDES_HELP = (
+    "dotted config overrides, e.g. data.root=/data/k400 output_dir=runs/k400 seed=1 trainer.max_epochs=30 "
+    "trainer.max_steps=100 trainer.resume=auto model.checkpoint=uniformer_small_in1k.pth"
+)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``train`` and ``eval``."""
+    train = subparsers.add_parser(
+        "train",
+        help="train or fine-tune a model with a YAML recipe (configs/...) and key=value overrides",
+        description="Train with a recipe. The resolved config, checkpoints, metrics.jsonl, TensorBoard logs and "
+        "curves.png go to output_dir. Under torchrun, every process runs this same command.",
+    )
+    train.add_argument(
+        "config", metavar="CONFIG", help="YAML recipe, e.g. configs/video/k400_uniformer_small_16x4.yaml"
+    )
+    train.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help=_OVERRIDES_HELP)
+    train.add_argument(
+        "--dry-run", action="store_true", help="resolve the config, build model and data, print them, and stop"
+    )
+    train.set_defaults(func=_train)
+
+    evaluate = subparsers.add_parser(
+        "eval",
+        help="multi-view test of a checkpoint: top-1/top-5, per-class accuracy, confusion matrix, predictions",
+        description="Evaluate checkpoint=PATH (or checkpoint=released) on data.val_list with the model's official "
+        "test views. aggregate=sum (default, official) or softmax_mean. Report files go to eval.output_dir "
+        "(default <output_dir>/eval).",
+    )
+    evaluate.add_argument("config", metavar="CONFIG", help="the YAML recipe the model was trained with")
+    evaluate.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="KEY=VALUE",
+        help="checkpoint=PATH aggregate=softmax_mean data.root=... and any dotted override",
+    )
+    evaluate.set_defaults(func=_eval)
+
+
+def _setup_logging() -> bool:
+    """Console logging for rank 0 (warnings only elsewhere); returns whether this process prints."""
+    main = int(os.environ.get("RANK", "0")) == 0
+    logging.basicConfig(level=logging.INFO if main else logging.WARNING, format="%(message)s", stream=sys.stderr)
+    return main
+
+
+def _train(args: argparse.Namespace) -> int:
+    from uniformer.engine import TrainingDiverged, load_config, train
+
+    cfg = load_config(args.config, args.overrides)
+    main = _setup_logging()
+    if args.dry_run:
+        return _dry_run(cfg)
+    try:
+        result = train(cfg)
+    except TrainingDiverged as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    if main:
+        print(result.summary)
+    return 0
+
+
+def _dry_run(cfg: object) -> int:
+    from omegaconf import OmegaConf
+
+    from uniformer.engine.build import build_dataset, build_model, has_validation
+    from uniformer.engine.config import resolve_config
+
+    resolved = resolve_config(cfg)  # type: ignore[arg-type]
+    print(OmegaConf.to_yaml(resolved), end="")
+    train_set = build_dataset(resolved, "train")
+    model = build_model(resolved, resolved.model.num_classes or getattr(train_set, "num_classes", 0) or 1)
+    params = sum(p.numel() for p in model.parameters()) / 1e6
+    print(f"# model: {resolved.model.name}, {params:.2f}M parameters, {getattr(model, 'num_classes', '?')} classes")
+    print(f"# train: {train_set}")
+    if has_validation(resolved):
+        print(f"# val:   {build_dataset(resolved, 'val')}")
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from uniformer.engine import evaluate, load_config
+    from uniformer.engine.distributed import cleanup_distributed
+
+    overrides = []
+    for item in args.overrides:
+        key, sep, value = item.partition("=")
+        overrides.append(f"{_EVAL_ALIASES.get(key, key)}{sep}{value}")
+    cfg = load_config(args.config, overrides)
+    main = _setup_logging()
+    try:
+        report = evaluate(cfg)
+    finally:
+        cleanup_distributed()
+    if main:
+        print(report.summary)
+    return 0

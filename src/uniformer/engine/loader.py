@@ -1,0 +1,164 @@
+"""Training data order and randomness that do not depend on how the work is split.
+
+Three rules make a run reproducible to the bit on CPU, resumable mid-epoch, and equal across world sizes:
+
+1. **One global order per epoch.** :class:`EpochSampler` draws a permutation from ``(seed, epoch)``, repeats each
+   sample ``repeated_aug`` times (consecutively, so the copies share a batch as PySlowFast's ``AUG.NUM_SAMPLE``
+   does), and cuts it into global batches. Global batch ``s`` is split into ``world_size x accum_steps``
+   consecutive micro-batches ("shards"); process ``r`` takes shards ``r * accum_steps ... + accum_steps - 1``.
+   So 2 processes x 1 micro-batch and 1 process x 2 micro-batches see exactly the same micro-batches, and
+   BatchNorm statistics match too. Resuming at step ``s`` is just starting the order at global batch ``s``.
+2. **Augmentation seeded per sample.** :class:`SeededItems` seeds Python's, NumPy's and torch's CPU generators
+   from ``(seed, epoch, position in the global order)`` around each ``dataset[index]`` call, so a clip's crop,
+   flip, RandAugment and erasing do not depend on which worker (or process) loads it.
+3. **Model-side randomness seeded per micro-batch.** :func:`seed_step` seeds every generator from
+   ``(seed, step, shard)`` before the forward pass, so drop-path masks and Mixup draws are a function of the
+   step and shard only: nothing needs saving to continue a stream after a restart.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, Sampler
+
+__all__ = ["EpochSampler", "SeededItems", "derive_seed", "isolated_rng", "seed_all", "seed_step"]
+
+
+def derive_seed(*keys: int) -> int:
+    """A well-mixed 32-bit seed from any integers (NumPy ``SeedSequence``); nearby keys give unrelated seeds."""
+    return int(np.random.SeedSequence([int(k) % 2**63 for k in keys]).generate_state(1)[0])
+
+
+def _seed_all_cpu(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.default_generator.manual_seed(seed)
+
+
+@contextmanager
+def isolated_rng(seed: int) -> Iterator[None]:
+    """Run a block with Python/NumPy/torch-CPU generators seeded to ``seed``, then restore their previous state.
+
+    Restoring matters when the DataLoader has no workers and items are made in the training process itself.
+    """
+    states = random.getstate(), np.random.get_state(), torch.get_rng_state()
+    _seed_all_cpu(seed)
+    try:
+        yield
+    finally:
+        random.setstate(states[0])
+        np.random.set_state(states[1])
+        torch.set_rng_state(states[2])
+
+
+def seed_all(*keys: int) -> None:
+    """Seed Python's, NumPy's and torch's generators (CPU and every GPU) from ``derive_seed(*keys)``."""
+    value = derive_seed(*keys)
+    random.seed(value)
+    np.random.seed(value)
+    torch.manual_seed(value)
+
+
+def seed_step(seed: int, step: int, shard: int) -> None:
+    """Seed all generators for micro-batch ``shard`` of optimizer step ``step``."""
+    seed_all(seed, 1, step, shard)  # the constant separates this stream from the per-sample (0) and init (3) ones
+
+
+class SeededItems(Dataset):
+    """Wraps a map-style dataset; ``items[(index, epoch, position)]`` is ``dataset[index]`` made under a seed
+    derived from ``(seed, epoch, position)`` (see the module docstring). Keys come from :class:`EpochSampler`."""
+
+    def __init__(self, dataset: Dataset, seed: int) -> None:
+        self.dataset = dataset
+        self.seed = seed
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, key: tuple[int, int, int]) -> Any:
+        index, epoch, position = key
+        with isolated_rng(derive_seed(self.seed, 0, epoch, position)):
+            return self.dataset[index]
+
+
+class EpochSampler(Sampler[tuple[int, int, int]]):
+    """This process's share of one epoch, as ``(index, epoch, position)`` keys (see the module docstring).
+
+    Args:
+        num_items: dataset length.
+        global_batch: items per optimizer step over all processes and micro-batches.
+        micro_batch: items per forward pass of one process (``global_batch / (world_size * accum_steps)``).
+        world_size, rank: the process group.
+        seed: run seed; the order of epoch ``e`` is a function of ``(seed, e)`` only.
+        repeated_aug: copies of each sample per epoch, each differently augmented (1 = off).
+        subsample: with repeated augmentation, an epoch draws ``num_items`` items (DeiT's RASampler: fewer
+            distinct samples per epoch) instead of ``repeated_aug * num_items`` (PySlowFast's NUM_SAMPLE).
+        shuffle: random order (training) or dataset order.
+
+    Items that do not fill a last global batch are left out of that epoch (a different set every epoch).
+    """
+
+    def __init__(
+        self,
+        num_items: int,
+        *,
+        global_batch: int,
+        micro_batch: int,
+        world_size: int = 1,
+        rank: int = 0,
+        seed: int = 0,
+        repeated_aug: int = 1,
+        subsample: bool = False,
+        shuffle: bool = True,
+    ) -> None:
+        if global_batch % (micro_batch * world_size):
+            raise ValueError(
+                f"global batch {global_batch} is not a multiple of micro-batch {micro_batch} x {world_size} processes"
+            )
+        self.num_items, self.global_batch, self.micro_batch = num_items, global_batch, micro_batch
+        self.world_size, self.rank, self.seed = world_size, rank, seed
+        self.repeated_aug, self.subsample, self.shuffle = repeated_aug, subsample, shuffle
+        self.accum_steps = global_batch // (micro_batch * world_size)
+        drawn = num_items if subsample else num_items * repeated_aug
+        self.steps_per_epoch = drawn // global_batch
+        if self.steps_per_epoch == 0:
+            raise ValueError(
+                f"trainer.batch_size={global_batch} is larger than one epoch ({drawn} items from {num_items} samples"
+                f"{f' x {repeated_aug} repeats' if repeated_aug > 1 and not subsample else ''}); lower the batch size"
+            )
+        self.epoch = 0
+        self.start_step = 0
+
+    def set_epoch(self, epoch: int, start_step: int = 0) -> None:
+        """Iterate epoch ``epoch`` from global step ``start_step`` of that epoch on (resume)."""
+        if not 0 <= start_step <= self.steps_per_epoch:
+            raise ValueError(f"start_step must be in [0, {self.steps_per_epoch}], got {start_step}")
+        self.epoch, self.start_step = epoch, start_step
+
+    def global_order(self, epoch: int) -> list[int]:
+        """Dataset indices of epoch ``epoch`` in the order all processes together consume them."""
+        if self.shuffle:
+            generator = torch.Generator().manual_seed(derive_seed(self.seed, 2, epoch))
+            order = torch.randperm(self.num_items, generator=generator)
+        else:
+            order = torch.arange(self.num_items)
+        if self.repeated_aug > 1:
+            order = order.repeat_interleave(self.repeated_aug)
+        return order[: self.steps_per_epoch * self.global_batch].tolist()
+
+    def __iter__(self) -> Iterator[tuple[int, int, int]]:
+        order = self.global_order(self.epoch)
+        for step in range(self.start_step, self.steps_per_epoch):
+            for micro in range(self.accum_steps):
+                start = step * self.global_batch + (self.rank * self.accum_steps + micro) * self.micro_batch
+                for position in range(start, start + self.micro_batch):
+                    yield order[position], self.epoch, position
+
+    def __len__(self) -> int:
+        return (self.steps_per_epoch - self.start_step) * self.accum_steps * self.micro_batch
