@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 
 # Command-group modules under ``uniformer.cli``; each has ``register(subparsers)``.
-COMMAND_GROUPS: tuple[str, ...] = ("models", "data", "benchmark", "engine")
+COMMAND_GROUPS: tuple[str, ...] = ("models", "data", "benchmark", "engine", "predict")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -24,6 +24,7 @@ from uniformer._fileio import atomic_write
 
 __all__ = [
     "CheckpointError",
+    "read_checkpoint",
     "read_state_dict",
     "checkpoint_filter_fn",
     "load_checkpoint",
@@ -80,8 +81,9 @@ def _unwrap(obj: Any, source: str) -> dict[str, torch.Tensor]:
     return state
 
 
-def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """Read a checkpoint file (official ``.pth``/``.pyth`` layouts or ``.safetensors``) as a flat state dict."""
+def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Read a checkpoint file: its flat state dict, and the whole loaded object (the container a training
+    run saved, with e.g. its config; empty for bare and ``.safetensors`` files)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
@@ -93,9 +95,15 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
             obj: Any = load_file(path, device="cpu")
         except SafetensorError as exc:
             raise CheckpointError(f"{path}: not a readable safetensors file ({exc})") from None
-    else:
-        obj = _torch_load(path)
-    return _unwrap(obj, str(path))
+        return _unwrap(obj, str(path)), {}
+    obj = _torch_load(path)
+    state = _unwrap(obj, str(path))
+    return state, (obj if isinstance(obj, dict) and obj is not state else {})
+
+
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """Read a checkpoint file (official ``.pth``/``.pyth`` layouts or ``.safetensors``) as a flat state dict."""
+    return read_checkpoint(path)[0]
 
 
 def _is_video(model: nn.Module) -> bool:

@@ -1,0 +1,104 @@
+"""``uniformer predict PATH...`` and ``uniformer features PATH... --output FILE``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("inputs", nargs="+", metavar="PATH", help="videos, folders of frames or images; or @LIST")
+    parser.add_argument("--model", required=True, help="zoo name (`uniformer models`)")
+    weights = parser.add_mutually_exclusive_group()
+    weights.add_argument("--checkpoint", default=None, help="weights file (.pth, .safetensors, uniformer train .pt)")
+    weights.add_argument("--pretrained", action="store_true", help="fetch the released weights from the Hub")
+    parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
+    parser.add_argument("--batch-size", type=int, default=8, help="views per forward pass")
+    parser.add_argument("--workers", type=int, default=0, help="decoding worker processes")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "predict",
+        help="classify videos, frame folders or images with the model's official test views",
+        description="Runs every test view of the zoo model (clips x crops, its sampling) and prints the top "
+        "classes with probabilities (softmax of the mean view logits).",
+    )
+    _common(p)
+    p.add_argument("--topk", type=int, default=5)
+    p.add_argument("--labels", default=None, help="class-name file (one per line) overriding the model's")
+    p.add_argument("--json", action="store_true", help="one JSON document on stdout, for scripts")
+    p.set_defaults(func=_predict)
+
+    p = subparsers.add_parser(
+        "features",
+        help="write UniFormer features of videos/images to .safetensors or .npy",
+        description="Pooled pre-logit features averaged over the official test views, or with --stage-maps the "
+        "four stage maps (strides 4, 8, 16, 32) of the centre view.",
+    )
+    _common(p)
+    p.add_argument("--output", required=True, help="FILE.safetensors or FILE.npy (pooled features only)")
+    p.add_argument("--stage-maps", action="store_true")
+    p.set_defaults(func=_features)
+
+
+def _inputs(items: list[str]) -> list[str]:
+    """Expand ``@LIST`` arguments (a file with one path per line) in place."""
+    paths: list[str] = []
+    for item in items:
+        if item.startswith("@"):
+            with open(item[1:], encoding="utf-8") as f:
+                paths += [line.strip() for line in f if line.strip()]
+        else:
+            paths.append(item)
+    return paths
+
+
+def _predictor(args: argparse.Namespace, labels: list[str] | None = None):
+    from uniformer.engine.predict import Predictor
+
+    return Predictor(
+        args.model,
+        args.checkpoint,
+        pretrained=args.pretrained,
+        labels=labels,
+        precision=args.precision,
+        batch_size=args.batch_size,
+        num_workers=args.workers,
+    )
+
+
+def _predict(args: argparse.Namespace) -> int:
+    labels = None
+    if args.labels:
+        from uniformer.data import read_classes
+
+        labels = read_classes(args.labels)
+    predictor = _predictor(args, labels)
+    predictions = predictor.predict(_inputs(args.inputs), topk=args.topk, progress=not args.json)
+    if args.json:
+        print(json.dumps({"model": args.model, "predictions": [p.to_dict() for p in predictions]}, indent=2))
+    else:
+        for prediction in predictions:
+            print(f"{prediction.path}  ({prediction.views} views)")
+            if prediction.error:
+                print(f"  could not be read: {prediction.error}")
+            for rank, (_, name, prob) in enumerate(prediction.top, 1):
+                print(f"  {rank}. {name:<40s} {100 * prob:6.2f}%")
+    return 1 if any(p.error for p in predictions) else 0
+
+
+def _features(args: argparse.Namespace) -> int:
+    from uniformer.engine.predict import save_features
+
+    paths = _inputs(args.inputs)
+    predictor = _predictor(args)
+    tensors, failed = predictor.features(paths, stage_maps=args.stage_maps, progress=True)
+    metadata = {"model": args.model, "checkpoint": args.checkpoint, "stage_maps": args.stage_maps, "failed": failed}
+    save_features(args.output, tensors, paths, metadata)
+    shapes = ", ".join(f"{k} {tuple(v.shape)}" for k, v in tensors.items())
+    print(f"wrote {os.fspath(args.output)}: {shapes}")
+    for index, reason in failed.items():
+        print(f"  could not be read (NaN row): {paths[index]}: {reason}")
+    return 1 if failed else 0
