@@ -1,7 +1,9 @@
 """Fixtures for the engine tests: one small synthetic motion set per session and tiny run configurations.
 
 The tiny run is the demo recipe (configs/demo/motion_tiny.yaml) shrunk to 16-128 channels, 4 frames at 32 px
-and a global batch of 4: 20 training videos give 5 steps per epoch, 4 validation videos.
+and a global batch of 4: 20 training videos give 5 steps per epoch, 4 validation videos. Crops keep 80-100% of
+the frame and the lr is 2e-3 so that 20 steps visibly lower the loss (measured over seeds 1-3: 0.21-0.45 lower
+after 4 epochs; the demo recipe's 40-100% crops at lr 1e-3 need more steps than a unit test can afford).
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ TINY = [
     "data.num_frames=4",
     "data.stride=2",
     "data.crop_size=32",
+    "data.scale=[0.8,1.0]",
+    "optimizer.lr_base=2e-3",
     "data.num_workers=0",
     "trainer.batch_size=4",
     "trainer.progress=false",
