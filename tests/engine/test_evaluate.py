@@ -95,3 +95,21 @@ def test_metrics_from_known_scores() -> None:
     assert metrics.mean_class_accuracy == 50.0
     assert metrics.confusion is not None
     assert metrics.confusion[1, 5] == 1 and metrics.confusion[5, 0] == 1 and metrics.confusion.sum() == 4
+
+
+def test_time_shuffled_views_hold_the_same_frames_in_another_order(test_set) -> None:
+    from uniformer.engine.evaluate import TimeShuffled
+
+    shuffled = TimeShuffled(test_set, seed=5)
+    assert (len(shuffled), shuffled.num_videos, shuffled.num_views) == (len(test_set), 5, 6)
+    for index in (0, 7):
+        plain, mixed = test_set[index]["video"], shuffled[index]["video"]
+        assert not torch.equal(plain, mixed)
+        # every frame of the shuffled view is one of the original frames, each used once
+        matches = [
+            [torch.equal(mixed[:, t], plain[:, s]) for s in range(plain.shape[1])] for t in range(plain.shape[1])
+        ]
+        assert all(sum(row) >= 1 for row in matches)
+        assert sorted(mixed.flatten().tolist()) == sorted(plain.flatten().tolist())
+        assert torch.equal(mixed, TimeShuffled(test_set, seed=5)[index]["video"])  # deterministic
+    assert shuffled[4 * 6]["valid"] is False  # failures pass through

@@ -167,6 +167,7 @@ class EvalConfig:
     ema: bool = False  # evaluate the EMA weights of a training checkpoint
     batch_size: int = 8  # per process
     output_dir: Optional[str] = None  # default: <output_dir>/eval
+    shuffle_frames: bool = False  # control experiment: every view's frames in a random (seeded) time order
 
 
 @dataclass

@@ -36,6 +36,7 @@ from uniformer.engine.distributed import DistContext, all_reduce_sum, autocast_c
 from uniformer.engine.logging import progress_bar
 
 __all__ = [
+    "TimeShuffled",
     "EvalMetrics",
     "EvalReport",
     "VideoScores",
@@ -47,6 +48,31 @@ __all__ = [
 ]
 
 logger = logging.getLogger("uniformer.engine")
+
+
+class TimeShuffled(torch.utils.data.Dataset):
+    """A test-mode video dataset whose every view shows its frames in a random order: the control that tells
+    whether a model uses time. The permutation of item ``i`` is drawn from ``(seed, i)`` and is never the
+    identity, so the result does not depend on workers or processes."""
+
+    def __init__(self, dataset: Any, seed: int = 0) -> None:
+        self.dataset, self.seed = dataset, seed
+        self.num_videos, self.num_views = dataset.num_videos, dataset.num_views
+        self.num_clips, self.classes = getattr(dataset, "num_clips", 1), getattr(dataset, "classes", None)
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        item = dict(self.dataset[index])
+        frames = item["video"].shape[1]  # (C, T, H, W)
+        if frames > 1:
+            generator = torch.Generator().manual_seed(self.seed * 1_000_003 + index)
+            order = torch.randperm(frames, generator=generator)
+            while torch.equal(order, torch.arange(frames)):
+                order = torch.randperm(frames, generator=generator)
+            item["video"] = item["video"][:, order]
+        return item
 
 
 @dataclass
@@ -440,6 +466,8 @@ def evaluate(cfg: DictConfig) -> EvalReport:
         if not path.is_file():
             raise FileNotFoundError(f"checkpoint={path}: no such file")
     dataset = build_dataset(cfg, "test")
+    if cfg.eval.shuffle_frames:
+        dataset = TimeShuffled(dataset, cfg.seed)
     num_classes = cfg.model.num_classes or _checkpoint_classes(path)
     model = build_model(cfg, num_classes)
     load_weights(model, path, ema=cfg.eval.ema)
@@ -471,7 +499,8 @@ def evaluate(cfg: DictConfig) -> EvalReport:
         )
     summary = (
         f"top-1 {metrics.top1:.2f}%{top5}, mean class accuracy {metrics.mean_class_accuracy:.2f}% "
-        f"over {metrics.num_scored} videos ({views} views, {scores.aggregate}){failed}; "
+        f"over {metrics.num_scored} videos ({views} views, {scores.aggregate}"
+        f"{', frames shuffled in time' if cfg.eval.shuffle_frames else ''}){failed}; "
         f"{len(dataset) / seconds:.1f} views/s; report in {out_dir}"
     )
     return EvalReport(metrics=metrics, scores=scores, output_dir=out_dir if ctx.is_main else None, summary=summary)
