@@ -98,7 +98,9 @@ def test_image_models_classify_images(tmp_path: Path) -> None:
 
         x = create_transform(224, crop_pct=0.875, interpolation="bicubic")(Image.open(image).convert("RGB"))
         expected = model.eval()(x[None]).softmax(-1)[0]
-    assert prediction.top[0][0] == int(expected.argmax()) and prediction.top[0][2] == pytest.approx(float(expected.max()), rel=1e-4)
+    assert prediction.top[0][0] == int(expected.argmax()) and prediction.top[0][2] == pytest.approx(
+        float(expected.max()), rel=1e-4
+    )
 
 
 def test_features_are_view_averaged_pre_logits(videos: list[Path], checkpoint: Path, tmp_path: Path) -> None:
@@ -110,12 +112,19 @@ def test_features_are_view_averaged_pre_logits(videos: list[Path], checkpoint: P
         predictor.model.head(tensors["features"][0]), _reference_logits(videos[0], checkpoint), rtol=1e-4, atol=1e-5
     )
     out = tmp_path / "feats.safetensors"
-    assert main(["features", *map(str, videos[:2]), "--model", MODEL, "--checkpoint", str(checkpoint), "--output", str(out)]) == 0
+    assert (
+        main(
+            ["features", *map(str, videos[:2]), "--model", MODEL, "--checkpoint", str(checkpoint), "--output", str(out)]
+        )
+        == 0
+    )
     torch.testing.assert_close(load_file(out)["features"], tensors["features"])
     with safe_open(out, "pt") as f:
         assert json.loads(f.metadata()["inputs"]) == [str(v) for v in videos[:2]]
     npy = tmp_path / "feats.npy"
-    assert main(["features", str(videos[0]), "--model", MODEL, "--checkpoint", str(checkpoint), "--output", str(npy)]) == 0
+    assert (
+        main(["features", str(videos[0]), "--model", MODEL, "--checkpoint", str(checkpoint), "--output", str(npy)]) == 0
+    )
     assert np.load(npy).shape == (1, 256) and (tmp_path / "feats.paths.txt").read_text().strip() == str(videos[0])
 
 

@@ -174,7 +174,9 @@ class Predictor:
         if self.info.task == "image":
             others = [p for p in paths if p not in images]
             if others:
-                raise ValueError(f"{self.info.name} is an image model; these inputs are not images: {', '.join(others)}")
+                raise ValueError(
+                    f"{self.info.name} is an image model; these inputs are not images: {', '.join(others)}"
+                )
             from timm.data import create_transform
 
             transform = create_transform(
@@ -192,7 +194,9 @@ class Predictor:
         crops = 1 if single_view else view["crops"]
         return VideoDataset(
             [VideoRecord(os.fspath(p), -1) for p in paths],
-            EvalTransform(view["crop_size"], short_side=view["short_side"], num_crops=crops, mean=view["mean"], std=view["std"]),
+            EvalTransform(
+                view["crop_size"], short_side=view["short_side"], num_crops=crops, mean=view["mean"], std=view["std"]
+            ),
             mode="test",
             num_frames=view["num_frames"],
             stride=view["stride"],
@@ -211,7 +215,9 @@ class Predictor:
             progress=progress,
         )
 
-    def predict(self, paths: Sequence[str | os.PathLike[str]], topk: int = 5, progress: bool = False) -> list[Prediction]:
+    def predict(
+        self, paths: Sequence[str | os.PathLike[str]], topk: int = 5, progress: bool = False
+    ) -> list[Prediction]:
         """Top-``topk`` classes of every input, in input order."""
         paths = [os.fspath(p) for p in paths]
         dataset = self._dataset(paths)
