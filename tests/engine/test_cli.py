@@ -67,3 +67,28 @@ def test_dry_run_shows_the_resolved_config_and_builds_model_and_data(
     out = capsys.readouterr().out
     assert "num_frames: 8" in out and "mean:" in out and "# model: uniformer_tiny_motion" in out
     assert "# train: VideoDataset(videos=20" in out and "# val:   VideoDataset(videos=4, mode='test', views=1" in out
+
+
+def test_fine_tune_and_eval_on_a_folder_per_class_tree(
+    motion_set: Path, tiny_overrides, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The README's own-videos path: root/{train,val}/<class>/<video>, no list files, names from the folders."""
+    tree = tmp_path / "my_videos"
+    names = (motion_set / "classes.txt").read_text().split()
+    for split, listing in (("train", "train.txt"), ("val", "val.txt")):
+        for line in (motion_set / listing).read_text().splitlines():
+            relative, label = line.rsplit(" ", 1)
+            target = tree / split / f"class_{names[int(label)]}" / Path(relative).name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.symlink_to(motion_set / relative)
+    out = tmp_path / "run"
+    folder = ["data.format=folder", f"data.root={tree}", "data.train_list=null", "data.val_list=null"]
+    folder += ["data.labels_file=null"]
+    assert main(["train", DEMO_CONFIG, *tiny_overrides(out), *folder, "trainer.max_epochs=1"]) == 0
+    checkpoint = out / "checkpoints" / "checkpoint-00000005.pt"  # 20 training videos at batch 4
+    capsys.readouterr()
+    assert main(["eval", DEMO_CONFIG, *tiny_overrides(out), *folder, f"checkpoint={checkpoint}"]) == 0
+    assert "over 4 videos (2x1 views, sum)" in capsys.readouterr().out
+    rows = list(csv.DictReader((out / "eval" / "predictions.csv").open()))
+    assert sorted(r["label_name"] for r in rows) == sorted(f"class_{n}" for n in names)
+    assert {r["prediction_name"] for r in rows} <= {f"class_{n}" for n in names}
