@@ -89,10 +89,26 @@ def test_mismatches_are_listed_never_loaded_silently(tmp_path: Path) -> None:
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
 
 
-def test_image_checkpoint_for_a_video_model_suggests_inflation(tmp_path: Path) -> None:
-    video = UniFormer(**{**golden_model_kwargs(IMAGE_CASE), "video": True})
+def test_an_image_checkpoint_inflates_into_a_video_model() -> None:
+    """As the official video code starts from ImageNet: strict loading refuses (with the hint), the default
+    inflates; an image classifier of another class count is replaced, every other tensor is the inflated one."""
+    from uniformer import create_model, inflate_2d_to_3d
+
+    kwargs = {**golden_model_kwargs(IMAGE_CASE), "video": True}
+    image_file = GOLDEN / "image_tiny.pth"
+    video = UniFormer(**kwargs)
     with pytest.raises(CheckpointError, match="inflate"):
-        load_checkpoint(video, GOLDEN / "image_tiny.pth")
+        load_checkpoint(video, image_file, inflate=False)
+    load_checkpoint(video, image_file)
+    expected = inflate_2d_to_3d(read_state_dict(image_file), video)
+    assert all(torch.equal(v, expected[k]) for k, v in video.state_dict().items())  # same classes: head kept
+
+    arch = {k: kwargs[k] for k in ("depth", "embed_dim", "head_dim", "mlp_ratio", "qkv_bias")}
+    zoo = create_model("uniformer_small_k400_16x4", checkpoint_path=image_file, **arch)
+    assert zoo.head.weight.shape[0] == 400 != kwargs["num_classes"]
+    for key, value in zoo.state_dict().items():
+        if not key.startswith("head."):
+            assert torch.equal(value, expected[key]), key
 
 
 def test_unreadable_files_are_clear_errors(tmp_path: Path) -> None:

@@ -6,7 +6,6 @@ Everything here is plain construction from config values, kept apart from the tr
 
 from __future__ import annotations
 
-import logging
 import math
 import os
 from collections.abc import Callable
@@ -34,7 +33,6 @@ __all__ = [
     "steps_for",
 ]
 
-logger = logging.getLogger("uniformer.engine")
 _LIST_FORMATS = ("kinetics", "ssv1", "ssv2", "ucf101")
 
 
@@ -198,17 +196,11 @@ def released_weights(name: str, key: str) -> Path:
 def load_initial_weights(model: nn.Module, path: str | os.PathLike[str]) -> None:
     """Fine-tuning start: load ``path`` strictly, inflating 2-D (image) weights for a video model and replacing
     the classifier when the checkpoint's class count differs from the model's (both logged)."""
-    from uniformer.models.checkpoint import load_checkpoint, read_state_dict
+    from uniformer.models.checkpoint import head_classes, load_checkpoint, read_state_dict
 
-    state = read_state_dict(path)
-    stem = state.get("patch_embed1.proj.weight", state.get("patch_embed1.proj.0.weight"))
-    inflate = bool(getattr(model, "video", False)) and stem is not None and stem.ndim == 4
-    head = state.get("head.weight")
-    reset_head = head is not None and head.shape[0] != getattr(model, "num_classes", head.shape[0])
-    del state
-    if inflate:
-        logger.info("%s: image weights inflated to the video model", path)
-    load_checkpoint(model, path, reset_head=reset_head, inflate=inflate)
+    classes = head_classes(read_state_dict(path))
+    reset_head = classes is not None and classes != getattr(model, "num_classes", classes)
+    load_checkpoint(model, path, reset_head=reset_head or None)  # None: inflates image weights for a video model
 
 
 def build_optimizer(cfg: DictConfig, model: nn.Module, global_batch: int) -> torch.optim.Optimizer:

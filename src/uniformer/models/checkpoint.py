@@ -117,10 +117,14 @@ def checkpoint_filter_fn(state_dict: dict[str, Any], model: nn.Module) -> dict[s
     with :func:`inflate_2d_to_3d`, as the official video code does when it starts from ImageNet weights.
     """
     state = _unwrap(state_dict, "checkpoint")
-    probe = state.get("patch_embed1.proj.weight", state.get("patch_embed1.proj.0.weight"))
-    if _is_video(model) and probe is not None and probe.ndim == 4:
-        return inflate_2d_to_3d(state, model)
-    return state
+    return inflate_2d_to_3d(state, model) if is_image_state_for_video(state, model) else state
+
+
+def is_image_state_for_video(state: dict[str, torch.Tensor], model: nn.Module) -> bool:
+    """``state`` holds 2-D (image) weights and ``model`` is a video model: the first patch embedding (plain or
+    conv stem) has a 4-D kernel where the model's is 5-D."""
+    stem = state.get("patch_embed1.proj.weight", state.get("patch_embed1.proj.0.weight"))
+    return _is_video(model) and stem is not None and stem.ndim == 4
 
 
 def _check_fit(model: nn.Module, state: dict[str, torch.Tensor], source: str, ignore: tuple[str, ...] = ()) -> None:
@@ -139,8 +143,7 @@ def _check_fit(model: nn.Module, state: dict[str, torch.Tensor], source: str, ig
         if items:
             shown = ", ".join(items[:_LISTED]) + (f", ... ({len(items) - _LISTED} more)" if len(items) > _LISTED else "")
             lines.append(f"  {len(items)} {title}: {shown}")
-    ckpt_stem = state.get("patch_embed1.proj.weight")
-    if _is_video(model) and ckpt_stem is not None and ckpt_stem.ndim == 4:
+    if is_image_state_for_video(state, model):
         lines.append("  (this is an image checkpoint: inflate it with uniformer.inflate_2d_to_3d / inflate=True)")
     raise CheckpointError("\n".join(lines))
 
@@ -150,8 +153,8 @@ def load_checkpoint(
     path: str | Path,
     strict: bool = True,
     *,
-    reset_head: bool = False,
-    inflate: bool = False,
+    reset_head: bool | None = None,
+    inflate: bool | None = None,
 ) -> nn.Module:
     """Load a checkpoint file into ``model`` and return the model.
 
@@ -161,15 +164,25 @@ def load_checkpoint(
         strict: every key and shape must match (default). ``strict=False`` loads the matching tensors and
             logs the rest, for experiments; it is never used implicitly.
         reset_head: skip the checkpoint's classifier (``head``/``aux_head``) and keep the model's freshly
-            initialised one, for fine-tuning with another number of classes.
-        inflate: the file holds 2-D (image) weights for a video model: inflate them first.
+            initialised one, for fine-tuning with another number of classes. ``None`` (default): only when image
+            weights are inflated and their class count differs from the model's (an ImageNet classifier never
+            serves a video task); otherwise the classifier must fit like every other tensor.
+        inflate: inflate 2-D (image) weights for a video model first. ``None`` (default): when the file is an
+            image checkpoint and the model a video model, as the official video code starts from ImageNet
+            weights (logged).
     """
     state = read_state_dict(path)
+    if inflate is None:
+        inflate = is_image_state_for_video(state, model)
+        if inflate:
+            _logger.info("%s: image (2-D) weights inflated to the video model", path)
     if inflate:
         state = inflate_2d_to_3d(state, model)
+    if reset_head is None:
+        reset_head = inflate and head_classes(state) not in (None, getattr(model, "num_classes", None))
     source = str(path)
     if reset_head:
-        ckpt_classes = _head_classes(state)
+        ckpt_classes = head_classes(state)
         state = {k: v for k, v in state.items() if not k.startswith(_HEADS)}
         _logger.warning(
             "%s: classifier re-initialised for %s classes (the checkpoint's %s-class head is not loaded)",
@@ -250,14 +263,15 @@ def convert_checkpoint(src: str | Path, dst: str | Path, model_name: str | None 
     if model_name is not None:
         from uniformer.models.registry import create_model
 
-        _check_fit(create_model(model_name, num_classes=_head_classes(state)), state, str(src))
+        _check_fit(create_model(model_name, num_classes=head_classes(state)), state, str(src))
     state = {k: v.contiguous() for k, v in state.items()}
     metadata = {"format": "pt", "source": Path(src).name, **({"model": model_name} if model_name else {})}
     atomic_write(Path(dst), lambda tmp: save_file(state, tmp, metadata=metadata))
     return state
 
 
-def _head_classes(state: dict[str, torch.Tensor]) -> int | None:
+def head_classes(state: dict[str, torch.Tensor]) -> int | None:
+    """The class count of a state dict's classifier (``None`` without one)."""
     head = state.get("head.weight")
     return None if head is None else int(head.shape[0])
 

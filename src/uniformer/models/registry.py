@@ -456,7 +456,8 @@ def create_model(
             raise ValueError(f"{name}: no checkpoint was released for this model; pass checkpoint_path=")
         checkpoint_path = download_checkpoint(info.hub_repo, release.checkpoint_file)
     if checkpoint_path is not None:
-        load_checkpoint(model, checkpoint_path, reset_head=classes != info.num_classes)
+        # inflates an image checkpoint given to a video model (and then replaces its ImageNet classifier)
+        load_checkpoint(model, checkpoint_path, reset_head=True if classes != info.num_classes else None)
     return model
 
 
