@@ -149,7 +149,9 @@ class ModelInfo:
     def to_dict(self) -> dict[str, Any]:
         """Plain-data view (for JSON output and config defaults)."""
         data = {f.name: getattr(self, f.name) for f in fields(self)}
-        data.update(model_args=dict(self.model_args), extra=dict(self.extra), releases=[asdict(r) for r in self.releases])
+        data.update(
+            model_args=dict(self.model_args), extra=dict(self.extra), releases=[asdict(r) for r in self.releases]
+        )
         data.update(num_classes=self.num_classes, mean=self.mean, std=self.std, test_views=self.test_views)
         return data
 
@@ -226,76 +228,55 @@ _LARGE_FLOPS_NOTE = (
 )
 
 
-def _token_labeling(name: str, title: str, args: dict, params_m: float, *releases: Release, notes: str = "") -> None:
-    _image(name, title, {**args, "token_labeling": True}, params_m, *releases, notes=(_TL_NOTE + notes))
-
-
 def _tl(size: int, top1: float, gflops: float, stem: str) -> Release:
     # 384 px fine-tunes are evaluated on the full image (crop_pct 1.0), as in token labeling (LV-ViT).
     return Release(size, top1, gflops, f"{stem}_tl_{size}.pth", crop_pct=0.875 if size == 224 else 1.0)
 
 
-_token_labeling(
-    "uniformer_small_tl",
-    "UniFormer-S (token labeling)",
-    {**_SMALL, "head_dim": 32},
-    22,
-    _tl(224, 83.4, 3.6, "uniformer_small"),
-    _tl(384, 84.6, 11.9, "uniformer_small"),
+# Token-labeling releases (official image_classification/token_labeling README): name stem, title,
+# architecture, published params (M), then (top-1, GFLOPs) at 224 px and, where released, at 384 px.
+_TOKEN_LABELING = (
+    ("uniformer_small", "UniFormer-S (token labeling)", {**_SMALL, "head_dim": 32}, 22, (83.4, 3.6), (84.6, 11.9)),
+    ("uniformer_small_dim64", "UniFormer-S (token labeling, head_dim 64)", _SMALL, 22, (83.4, 3.6), None),
+    ("uniformer_small_plus", "UniFormer-S+ (token labeling)", _SMALL_PLUS, 24, (83.9, 4.2), (84.9, 13.7)),
+    (
+        "uniformer_small_plus_dim64",
+        "UniFormer-S+ (token labeling, head_dim 64)",
+        {**_SMALL_PLUS, "head_dim": 64},
+        24,
+        (83.6, 4.2),
+        None,
+    ),
+    ("uniformer_base", "UniFormer-B (token labeling)", {**_BASE, "head_dim": 32}, 50, (85.1, 8.3), (86.0, 27.2)),
+    ("uniformer_base_dim64", "UniFormer-B (token labeling, head_dim 64)", _BASE, 50, (84.8, 8.3), None),
+    (
+        "uniformer_large_ls",
+        "UniFormer-L + layer scale (token labeling)",
+        {**_LARGE, "layer_scale": "all"},
+        100,
+        (85.6, 12.6),
+        (86.3, 39.2),
+    ),
 )
-_token_labeling(
-    "uniformer_small_dim64_tl",
-    "UniFormer-S (token labeling, head_dim 64)",
-    _SMALL,
-    22,
-    _tl(224, 83.4, 3.6, "uniformer_small_dim64"),
-)
-_token_labeling(
-    "uniformer_small_plus_tl",
-    "UniFormer-S+ (token labeling)",
-    _SMALL_PLUS,
-    24,
-    _tl(224, 83.9, 4.2, "uniformer_small_plus"),
-    _tl(384, 84.9, 13.7, "uniformer_small_plus"),
-)
-_token_labeling(
-    "uniformer_small_plus_dim64_tl",
-    "UniFormer-S+ (token labeling, head_dim 64)",
-    {**_SMALL_PLUS, "head_dim": 64},
-    24,
-    _tl(224, 83.6, 4.2, "uniformer_small_plus_dim64"),
-)
-_token_labeling(
-    "uniformer_base_tl",
-    "UniFormer-B (token labeling)",
-    {**_BASE, "head_dim": 32},
-    50,
-    _tl(224, 85.1, 8.3, "uniformer_base"),
-    _tl(384, 86.0, 27.2, "uniformer_base"),
-)
-_token_labeling(
-    "uniformer_base_dim64_tl",
-    "UniFormer-B (token labeling, head_dim 64)",
-    _BASE,
-    50,
-    _tl(224, 84.8, 8.3, "uniformer_base_dim64"),
-)
-_token_labeling(
-    "uniformer_large_ls_tl",
-    "UniFormer-L + layer scale (token labeling)",
-    {**_LARGE, "layer_scale": "all"},
-    100,
-    _tl(224, 85.6, 12.6, "uniformer_large_ls"),
-    _tl(384, 86.3, 39.2, "uniformer_large_ls"),
-    notes=_LARGE_FLOPS_NOTE,
-)
+
+
+def _register_token_labeling() -> None:
+    for stem, title, args, params_m, at224, at384 in _TOKEN_LABELING:
+        releases = [_tl(size, *published, stem) for size, published in ((224, at224), (384, at384)) if published]
+        notes = _TL_NOTE + (_LARGE_FLOPS_NOTE if stem == "uniformer_large_ls" else "")
+        _image(f"{stem}_tl", title, {**args, "token_labeling": True}, params_m, *releases, notes=notes)
+
+
+_register_token_labeling()
 
 _VIDEO_SIZES = {"small": ("UniFormer-S", _SMALL), "base": ("UniFormer-B", _BASE)}
 # Published parameter counts of the video models (millions), per size and dataset head.
 _VIDEO_PARAMS = {"small": 21.4, "base": 49.8}
 
 
-def _kinetics(size: str, classes: int, frames: int, stride: int, top1: float, gflops_total: float, released: bool = True) -> None:
+def _kinetics(
+    size: str, classes: int, frames: int, stride: int, top1: float, gflops_total: float, released: bool = True
+) -> None:
     title, args = _VIDEO_SIZES[size]
     name = f"uniformer_{size}_k{classes}_{frames}x{stride}"
     _add(
@@ -348,7 +329,9 @@ def _something(size: str, version: int, pretrain: int, frames: int, top1: float,
             title=f"{title} {frames} frames (Something-Something V{version}, K{pretrain} pretrain)",
             model_args=MappingProxyType({**args, "video": True}),
             releases=(
-                Release(224, top1, round(gflops_total / 3, 2), f"uniformer_{size}_sthv{version}_{frames}_prek{pretrain}.pth"),
+                Release(
+                    224, top1, round(gflops_total / 3, 2), f"uniformer_{size}_sthv{version}_{frames}_prek{pretrain}.pth"
+                ),
             ),
             params_m=_VIDEO_PARAMS[size],
             hub_repo=VIDEO_HUB_REPO,
@@ -392,9 +375,7 @@ _add(
         task="video",
         dataset="synthetic-motion",
         title="UniFormer-T (reduced width, synthetic motion demo)",
-        model_args=MappingProxyType(
-            dict(depth=(1, 1, 2, 1), embed_dim=(32, 64, 128, 256), head_dim=32, video=True)
-        ),
+        model_args=MappingProxyType(dict(depth=(1, 1, 2, 1), embed_dim=(32, 64, 128, 256), head_dim=32, video=True)),
         releases=(Release(64, None, 0.08, None),),
         params_m=1.45,
         hub_repo="",
