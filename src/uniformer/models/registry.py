@@ -274,29 +274,40 @@ _VIDEO_SIZES = {"small": ("UniFormer-S", _SMALL), "base": ("UniFormer-B", _BASE)
 _VIDEO_PARAMS = {"small": 21.4, "base": 49.8}
 
 
-def _kinetics(
-    size: str, classes: int, frames: int, stride: int, top1: float, gflops_total: float, released: bool = True
-) -> None:
-    title, args = _VIDEO_SIZES[size]
-    name = f"uniformer_{size}_k{classes}_{frames}x{stride}"
+def _video(name: str, size: str, dataset: str, title: str, release: Release, **clip: Any) -> None:
+    """A video entry: the size's architecture in 3-D, its published parameters, the video Hub repository."""
     _add(
         ModelInfo(
             name=name,
             task="video",
-            dataset=f"kinetics-{classes}",
-            title=f"{title} {frames}x{stride} (Kinetics-{classes})",
-            model_args=MappingProxyType({**args, "video": True}),
-            releases=(Release(224, top1, round(gflops_total / 4, 2), f"{name}.pth" if released else None),),
+            dataset=dataset,
+            title=f"{_VIDEO_SIZES[size][0]} {title}",
+            model_args=MappingProxyType({**_VIDEO_SIZES[size][1], "video": True}),
+            releases=(release,),
             params_m=_VIDEO_PARAMS[size],
             hub_repo=VIDEO_HUB_REPO,
-            num_frames=frames,
-            frame_stride=stride,
-            sampling="dense",
-            test_clips=4,
-            test_crops=1,
-            pretrain=f"uniformer_{size}_in1k.pth (inflated)",
-            notes="" if released else "Published result; the checkpoint was not released.",
+            **clip,
         )
+    )
+
+
+def _kinetics(
+    size: str, classes: int, frames: int, stride: int, top1: float, gflops_total: float, released: bool = True
+) -> None:
+    name = f"uniformer_{size}_k{classes}_{frames}x{stride}"
+    _video(
+        name,
+        size,
+        f"kinetics-{classes}",
+        f"{frames}x{stride} (Kinetics-{classes})",
+        Release(224, top1, round(gflops_total / 4, 2), f"{name}.pth" if released else None),
+        num_frames=frames,
+        frame_stride=stride,
+        sampling="dense",
+        test_clips=4,
+        test_crops=1,
+        pretrain=f"uniformer_{size}_in1k.pth (inflated)",
+        notes="" if released else "Published result; the checkpoint was not released.",
     )
 
 
@@ -319,29 +330,18 @@ _kinetics("small", 400, 32, 4, 82.0, 438, released=False)
 
 
 def _something(size: str, version: int, pretrain: int, frames: int, top1: float, gflops_total: float) -> None:
-    title, args = _VIDEO_SIZES[size]
-    name = f"uniformer_{size}_sthv{version}_prek{pretrain}_{frames}"
-    _add(
-        ModelInfo(
-            name=name,
-            task="video",
-            dataset=f"something-something-v{version}",
-            title=f"{title} {frames} frames (Something-Something V{version}, K{pretrain} pretrain)",
-            model_args=MappingProxyType({**args, "video": True}),
-            releases=(
-                Release(
-                    224, top1, round(gflops_total / 3, 2), f"uniformer_{size}_sthv{version}_{frames}_prek{pretrain}.pth"
-                ),
-            ),
-            params_m=_VIDEO_PARAMS[size],
-            hub_repo=VIDEO_HUB_REPO,
-            num_frames=frames,
-            frame_stride=None,
-            sampling="segment",
-            test_clips=1,
-            test_crops=3,
-            pretrain=f"uniformer_{size}_k{pretrain}_{frames}x4",
-        )
+    _video(
+        f"uniformer_{size}_sthv{version}_prek{pretrain}_{frames}",
+        size,
+        f"something-something-v{version}",
+        f"{frames} frames (Something-Something V{version}, K{pretrain} pretrain)",
+        Release(224, top1, round(gflops_total / 3, 2), f"uniformer_{size}_sthv{version}_{frames}_prek{pretrain}.pth"),
+        num_frames=frames,
+        frame_stride=None,
+        sampling="segment",
+        test_clips=1,
+        test_crops=3,
+        pretrain=f"uniformer_{size}_k{pretrain}_{frames}x4",
     )
 
 
