@@ -55,6 +55,25 @@ def _size(spatial: int, temporal: int, video: bool) -> tuple[int, ...]:
     return (temporal, spatial, spatial) if video else (spatial, spatial)
 
 
+def _depthwise(conv: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Apply a depthwise 3-D convolution, working around a PyTorch CPU bug in bf16 training.
+
+    On CPU, the bf16 weight gradient of a depthwise ``Conv3d`` whose input is channels-last (as the maps here
+    are after a LayerNorm or the token layout) reads uninitialised memory for some shapes: measured with torch
+    2.14.1 (oneDNN), a (4, 64, 2, 8, 8) input gave NaN weight gradients in 5 of 6 tries, under autocast and with
+    bf16 weights alike; contiguous inputs never did. So under CPU bf16 with gradients the input is made
+    contiguous (one copy); inference and fp32 are untouched. ``tests/models/test_uniformer.py`` shows the fix.
+    """
+    if (
+        x.ndim == 5
+        and x.device.type == "cpu"
+        and torch.is_grad_enabled()
+        and (x.dtype == torch.bfloat16 or torch.is_autocast_enabled("cpu"))
+    ):
+        x = x.contiguous()
+    return conv(x)
+
+
 def _channels_last_norm(norm: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """Apply a LayerNorm over the channel dimension of an (N, C, *spatial) map."""
     return norm(x.movedim(1, -1)).movedim(-1, 1)
@@ -179,8 +198,8 @@ class LocalBlock(nn.Module):
             self.register_parameter(name, param)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.pos_embed(x)
-        x = x + self.drop_path(_layer_scale(self.gamma_1, self.conv2(self.attn(self.conv1(self.norm1(x))))))
+        x = x + _depthwise(self.pos_embed, x)
+        x = x + self.drop_path(_layer_scale(self.gamma_1, self.conv2(_depthwise(self.attn, self.conv1(self.norm1(x))))))
         x = x + self.drop_path(_layer_scale(self.gamma_2, self.mlp(self.norm2(x))))
         return x
 
@@ -270,7 +289,7 @@ class GlobalBlock(nn.Module):
             self.register_parameter(name, param)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.pos_embed(x)
+        x = x + _depthwise(self.pos_embed, x)
         shape = x.shape
         if self.split:
             tokens = self._divided_attention(x)
@@ -412,9 +431,7 @@ class UniFormer(nn.Module):
         self.head = nn.Linear(embed_dim[-1], num_classes) if num_classes > 0 else nn.Identity()
         if token_labeling:
             self.aux_head = nn.Linear(embed_dim[-1], num_classes) if num_classes > 0 else nn.Identity()
-        self.feature_info = [
-            dict(num_chs=embed_dim[i], reduction=4 * 2**i, module=f"blocks{i + 1}") for i in range(4)
-        ]
+        self.feature_info = [dict(num_chs=embed_dim[i], reduction=4 * 2**i, module=f"blocks{i + 1}") for i in range(4)]
         self.apply(self._init_weights)
         if split:
             self._init_temporal_attention()
