@@ -34,7 +34,15 @@ from timm.layers import DropPath, Mlp, trunc_normal_
 from timm.models._features import feature_take_indices
 from torch.utils.checkpoint import checkpoint
 
-__all__ = ["UniFormer", "PatchEmbed", "ConvEmbed", "LocalBlock", "GlobalBlock", "Attention"]
+__all__ = [
+    "UniFormer",
+    "PatchEmbed",
+    "ConvEmbed",
+    "LocalBlock",
+    "GlobalBlock",
+    "Attention",
+    "use_reference_formulation",
+]
 
 # LayerNorm epsilon inside the blocks (official ``partial(nn.LayerNorm, eps=1e-6)``); the patch embeddings
 # use PyTorch's default 1e-5, as the official ``PatchEmbed`` does.
@@ -290,6 +298,19 @@ class GlobalBlock(nn.Module):
         residual = x.flatten(3).permute(0, 2, 3, 1).reshape(b * t, h * w, c)
         tokens = residual + self.drop_path(_layer_scale(self.gamma_1, self.attn(self.norm1(seq))))
         return tokens.reshape(b, t * h * w, c)
+
+
+def use_reference_formulation(model: nn.Module, enable: bool = True) -> nn.Module:
+    """Switch the fused attention of ``model`` off (``enable=True``) or back on, in place; returns ``model``.
+
+    The reference formulation spells attention out as the official code does (q @ k^T, scale, softmax, @ v)
+    on the default contiguous layout; the golden tests prove that it reproduces the official outputs, so it is
+    the baseline that the benchmarks compare faster variants against. Parameters are untouched.
+    """
+    for module in model.modules():
+        if isinstance(module, Attention):
+            module.fused_attn = not enable
+    return model
 
 
 @contextmanager
