@@ -13,7 +13,8 @@ from golden import GOLDEN, assert_close_to_golden, golden_cases, golden_model_kw
 
 CASES = {case["name"]: case for case in golden_cases()}
 TINY = dict(depth=(1, 1, 2, 1), embed_dim=(16, 32, 64, 128), head_dim=16, num_classes=10)
-# bf16 keeps 8 mantissa bits: logits of these tiny models stay within 3% of the largest one (measured: 0.5% image, 1.1% video).
+# bf16 keeps 8 mantissa bits: logits of these tiny models stay within 3% of the largest one
+# (measured: 0.5% image, 1.1% video).
 BF16_TOLERANCE = 3e-2
 
 
