@@ -101,16 +101,16 @@ def _data(args: argparse.Namespace) -> int:
 def _model(args: argparse.Namespace) -> int:
     from uniformer.benchmarks.models import run_model_benchmark, run_train_benchmark
 
-    shape = dict(img_size=args.img_size, num_frames=args.num_frames, device=args.device, repeats=args.repeats)
+    common = dict(img_size=args.img_size, num_frames=args.num_frames, device=args.device, repeats=args.repeats)
     if args.train:
         if args.dtype or args.compile:
             raise ValueError("--train times fp32 eager steps; --dtype and --compile apply to inference only")
-        table = run_train_benchmark(args.model, batch_size=args.batch_size or 2, log=print, **shape)
+        table = run_train_benchmark(args.model, batch_size=args.batch_size or 2, log=print, **common)
     else:
         dtypes = tuple(args.dtype or ("fp32", "bf16"))
         batch_size = args.batch_size or 1
         table = run_model_benchmark(
-            args.model, batch_size=batch_size, dtypes=dtypes, compile=args.compile, log=print, **shape
+            args.model, batch_size=batch_size, dtypes=dtypes, compile=args.compile, log=print, **common
         )
     print(table.format())
     return 0
