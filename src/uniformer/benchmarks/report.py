@@ -57,7 +57,9 @@ def run_all(
     cold.title += ", fresh process, default glibc allocator"
     warm = retain_freed_memory()
     log("video S batch 1, warm allocator")
-    video1 = run_model_benchmark(VIDEO, batch_size=1, compile=True, repeats=repeats, device=device, log=log)
+    video1 = run_model_benchmark(
+        VIDEO, batch_size=1, compile=True, ablation=True, repeats=repeats, device=device, log=log
+    )
     if warm:
         video1.title += ", warm allocator (freed memory retained)"
     ceilings = {name: matmul_ceiling(dtype) for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16))}
@@ -79,7 +81,10 @@ def run_all(
     train_ratio = plain_train.ms_per_view / fast_train.ms_per_view
     ckpt_time = ckpt_train.ms_per_view / fast_train.ms_per_view
     memory = [row.peak_mb for row in train.rows]
-    ckpt_memory = memory[2] / memory[1] if memory[1] and memory[2] is not None else float("nan")
+    ckpt_memory, ckpt_vs_plain_memory = (
+        (memory[2] / memory[1], memory[2] / memory[0]) if None not in memory else (float("nan"), float("nan"))
+    )
+    ckpt_vs_plain_time = ckpt_train.ms_per_view / plain_train.ms_per_view
     uniformer_ms = _row(peers, f"{VIDEO} optimized fp32").ms_per_view
     peer_ms = [row.ms_per_view for row in peers.rows if row.variant.startswith("torchvision")]
     video_clips = 1000 / _row(video1, "optimized bf16").ms_per_view
@@ -107,9 +112,14 @@ def run_all(
             None not in memory and memory[1] <= memory[0],
         ),
         _target(
-            "checkpointing: memory <= 50% at <= 1.4x time",
+            "checkpointing: memory <= 50% at <= 1.4x time, vs the fast step",
             f"{ckpt_memory:.0%} of memory at {ckpt_time:.2f}x time",
             ckpt_memory <= 0.5 and ckpt_time <= 1.4,
+        ),
+        _target(
+            "checkpointing: memory <= 50% at <= 1.4x time, vs the plain step",
+            f"{ckpt_vs_plain_memory:.0%} of memory at {ckpt_vs_plain_time:.2f}x time",
+            ckpt_vs_plain_memory <= 0.5 and ckpt_vs_plain_time <= 1.4,
         ),
         _speedup("image S 224 fp32 batch 1 >= 2x plain", image1, "optimized fp32", 2),
         _target(

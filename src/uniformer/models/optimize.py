@@ -17,7 +17,7 @@ import torch.nn as nn
 
 from uniformer.models.uniformer import ConvEmbed, LocalBlock, UniFormer, use_reference_formulation
 
-__all__ = ["optimize_for_inference", "fold_batchnorms"]
+__all__ = ["optimize_for_inference", "fold_batchnorms", "PrepareInput"]
 
 _BatchNorm = nn.modules.batchnorm._BatchNorm
 
@@ -101,13 +101,13 @@ def optimize_for_inference(
     fast = use_reference_formulation(fold_batchnorms(copy.deepcopy(model).eval()), enable=False)
     memory_format = torch.channels_last_3d if fast.video else torch.channels_last
     fast = fast.to(dtype=dtype, memory_format=memory_format)
-    fast.register_forward_pre_hook(_PrepareInput(dtype, memory_format))
+    fast.register_forward_pre_hook(PrepareInput(dtype, memory_format))
     for param in fast.parameters():
         param.requires_grad_(False)
     return torch.compile(fast) if compile else fast
 
 
-class _PrepareInput:
+class PrepareInput:
     """Forward pre-hook: cast the input to the model's dtype and memory format (picklable, unlike a lambda)."""
 
     def __init__(self, dtype: torch.dtype, memory_format: torch.memory_format) -> None:
