@@ -1,10 +1,9 @@
 """Inference fast paths applied to a built UniFormer: :func:`optimize_for_inference`.
 
 Every transformation here is exact in real arithmetic (BatchNorm folding) or a different kernel for the same
-formula (fused attention, channels-last layout), so the fp32
-result matches the plain model to float rounding; ``tests/models/test_optimize.py`` checks each one against
-the plain model and against the official outputs. What each step bought on the reference machine is in
-``benchmarks/RESULTS.md``.
+formula (fused attention, channels-last layout), so the fp32 result matches the plain model to float rounding;
+``tests/models/test_optimize.py`` checks it against the plain model and against the official outputs. What each
+step bought on the reference machine is in the ablation rows of ``benchmarks/RESULTS.md``.
 """
 
 from __future__ import annotations
@@ -35,7 +34,7 @@ def _bn_scale_shift(norm: _BatchNorm) -> tuple[torch.Tensor, torch.Tensor]:
 
 def _conv_bias(conv: nn.Module) -> torch.Tensor:
     if conv.bias is None:
-        conv.bias = nn.Parameter(torch.zeros(conv.out_channels, dtype=conv.weight.dtype))
+        conv.bias = nn.Parameter(torch.zeros(conv.out_channels, dtype=conv.weight.dtype, device=conv.weight.device))
     return conv.bias
 
 
