@@ -7,7 +7,7 @@ import torch
 from safetensors.torch import load_file
 
 from uniformer import UniFormer, load_checkpoint, optimize_for_inference, use_reference_formulation
-from uniformer.models.uniformer import Attention
+from uniformer.models.uniformer import Attention, chunked_attention
 
 from golden import GOLDEN, assert_close_to_golden, golden_cases, golden_model_kwargs
 
@@ -100,3 +100,10 @@ def test_reference_switch_changes_kernels_not_parameters() -> None:
 def test_unsupported_dtype_is_rejected() -> None:
     with pytest.raises(ValueError, match="dtype"):
         optimize_for_inference(_tiny(False), dtype=torch.float64)
+
+
+@pytest.mark.parametrize("chunk", [5, 16, 64], ids=["ragged", "exact", "single"])
+def test_chunked_attention_equals_the_fused_kernel(chunk: int) -> None:
+    q, k, v = torch.randn(3, 2, 4, 48, 16).unbind(0)
+    expected = torch.nn.functional.scaled_dot_product_attention(q, k, v, scale=0.3)
+    torch.testing.assert_close(chunked_attention(q, k, v, 0.3, chunk=chunk), expected, rtol=1e-5, atol=1e-6)
