@@ -1,6 +1,6 @@
 """``uniformer benchmark all``: every measurement behind ``benchmarks/RESULTS.md``, and the targets they meet.
 
-Repeat counts shrink for the slow cases (batch 8 video, training) so the whole run stays near ten minutes
+Repeat counts shrink for the slowest case (batch 8 video) so the whole run stays near ten minutes
 on two CPU cores; the spread column shows how much each median can be trusted.
 """
 
@@ -66,7 +66,7 @@ def run_all(
     log("video S batch 8")
     video8 = run_model_benchmark(VIDEO, batch_size=8, repeats=slow, device=device, log=log)
     log("training step")
-    train = run_train_benchmark(VIDEO, batch_size=2, repeats=slow, device=device, log=log)
+    train = run_train_benchmark(VIDEO, batch_size=2, repeats=repeats, device=device, log=log)
     log("bf16 agreement")
     agreement = bf16_agreement(VIDEO, samples=samples, log=log)
     log("image S")

@@ -83,8 +83,9 @@ def optimize_for_inference(
 ) -> nn.Module:
     """A faster copy of ``model`` for inference; ``model`` itself is left as it is.
 
-    The copy is in eval mode with BatchNorms folded (:func:`fold_batchnorms`), attention through
-    ``F.scaled_dot_product_attention``, weights in ``dtype`` and in channels-last layout (which makes the
+    The copy is in eval mode with BatchNorms folded (:func:`fold_batchnorms`), fused attention
+    (``F.scaled_dot_product_attention``; for bf16 on CPU :func:`~uniformer.models.uniformer.chunked_attention`,
+    which is faster there), weights in ``dtype`` and in channels-last layout (which makes the
     depthwise and point-wise convolutions and the map-to-token reshapes copy-free), and a forward pre-hook
     that brings inputs to that dtype and layout, so callers pass ordinary (B, C, [T,] H, W) tensors. Outputs
     come back in ``dtype``. In channels-last layout every convolution, including the depthwise 3-D ones, has a

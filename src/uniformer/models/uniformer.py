@@ -41,6 +41,7 @@ __all__ = [
     "LocalBlock",
     "GlobalBlock",
     "Attention",
+    "chunked_attention",
     "use_reference_formulation",
 ]
 
