@@ -85,13 +85,12 @@ def optimize_for_inference(
 
     The copy is in eval mode with BatchNorms folded (:func:`fold_batchnorms`), fused attention
     (``F.scaled_dot_product_attention``; for bf16 on CPU :func:`~uniformer.models.uniformer.chunked_attention`,
-    which is faster there), weights in ``dtype`` and in channels-last layout (which makes the
-    depthwise and point-wise convolutions and the map-to-token reshapes copy-free), and a forward pre-hook
-    that brings inputs to that dtype and layout, so callers pass ordinary (B, C, [T,] H, W) tensors. Outputs
-    come back in ``dtype``. In channels-last layout every convolution, including the depthwise 3-D ones, has a
-    fast oneDNN kernel in bfloat16 (the contiguous layout falls back to a slow reference kernel, which is why
-    ``torch.autocast`` around the plain model is slow on CPU). ``compile=True`` additionally wraps the copy in
-    ``torch.compile`` (fuses the elementwise work; the first call compiles).
+    which is faster there), weights in ``dtype`` and in channels-last layout (the layout oneDNN's convolutions
+    prefer, in which the attention blocks' map-to-token reshapes are free views), and a forward pre-hook that
+    brings inputs to that dtype and layout, so callers pass ordinary (B, C, [T,] H, W) tensors. Outputs come
+    back in ``dtype``. In channels-last layout the bfloat16 convolutions, the depthwise 3-D ones included, run
+    through oneDNN (``aten::mkldnn_convolution`` in the profile). ``compile=True`` additionally wraps the copy
+    in ``torch.compile`` (fuses the elementwise work; the first call compiles).
 
     fp32 outputs equal the plain model's within 1e-4 of the largest logit; bf16 agrees in top-1 on almost
     all inputs (see ``benchmarks/RESULTS.md`` for the measured agreement and the largest logit error).
