@@ -21,6 +21,8 @@ from uniformer.models import (
     list_models,
     load_checkpoint,
     model_info,
+    optimize_for_inference,
+    use_reference_formulation,
 )
 
 __version__ = "0.1.0"
@@ -37,5 +39,7 @@ __all__ = [
     "load_checkpoint",
     "load_labels",
     "model_info",
+    "optimize_for_inference",
+    "use_reference_formulation",
     "__version__",
 ]

@@ -1,4 +1,9 @@
-"""``uniformer benchmark <what>``: throughput measurements. ``data`` measures the video input pipeline."""
+"""``uniformer benchmark <what>``: throughput measurements.
+
+``data`` measures the video input pipeline; ``model`` the fast paths of one zoo model against its plain
+formulation; ``peers`` UniFormer-S next to torchvision's video transformers; ``all`` the set behind
+``benchmarks/RESULTS.md``.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,7 @@ import os
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add the ``benchmark`` group; each measured subsystem is a subcommand (``data`` here)."""
+    """Add the ``benchmark`` group; each measured subsystem is a subcommand."""
     parser = subparsers.add_parser("benchmark", help="measure throughput of a part of the library")
     targets = parser.add_subparsers(dest="benchmark_target", required=True, metavar="WHAT")
 
@@ -32,6 +37,44 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     data.add_argument("--json", default=None, help="also write the numbers to this JSON file")
     data.set_defaults(func=_data)
 
+    model = targets.add_parser(
+        "model",
+        help="ms/view, clips/s, GMAC/s, peak memory of the plain and optimized model, interleaved",
+        description="Times the plain model (official formulation) and optimize_for_inference copies (or training "
+        "steps with --train) in interleaved rounds, after a warm-up round, with random weights and inputs.",
+    )
+    model.add_argument("--model", default="uniformer_small_k400_16x4", help="zoo model name (`uniformer models`)")
+    model.add_argument("--batch-size", type=int, default=None, help="default: 1 (inference), 2 (--train)")
+    model.add_argument("--dtype", choices=("fp32", "bf16"), nargs="+", default=None, help="default: both")
+    model.add_argument("--train", action="store_true", help="time forward + backward + AdamW steps instead")
+    model.add_argument("--compile", action="store_true", help="add torch.compile variants (first call compiles)")
+    _common(model)
+    model.add_argument("--img-size", type=int, default=None, help="input height = width (default: the model's)")
+    model.add_argument("--num-frames", type=int, default=None, help="input frames of a video model")
+    model.set_defaults(func=_model)
+
+    peers = targets.add_parser(
+        "peers", help="UniFormer-S 16x224 next to torchvision mvit_v2_s and swin3d_t (random weights, same clip)"
+    )
+    _common(peers)
+    peers.set_defaults(func=_peers)
+
+    everything = targets.add_parser(
+        "all",
+        help="every model benchmark and the data loader, as the markdown of benchmarks/RESULTS.md",
+        description="Video S 16x224 (batch 1 and 8, fp32/bf16, compiled), training step, bf16 top-1 agreement, "
+        "image S 224 (batch 1 and 64), peers and the data loader. Takes about ten minutes on 2 CPU cores.",
+    )
+    _common(everything)
+    everything.add_argument("--samples", type=int, default=200, help="inputs of the bf16 top-1 agreement check")
+    everything.add_argument("--write", default=None, help="write the markdown report to this file")
+    everything.set_defaults(func=_all)
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--repeats", type=int, default=3, help="timed rounds after one warm-up round")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+
 
 def _data(args: argparse.Namespace) -> int:
     from uniformer.benchmarks.data import run_data_benchmark
@@ -52,4 +95,42 @@ def _data(args: argparse.Namespace) -> int:
     print(result.format())
     if args.json:
         result.write_json(args.json)
+    return 0
+
+
+def _model(args: argparse.Namespace) -> int:
+    from uniformer.benchmarks.models import run_model_benchmark, run_train_benchmark
+
+    common = dict(img_size=args.img_size, num_frames=args.num_frames, device=args.device, repeats=args.repeats)
+    if args.train:
+        if args.dtype or args.compile:
+            raise ValueError("--train times fp32 eager steps; --dtype and --compile apply to inference only")
+        table = run_train_benchmark(args.model, batch_size=args.batch_size or 2, log=print, **common)
+    else:
+        dtypes = tuple(args.dtype or ("fp32", "bf16"))
+        batch_size = args.batch_size or 1
+        table = run_model_benchmark(
+            args.model, batch_size=batch_size, dtypes=dtypes, compile=args.compile, log=print, **common
+        )
+    print(table.format())
+    return 0
+
+
+def _peers(args: argparse.Namespace) -> int:
+    from uniformer.benchmarks.models import run_peer_benchmark
+
+    print(run_peer_benchmark(repeats=args.repeats, device=args.device, log=print).format())
+    return 0
+
+
+def _all(args: argparse.Namespace) -> int:
+    from uniformer.benchmarks.report import run_all
+
+    report = run_all(repeats=args.repeats, samples=args.samples, device=args.device, log=print)
+    print(report)
+    if args.write:
+        from pathlib import Path
+
+        Path(args.write).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.write).write_text(report)
     return 0

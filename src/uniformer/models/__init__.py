@@ -9,11 +9,13 @@ from uniformer.models.checkpoint import (
     read_state_dict,
 )
 from uniformer.models.complexity import count_gmacs, count_parameters, measure_model
+from uniformer.models.optimize import fold_batchnorms, optimize_for_inference
 from uniformer.models.registry import DATASETS, ModelInfo, Release, create_model, list_models, model_info
-from uniformer.models.uniformer import UniFormer
+from uniformer.models.uniformer import UniFormer, use_reference_formulation
 
 __all__ = [
     "UniFormer",
+    "use_reference_formulation",
     "CheckpointError",
     "checkpoint_filter_fn",
     "convert_checkpoint",
@@ -23,6 +25,8 @@ __all__ = [
     "count_gmacs",
     "count_parameters",
     "measure_model",
+    "fold_batchnorms",
+    "optimize_for_inference",
     "DATASETS",
     "ModelInfo",
     "Release",

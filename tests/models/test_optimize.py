@@ -1,0 +1,109 @@
+"""``optimize_for_inference`` and the reference switch: every fast path equals the plain model (never timing)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from uniformer import UniFormer, load_checkpoint, optimize_for_inference, use_reference_formulation
+from uniformer.models.uniformer import Attention, chunked_attention
+
+from golden import GOLDEN, assert_close_to_golden, golden_cases, golden_model_kwargs
+
+CASES = {case["name"]: case for case in golden_cases()}
+TINY = dict(depth=(1, 1, 2, 1), embed_dim=(16, 32, 64, 128), head_dim=16, num_classes=10)
+# bf16 keeps 8 mantissa bits: logits of these tiny models stay within 3% of the largest one
+# (measured: 0.5% image, 1.1% video).
+BF16_TOLERANCE = 3e-2
+
+
+def _with_trained_batchnorm_statistics(model: UniFormer) -> UniFormer:
+    """Non-trivial running statistics and affine parameters, so that folding them is actually exercised."""
+    generator = torch.Generator().manual_seed(1)
+    for module in model.modules():
+        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+            n = module.num_features
+            module.running_mean.copy_(torch.randn(n, generator=generator) * 0.5)
+            module.running_var.copy_(torch.rand(n, generator=generator) + 0.5)
+            module.weight.data.copy_(torch.rand(n, generator=generator) + 0.5)
+            module.bias.data.copy_(torch.randn(n, generator=generator) * 0.1)
+    return model.eval()
+
+
+def _tiny(video: bool, **kwargs) -> UniFormer:
+    return _with_trained_batchnorm_statistics(UniFormer(video=video, **TINY, **kwargs))
+
+
+def _input(video: bool, batch: int = 2) -> torch.Tensor:
+    return torch.randn(batch, 3, 8, 64, 64) if video else torch.randn(batch, 3, 64, 64)
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_optimized_official_checkpoint_reproduces_official_output(name: str) -> None:
+    case = CASES[name]
+    model = UniFormer(**golden_model_kwargs(case)).eval()
+    load_checkpoint(model, GOLDEN / case["checkpoint"])
+    io = load_file(GOLDEN / case["io"])
+    with torch.no_grad():
+        assert_close_to_golden(optimize_for_inference(model)(io["input"]), io["output"])
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"conv_stem": True}, {"layer_scale": "all"}], ids=["patch", "conv", "ls"])
+@pytest.mark.parametrize("video", [False, True], ids=["image", "video"])
+def test_fp32_matches_the_reference_formulation(video: bool, kwargs: dict) -> None:
+    model = _tiny(video, **kwargs)
+    x = _input(video)
+    with torch.no_grad():
+        expected = use_reference_formulation(model)(x)
+        assert_close_to_golden(optimize_for_inference(model)(x), expected)
+
+
+@pytest.mark.parametrize("video", [False, True], ids=["image", "video"])
+def test_bf16_is_close_and_agrees_in_top1(video: bool) -> None:
+    model = _tiny(video)
+    x = _input(video, batch=8)
+    with torch.no_grad():
+        expected = model(x)
+        out = optimize_for_inference(model, dtype=torch.bfloat16)(x)
+    assert out.dtype == torch.bfloat16
+    err = (out.float() - expected).abs().max().item()
+    assert err <= BF16_TOLERANCE * expected.abs().max().item()
+    # Top-1 must agree wherever fp32's winner leads by more than twice the bf16 error bound.
+    top2 = expected.topk(2, dim=1).values
+    decided = (top2[:, 0] - top2[:, 1]) > 2 * err
+    assert torch.equal(out.float().argmax(1)[decided], expected.argmax(1)[decided])
+
+
+def test_the_users_model_is_left_untouched() -> None:
+    model = _tiny(True).train()
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    fast = optimize_for_inference(model, dtype=torch.bfloat16)
+    assert fast is not model and model.training
+    assert all(p.dtype == torch.float32 and p.requires_grad for p in model.parameters())
+    assert all(m.norm1.__class__.__name__ == "BatchNorm3d" for m in model.blocks1)
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, state[key]), key
+        assert value.is_contiguous(), key
+
+
+def test_reference_switch_changes_kernels_not_parameters() -> None:
+    model = _tiny(True)
+    keys = {k: v.shape for k, v in model.state_dict().items()}
+    use_reference_formulation(model)
+    assert not any(m.fused_attn for m in model.modules() if isinstance(m, Attention))
+    use_reference_formulation(model, enable=False)
+    assert all(m.fused_attn for m in model.modules() if isinstance(m, Attention))
+    assert {k: v.shape for k, v in model.state_dict().items()} == keys
+
+
+def test_unsupported_dtype_is_rejected() -> None:
+    with pytest.raises(ValueError, match="dtype"):
+        optimize_for_inference(_tiny(False), dtype=torch.float64)
+
+
+@pytest.mark.parametrize("chunk", [5, 16, 64], ids=["ragged", "exact", "single"])
+def test_chunked_attention_equals_the_fused_kernel(chunk: int) -> None:
+    q, k, v = torch.randn(3, 2, 4, 48, 16).unbind(0)
+    expected = torch.nn.functional.scaled_dot_product_attention(q, k, v, scale=0.3)
+    torch.testing.assert_close(chunked_attention(q, k, v, 0.3, chunk=chunk), expected, rtol=1e-5, atol=1e-6)
