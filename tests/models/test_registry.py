@@ -53,10 +53,16 @@ def test_every_required_name_is_registered() -> None:
     for dataset, sizes in RELEASED_KINETICS.items():
         required |= {f"uniformer_{s}_{dataset}_{fs}" for s, settings in sizes.items() for fs in settings}
     required |= {
-        f"uniformer_{s}_sthv{v}_prek{p}_{f}" for s in ("small", "base") for v in (1, 2) for p in (400, 600) for f in (16, 32)
+        f"uniformer_{s}_sthv{v}_prek{p}_{f}"
+        for s in ("small", "base")
+        for v in (1, 2)
+        for p in (400, 600)
+        for f in (16, 32)
     }
     assert required <= names, sorted(required - names)
-    assert uniformer.list_models("*sthv1*") == sorted(uniformer.list_models("*sthv1*"), key=uniformer.list_models().index)
+    assert uniformer.list_models("*sthv1*") == sorted(
+        uniformer.list_models("*sthv1*"), key=uniformer.list_models().index
+    )
     assert set(uniformer.list_models(task="image")) == set(EXPECTED_IMAGE) | set(EXPECTED_TL)
     demo = uniformer.model_info("uniformer_tiny_motion")
     assert demo.release().checkpoint_file is None and demo.labels[0] == "moving_right" and demo.num_classes == 8

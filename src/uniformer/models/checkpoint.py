@@ -141,7 +141,9 @@ def _check_fit(model: nn.Module, state: dict[str, torch.Tensor], source: str, ig
     lines = [f"{source} does not fit {type(model).__name__}:"]
     for title, items in (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", mismatched)):
         if items:
-            shown = ", ".join(items[:_LISTED]) + (f", ... ({len(items) - _LISTED} more)" if len(items) > _LISTED else "")
+            shown = ", ".join(items[:_LISTED]) + (
+                f", ... ({len(items) - _LISTED} more)" if len(items) > _LISTED else ""
+            )
             lines.append(f"  {len(items)} {title}: {shown}")
     if is_image_state_for_video(state, model):
         lines.append("  (this is an image checkpoint: inflate it with uniformer.inflate_2d_to_3d / inflate=True)")
@@ -198,7 +200,9 @@ def load_checkpoint(
         fitting = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
         result = model.load_state_dict(fitting, strict=False)
         skipped = sorted(set(state) - set(fitting))
-        _logger.warning("%s: non-strict load; not loaded: %s; left as initialised: %s", source, skipped, result.missing_keys)
+        _logger.warning(
+            "%s: non-strict load; not loaded: %s; left as initialised: %s", source, skipped, result.missing_keys
+        )
     return model
 
 
@@ -236,7 +240,9 @@ def inflate_2d_to_3d(
     if mismatched or unexpected:
         raise CheckpointError(
             "image checkpoint does not fit the video model: "
-            + "; ".join(filter(None, [", ".join(mismatched), f"unexpected keys: {', '.join(unexpected)}" if unexpected else ""]))
+            + "; ".join(
+                filter(None, [", ".join(mismatched), f"unexpected keys: {', '.join(unexpected)}" if unexpected else ""])
+            )
         )
     if kept:
         _logger.warning("inflation: kept the video model's initialisation for %s", ", ".join(kept))

@@ -78,9 +78,7 @@ def fold_batchnorms(model: nn.Module) -> nn.Module:
     return model
 
 
-def optimize_for_inference(
-    model: UniFormer, dtype: torch.dtype = torch.float32, compile: bool = False
-) -> nn.Module:
+def optimize_for_inference(model: UniFormer, dtype: torch.dtype = torch.float32, compile: bool = False) -> nn.Module:
     """A faster copy of ``model`` for inference; ``model`` itself is left as it is.
 
     The copy is in eval mode with BatchNorms folded (:func:`fold_batchnorms`), fused attention
