@@ -8,7 +8,7 @@ reader sees either the previous complete file or the new complete file.
 from __future__ import annotations
 
 import os
-import tempfile
+import secrets
 from collections.abc import Callable
 from pathlib import Path
 
@@ -23,8 +23,9 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[str], object]) -
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    # created like open() would (mode 0666 less the umask; mkstemp would make it 0600), exclusively
+    tmp = str(path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
     try:
         write(tmp)
         with open(tmp, "rb") as handle:  # durability: the data must be on disk before the rename publishes it

@@ -60,7 +60,10 @@ def _contact_sheet(predictions_csv: Path, out: Path, per_class: int = 1, frames:
         if seen.get(row["label"], 0) < per_class:
             seen[row["label"]] = seen.get(row["label"], 0) + 1
             chosen.append(row)
-    fig, axes = plt.subplots(len(chosen), frames, figsize=(1.25 * frames, 1.6 * len(chosen)), squeeze=False)
+    height = 1.45 * len(chosen) + 0.8
+    fig, axes = plt.subplots(len(chosen), frames, figsize=(1.3 * frames, height), squeeze=False)
+    # fixed margins, not tight_layout: a row title as wide as the sheet would make it shrink every frame
+    fig.subplots_adjust(left=0.01, right=0.99, bottom=0.02, top=1 - 0.8 / height, wspace=0.04, hspace=0.5)
     for axis_row, row in zip(axes, chosen, strict=True):
         length = video_info(row["path"]).num_frames
         indices = [round(i * (length - 1) / (frames - 1)) for i in range(frames)]
@@ -68,16 +71,18 @@ def _contact_sheet(predictions_csv: Path, out: Path, per_class: int = 1, frames:
             axis.imshow(frame)
             axis.set_xticks([])
             axis.set_yticks([])
-            axis.set_xlabel(f"frame {index}", fontsize=7)
+            axis.set_xlabel(f"frame {index}", fontsize=7, labelpad=1)
         ok = row["label"] == row["prediction"]
-        axis_row[0].set_title(
+        axis_row[0].text(
+            0.0,
+            1.06,
             f"true: {row['label_name']}   predicted: {row['prediction_name']}",
+            transform=axis_row[0].transAxes,
             fontsize=9,
-            loc="left",
+            va="bottom",
             color="darkgreen" if ok else "darkred",
         )
-    fig.suptitle("Held-out clips (time runs left to right)", fontsize=11)
-    fig.tight_layout()
+    fig.suptitle("Held-out clips (time runs left to right)", fontsize=11, y=1 - 0.12 / height)
     fig.savefig(out, dpi=90)
     plt.close(fig)
     return out

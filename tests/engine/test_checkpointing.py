@@ -39,3 +39,17 @@ def test_keep_last_prunes_old_step_files_but_best_survives(tmp_path: Path) -> No
     assert manager.resume_candidates(None) == []
     with pytest.raises(FileNotFoundError, match="trainer.resume=.*no such checkpoint file"):
         manager.resume_candidates(str(tmp_path / "nope.pt"))
+
+
+def test_written_files_get_the_usual_permissions(tmp_path: Path) -> None:
+    """Not mkstemp's 0600: a run's checkpoints and reports are readable as any file the user writes."""
+    import os
+
+    target = tmp_path / "report.txt"
+    old = os.umask(0o022)
+    try:
+        atomic_write(target, lambda tmp: Path(tmp).write_text("done"))
+    finally:
+        os.umask(old)
+    assert target.read_text() == "done" and (target.stat().st_mode & 0o777) == 0o644
+    assert [p.name for p in tmp_path.iterdir()] == ["report.txt"]
