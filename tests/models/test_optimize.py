@@ -87,13 +87,25 @@ def test_the_users_model_is_left_untouched() -> None:
         assert value.is_contiguous(), key
 
 
-def test_reference_switch_changes_kernels_not_parameters() -> None:
+def test_reference_switch_changes_kernels_and_layout_not_parameters_or_outputs() -> None:
+    """The official formulation: explicit attention and contiguous maps after each patch embedding (official
+    ``PatchEmbed`` ends in ``.permute(...).contiguous()``); this package's default keeps the maps channels-last."""
     model = _tiny(True)
     keys = {k: v.shape for k, v in model.state_dict().items()}
+    x = torch.randn(2, 3, 4, 64, 64)
+    with torch.no_grad():
+        default_map, default_out = model.patch_embed1(x), model(x)
+    assert not default_map.is_contiguous() and default_map.is_contiguous(memory_format=torch.channels_last_3d)
     use_reference_formulation(model)
     assert not any(m.fused_attn for m in model.modules() if isinstance(m, Attention))
+    with torch.no_grad():
+        assert model.patch_embed1(x).is_contiguous()
+        reference_out = model(x)
+    assert (reference_out - default_out).abs().max() <= 1e-4 * default_out.abs().max()
     use_reference_formulation(model, enable=False)
     assert all(m.fused_attn for m in model.modules() if isinstance(m, Attention))
+    with torch.no_grad():
+        assert not model.patch_embed1(x).is_contiguous()
     assert {k: v.shape for k, v in model.state_dict().items()} == keys
 
 
