@@ -34,6 +34,7 @@ def test_training_table_compares_checkpointing(capsys: pytest.CaptureFixture) ->
         "plain fp32 (official formulation)",
         "fast (SDPA + channels-last)",
         "fast + activation checkpointing",
+        "fast + bf16 autocast",
     ]
 
 

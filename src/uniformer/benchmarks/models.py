@@ -327,7 +327,8 @@ def run_train_benchmark(
 
     "fast" is the same network with fused attention and channels-last weights and inputs; "fast +
     checkpointing" adds activation checkpointing (``set_grad_checkpointing``), which trades recomputation for
-    memory. Each variant has its own copy of the weights and its own optimizer.
+    memory; "fast + bf16 autocast" is what ``trainer.precision=bf16`` runs (fp32 weights and optimizer, the
+    forward under ``torch.autocast``). Each variant has its own copy of the weights and its own optimizer.
     """
     dev = torch.device(device)
     shape = _input_shape(name, batch_size, img_size, num_frames)
@@ -340,13 +341,16 @@ def run_train_benchmark(
     fast = use_reference_formulation(_plain_model(name), enable=False).to(dev, memory_format=layout).train()
     checkpointed = use_reference_formulation(_plain_model(name), enable=False).to(dev, memory_format=layout).train()
     checkpointed.set_grad_checkpointing(True)
+    mixed = use_reference_formulation(_plain_model(name), enable=False).to(dev, memory_format=layout).train()
 
-    def step_fn(model: nn.Module, inputs: torch.Tensor) -> Callable[[], None]:
+    def step_fn(model: nn.Module, inputs: torch.Tensor, bf16: bool = False) -> Callable[[], None]:
         optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
 
         def step() -> None:
             optimizer.zero_grad(set_to_none=True)
-            F.cross_entropy(model(inputs), labels).backward()
+            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
+                logits = model(inputs)
+            F.cross_entropy(logits.float(), labels).backward()
             optimizer.step()
 
         return step
@@ -355,9 +359,10 @@ def run_train_benchmark(
         "plain fp32 (official formulation)": step_fn(plain, x),
         "fast (SDPA + channels-last)": step_fn(fast, fast_x),
         "fast + activation checkpointing": step_fn(checkpointed, fast_x),
+        "fast + bf16 autocast": step_fn(mixed, fast_x, bf16=True),
     }
     gmacs = _gmacs_per_view(plain, shape)
-    title = f"{name} training step (fwd + bwd + AdamW), input {tuple(shape)}, fp32, {device}"
+    title = f"{name} training step (fwd + bwd + AdamW), input {tuple(shape)}, fp32 weights, {device}"
     return _table(
         title,
         variants,
