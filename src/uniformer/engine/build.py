@@ -196,11 +196,9 @@ def released_weights(name: str, key: str) -> Path:
 def load_initial_weights(model: nn.Module, path: str | os.PathLike[str]) -> None:
     """Fine-tuning start: load ``path`` strictly, inflating 2-D (image) weights for a video model and replacing
     the classifier when the checkpoint's class count differs from the model's (both logged)."""
-    from uniformer.models.checkpoint import head_classes, load_checkpoint, read_state_dict
+    from uniformer.models.checkpoint import load_for_fine_tuning
 
-    classes = head_classes(read_state_dict(path))
-    reset_head = classes is not None and classes != getattr(model, "num_classes", classes)
-    load_checkpoint(model, path, reset_head=reset_head or None)  # None: inflates image weights for a video model
+    load_for_fine_tuning(model, path)
 
 
 def build_optimizer(cfg: DictConfig, model: nn.Module, global_batch: int) -> torch.optim.Optimizer:

@@ -28,6 +28,7 @@ __all__ = [
     "read_state_dict",
     "checkpoint_filter_fn",
     "load_checkpoint",
+    "load_for_fine_tuning",
     "inflate_2d_to_3d",
     "convert_checkpoint",
     "download_checkpoint",
@@ -173,16 +174,36 @@ def load_checkpoint(
             image checkpoint and the model a video model, as the official video code starts from ImageNet
             weights (logged).
     """
+    return _load_state(model, read_state_dict(path), str(path), strict, reset_head, inflate)
+
+
+def load_for_fine_tuning(model: nn.Module, path: str | Path) -> nn.Module:
+    """Start a fine-tuning run from ``path`` (the engine's ``model.checkpoint``): strict like
+    :func:`load_checkpoint`, image weights inflated for a video model, and the classifier replaced whenever the
+    checkpoint's class count differs from the model's (logged). The file is read once."""
     state = read_state_dict(path)
+    classes = head_classes(state)
+    reset_head = classes is not None and classes != getattr(model, "num_classes", classes)
+    return _load_state(model, state, str(path), True, reset_head or None, None)
+
+
+def _load_state(
+    model: nn.Module,
+    state: dict[str, torch.Tensor],
+    source: str,
+    strict: bool,
+    reset_head: bool | None,
+    inflate: bool | None,
+) -> nn.Module:
+    """The body of :func:`load_checkpoint` on an already read state dict (arguments as documented there)."""
     if inflate is None:
         inflate = is_image_state_for_video(state, model)
         if inflate:
-            _logger.info("%s: image (2-D) weights inflated to the video model", path)
+            _logger.info("%s: image (2-D) weights inflated to the video model", source)
     if inflate:
         state = inflate_2d_to_3d(state, model)
     if reset_head is None:
         reset_head = inflate and head_classes(state) not in (None, getattr(model, "num_classes", None))
-    source = str(path)
     if reset_head:
         ckpt_classes = head_classes(state)
         state = {k: v for k, v in state.items() if not k.startswith(_HEADS)}
