@@ -34,14 +34,17 @@ DEFAULT_CONFIG = Path("configs/demo/motion_tiny.yaml")
 MODEL = "uniformer_tiny_motion"
 
 
-def _run(step: str, args: list[str]) -> float:
-    """Run ``uniformer ARGS`` as a user would (a child process, its output streamed); return seconds taken."""
+def _run(step: str, args: list[str], capture: bool = False) -> tuple[float, str]:
+    """Run ``uniformer ARGS`` as a user would (a child process, its output streamed, or its stdout captured
+    with ``capture``); return the seconds taken and the captured stdout."""
     print(f"\n=== {step}\n$ uniformer {' '.join(args)}", flush=True)
     start = time.perf_counter()
-    result = subprocess.run([sys.executable, "-m", "uniformer.cli", *args])
+    result = subprocess.run(
+        [sys.executable, "-m", "uniformer.cli", *args], stdout=subprocess.PIPE if capture else None, text=True
+    )
     if result.returncode != 0:
         raise SystemExit(f"demo: `uniformer {args[0]}` failed with exit status {result.returncode}")
-    return time.perf_counter() - start
+    return time.perf_counter() - start, result.stdout or ""
 
 
 def _contact_sheet(predictions_csv: Path, out: Path, per_class: int = 1, frames: int = 6) -> Path:
@@ -153,7 +156,8 @@ def _train_summary(summary: dict | None, records: list[dict]) -> str:
     best_text = f"best validation top-1 {best:.2f}% at epoch {summary['best_epoch'] + 1}" if best is not None else ""
     return (
         f"{summary['step']} steps ({len(epochs)} epochs) in {summary['train_seconds']:.0f} s of training, "
-        f"{summary['clips_per_s']:.1f} clips/s; {best_text}; peak memory {summary['peak_memory_bytes'] / 2**20:.0f} MiB. "
+        f"{summary['clips_per_s']:.1f} clips/s; {best_text}; "
+        f"peak memory {summary['peak_memory_bytes'] / 2**20:.0f} MiB. "
         "The checkpoint tested below is the last one, not the one with the best validation score: validation runs on "
         "the held-out videos, so choosing on it would flatter the test."
     )
@@ -186,7 +190,7 @@ def run_demo(
         flush=True,
     )
     times = {}
-    times["make the data (uniformer data synth)"] = _run(
+    times["make the data (uniformer data synth)"], _ = _run(
         "1/4 synthetic motion videos",
         [
             "data",
@@ -203,14 +207,14 @@ def run_demo(
         ],
     )
     common = [f"data.root={data}", f"output_dir={run}", f"seed={seed}"]
-    times["train (uniformer train)"] = _run("2/4 training", ["train", str(config), *common, *train_overrides])
+    times["train (uniformer train)"], _ = _run("2/4 training", ["train", str(config), *common, *train_overrides])
     # the last checkpoint, not best.pt: best.pt was chosen on the held-out videos, testing it there would flatter it
     final = max((run / "checkpoints").glob("checkpoint-*.pt"))
-    times["test (uniformer eval)"] = _run(
+    times["test (uniformer eval)"], _ = _run(
         "3/4 held-out test, multi-view",
         ["eval", str(config), *common, f"checkpoint={final}", f"eval.output_dir={out / 'eval'}"],
     )
-    times["control: frames shuffled (uniformer eval)"] = _run(
+    times["control: frames shuffled (uniformer eval)"], _ = _run(
         "3/4 control: the same views with frames shuffled in time",
         [
             "eval",
@@ -223,29 +227,13 @@ def run_demo(
     )
     with open(out / "eval" / "predictions.csv", newline="") as f:
         sample = next(r for r in csv.DictReader(f) if r["status"] == "ok")
-    print(f"\n=== 4/4 one held-out video\n$ uniformer predict {sample['path']} --model {MODEL} --checkpoint {final}")
-    start = time.perf_counter()
-    predicted = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "uniformer.cli",
-            "predict",
-            sample["path"],
-            "--model",
-            MODEL,
-            "--checkpoint",
-            str(final),
-            "--json",
-        ],
-        capture_output=True,
-        text=True,
+    times["classify one video (uniformer predict)"], predicted = _run(
+        "4/4 one held-out video",
+        ["predict", sample["path"], "--model", MODEL, "--checkpoint", str(final), "--json"],
+        capture=True,
     )
-    times["classify one video (uniformer predict)"] = time.perf_counter() - start
-    if predicted.returncode != 0:
-        raise SystemExit(f"demo: `uniformer predict` failed: {predicted.stderr.strip()}")
-    top = json.loads(predicted.stdout)["predictions"][0]["top"]
-    (out / "prediction.json").write_text(predicted.stdout)
+    top = json.loads(predicted)["predictions"][0]["top"]
+    (out / "prediction.json").write_text(predicted)
     print(f"true class: {sample['label_name']}")
     for rank, entry in enumerate(top, 1):
         print(f"  {rank}. {entry['label']:<24s} {100 * entry['probability']:6.2f}%")
