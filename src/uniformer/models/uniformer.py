@@ -288,8 +288,13 @@ class Attention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, n, c = x.shape
-        q, k, v = self.qkv(x).reshape(b, n, 3, self.num_heads, c // self.num_heads).permute(2, 0, 3, 1, 4).unbind(0)
-        if self.fused_attn and not self.training and q.dtype == torch.bfloat16 and q.device.type == "cpu":
+        qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, c // self.num_heads).permute(2, 0, 3, 1, 4)
+        chunked = self.fused_attn and not self.training and qkv.dtype == torch.bfloat16 and qkv.device.type == "cpu"
+        if chunked:
+            # One copy to (3, B, heads, N, d) here spares a copy of q, k^T and v in every block of queries.
+            qkv = qkv.contiguous()
+        q, k, v = qkv.unbind(0)
+        if chunked:
             x = chunked_attention(q, k, v, self.scale)
         elif self.fused_attn:
             dropout = self.attn_drop.p if self.training else 0.0
