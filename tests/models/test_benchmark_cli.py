@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from uniformer.benchmarks.models import _peak_tensor_memory_mb
+from uniformer.benchmarks.models import _peak_tensor_memory_mb, bf16_agreement
 from uniformer.cli import main
 
 TINY = ["--model", "uniformer_small_k400_16x4", "--img-size", "32", "--num-frames", "2", "--repeats", "1"]
@@ -60,3 +60,13 @@ def test_peak_tensor_memory_counts_what_tensors_hold_at_once() -> None:
         del b, c
 
     assert _peak_tensor_memory_mb(work, torch.device("cpu")) == pytest.approx(12, abs=0.01)
+
+
+def test_bf16_agreement_reads_the_same_features_with_the_model_head_and_a_centred_head() -> None:
+    result = bf16_agreement(samples=8, batch_size=4, calibration=8, img_size=32, num_frames=2)
+    assert result["samples"] == 8 and result["feature_spread"] > 0
+    model, centred = result["model"], result["centred"]
+    for entry in (model, centred):
+        assert 0 <= entry["top1_agreement"] <= 1 and 0 < entry["max_rel_logit_error"] < 0.5
+    # standardised features spread the decisions over the classes; the random head does not
+    assert centred["distinct_fp32_top1"] >= 6 > model["distinct_fp32_top1"]

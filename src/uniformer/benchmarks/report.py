@@ -103,11 +103,14 @@ def run_all(
         _speedup("video S bf16 >= 4x plain fp32 (fresh process)", cold, "optimized bf16", 4),
         _speedup("video S bf16 >= 4x plain fp32 (warm allocator)", video1, "optimized bf16", 4),
         _speedup("... with torch.compile (warm allocator)", video1, "optimized bf16 + compile", 4),
-        _target(
-            f"bf16 top-1 = fp32 on >= 99% of {samples} inputs",
-            f"{agreement['top1_agreement']:.1%}, max logit error {agreement['max_abs_logit_error']:.3g} "
-            f"({agreement['max_rel_logit_error']:.2%} of max |logit|)",
-            agreement["top1_agreement"] >= 0.99,
+        *(
+            _target(
+                f"bf16 top-1 = fp32 on >= 99% of {samples} inputs, {label}",
+                f"{entry['top1_agreement']:.1%} ({entry['distinct_fp32_top1']} distinct fp32 top-1 classes), max "
+                f"logit error {entry['max_abs_logit_error']:.3g} ({entry['max_rel_logit_error']:.2%} of max |logit|)",
+                entry["top1_agreement"] >= 0.99,
+            )
+            for label, entry in (("model's random head", agreement["model"]), ("centred head", agreement["centred"]))
         ),
         _target("training step >= 1.3x plain", f"{train_ratio:.2f}x", train_ratio >= 1.3),
         _target(
@@ -190,10 +193,25 @@ def run_all(
         peers.format(),
         "### bf16 top-1 agreement",
         "",
-        f"{samples} fixed random inputs (16x224x224), random weights; fp32 side: optimized fp32. Agreement "
-        f"{agreement['top1_agreement']:.1%}, max |logit error| {agreement['max_abs_logit_error']:.3g} "
-        f"({agreement['max_rel_logit_error']:.2%} of that input's max |logit|), "
-        f"{agreement['distinct_fp32_top1']} distinct fp32 top-1 classes among the inputs.",
+        f"{samples} fixed random inputs (16x224x224), random weights; fp32 side: optimized fp32. Two heads read "
+        "the pooled features of both models (the bf16 side in bf16): the network's own random classifier, and a "
+        "*centred* head, random directions over the features standardised with the mean and spread of 32 other "
+        "inputs, which decides on what differs between inputs only.",
+        "",
+        "| head | top-1 agreement | distinct fp32 top-1 classes | max abs logit error | relative to max logit |",
+        "|---|---|---|---|---|",
+        *(
+            f"| {label} | {entry['top1_agreement']:.1%} | {entry['distinct_fp32_top1']} | "
+            f"{entry['max_abs_logit_error']:.3g} | {entry['max_rel_logit_error']:.2%} |"
+            for label, entry in (("model's random head", agreement["model"]), ("centred", agreement["centred"]))
+        ),
+        "",
+        "A random network maps all inputs to nearly the same features: here their spread between inputs is "
+        f"{agreement['feature_spread']:.1%} of their mean magnitude. The model's head therefore picks very few "
+        "classes (an easy agreement), while the centred head reads only that small spread and so magnifies bf16 "
+        "rounding against it, far more than a trained classifier on trained features would. Between them lies "
+        "the case that matters, trained weights on real clips, which this machine cannot measure (no weights "
+        "can be downloaded here).",
         "",
         "### Data loader",
         "",
