@@ -7,6 +7,7 @@ import torch
 from safetensors.torch import load_file
 
 from uniformer import UniFormer, load_checkpoint, optimize_for_inference, use_reference_formulation
+from uniformer.models.optimize import InplaceGELU
 from uniformer.models.uniformer import Attention, chunked_attention
 
 from golden import GOLDEN, assert_close_to_golden, golden_cases, golden_model_kwargs
@@ -82,6 +83,7 @@ def test_the_users_model_is_left_untouched() -> None:
     assert fast is not model and model.training
     assert all(p.dtype == torch.float32 and p.requires_grad for p in model.parameters())
     assert all(m.norm1.__class__.__name__ == "BatchNorm3d" for m in model.blocks1)
+    assert all(type(m.mlp.act) is torch.nn.GELU for m in [*model.blocks1, *model.blocks3])
     for key, value in model.state_dict().items():
         assert torch.equal(value, state[key]), key
         assert value.is_contiguous(), key
@@ -107,6 +109,23 @@ def test_reference_switch_changes_kernels_and_layout_not_parameters_or_outputs()
     with torch.no_grad():
         assert not model.patch_embed1(x).is_contiguous()
     assert {k: v.shape for k, v in model.state_dict().items()} == keys
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
+def test_inplace_gelu_overwrites_its_input_with_the_same_values(dtype: torch.dtype) -> None:
+    x = torch.randn(2, 8, 4, 6, 6).to(dtype)
+    expected = torch.nn.functional.gelu(x)
+    assert InplaceGELU()(x) is x and torch.equal(x, expected)
+    model = _tiny(True)
+    fast = optimize_for_inference(model, dtype=dtype)
+    local, global_ = fast.blocks1[0].mlp.act, fast.blocks3[0].mlp.act
+    assert isinstance(local, InplaceGELU) and isinstance(global_, InplaceGELU)
+    x = _input(True)
+    with torch.no_grad():
+        inplace = fast(x)
+        for block in [*fast.blocks1, *fast.blocks2, *fast.blocks3, *fast.blocks4]:
+            block.mlp.act = torch.nn.GELU()
+        assert torch.equal(fast(x), inplace)
 
 
 def test_unsupported_dtype_is_rejected() -> None:

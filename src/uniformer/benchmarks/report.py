@@ -53,7 +53,7 @@ def run_all(
 
     slow = max(1, min(repeats, 2))
     log("video S batch 1, default allocator")
-    cold = run_model_benchmark(VIDEO, batch_size=1, repeats=repeats, device=device, log=log)
+    cold = run_model_benchmark(VIDEO, batch_size=1, ablation=True, repeats=repeats, device=device, log=log)
     cold.title += ", fresh process, default glibc allocator"
     warm = retain_freed_memory()
     log("video S batch 1, warm allocator")
