@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from uniformer.benchmarks.models import _peak_tensor_memory_mb, bf16_agreement
+from uniformer.benchmarks.models import BenchmarkTable, Row, _peak_tensor_memory_mb, bf16_agreement
+from uniformer.benchmarks.report import _speedup
 from uniformer.cli import main
 
 TINY = ["--model", "uniformer_small_k400_16x4", "--img-size", "32", "--num-frames", "2", "--repeats", "1"]
@@ -70,3 +71,13 @@ def test_bf16_agreement_reads_the_same_features_with_the_model_head_and_a_centre
         assert 0 <= entry["top1_agreement"] <= 1 and 0 < entry["max_rel_logit_error"] < 0.5
     # standardised features spread the decisions over the classes; the random head does not
     assert centred["distinct_fp32_top1"] >= 6 > model["distinct_fp32_top1"]
+
+
+def test_a_missed_speedup_target_says_when_it_is_above_the_ceiling() -> None:
+    # plain: 40 GMAC in 500 ms = 80 GMAC/s; 2x would need 160 GMAC/s
+    table = BenchmarkTable("t", [Row("plain", [500.0], 1, 40.0), Row("fast", [400.0], 1, 40.0)])
+    assert _speedup("x", table, "fast", 2, 112) == (
+        "| x | 1.25x (needs 160 GMAC/s, above the measured 112 GMAC/s matrix-product ceiling) | NOT met |"
+    )
+    assert _speedup("x", table, "fast", 2, 200) == "| x | 1.25x | NOT met |"
+    assert _speedup("x", table, "fast", 1.2, 112) == "| x | 1.25x | met |"

@@ -40,9 +40,16 @@ def _target(text: str, value: str, met: bool) -> str:
     return f"| {text} | {value} | {'met' if met else 'NOT met'} |"
 
 
-def _speedup(text: str, table: BenchmarkTable, prefix: str, goal: float) -> str:
+def _speedup(text: str, table: BenchmarkTable, prefix: str, goal: float, ceiling: float | None = None) -> str:
+    """A ratio target; when missed, says whether the goal is above what the matrix-product ceiling allows."""
     ratio = _ratio(table, prefix)
-    return _target(text, f"{ratio:.2f}x", ratio >= goal)
+    value = f"{ratio:.2f}x"
+    plain = table.rows[0]
+    if ratio < goal and ceiling is not None and plain.gmacs_per_view:
+        needed = plain.gmacs_per_view / plain.ms_per_view * 1000 * goal
+        if needed > ceiling:
+            value += f" (needs {needed:.0f} GMAC/s, above the measured {ceiling:.0f} GMAC/s matrix-product ceiling)"
+    return _target(text, value, ratio >= goal)
 
 
 def run_all(
@@ -55,6 +62,9 @@ def run_all(
     log("video S batch 1, default allocator")
     cold = run_model_benchmark(VIDEO, batch_size=1, ablation=True, repeats=repeats, device=device, log=log)
     cold.title += ", fresh process, default glibc allocator"
+    log("video S batch 8, default allocator")
+    cold8 = run_model_benchmark(VIDEO, batch_size=8, repeats=slow, device=device, log=log)
+    cold8.title += ", default glibc allocator"
     warm = retain_freed_memory()
     log("video S batch 1, warm allocator")
     video1 = run_model_benchmark(
@@ -63,8 +73,10 @@ def run_all(
     if warm:
         video1.title += ", warm allocator (freed memory retained)"
     ceilings = {name: matmul_ceiling(dtype) for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16))}
-    log("video S batch 8")
+    log("video S batch 8, warm allocator")
     video8 = run_model_benchmark(VIDEO, batch_size=8, repeats=slow, device=device, log=log)
+    if warm:
+        video8.title += ", warm allocator"
     log("training step")
     train = run_train_benchmark(VIDEO, batch_size=2, repeats=repeats, device=device, log=log)
     log("bf16 agreement")
@@ -96,13 +108,30 @@ def run_all(
     targets = [
         "| target (issue 6) | measured | |",
         "|---|---|---|",
-        _speedup("video S 16x224 fp32 batch 1 >= 2x plain (fresh process)", cold, "optimized fp32", 2),
-        _speedup("video S 16x224 fp32 batch 1 >= 2x plain (warm allocator)", video1, "optimized fp32", 2),
-        _speedup("... with torch.compile (warm allocator)", video1, "optimized fp32 + compile", 2),
-        _speedup("video S 16x224 fp32 batch 8 >= 1.5x plain", video8, "optimized fp32", 1.5),
-        _speedup("video S bf16 >= 4x plain fp32 (fresh process)", cold, "optimized bf16", 4),
-        _speedup("video S bf16 >= 4x plain fp32 (warm allocator)", video1, "optimized bf16", 4),
-        _speedup("... with torch.compile (warm allocator)", video1, "optimized bf16 + compile", 4),
+        _speedup(
+            "video S 16x224 fp32 batch 1 >= 2x plain (fresh process)", cold, "optimized fp32", 2, ceilings["fp32"]
+        ),
+        _speedup(
+            "video S 16x224 fp32 batch 1 >= 2x plain (warm allocator)", video1, "optimized fp32", 2, ceilings["fp32"]
+        ),
+        _speedup("... with torch.compile (warm allocator)", video1, "optimized fp32 + compile", 2, ceilings["fp32"]),
+        _speedup(
+            "video S 16x224 fp32 batch 8 >= 1.5x plain (default allocator)",
+            cold8,
+            "optimized fp32",
+            1.5,
+            ceilings["fp32"],
+        ),
+        _speedup(
+            "video S 16x224 fp32 batch 8 >= 1.5x plain (warm allocator)",
+            video8,
+            "optimized fp32",
+            1.5,
+            ceilings["fp32"],
+        ),
+        _speedup("video S bf16 >= 4x plain fp32 (fresh process)", cold, "optimized bf16", 4, ceilings["bf16"]),
+        _speedup("video S bf16 >= 4x plain fp32 (warm allocator)", video1, "optimized bf16", 4, ceilings["bf16"]),
+        _speedup("... with torch.compile (warm allocator)", video1, "optimized bf16 + compile", 4, ceilings["bf16"]),
         *(
             _target(
                 f"bf16 top-1 = fp32 on >= 99% of {samples} inputs, {label}",
@@ -134,7 +163,7 @@ def run_all(
             f"{ckpt_vs_plain_time:.2f}x time",
             ckpt_vs_plain_tensors <= 0.5 and ckpt_vs_plain_time <= 1.4,
         ),
-        _speedup("image S 224 fp32 batch 1 >= 2x plain", image1, "optimized fp32", 2),
+        _speedup("image S 224 fp32 batch 1 >= 2x plain", image1, "optimized fp32", 2, ceilings["fp32"]),
         _target(
             "UniFormer-S per view beats mvit_v2_s and swin3d_t",
             f"{uniformer_ms:.0f} ms vs " + ", ".join(f"{ms:.0f}" for ms in peer_ms) + " ms",
@@ -172,9 +201,10 @@ def run_all(
         "events, what a GPU's peak allocated memory reports): glibc keeps blocks freed during a step for reuse, "
         "so the resident peak can be well above what the tensors ever held at once.",
         "",
-        "The first table runs in a fresh process with glibc's default allocator, which unmaps large freed blocks, "
-        "so each call of the plain model pays page faults for its big attention temporaries. From the second table "
-        f"on, freed memory is retained (`retain_freed_memory`{'' if warm else ': not available here'}), the best "
+        "The first two tables run with glibc's default allocator (the first in a fresh process), which unmaps "
+        "large freed blocks, so each call of the plain model pays page faults for its big attention temporaries. "
+        "From the third table on, freed memory is retained "
+        f"(`retain_freed_memory`{'' if warm else ': not available here'}), the best "
         "case for the plain model; a ratio target is only physically reachable there if the baseline's GMAC/s "
         "times the target stays below the matrix-product ceiling.",
         "",
@@ -185,6 +215,7 @@ def run_all(
         "## Tables",
         "",
         cold.format(),
+        cold8.format(),
         video1.format(),
         video8.format(),
         train.format(),
