@@ -77,7 +77,7 @@ def test_a_missed_speedup_target_says_when_it_is_above_the_ceiling() -> None:
     # plain: 40 GMAC in 500 ms = 80 GMAC/s; 2x would need 160 GMAC/s
     table = BenchmarkTable("t", [Row("plain", [500.0], 1, 40.0), Row("fast", [400.0], 1, 40.0)])
     assert _speedup("x", table, "fast", 2, 112) == (
-        "| x | 1.25x (needs 160 GMAC/s, above the measured 112 GMAC/s matrix-product ceiling) | NOT met |"
+        "| x | 1.25x (needs 160.0 GMAC/s, above the measured 112.0 GMAC/s matrix-product ceiling) | NOT met |"
     )
     assert _speedup("x", table, "fast", 2, 200) == "| x | 1.25x | NOT met |"
     assert _speedup("x", table, "fast", 1.2, 112) == "| x | 1.25x | met |"

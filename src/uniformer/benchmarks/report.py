@@ -48,7 +48,7 @@ def _speedup(text: str, table: BenchmarkTable, prefix: str, goal: float, ceiling
     if ratio < goal and ceiling is not None and plain.gmacs_per_view:
         needed = plain.gmacs_per_view / plain.ms_per_view * 1000 * goal
         if needed > ceiling:
-            value += f" (needs {needed:.0f} GMAC/s, above the measured {ceiling:.0f} GMAC/s matrix-product ceiling)"
+            value += f" (needs {needed:.1f} GMAC/s, above the measured {ceiling:.1f} GMAC/s matrix-product ceiling)"
     return _target(text, value, ratio >= goal)
 
 
