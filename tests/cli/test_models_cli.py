@@ -34,5 +34,7 @@ def test_info_reports_measured_and_published_cost(capsys: pytest.CaptureFixture)
 
 
 def test_console_script_entry_point_runs() -> None:
-    result = subprocess.run([sys.executable, "-m", "uniformer", "info", "no_such_model"], capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "uniformer", "info", "no_such_model"], capture_output=True, text=True
+    )
     assert result.returncode == 2 and "error: unknown model 'no_such_model'" in result.stderr
