@@ -25,8 +25,7 @@ from typing import Literal
 
 import numpy as np
 import torch
-from torchvision.transforms import InterpolationMode
-from torchvision.transforms import v2
+from torchvision.transforms import InterpolationMode, v2
 from torchvision.transforms.v2 import functional as F
 
 VIDEO_MEAN: tuple[float, float, float] = (0.45, 0.45, 0.45)
