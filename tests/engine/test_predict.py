@@ -59,6 +59,18 @@ def test_predict_runs_the_official_views_and_names_the_classes(videos: list[Path
         assert [name for _, name, _ in prediction.top] == [uniformer.model_info(MODEL).labels[c] for c in classes]
 
 
+def test_bf16_predictions_match_fp32(videos: list[Path], checkpoint: Path) -> None:
+    fp32 = Predictor(MODEL, checkpoint).predict(videos[:3], topk=3)
+    predictor = Predictor(MODEL, checkpoint, precision="bf16")
+    bf16 = predictor.predict(videos[:3], topk=3)
+    for a, b in zip(fp32, bf16, strict=True):
+        assert a.top[0][0] == b.top[0][0]
+        np.testing.assert_allclose([p for *_, p in b.top], [p for *_, p in a.top], atol=0.02)
+    assert all(p.dtype == torch.float32 for p in predictor.model.parameters())  # the fast copy is separate
+    with pytest.raises(ValueError, match="precision"):
+        Predictor(MODEL, checkpoint, precision="fp16")
+
+
 def test_unreadable_inputs_are_reported_not_dropped(videos: list[Path], checkpoint: Path, tmp_path: Path) -> None:
     broken = tmp_path / "broken.mp4"
     broken.write_bytes(b"\x00" * 100)

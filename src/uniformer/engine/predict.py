@@ -108,7 +108,9 @@ class Predictor:
         pretrained: fetch the released weights from the Hub instead.
         labels: class names, overriding the zoo's (needed when a checkpoint has another class count and no
             class file of its own).
-        precision: ``fp32`` or ``bf16`` (autocast) for the forward passes.
+        precision: ``fp32`` or ``bf16``. :meth:`predict` classifies with an :func:`optimize_for_inference` copy
+            in that dtype (the fast path of ``benchmarks/RESULTS.md``; fp32 equals the model to float rounding),
+            :meth:`features` runs the model itself under autocast.
         batch_size: views per forward pass.
         num_workers: decoding worker processes.
         overrides: constructor arguments of a reduced or modified architecture (e.g. another depth); a
@@ -129,6 +131,8 @@ class Predictor:
     ) -> None:
         from uniformer.models.checkpoint import read_checkpoint
 
+        if precision not in ("fp32", "bf16"):
+            raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
         self.info: ModelInfo = model_info(model_name)
         num_classes, trained_classes, trained_overrides, container = None, None, {}, {}
         if checkpoint is not None:
@@ -160,6 +164,7 @@ class Predictor:
             std=tuple(data.get("std") or self.info.std),
         )
         self.precision, self.batch_size, self.num_workers = precision, batch_size, num_workers
+        self._fast: nn.Module | None = None
 
     # ------------------------------------------------------------------------------------------------------
     def _dataset(self, paths: Sequence[str], *, single_view: bool = False) -> torch.utils.data.Dataset:
@@ -189,7 +194,8 @@ class Predictor:
             return _ImageInputs(paths, transform, view["crop_size"])
         if images:
             raise ValueError(
-                f"{self.info.name} is a video model; give it videos or folders of frames, not images: {', '.join(images)}"
+                f"{self.info.name} is a video model; give it videos or folders of frames, "
+                f"not images: {', '.join(images)}"
             )
         crops = 1 if single_view else view["crops"]
         return VideoDataset(
@@ -205,15 +211,24 @@ class Predictor:
             num_crops=crops,
         )
 
-    def _score(self, model: nn.Module, dataset: torch.utils.data.Dataset, progress: bool) -> Any:
+    def _score(self, model: nn.Module, dataset: torch.utils.data.Dataset, progress: bool, autocast: bool = True) -> Any:
         return score_videos(
             model,
             dataset,
             batch_size=self.batch_size,
-            precision=self.precision,
+            precision=self.precision if autocast else "fp32",
             num_workers=self.num_workers,
             progress=progress,
         )
+
+    def _classifier(self) -> nn.Module:
+        """The inference copy that :meth:`predict` runs (made on first use; it computes in its own dtype)."""
+        if self._fast is None:
+            from uniformer.models.optimize import optimize_for_inference
+
+            dtype = torch.bfloat16 if self.precision == "bf16" else torch.float32
+            self._fast = optimize_for_inference(self.model, dtype=dtype)
+        return self._fast
 
     def predict(
         self, paths: Sequence[str | os.PathLike[str]], topk: int = 5, progress: bool = False
@@ -221,7 +236,7 @@ class Predictor:
         """Top-``topk`` classes of every input, in input order."""
         paths = [os.fspath(p) for p in paths]
         dataset = self._dataset(paths)
-        result = self._score(self.model, dataset, progress)
+        result = self._score(self._classifier(), dataset, progress, autocast=False)
         predictions = []
         k = min(topk, self.num_classes)
         for index, path in enumerate(paths):
