@@ -85,8 +85,9 @@ class InplaceGELU(nn.GELU):
     An MLP's first projection returns a fresh map that nothing else holds, so overwriting it is safe, and it
     spares the largest allocation of the network: the hidden map of a stage-1 block of video UniFormer-S is
     25.7 MB per 16x224 clip in fp32. glibc's default allocator serves blocks that large with fresh pages on
-    every call, so the saving is mostly page faults: see the "+ in-place GELU" row of the first table of
-    ``benchmarks/RESULTS.md``. Autograd needs GELU's input for the gradient, hence inference only.
+    every call, so the saving is mostly page faults: compare the "+ BatchNorm folded" and "optimized fp32" rows
+    of the first table of ``benchmarks/RESULTS.md``. Autograd needs GELU's input for the gradient, hence
+    inference only.
 
     The function is elementwise, so it runs on a view of ``x`` whose dimensions follow its memory order (for a
     channels-last map, ``x.movedim(1, -1)``, a plain row-major tensor): PyTorch 2.14.1's CPU GELU was twice as
