@@ -28,7 +28,6 @@ __all__ = [
     "build_scheduler",
     "has_validation",
     "initial_weights",
-    "load_initial_weights",
     "released_weights",
     "steps_for",
 ]
@@ -153,7 +152,7 @@ def build_dataset(cfg: DictConfig, split: str) -> torch.utils.data.Dataset:
 
 def build_model(cfg: DictConfig, num_classes: int) -> nn.Module:
     """The zoo architecture ``model.name`` with ``num_classes`` outputs, drop path and ``model.overrides``,
-    randomly initialised (see :func:`load_initial_weights`)."""
+    randomly initialised (see :func:`uniformer.models.checkpoint.load_for_fine_tuning`)."""
     from uniformer.models.registry import create_model
 
     overrides = dict(cfg.model.overrides)
@@ -191,14 +190,6 @@ def released_weights(name: str, key: str) -> Path:
     if release.checkpoint_file is None:
         raise ValueError(f"config: {key}: {info.name} has no released checkpoint; pass a weights file instead")
     return download_checkpoint(info.hub_repo, release.checkpoint_file)
-
-
-def load_initial_weights(model: nn.Module, path: str | os.PathLike[str]) -> None:
-    """Fine-tuning start: load ``path`` strictly, inflating 2-D (image) weights for a video model and replacing
-    the classifier when the checkpoint's class count differs from the model's (both logged)."""
-    from uniformer.models.checkpoint import load_for_fine_tuning
-
-    load_for_fine_tuning(model, path)
 
 
 def build_optimizer(cfg: DictConfig, model: nn.Module, global_batch: int) -> torch.optim.Optimizer:

@@ -431,12 +431,12 @@ def class_names(dataset: Any, model_name: str | None, num_classes: int) -> list[
 
 
 def _checkpoint_classes(path: Path) -> int:
-    from uniformer.models.checkpoint import read_state_dict
+    from uniformer.models.checkpoint import head_classes, read_state_dict
 
-    head = read_state_dict(path).get("head.weight")
-    if head is None:
+    classes = head_classes(read_state_dict(path))
+    if classes is None:
         raise ValueError(f"{path}: no classifier (head.weight) in the checkpoint; set model.num_classes")
-    return int(head.shape[0])
+    return classes
 
 
 def evaluate(cfg: DictConfig) -> EvalReport:

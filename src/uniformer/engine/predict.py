@@ -129,7 +129,7 @@ class Predictor:
         num_workers: int = 0,
         overrides: dict[str, Any] | None = None,
     ) -> None:
-        from uniformer.models.checkpoint import read_checkpoint
+        from uniformer.models.checkpoint import head_classes, read_checkpoint
 
         if precision not in ("fp32", "bf16"):
             raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
@@ -137,7 +137,7 @@ class Predictor:
         num_classes, trained_classes, trained_overrides, container = None, None, {}, {}
         if checkpoint is not None:
             state, container = read_checkpoint(checkpoint)
-            num_classes = int(state["head.weight"].shape[0]) if "head.weight" in state else None
+            num_classes = head_classes(state)
             trained_classes = _training_class_names(container)
             trained_overrides = _training_config(container).get("model", {}).get("overrides") or {}
         self.model = create_model(

@@ -39,7 +39,6 @@ from uniformer.engine.build import (
     build_scheduler,
     has_validation,
     initial_weights,
-    load_initial_weights,
     steps_for,
 )
 from uniformer.engine.checkpointing import TRAIN_FORMAT, CheckpointManager, read_training_checkpoint
@@ -53,7 +52,7 @@ from uniformer.engine.distributed import (
 from uniformer.engine.evaluate import compute_metrics, score_videos
 from uniformer.engine.loader import EpochSampler, SeededItems, seed_all, seed_step
 from uniformer.engine.logging import RunLogger, format_bytes, format_duration, peak_memory, progress_bar
-from uniformer.models.checkpoint import CheckpointError
+from uniformer.models.checkpoint import CheckpointError, load_for_fine_tuning
 
 __all__ = ["TrainResult", "Trainer", "TrainingDiverged", "train"]
 
@@ -172,7 +171,7 @@ class Trainer:
             model = build_model(cfg, num_classes)
             path = initial_weights(cfg) if resume is None else None
             if path is not None:
-                load_initial_weights(model, path)
+                load_for_fine_tuning(model, path)
         if t.grad_checkpointing:
             if not hasattr(model, "set_grad_checkpointing"):
                 raise ValueError("config: trainer.grad_checkpointing needs a model with set_grad_checkpointing()")

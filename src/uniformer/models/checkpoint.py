@@ -184,7 +184,7 @@ def load_for_fine_tuning(model: nn.Module, path: str | Path) -> nn.Module:
     state = read_state_dict(path)
     classes = head_classes(state)
     reset_head = classes is not None and classes != getattr(model, "num_classes", classes)
-    return _load_state(model, state, str(path), True, reset_head or None, None)
+    return _load_state(model, state, str(path), True, reset_head, None)
 
 
 def _load_state(
