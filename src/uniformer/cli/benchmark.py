@@ -131,6 +131,7 @@ def _all(args: argparse.Namespace) -> int:
     if args.write:
         from pathlib import Path
 
-        Path(args.write).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.write).write_text(report)
+        from uniformer._fileio import atomic_write
+
+        atomic_write(args.write, lambda tmp: Path(tmp).write_text(report))
     return 0
