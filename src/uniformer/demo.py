@@ -245,8 +245,8 @@ def run_demo(
     _contact_sheet(out / "eval" / "predictions.csv", out / "contact_sheet.png")
     plain = json.loads((out / "eval" / "metrics.json").read_text())
     shuffled = json.loads((out / "eval_shuffled" / "metrics.json").read_text())
-    epochs = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    summary = next((r for r in reversed(epochs) if r.get("kind") == "summary"), None)
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    summary = next((r for r in reversed(records) if r.get("kind") == "summary"), None)
     facts = dict(
         eval=plain,
         shuffled=shuffled,
@@ -261,7 +261,7 @@ def run_demo(
         train_videos=len((data / "train.txt").read_text().splitlines()),
         val_videos=len((data / "val.txt").read_text().splitlines()),
         seed=seed,
-        train_summary=_train_summary(summary, epochs),
+        train_summary=_train_summary(summary, records),
         predict_path=sample["path"],
         predict_true=sample["label_name"],
         predict_top=top,
