@@ -19,7 +19,7 @@ test: $(STAMP)
 	$(PY) -m pytest
 
 demo: $(STAMP)
-	$(PY) -m uniformer.demo
+	$(VENV)/bin/uniformer demo
 
 clean:
 	rm -rf $(VENV) demo_out

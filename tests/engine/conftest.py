@@ -1,6 +1,6 @@
 """Fixtures for the engine tests: one small synthetic motion set per session and tiny run configurations.
 
-The tiny run is the demo recipe (configs/demo/motion_tiny.yaml) shrunk to 16-128 channels, 4 frames at 32 px
+The tiny run is the demo recipe (uniformer/configs/demo/motion_tiny.yaml) shrunk to 16-128 channels, 4 frames at 32 px
 and a global batch of 4: 20 training videos give 5 steps per epoch, 4 validation videos. Crops keep 80-100% of
 the frame and the lr is 2e-3 so that 20 steps visibly lower the loss (measured over seeds 1-3: 0.21-0.45 lower
 after 4 epochs; the demo recipe's 40-100% crops at lr 1e-3 need more steps than a unit test can afford).
@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-DEMO_CONFIG = REPO / "configs" / "demo" / "motion_tiny.yaml"
+DEMO_CONFIG = REPO / "src" / "uniformer" / "configs" / "demo" / "motion_tiny.yaml"
 TINY = [
     "model.overrides.depth=[1,1,1,1]",
     "model.overrides.embed_dim=[16,32,64,128]",

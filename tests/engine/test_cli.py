@@ -10,7 +10,7 @@ import pytest
 
 from uniformer.cli import main
 
-DEMO_CONFIG = str(Path(__file__).resolve().parents[2] / "configs" / "demo" / "motion_tiny.yaml")
+DEMO_CONFIG = str(Path(__file__).resolve().parents[2] / "src" / "uniformer" / "configs" / "demo" / "motion_tiny.yaml")
 
 
 def test_eval_of_a_training_checkpoint_writes_the_report(

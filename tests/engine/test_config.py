@@ -49,27 +49,36 @@ def test_base_chain_is_merged_base_first_and_output_dir_defaults_to_the_recipe_n
 
 
 def test_registry_fills_what_the_recipe_leaves_unset() -> None:
-    k400 = resolve_config(load_config(REPO / "configs/video/k400_uniformer_small_16x4.yaml", ["data.root=/data"]))
+    k400 = resolve_config(
+        load_config(REPO / "src/uniformer/configs/video/k400_uniformer_small_16x4.yaml", ["data.root=/data"])
+    )
     assert (k400.data.num_frames, k400.data.stride, k400.data.sampling) == (16, 4, "dense")
     assert (k400.data.test_clips, k400.data.test_crops, k400.data.crop_size) == (4, 1, 224)
     assert list(k400.data.mean) == [0.45, 0.45, 0.45]
-    ssv2 = resolve_config(load_config(REPO / "configs/video/sthv2_uniformer_base_32_prek600.yaml", ["data.root=/data"]))
+    ssv2 = resolve_config(
+        load_config(REPO / "src/uniformer/configs/video/sthv2_uniformer_base_32_prek600.yaml", ["data.root=/data"])
+    )
     assert (ssv2.data.num_frames, ssv2.data.stride, ssv2.data.sampling) == (32, None, "segment")
     assert (ssv2.data.test_clips, ssv2.data.test_crops, ssv2.data.flip) == (1, 3, False)
     overridden = resolve_config(
-        load_config(REPO / "configs/video/k400_uniformer_small_16x4.yaml", ["data.root=/data", "data.test_clips=2"])
+        load_config(
+            REPO / "src/uniformer/configs/video/k400_uniformer_small_16x4.yaml",
+            ["data.root=/data", "data.test_clips=2"],
+        )
     )
     assert overridden.data.test_clips == 2
 
 
 def test_learning_rate_scales_from_the_official_batch() -> None:
-    image = load_config(REPO / "configs/image/in1k_uniformer_small.yaml")
+    image = load_config(REPO / "src/uniformer/configs/image/in1k_uniformer_small.yaml")
     assert learning_rate(image, 1024) == pytest.approx(5e-4 * 1024 / 512)
     assert learning_rate(image, 256) == pytest.approx(5e-4 * 256 / 512)
-    video = load_config(REPO / "configs/video/k400_uniformer_small_8x8.yaml")
+    video = load_config(REPO / "src/uniformer/configs/video/k400_uniformer_small_8x8.yaml")
     assert learning_rate(video, video.trainer.batch_size) == pytest.approx(4e-4)  # SOLVER.BASE_LR at the official batch
     assert (
-        learning_rate(load_config(REPO / "configs/video/k400_uniformer_small_8x8.yaml", ["optimizer.lr=0.01"]), 8)
+        learning_rate(
+            load_config(REPO / "src/uniformer/configs/video/k400_uniformer_small_8x8.yaml", ["optimizer.lr=0.01"]), 8
+        )
         == 0.01
     )
 
@@ -85,6 +94,8 @@ def test_learning_rate_scales_from_the_official_batch() -> None:
     ],
 )
 def test_bad_values_are_rejected_with_the_key(override: str, message: str) -> None:
-    cfg = load_config(REPO / "configs/video/k400_uniformer_small_16x4.yaml", ["data.root=/data", override])
+    cfg = load_config(
+        REPO / "src/uniformer/configs/video/k400_uniformer_small_16x4.yaml", ["data.root=/data", override]
+    )
     with pytest.raises(ValueError, match=message):
         resolve_config(cfg)

@@ -10,10 +10,17 @@ import pytest
 import torch
 
 from uniformer import UniFormer
-from uniformer.engine import compute_metrics, score_videos, write_report
-from uniformer.engine.build import build_dataset
 from uniformer.engine.config import resolve_config
-from uniformer.engine.evaluate import VideoScores
+from uniformer.engine.evaluate import feed
+from uniformer.tasks.classification import TASK
+from uniformer.tasks.classification.metrics import TimeShuffled, VideoScores, ViewScores, compute_metrics, write_report
+
+
+def score_videos(model, dataset, *, batch_size: int, aggregate: str = "sum") -> VideoScores:
+    """The engine's evaluation loop with the classification task's accumulator."""
+    scores = ViewScores(dataset, aggregate=aggregate)
+    feed(model, dataset, scores, collate=TASK.collate, inputs=TASK.model_inputs, batch_size=batch_size)
+    return scores.scores()
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +34,7 @@ def test_set(motion_set: Path, tiny_config, tmp_path_factory: pytest.TempPathFac
     cfg = resolve_config(
         tiny_config(folder, f"data.val_list={listing}", "data.test_clips=2", "data.test_crops=3", "data.short_side=48")
     )
-    return build_dataset(cfg, "test")
+    return TASK.build_dataset(cfg, "test")
 
 
 @pytest.fixture(scope="module")
@@ -98,8 +105,6 @@ def test_metrics_from_known_scores() -> None:
 
 
 def test_time_shuffled_views_hold_the_same_frames_in_another_order(test_set) -> None:
-    from uniformer.engine.evaluate import TimeShuffled
-
     shuffled = TimeShuffled(test_set, seed=5)
     assert (len(shuffled), shuffled.num_videos, shuffled.num_views) == (len(test_set), 5, 6)
     for index in (0, 7):

@@ -8,21 +8,25 @@ import numpy as np
 import pytest
 import torch
 
-from uniformer.engine.loader import EpochSampler, SeededItems, seed_step
+from uniformer.engine.loader import BatchPlan, EpochSampler, SeededItems, seed_step
 
 
-def _batches(sampler: EpochSampler) -> list[list[tuple[int, int, int]]]:
-    keys = list(sampler)
-    b = sampler.micro_batch
-    return [keys[i : i + b] for i in range(0, len(keys), b)]
+def _sampler(num_items: int, global_batch: int, micro_batch: int, world_size: int = 1, **kwargs) -> EpochSampler:
+    plan = BatchPlan(global_batch, world_size, global_batch // (world_size * micro_batch), micro_batch)
+    return EpochSampler(num_items, plan, **kwargs)
+
+
+def _keys(sampler: EpochSampler) -> list[tuple[int, int, int]]:
+    return [key for batch in sampler for key in batch]
 
 
 def test_two_processes_see_the_micro_batches_of_one_process_accumulating_two() -> None:
-    single = EpochSampler(50, global_batch=8, micro_batch=4, world_size=1, rank=0, seed=3)
-    ranks = [EpochSampler(50, global_batch=8, micro_batch=4, world_size=2, rank=r, seed=3) for r in (0, 1)]
-    assert single.accum_steps == 2 and ranks[0].accum_steps == 1 and single.steps_per_epoch == 6
-    one = _batches(single)
-    two = [_batches(s) for s in ranks]
+    single = _sampler(50, 8, 4, world_size=1, rank=0, seed=3)
+    ranks = [_sampler(50, 8, 4, world_size=2, rank=r, seed=3) for r in (0, 1)]
+    assert single.plan.accum_steps == 2 and ranks[0].plan.accum_steps == 1 and single.steps_per_epoch == 6
+    one = list(single)
+    two = [list(s) for s in ranks]
+    assert all(len(batch) == 4 for batch in one)
     for step in range(single.steps_per_epoch):
         # micro-batch m of the single process == the batch of rank m, keys (and so augmentation) included
         assert one[2 * step] == two[0][step]
@@ -30,33 +34,33 @@ def test_two_processes_see_the_micro_batches_of_one_process_accumulating_two() -
 
 
 def test_each_epoch_is_a_seeded_permutation_and_resume_starts_mid_epoch() -> None:
-    sampler = EpochSampler(10, global_batch=4, micro_batch=4, seed=1)
-    epoch0 = [i for i, _, _ in sampler]
+    sampler = _sampler(10, 4, 4, seed=1)
+    epoch0 = [i for i, _, _ in _keys(sampler)]
     assert len(epoch0) == 8 and len(set(epoch0)) == 8  # 2 full steps, the remainder left out
     sampler.set_epoch(1)
-    epoch1 = [i for i, _, _ in sampler]
+    epoch1 = [i for i, _, _ in _keys(sampler)]
     assert epoch1 != epoch0
     sampler.set_epoch(1, start_step=1)
-    assert [i for i, _, _ in sampler] == epoch1[4:]
-    assert len(sampler) == 4
-    assert [i for i, _, _ in EpochSampler(10, global_batch=4, micro_batch=4, seed=2)] != epoch0
-    assert EpochSampler(10, global_batch=4, micro_batch=4, seed=1).global_order(0) == epoch0
+    assert [i for i, _, _ in _keys(sampler)] == epoch1[4:]
+    assert len(sampler) == 1  # one micro-batch of 4 left
+    assert [i for i, _, _ in _keys(_sampler(10, 4, 4, seed=2))] != epoch0
+    assert _sampler(10, 4, 4, seed=1).global_order(0) == epoch0
 
 
 def test_repeated_augmentation_copies_share_a_batch_with_distinct_positions() -> None:
-    full = EpochSampler(6, global_batch=4, micro_batch=4, seed=0, repeated_aug=2)
-    keys = list(full)
+    full = _sampler(6, 4, 4, seed=0, repeated_aug=2)
+    keys = _keys(full)
     assert full.steps_per_epoch == 3  # 6 samples x 2 copies = 12 items
     indices = [k[0] for k in keys]
     assert indices[0::2] == indices[1::2]  # consecutive copies
     assert len({k[2] for k in keys}) == 12  # every copy has its own position, hence its own augmentation
-    deit = EpochSampler(8, global_batch=4, micro_batch=4, seed=0, repeated_aug=2, subsample=True)
+    deit = _sampler(8, 4, 4, seed=0, repeated_aug=2, subsample=True)
     assert deit.steps_per_epoch == 2  # an epoch draws len(dataset) items
 
 
 def test_batch_larger_than_an_epoch_is_an_error() -> None:
     with pytest.raises(ValueError, match=r"trainer\.batch_size=16 is larger than one epoch"):
-        EpochSampler(10, global_batch=16, micro_batch=16)
+        _sampler(10, 16, 16)
 
 
 class _RandomItems(torch.utils.data.Dataset):

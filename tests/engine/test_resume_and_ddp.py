@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-DEMO_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "demo" / "motion_tiny.yaml"
+DEMO_CONFIG = Path(__file__).resolve().parents[2] / "src" / "uniformer" / "configs" / "demo" / "motion_tiny.yaml"
 
 # Kills its own process with SIGKILL when the trainer is about to run optimizer step KILL_AT (0-based), i.e.
 # after the checkpoints written so far and in the middle of whatever the run was doing: no chance to clean up.

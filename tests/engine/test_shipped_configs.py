@@ -1,4 +1,4 @@
-"""Every recipe under configs/ loads, leaves the registry's facts to the registry, and builds the published
+"""Every recipe under uniformer/configs/ loads, leaves the registry's facts to the registry, and builds the published
 architecture and a data pipeline producing the zoo entry's clips (data.root pointed at synthetic data)."""
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ from PIL import Image
 from timm.layers import DropPath
 
 from uniformer import model_info
-from uniformer.engine.build import build_dataset, build_model
 from uniformer.engine.config import load_config, resolve_config
+from uniformer.tasks.classification import TASK
 
-CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+CONFIGS = Path(__file__).resolve().parents[2] / "src" / "uniformer" / "configs"
 RECIPES = sorted(p for p in CONFIGS.rglob("*.yaml") if not p.name.startswith("_") and p.parent.name != "demo")
 REGISTRY_FIELDS = (
     "num_frames",
@@ -71,12 +71,12 @@ def test_recipe_builds_its_model_and_data(path: Path, motion_set: Path, image_ro
     else:
         cfg = resolve_config(load_config(path, [f"data.root={image_root}"]))
     with torch.device("meta"):  # the full-size architecture without allocating it
-        model = build_model(cfg, info.num_classes)
+        model = TASK.build_model(cfg, info.num_classes)
     params = sum(p.numel() for p in model.parameters()) / 1e6
     assert params == pytest.approx(info.params_m, rel=0.03), "the recipe builds the published architecture"
     deepest = max(m.drop_prob for m in model.modules() if isinstance(m, DropPath))
     assert deepest == pytest.approx(cfg.model.drop_path_rate), "stochastic depth reaches the model"
-    train_set, val_set = build_dataset(cfg, "train"), build_dataset(cfg, "val")
+    train_set, val_set = TASK.build_dataset(cfg, "train"), TASK.build_dataset(cfg, "val")
     size = info.release().img_size
     expected = (3, info.num_frames, size, size) if info.task == "video" else (3, size, size)
     assert tuple(train_set[0]["video"].shape) == expected

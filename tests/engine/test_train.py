@@ -12,8 +12,8 @@ import torch
 import torch.nn as nn
 
 from uniformer.engine import Trainer, TrainingDiverged, train
-from uniformer.engine.build import build_model
 from uniformer.engine.config import resolve_config
+from uniformer.tasks import get_task
 
 
 def _records(out: Path, kind: str) -> list[dict]:
@@ -52,8 +52,8 @@ def test_a_run_leaves_config_checkpoints_logs_and_curves(trained_run: tuple[Path
     assert (out / "curves.png").stat().st_size > 10_000
     assert list((out / "tensorboard").glob("events.out.tfevents.*"))
     summary = _records(out, "summary")[0]
-    assert summary["best_top1"] == result.best_top1 and summary["clips_per_s"] > 0
-    assert "best val top-1" in result.summary and "clips/s" in result.summary and "peak RSS" in result.summary
+    assert summary["best_metric"] == result.best_metric and summary["metric"] == "top1" and summary["clips_per_s"] > 0
+    assert "best val top-1 (%)" in result.summary and "items/s" in result.summary and "peak RSS" in result.summary
     assert "train loss" in (out / "train.log").read_text()
 
 
@@ -77,7 +77,7 @@ class _NaNAt(nn.Module):
 
 def test_a_nan_step_is_skipped_logged_and_leaves_weights_and_norm_statistics_alone(tmp_path: Path, tiny_config) -> None:
     cfg = resolve_config(tiny_config(tmp_path, "trainer.max_steps=5", "data.val_list=null"))
-    model = _NaNAt(build_model(cfg, 4), {3})
+    model = _NaNAt(get_task("classification").build_model(cfg, 4), {3})
     result = train(cfg, model=model)
     assert result.nan_skips == 1 and result.steps == 5
     skips = _records(tmp_path, "nan_skip")
@@ -99,7 +99,7 @@ def test_repeated_nan_steps_stop_the_run_and_keep_the_last_good_checkpoint(tmp_p
             "trainer.checkpoint_every_steps=1",
         )
     )
-    model = _NaNAt(build_model(cfg, 4), lambda call: call >= 4)
+    model = _NaNAt(get_task("classification").build_model(cfg, 4), lambda call: call >= 4)
     with pytest.raises(
         TrainingDiverged,
         match=r"stopped at step 6: 3 consecutive steps .*max_nan_skips=2.*last checkpoint: .*checkpoint-00000005\.pt",
@@ -136,7 +136,7 @@ def test_fine_tuning_starts_from_a_checkpoint_replacing_the_head_or_inflating(
     )
     train(cfg)
     started = _load(tmp_path / "run" / "checkpoints" / "checkpoint-00000001.pt")["model"]
-    video = build_model(resolve_config(cfg), 4)
+    video = get_task("classification").build_model(resolve_config(cfg), 4)
     expected = inflate_2d_to_3d(donor.state_dict(), video) if source == "image" else donor.state_dict()
     params = {name for name, _ in video.named_parameters()}
     for name in params:
@@ -171,7 +171,7 @@ def test_unreadable_training_videos_are_replaced_and_reported(
     assert result.steps == 6  # every item of the epoch was drawn: broken ones were replaced, not dropped
     assert sorted(Path(p).name for p in result.skipped_videos) == [f"broken_{i}.mp4" for i in range(4)]
     assert all(entry["reason"] and entry["count"] >= 1 for entry in result.skipped_videos.values())
-    assert "4 unreadable video(s) replaced" in result.summary
+    assert "4 unreadable input(s) replaced" in result.summary
     saved = _load(tmp_path / "checkpoints" / "checkpoint-00000006.pt")["trainer"]["state"]["skipped_videos"]
     assert saved == result.skipped_videos
     assert "broken_0.mp4" in (tmp_path / "train.log").read_text()

@@ -106,7 +106,7 @@ def run_all(
     video_clips = 1000 / _row(video1, "optimized bf16").ms_per_view
     train_clips = 1000 / fast_train.ms_per_view
     targets = [
-        "| target (issue 6) | measured | |",
+        "| target | measured | |",
         "|---|---|---|",
         _speedup(
             "video S 16x224 fp32 batch 1 >= 2x plain (fresh process)", cold, "optimized fp32", 2, ceilings["fp32"]

@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
+
+from uniformer import __version__
+from uniformer.engine.checkpointing import RunLocked
 
 # Command-group modules under ``uniformer.cli``; each has ``register(subparsers)``.
 COMMAND_GROUPS: tuple[str, ...] = ("models", "data", "benchmark", "engine", "predict")
@@ -22,6 +26,12 @@ def build_parser() -> argparse.ArgumentParser:
         prog="uniformer",
         description="UniFormer image and video models: zoo, checkpoints, data, training and evaluation.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="no progress bars, for any command (they are also off whenever the output is not a terminal)",
+    )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMAND_GROUPS:
         importlib.import_module(f"uniformer.cli.{name}").register(subparsers)
@@ -30,10 +40,23 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``uniformer`` console script; returns the process exit status."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "--no-progress" in argv:  # one switch for every command, accepted anywhere on the line
+        argv = ["--no-progress", *(a for a in argv if a != "--no-progress")]
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # ``train CONFIG --dry-run key=value``: overrides after an option
+        if not hasattr(args, "overrides") or any(item.startswith("-") for item in extra):
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        args.overrides = [*args.overrides, *extra]
+    if args.no_progress:
+        os.environ["UNIFORMER_NO_PROGRESS"] = "1"
     try:
         status = args.func(args)
-    except (ValueError, FileNotFoundError, PermissionError) as exc:
+    except (ValueError, FileNotFoundError, PermissionError, RunLocked) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
     return int(status or 0)

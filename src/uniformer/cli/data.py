@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import os
 
+from uniformer.data.lists import FORMATS
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``data synth`` and ``data check``."""
@@ -37,14 +39,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Fully decode every video (in parallel) and report ok / mismatch (frame count) / broken.",
     )
     check.add_argument("source", metavar="LIST_OR_DIR", help="a list file ('path label' by default) or a folder")
-    check.add_argument("--format", choices=("kinetics", "ssv2", "ssv1", "ucf101", "hmdb51", "folder"), default=None)
+    check.add_argument("--format", choices=FORMATS, default=None)
     check.add_argument("--root", default=None, help="folder that relative paths in the list start from")
     check.add_argument("--labels-file", default=None, help="class names file (ssv1, ssv2, ucf101)")
     check.add_argument("--output", default="data_check.json", help="JSON report path (default data_check.json)")
     check.add_argument(
         "--workers", type=int, default=os.cpu_count() or 1, help="decoding processes (default: all cores)"
     )
-    check.add_argument("--no-progress", action="store_true", help="no progress bar")
     check.set_defaults(func=_check)
 
 
@@ -76,7 +77,6 @@ def _check(args: argparse.Namespace) -> int:
     report = check_videos(
         args.source,
         workers=args.workers,
-        progress=not args.no_progress,
         format=args.format,
         root=args.root,
         labels_file=args.labels_file,

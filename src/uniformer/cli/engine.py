@@ -29,7 +29,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "curves.png go to output_dir. Under torchrun, every process runs this same command.",
     )
     train.add_argument(
-        "config", metavar="CONFIG", help="YAML recipe, e.g. configs/video/k400_uniformer_small_16x4.yaml"
+        "config",
+        metavar="CONFIG",
+        help="YAML recipe: a file or a shipped name (`uniformer configs`), e.g. video/k400_uniformer_small_16x4",
     )
     train.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help=_OVERRIDES_HELP)
     train.add_argument(
@@ -53,6 +55,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     evaluate.set_defaults(func=_eval)
 
+    configs = subparsers.add_parser("configs", help="list the recipes shipped with the package (train/eval CONFIG)")
+    configs.set_defaults(func=_configs)
+
+    demo = subparsers.add_parser(
+        "demo",
+        help="run a task's end-to-end demo (all tasks by default) into demo_out/TASK/",
+        description="Each demo makes its data, trains, evaluates and writes demo_out/TASK/report.md and result.json.",
+    )
+    demo.add_argument("tasks", nargs="*", metavar="TASK", help="tasks to run (default: every task)")
+    demo.add_argument("--out", default="demo_out", help="output folder (default demo_out)")
+    demo.set_defaults(func=_demo)
+
 
 def _setup_logging() -> bool:
     """Console logging for rank 0 (warnings only elsewhere); returns whether this process prints."""
@@ -62,7 +76,7 @@ def _setup_logging() -> bool:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from uniformer.engine import TrainingDiverged, load_config, train
+    from uniformer.engine import TrainingDiverged, TrainingInterrupted, load_config, train
 
     cfg = load_config(args.config, args.overrides)
     main = _setup_logging()
@@ -73,6 +87,10 @@ def _train(args: argparse.Namespace) -> int:
     except TrainingDiverged as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    except TrainingInterrupted as exc:
+        if main:
+            print(str(exc), file=sys.stderr)
+        return 128 + exc.signal
     if main:
         print(result.summary)
     return 0
@@ -81,18 +99,42 @@ def _train(args: argparse.Namespace) -> int:
 def _dry_run(cfg: object) -> int:
     from omegaconf import OmegaConf
 
-    from uniformer.engine.build import build_dataset, build_model, has_validation
-    from uniformer.engine.config import resolve_config
+    from uniformer.engine.config import resolve_config, task_of
 
     resolved = resolve_config(cfg)  # type: ignore[arg-type]
+    task = task_of(resolved)
     print(OmegaConf.to_yaml(resolved), end="")
-    train_set = build_dataset(resolved, "train")
-    model = build_model(resolved, resolved.model.num_classes or getattr(train_set, "num_classes", 0) or 1)
+    train_set = task.build_dataset(resolved, "train")
+    model = task.build_model(resolved, task.num_outputs(resolved, train_set))
     params = sum(p.numel() for p in model.parameters()) / 1e6
     print(f"# model: {resolved.model.name}, {params:.2f}M parameters, {getattr(model, 'num_classes', '?')} classes")
     print(f"# train: {train_set}")
-    if has_validation(resolved):
-        print(f"# val:   {build_dataset(resolved, 'val')}")
+    if task.has_validation(resolved):
+        print(f"# val:   {task.build_dataset(resolved, 'val')}")
+    return 0
+
+
+def _configs(args: argparse.Namespace) -> int:
+    from uniformer.engine.config import shipped_configs
+
+    for name in shipped_configs():
+        print(name)
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    """Each task's demo in turn, then one line per task (``make demo``)."""
+    from pathlib import Path
+
+    from uniformer.tasks import TASKS, get_task
+
+    results = {name: get_task(name).run_demo(Path(args.out) / name) for name in args.tasks or TASKS}
+    print()
+    for name, r in results.items():
+        print(
+            f"{name}: {r['metric']} {100 * r['value']:.2f}% (chance {100 * r['chance']:.2f}%) in {r['seconds']:.0f} s; "
+            f"report: {Path(args.out) / name / 'report.md'}"
+        )
     return 0
 
 

@@ -84,7 +84,7 @@ def _info(args: argparse.Namespace) -> int:
 
 
 def _convert(args: argparse.Namespace) -> int:
-    from uniformer.models.checkpoint import convert_checkpoint
+    from uniformer.models.convert import convert_checkpoint
 
     state = convert_checkpoint(args.src, args.dst, model_name=args.model)
     params = sum(v.numel() for k, v in state.items() if not k.endswith("num_batches_tracked"))

@@ -90,8 +90,9 @@ def _predict(args: argparse.Namespace) -> int:
 
 
 def _features(args: argparse.Namespace) -> int:
-    from uniformer.engine.predict import save_features
+    from uniformer.tasks.classification.predict import check_features_path, save_features
 
+    check_features_path(args.output, stage_maps=args.stage_maps)  # before any model runs
     paths = _inputs(args.inputs)
     predictor = _predictor(args)
     tensors, failed = predictor.features(paths, stage_maps=args.stage_maps, progress=True)

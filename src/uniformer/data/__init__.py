@@ -11,11 +11,14 @@
 
 from uniformer.data.check import CheckReport, FileCheck, check_videos
 from uniformer.data.datasets import (
+    ClipItem,
+    ImageDataset,
     SkippedVideos,
     VideoDataset,
     build_image_dataset,
     build_video_dataset,
     collate_videos,
+    image_transform,
 )
 from uniformer.data.decode import (
     BACKENDS,
@@ -30,6 +33,8 @@ from uniformer.data.decode import (
 )
 from uniformer.data.lists import (
     FORMATS,
+    IMAGE_FORMAT,
+    LIST_FORMATS,
     VideoList,
     VideoRecord,
     read_classes,
@@ -45,6 +50,7 @@ from uniformer.data.sampling import clip_indices
 from uniformer.data.synth import MOTIONS, SynthResult, render_clip, synthesize, write_video
 from uniformer.data.transforms import (
     DEFAULT_RAND_AUGMENT,
+    IMAGE_RAND_AUGMENT,
     VIDEO_MEAN,
     VIDEO_STD,
     ClipRandAugment,
@@ -63,10 +69,15 @@ __all__ = [
     "BACKENDS",
     "DEFAULT_RAND_AUGMENT",
     "FORMATS",
+    "IMAGE_FORMAT",
+    "IMAGE_RAND_AUGMENT",
+    "LIST_FORMATS",
     "MOTIONS",
     "VIDEO_MEAN",
     "VIDEO_STD",
     "CheckReport",
+    "ClipItem",
+    "ImageDataset",
     "ClipRandAugment",
     "ClipRandomErasing",
     "DecodeError",
@@ -90,6 +101,7 @@ __all__ = [
     "collate_videos",
     "decode_all",
     "frame_folder_files",
+    "image_transform",
     "normalize",
     "read_classes",
     "read_folder_tree",

@@ -12,13 +12,16 @@ Run it once on a new dataset before training: each file is opened, its packets i
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from uniformer.data.decode import IMAGE_EXTENSIONS, count_decoded_frames, is_video_path, video_info
+from uniformer._fileio import atomic_write_text
+from uniformer._progress import progress_bar
+from uniformer.data.decode import IMAGE_EXTENSIONS, count_decoded_frames, is_video_path, read_frames, video_info
 from uniformer.data.lists import VideoRecord, read_kinetics_list, read_video_list
 
 
@@ -66,7 +69,19 @@ class CheckReport:
 
     def write_json(self, path: str | os.PathLike[str]) -> None:
         """Write :meth:`to_dict` as indented JSON."""
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        atomic_write_text(path, json.dumps(self.to_dict(), indent=2) + "\n")
+
+
+def _decode_as_training_does(path: str, indexed: int) -> int:
+    """Decode ``path`` completely and through :func:`read_frames`, the reader training uses; returns the decoded
+    frame count. A frame folder is read whole (its images must share one size, as a clip needs); a video file is
+    decoded sequentially, then its first and last indexed frames are read the way training seeks to them."""
+    if os.path.isdir(path):
+        read_frames(path, range(indexed))
+        return indexed
+    decoded = count_decoded_frames(path)
+    read_frames(path, sorted({0, max(min(indexed, decoded) - 1, 0)}))
+    return decoded
 
 
 def check_file(record: VideoRecord) -> FileCheck:
@@ -74,7 +89,7 @@ def check_file(record: VideoRecord) -> FileCheck:
     result = FileCheck(record.path, "ok", listed_frames=record.num_frames)
     try:
         info = video_info(record.path)
-        decoded = count_decoded_frames(record.path)
+        decoded = _decode_as_training_does(record.path, info.num_frames)
     except Exception as exc:  # noqa: BLE001 - a checker reports every failure of untrusted files, whatever its type
         result.status, result.reason = "broken", f"{type(exc).__name__}: {exc}"
         return result
@@ -122,17 +137,17 @@ def check_videos(
     source: str | os.PathLike[str], *, workers: int = 2, progress: bool = True, **list_options: Any
 ) -> CheckReport:
     """Check every video of ``source`` (see :func:`collect_videos`) with ``workers`` processes and a progress bar."""
-    from tqdm import tqdm
-
     records = collect_videos(source, **list_options)
     results: list[FileCheck | None] = [None] * len(records)
-    with tqdm(total=len(records), unit="video", desc="checking", disable=not progress) as bar:
+    with progress_bar(len(records), unit="video", desc="checking", enabled=progress) as bar:
         if workers <= 1:
             for i, record in enumerate(records):
                 results[i] = check_file(record)
                 bar.update()
         else:
-            with ProcessPoolExecutor(workers) as pool:
+            # spawned, not forked: decoding through torch in a child forked after the parent ran torch's OpenMP
+            # thread pool can crash (SIGSEGV seen with torch 2.14.1), and a checker must not die on its tool
+            with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
                 futures = {pool.submit(check_file, record): i for i, record in enumerate(records)}
                 for future in as_completed(futures):
                     results[futures[future]] = future.result()

@@ -15,15 +15,17 @@ import os
 import random
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import Any, TypedDict
 
 import torch
+from PIL import Image, UnidentifiedImageError
 
 from uniformer.data.decode import frame_folder_files, read_frames, video_info
 from uniformer.data.lists import VideoList, VideoRecord, read_video_list
 from uniformer.data.sampling import SamplingMode, clip_indices
 from uniformer.data.transforms import (
     DEFAULT_RAND_AUGMENT,
+    IMAGE_RAND_AUGMENT,
     VIDEO_MEAN,
     VIDEO_STD,
     CropMode,
@@ -32,6 +34,21 @@ from uniformer.data.transforms import (
 )
 
 logger = logging.getLogger("uniformer.data")
+
+
+class ClipItem(TypedDict):
+    """One dataset item, the same for videos and images (an image is a one-view item whose ``video`` is
+    ``(C, H, W)``); :func:`collate_videos` batches it."""
+
+    video: torch.Tensor  # float (C, T, H, W) clip, or (C, H, W) image
+    label: int  # -1 when unknown
+    index: int  # video (or image) number in the dataset's list
+    view: int  # 0 in train mode; clip * num_crops + crop in test mode
+    path: str
+    valid: bool  # False only for a test view whose file could not be read
+    error: str  # the reason, else ""
+    skipped: list[tuple[str, str]]  # (path, reason) of every file replaced while producing a train item
+
 
 ClipTransform = Callable[..., torch.Tensor]
 """``transform(frames_uint8_THWC, crop_idx) -> float (C, T, H, W)``; :class:`TrainTransform` ignores ``crop_idx``."""
@@ -202,17 +219,63 @@ class VideoDataset(torch.utils.data.Dataset):
         valid: bool = True,
         error: str = "",
         skipped: list[tuple[str, str]] | None = None,
-    ) -> dict[str, Any]:
-        return {
-            "video": video,
-            "label": record.label,
-            "index": index,
-            "view": view,
-            "path": record.path,
-            "valid": valid,
-            "error": error,
-            "skipped": skipped or [],
-        }
+    ) -> ClipItem:
+        return ClipItem(
+            video=video,
+            label=record.label,
+            index=index,
+            view=view,
+            path=record.path,
+            valid=valid,
+            error=error,
+            skipped=skipped or [],
+        )
+
+
+class ImageDataset(torch.utils.data.Dataset):
+    """Images as :class:`ClipItem` s (one view each), so that training, evaluation and prediction treat images
+    and videos alike. In test mode an unreadable image comes back as an invalid item with its reason (a zero
+    image of ``input_size``); in train mode it is an error naming the file.
+    """
+
+    num_views = 1
+
+    def __init__(
+        self,
+        samples: Sequence[tuple[str, int]],
+        transform: Callable[[Any], torch.Tensor],
+        *,
+        classes: list[str] | None = None,
+        input_size: int = 224,
+        train: bool = False,
+    ) -> None:
+        self.samples = [(os.fspath(path), int(label)) for path, label in samples]
+        self.transform, self.input_size, self.train = transform, input_size, train
+        self.classes = classes
+        labelled = [label for _, label in self.samples if label >= 0]
+        self.num_classes = len(classes) if classes is not None else (max(labelled) + 1 if labelled else 0)
+
+    @property
+    def num_videos(self) -> int:
+        return len(self.samples)
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(images={len(self)}, classes={self.num_classes}, train={self.train})"
+
+    def __getitem__(self, index: int) -> ClipItem:
+        path, label = self.samples[index]
+        record = VideoRecord(path, label)
+        try:
+            with Image.open(path) as image:
+                return VideoDataset._item(self.transform(image.convert("RGB")), record, index, 0)
+        except (OSError, UnidentifiedImageError) as exc:
+            if self.train:
+                raise RuntimeError(f"{path}: unreadable image ({exc})") from None
+            empty = torch.zeros(3, self.input_size, self.input_size)
+            return VideoDataset._item(empty, record, index, 0, valid=False, error=str(exc))
 
 
 def collate_videos(batch: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -310,8 +373,11 @@ def build_video_dataset(
     backend: str | None = None,
     max_retries: int = 10,
     seed: int = 0,
+    records: Sequence[VideoRecord] | None = None,
 ) -> VideoDataset:
     """A :class:`VideoDataset` with its transform from plain arguments, e.g. a YAML config section.
+
+    ``records`` gives the videos directly (a user's files for prediction) instead of reading a list.
 
     ``mode`` defaults to ``"train"`` for ``split="train"`` and ``"test"`` otherwise. Train-only settings (crop,
     scale, ratio, jitter_scales, flip, rand_augment, erasing_prob) are ignored in test mode, test-only settings
@@ -319,8 +385,18 @@ def build_video_dataset(
     ``sampling="segment"``. See :func:`uniformer.data.read_video_list` for ``format`` and the files it needs.
     """
     mode = mode or ("train" if split == "train" else "test")
-    videos = read_video_list(
-        format, root, list_file=list_file, labels_file=labels_file, split=split, split_id=split_id, extension=extension
+    videos: VideoList | Sequence[VideoRecord] = (
+        list(records)
+        if records is not None
+        else read_video_list(
+            format,
+            root,
+            list_file=list_file,
+            labels_file=labels_file,
+            split=split,
+            split_id=split_id,
+            extension=extension,
+        )
     )
     transform: ClipTransform
     if mode == "train":
@@ -354,41 +430,57 @@ def build_video_dataset(
     )
 
 
-def build_image_dataset(
-    root: str | os.PathLike[str],
+def image_transform(
+    input_size: int,
     *,
-    split: str = "train",
-    train: bool | None = None,
-    input_size: int = 224,
-    rand_augment: str | None = "rand-m9-mstd0.5-inc1",
+    train: bool,
+    rand_augment: str | None = IMAGE_RAND_AUGMENT,
     erasing_prob: float = 0.25,
     color_jitter: float = 0.4,
     interpolation: str = "bicubic",
     crop_pct: float = 0.875,
     mean: Sequence[float] | None = None,
     std: Sequence[float] | None = None,
-) -> torch.utils.data.Dataset:
-    """ImageNet-style ``root/<split>/<class>/<image>`` through torchvision's ``ImageFolder`` and timm's transforms.
-
-    Defaults are the DeiT recipe the UniFormer image models were trained with (RandAugment m9, random erasing
-    0.25, bicubic, ImageNet mean/std; eval resizes to ``input_size / crop_pct`` and centre-crops).
-    """
+) -> Callable[[Any], torch.Tensor]:
+    """timm's image transform: the DeiT training recipe, or the evaluation resize to ``input_size / crop_pct``
+    and centre crop."""
     from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, create_transform
-    from torchvision.datasets import ImageFolder
 
-    folder = os.path.join(root, split)
-    if not os.path.isdir(folder):
-        raise FileNotFoundError(f"{folder}: image split folder not found (expected root/{split}/<class>/<image>)")
-    is_train = split == "train" if train is None else train
-    transform = create_transform(
+    return create_transform(
         input_size,
-        is_training=is_train,
-        auto_augment=rand_augment if is_train else None,
-        re_prob=erasing_prob if is_train else 0.0,
+        is_training=train,
+        auto_augment=rand_augment if train else None,
+        re_prob=erasing_prob if train else 0.0,
         color_jitter=color_jitter,
         interpolation=interpolation,
         crop_pct=crop_pct,
         mean=tuple(mean) if mean is not None else IMAGENET_DEFAULT_MEAN,
         std=tuple(std) if std is not None else IMAGENET_DEFAULT_STD,
     )
-    return ImageFolder(folder, transform=transform)
+
+
+def build_image_dataset(
+    root: str | os.PathLike[str],
+    *,
+    split: str = "train",
+    train: bool | None = None,
+    input_size: int = 224,
+    **transform_options: Any,
+) -> ImageDataset:
+    """ImageNet-style ``root/<split>/<class>/<image>`` (torchvision's ``ImageFolder`` finds the files) with
+    :func:`image_transform` (``transform_options``: rand_augment, erasing_prob, color_jitter, interpolation,
+    crop_pct, mean, std)."""
+    from torchvision.datasets import ImageFolder
+
+    folder = os.path.join(root, split)
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(f"{folder}: image split folder not found (expected root/{split}/<class>/<image>)")
+    is_train = split == "train" if train is None else train
+    found = ImageFolder(folder)
+    return ImageDataset(
+        found.samples,
+        image_transform(input_size, train=is_train, **transform_options),
+        classes=list(found.classes),
+        input_size=input_size,
+        train=is_train,
+    )

@@ -27,7 +27,7 @@ import functools
 import io
 import os
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -66,10 +66,6 @@ class VideoInfo:
     header_frames: int | None
     count_mismatch: bool
     codec: str
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain dict for JSON reports."""
-        return asdict(self)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -262,7 +258,7 @@ def _prepend(first: Any, rest: Any) -> Any:
 # Optional backends
 
 
-def _torchcodec_read(path: str, indices: list[int]) -> tuple[list[np.ndarray] | torch.Tensor, int]:
+def _torchcodec_read(path: str, indices: list[int]) -> torch.Tensor:
     from torchcodec.decoders import VideoDecoder
 
     try:
@@ -272,12 +268,12 @@ def _torchcodec_read(path: str, indices: list[int]) -> tuple[list[np.ndarray] | 
     count = decoder.metadata.num_frames or 0
     _check_range(path, indices, count)
     try:
-        return decoder.get_frames_at(indices=indices).data, count
+        return decoder.get_frames_at(indices=indices).data
     except (RuntimeError, IndexError) as exc:
         raise DecodeError(f"{path}: torchcodec failed to decode frames {indices}: {exc}") from exc
 
 
-def _decord_read(path: str, indices: list[int]) -> tuple[np.ndarray, int]:
+def _decord_read(path: str, indices: list[int]) -> np.ndarray:
     import decord
 
     try:
@@ -287,7 +283,7 @@ def _decord_read(path: str, indices: list[int]) -> tuple[np.ndarray, int]:
     count = len(reader)
     _check_range(path, indices, count)
     try:
-        return reader.get_batch(indices).asnumpy(), count
+        return reader.get_batch(indices).asnumpy()
     except (RuntimeError, decord.DECORDError) as exc:
         raise DecodeError(f"{path}: decord failed to decode frames {indices}: {exc}") from exc
 
@@ -398,11 +394,9 @@ def read_frames(
         arrays = _pyav_read(path, unique)
         batch = torch.from_numpy(np.stack(arrays))
     elif name == "torchcodec":
-        data, _ = _torchcodec_read(path, unique)
-        batch = data if isinstance(data, torch.Tensor) else torch.from_numpy(np.stack(data))
+        batch = _torchcodec_read(path, unique)
     else:
-        array, _ = _decord_read(path, unique)
-        batch = torch.from_numpy(array)
+        batch = torch.from_numpy(_decord_read(path, unique))
     position = {i: k for k, i in enumerate(unique)}
     return batch[[position[i] for i in wanted]].contiguous()
 

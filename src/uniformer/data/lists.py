@@ -23,6 +23,8 @@ from pathlib import Path
 from uniformer.data.decode import IMAGE_EXTENSIONS, is_video_path
 
 FORMATS: tuple[str, ...] = ("kinetics", "ssv2", "ssv1", "ucf101", "hmdb51", "folder")
+LIST_FORMATS: tuple[str, ...] = ("kinetics", "ssv1", "ssv2", "ucf101")  # the formats that need a list file
+IMAGE_FORMAT = "imagefolder"  # ImageNet-style root/<split>/<class>/<image>, for the image models
 
 
 @dataclass(frozen=True)
@@ -41,7 +43,6 @@ class VideoList:
 
     records: list[VideoRecord]
     classes: list[str] | None = None
-    source: str = ""
     num_classes: int = field(init=False)
 
     def __post_init__(self) -> None:
@@ -102,7 +103,7 @@ def read_kinetics_list(
         records.append(VideoRecord(_resolve(root, path), label, count))
     if not records:
         raise ValueError(f"{list_file}: list file holds no videos")
-    return VideoList(records, list(classes) if classes is not None else None, os.fspath(list_file))
+    return VideoList(records, list(classes) if classes is not None else None)
 
 
 def read_ssv2(
@@ -129,7 +130,7 @@ def read_ssv2(
                 raise ValueError(f"{annotation_json}: entry {n} template {name!r} is not in {labels_json}")
             label = label_map[name]
         records.append(VideoRecord(_resolve(root, f"{entry['id']}{extension}"), label))
-    return VideoList(records, classes, os.fspath(annotation_json))
+    return VideoList(records, classes)
 
 
 def read_ssv1(
@@ -148,7 +149,7 @@ def read_ssv1(
                 raise ValueError(f"{csv_file}:{number}: label {name!r} is not in {labels_csv}")
             label = index[name]
         records.append(VideoRecord(_resolve(root, video_id.strip()), label))
-    return VideoList(records, classes, os.fspath(csv_file))
+    return VideoList(records, classes)
 
 
 def read_ucf101(
@@ -171,7 +172,7 @@ def read_ucf101(
         if not 0 <= label < len(classes):
             raise ValueError(f"{split_file}:{number}: label {label + 1} is outside 1..{len(classes)}")
         records.append(VideoRecord(_resolve(root, fields[0]), label))
-    return VideoList(records, classes, os.fspath(split_file))
+    return VideoList(records, classes)
 
 
 def read_hmdb51(
@@ -195,7 +196,7 @@ def read_hmdb51(
                 raise ValueError(f"{split_path}:{number}: expected 'video.avi 0|1|2', got {line!r}")
             if fields[1] == wanted:
                 records.append(VideoRecord(_resolve(root, os.path.join(classes[label], fields[0])), label))
-    return VideoList(records, classes, os.fspath(splits_dir))
+    return VideoList(records, classes)
 
 
 def read_folder_tree(root: str | os.PathLike[str]) -> VideoList:
@@ -213,7 +214,7 @@ def read_folder_tree(root: str | os.PathLike[str]) -> VideoList:
                 records.append(VideoRecord(entry.path, label))
     if not records:
         raise ValueError(f"{root}: no videos found in class sub-folders")
-    return VideoList(records, classes, os.fspath(root))
+    return VideoList(records, classes)
 
 
 def read_video_list(

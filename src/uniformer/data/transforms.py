@@ -28,9 +28,11 @@ import torch
 from torchvision.transforms import InterpolationMode, v2
 from torchvision.transforms.v2 import functional as F
 
+# Official video normalisation (PySlowFast DATA.MEAN / DATA.STD of every UniFormer video config).
 VIDEO_MEAN: tuple[float, float, float] = (0.45, 0.45, 0.45)
 VIDEO_STD: tuple[float, float, float] = (0.225, 0.225, 0.225)
-DEFAULT_RAND_AUGMENT = "rand-m7-n4-mstd0.5-inc1"
+DEFAULT_RAND_AUGMENT = "rand-m7-n4-mstd0.5-inc1"  # the UniFormer video configs' RandAugment
+IMAGE_RAND_AUGMENT = "rand-m9-mstd0.5-inc1"  # DeiT's, which the UniFormer image models were trained with
 CropMode = Literal["resized", "jitter"]
 
 

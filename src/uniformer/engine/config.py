@@ -1,20 +1,26 @@
 """Training/evaluation configuration: a typed schema, YAML recipes with ``base:`` inheritance, dotted overrides.
 
-A recipe (``configs/**.yaml``) holds what a *recipe* decides (optimiser, schedule, augmentation, epochs, batch)
-and names the official configuration it reproduces (``reproduces:``). What the model zoo already knows about
-the model (frames, stride, sampling, test views, crop size, mean/std, classes) stays ``null`` in the recipe
-and is filled in from :func:`uniformer.model_info` by :func:`resolve_config`, so the registry remains the single
-source of truth. The resolved configuration is what a run saves next to its checkpoints.
+A recipe (``uniformer/configs/**.yaml``, shipped with the package) holds what a *recipe* decides (optimiser,
+schedule, augmentation, epochs, batch) and names the official configuration it reproduces (``reproduces:``).
+What the model zoo already knows about the model stays ``null`` and is filled in by the task
+(:meth:`uniformer.tasks.Task.resolve`), so the registry remains the single source of truth. The resolved
+configuration is what a run saves next to its checkpoints.
 
-The schema is an OmegaConf structured config in struct mode: a misspelt key in a YAML file or in a
-command-line override (``trainer.max_step=5``) is an error that names the file (or "command line") and the key,
-never silently ignored. A file may start from another with ``base: relative/path.yaml``; its own keys win.
+The schema is the engine's sections (``model``, ``optimizer``, ``scheduler``, ``trainer``, ``eval``) plus the
+sections of the model's task (classification: ``data``, ``loss``, ``mixup`` and more ``eval`` fields), as an
+OmegaConf structured config in struct mode: a misspelt key in a YAML file or in a command-line override
+(``trainer.max_step=5``) is an error that names the file (or "command line") and the key, never silently
+ignored. A file may start from another with ``base: relative/path.yaml``; its own keys win.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import logging
 import math
 import os
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional
@@ -22,25 +28,29 @@ from typing import Any, Dict, List, Optional
 from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
+from uniformer._fileio import atomic_write_text
+from uniformer.configs import find_config, shipped_configs
+from uniformer.tasks import Task, get_task, task_for_model
+
 __all__ = [
-    "Config",
-    "DataConfig",
     "EvalConfig",
-    "LossConfig",
-    "MixupConfig",
     "ModelConfig",
     "OptimizerConfig",
     "SchedulerConfig",
     "TrainerConfig",
     "config_diff",
+    "config_schema",
+    "find_config",
+    "learning_rate",
     "load_config",
     "resolve_config",
     "save_config",
+    "shipped_configs",
+    "task_of",
 ]
 
 PRECISIONS = ("fp32", "bf16", "fp16")
-AGGREGATES = ("sum", "softmax_mean")
-IMAGE_FORMAT = "imagefolder"
+logger = logging.getLogger("uniformer.engine")
 
 
 @dataclass
@@ -53,62 +63,6 @@ class ModelConfig:
     num_classes: Optional[int] = None  # default: the training list's classes, else the zoo entry's
     drop_path_rate: float = 0.0
     overrides: Dict[str, Any] = field(default_factory=dict)  # other UniFormer constructor arguments
-
-
-@dataclass
-class DataConfig:
-    """The dataset, the clip, the augmentation and the loader. ``null`` fields come from the model's zoo entry."""
-
-    format: str = "kinetics"  # uniformer.data.FORMATS, or "imagefolder" (root/<split>/<class>/<image>)
-    root: str = MISSING
-    train_list: Optional[str] = None  # relative to root
-    val_list: Optional[str] = None  # relative to root; also what `uniformer eval` tests on
-    labels_file: Optional[str] = None
-    val_split: str = "val"  # split name for folder/imagefolder/ucf101/hmdb51 layouts
-    split_id: int = 1
-    extension: str = ".webm"
-    num_frames: Optional[int] = None
-    stride: Optional[int] = None
-    sampling: Optional[str] = None
-    target_fps: Optional[float] = None
-    crop_size: Optional[int] = None
-    short_side: Optional[int] = None
-    test_clips: Optional[int] = None  # views of `uniformer eval` (the official multi-view test)
-    test_crops: Optional[int] = None
-    val_clips: int = 1  # views of the validation run after each epoch (cheaper than the full test)
-    val_crops: int = 1
-    mean: Optional[List[float]] = None
-    std: Optional[List[float]] = None
-    train_crop: str = "resized"  # videos: "resized" (Inception crop) or "jitter" (short-side jitter + crop)
-    scale: List[float] = field(default_factory=lambda: [0.08, 1.0])  # videos (images: timm's default)
-    ratio: List[float] = field(default_factory=lambda: [0.75, 4 / 3])  # videos
-    jitter_scales: List[int] = field(default_factory=lambda: [256, 320])  # videos, train_crop=jitter
-    flip: bool = True  # videos (images always flip, as timm's transform does)
-    rand_augment: Optional[str] = "rand-m7-n4-mstd0.5-inc1"
-    erasing_prob: float = 0.25
-    color_jitter: float = 0.4  # images only
-    interpolation: str = "bicubic"  # images only
-    crop_pct: Optional[float] = None  # images only (eval resize = crop_size / crop_pct)
-    repeated_aug: int = 1  # differently augmented copies of every sample per epoch
-    repeated_aug_subsample: bool = False  # True: an epoch draws len(dataset) items (DeiT), else repeats x len
-    backend: Optional[str] = None
-    num_workers: int = 4
-    max_retries: int = 10
-
-
-@dataclass
-class LossConfig:
-    label_smoothing: float = 0.1
-
-
-@dataclass
-class MixupConfig:
-    """Mixup/CutMix (off when ``prob`` is 0 or both alphas are 0); targets become soft, loss soft-target CE."""
-
-    mixup_alpha: float = 0.8
-    cutmix_alpha: float = 1.0
-    prob: float = 1.0
-    switch_prob: float = 0.5
 
 
 @dataclass
@@ -163,30 +117,48 @@ class TrainerConfig:
 @dataclass
 class EvalConfig:
     checkpoint: Optional[str] = None  # a file, or "released" for the zoo model's published weights
-    aggregate: str = "sum"  # "sum" of logits over views (official) or "softmax_mean"
     ema: bool = False  # evaluate the EMA weights of a training checkpoint
     batch_size: int = 8  # per process
     output_dir: Optional[str] = None  # default: <output_dir>/eval
-    shuffle_frames: bool = False  # control experiment: every view's frames in a random (seeded) time order
 
 
-@dataclass
-class Config:
-    reproduces: Optional[str] = None  # the official configuration this recipe follows
-    notes: str = ""
-    output_dir: Optional[str] = None  # default: runs/<config file name>
-    seed: int = 0
-    model: ModelConfig = field(default_factory=ModelConfig)
-    data: DataConfig = field(default_factory=DataConfig)
-    loss: LossConfig = field(default_factory=LossConfig)
-    mixup: MixupConfig = field(default_factory=MixupConfig)
-    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
-    scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
-    trainer: TrainerConfig = field(default_factory=TrainerConfig)
-    eval: EvalConfig = field(default_factory=EvalConfig)
+# The engine's sections; a task adds its own (or extends one of these, as classification extends ``eval``).
+_SECTIONS: dict[str, type] = {
+    "model": ModelConfig,
+    "optimizer": OptimizerConfig,
+    "scheduler": SchedulerConfig,
+    "trainer": TrainerConfig,
+    "eval": EvalConfig,
+}
+_TOP_LEVEL: list[tuple[str, Any, Any]] = [
+    ("reproduces", Optional[str], None),  # the official configuration this recipe follows
+    ("notes", str, ""),
+    ("output_dir", Optional[str], None),  # default: runs/<config file name>
+    ("seed", int, 0),
+]
 
 
-def _explain(exc: OmegaConfBaseException, source: str) -> ValueError:
+def _extend(name: str, *parts: type) -> type:
+    """One dataclass with the fields of ``parts`` in order (types resolved, defaults kept)."""
+    fields = []
+    for part in parts:
+        hints = typing.get_type_hints(part)
+        fields += [(f.name, hints[f.name], f) for f in dataclasses.fields(part)]
+    return dataclasses.make_dataclass(name, fields)
+
+
+@functools.cache
+def config_schema(task: Task) -> type:
+    """The structured-config class of ``task``: the engine's sections, extended or joined by the task's."""
+    sections = dict(_SECTIONS)
+    for name, extra in task.sections.items():
+        sections[name] = _extend(f"{name.title()}Config", *([sections[name]] if name in sections else []), extra)
+    fields = [(name, kind, field(default=default)) for name, kind, default in _TOP_LEVEL]
+    fields += [(name, kind, field(default_factory=kind)) for name, kind in sections.items()]
+    return dataclasses.make_dataclass(f"{task.name.title()}Config", fields)
+
+
+def _explain(exc: OmegaConfBaseException, source: str, schema: type) -> ValueError:
     """One readable line naming the source and the dotted key."""
     key = getattr(exc, "full_key", None) or getattr(exc, "key", None) or "?"
     message = str(exc).splitlines()[0]
@@ -195,7 +167,8 @@ def _explain(exc: OmegaConfBaseException, source: str) -> ValueError:
             hint = message[message.index("Did you mean") :]
         else:
             parent = str(key).rpartition(".")[0]
-            node = OmegaConf.select(OmegaConf.structured(Config), parent) if parent else OmegaConf.structured(Config)
+            root = OmegaConf.structured(schema)
+            node = OmegaConf.select(root, parent) if parent else root
             hint = (
                 f"valid keys{' under ' + repr(parent) if parent else ''}: {', '.join(node)}"
                 if isinstance(node, DictConfig)
@@ -205,11 +178,11 @@ def _explain(exc: OmegaConfBaseException, source: str) -> ValueError:
     return ValueError(f"{source}: {key}: {message}")
 
 
-def _merge(cfg: DictConfig, other: Any, source: str) -> DictConfig:
+def _merge(cfg: DictConfig, other: Any, source: str, schema: type) -> DictConfig:
     try:
         return OmegaConf.merge(cfg, other)  # type: ignore[return-value]
     except OmegaConfBaseException as exc:
-        raise _explain(exc, source) from None
+        raise _explain(exc, source, schema) from None
 
 
 def _file_chain(path: Path, seen: tuple[Path, ...] = ()) -> list[tuple[Path, DictConfig]]:
@@ -229,24 +202,37 @@ def _file_chain(path: Path, seen: tuple[Path, ...] = ()) -> list[tuple[Path, Dic
     return [*chain, (path, data)]
 
 
+def task_of(cfg: DictConfig | dict[str, Any]) -> Task:
+    """The task of a config: the one that serves its ``model.name`` (classification when none is set yet)."""
+    name = OmegaConf.select(cfg, "model.name") if isinstance(cfg, DictConfig) else (cfg.get("model") or {}).get("name")
+    if name is None or name == MISSING:
+        return get_task("classification")
+    return task_for_model(str(name))
+
+
 def load_config(path: str | os.PathLike[str] | None = None, overrides: list[str] | tuple[str, ...] = ()) -> DictConfig:
     """Schema defaults <- YAML file (after its ``base:`` chain) <- ``key=value`` overrides, validated.
 
-    Overrides use OmegaConf's dotted syntax: ``trainer.max_steps=100``, ``data.scale=[0.5,1.0]``,
-    ``model.checkpoint=null``. ``output_dir`` defaults to ``runs/<config file stem>``.
+    ``path`` is a file or the name of a shipped recipe (:func:`find_config`). The schema is that of the task
+    serving ``model.name``. Overrides use OmegaConf's dotted syntax: ``trainer.max_steps=100``,
+    ``data.scale=[0.5,1.0]``, ``model.checkpoint=null``. ``output_dir`` defaults to ``runs/<config file stem>``.
     """
-    cfg: DictConfig = OmegaConf.structured(Config)
+    layers: list[tuple[str, Any]] = []
     if path is not None:
-        for file, data in _file_chain(Path(path)):
-            cfg = _merge(cfg, data, str(file))
+        path = find_config(path)
+        layers = [(str(file), data) for file, data in _file_chain(path)]
     bad = [item for item in overrides if "=" not in item or item.startswith("=")]
     if bad:
         raise ValueError(f"command line: overrides must look like key=value, got {' '.join(bad)}")
     try:
-        dotlist = OmegaConf.from_dotlist(list(overrides))
+        layers.append(("command line", OmegaConf.from_dotlist(list(overrides))))
     except OmegaConfBaseException as exc:
-        raise _explain(exc, "command line") from None
-    cfg = _merge(cfg, dotlist, "command line")
+        raise ValueError(f"command line: {str(exc).splitlines()[0]}") from None
+    plain = OmegaConf.merge(*(data for _, data in layers)) if layers else OmegaConf.create()
+    schema = config_schema(task_of(OmegaConf.to_container(plain)))  # type: ignore[arg-type]
+    cfg: DictConfig = OmegaConf.structured(schema)
+    for source, data in layers:
+        cfg = _merge(cfg, data, source, schema)
     if cfg.output_dir is None:
         cfg.output_dir = os.path.join("runs", Path(path).stem if path is not None else "default")
     return cfg
@@ -263,46 +249,16 @@ def _check_positive(value: float | int | None, key: str, allow_zero: bool = Fals
 
 
 def resolve_config(cfg: DictConfig) -> DictConfig:
-    """Fill the fields left ``null`` from the zoo entry of ``model.name`` and check values; returns a copy.
-
-    Filled: ``data.num_frames``, ``stride``, ``sampling`` (videos), ``crop_size``, ``test_clips``, ``test_crops``,
-    ``mean``, ``std``, ``crop_pct`` (images). ``model.num_classes`` is left to the dataset (see
-    :func:`uniformer.engine.build.build_model`).
-    """
-    from uniformer.data import FORMATS
-    from uniformer.models.registry import model_info
-
+    """Check the engine's settings and let the task fill its ``null`` fields from the zoo entry of
+    ``model.name`` (:meth:`uniformer.tasks.Task.resolve`); returns a copy."""
     cfg = cfg.copy()
-    for section, key in (("model", "name"), ("data", "root")):
-        if OmegaConf.is_missing(cfg[section], key):  # is_missing does not follow dotted paths
-            raise ValueError(
-                f"config: {section}.{key} is not set (add it to the YAML file or pass {section}.{key}=...)"
-            )
-    info = model_info(cfg.model.name)
-    data = cfg.data
-    release = info.release()
-    if info.task == "video":
-        data.num_frames = data.num_frames if data.num_frames is not None else info.num_frames
-        data.sampling = data.sampling if data.sampling is not None else info.sampling
-        if data.stride is None and data.sampling == "dense":
-            data.stride = info.frame_stride
-    data.crop_size = data.crop_size if data.crop_size is not None else release.img_size
-    data.crop_pct = data.crop_pct if data.crop_pct is not None else release.crop_pct
-    data.test_clips = data.test_clips if data.test_clips is not None else info.test_clips
-    data.test_crops = data.test_crops if data.test_crops is not None else info.test_crops
-    data.mean = data.mean if data.mean is not None else list(info.mean)
-    data.std = data.std if data.std is not None else list(info.std)
-
-    formats = FORMATS if info.task == "video" else (IMAGE_FORMAT,)
-    _check_choice(data.format, formats, f"data.format (for the {info.task} model {info.name})")
+    if OmegaConf.is_missing(cfg.model, "name"):
+        raise ValueError("config: model.name is not set (add it to the YAML file or pass model.name=...)")
+    if "data" in cfg and OmegaConf.is_missing(cfg.data, "root"):
+        raise ValueError("config: data.root is not set (add it to the YAML file or pass data.root=...)")
     _check_choice(cfg.trainer.precision, PRECISIONS, "trainer.precision")
     _check_choice(cfg.trainer.device, ("auto", "cpu", "cuda"), "trainer.device")
-    _check_choice(cfg.eval.aggregate, AGGREGATES, "eval.aggregate")
     _check_choice(cfg.optimizer.lr_base_scale, ("linear", "sqrt"), "optimizer.lr_base_scale")
-    if data.crop_size % 32:
-        raise ValueError(
-            f"config: data.crop_size must be a multiple of 32 (UniFormer downsamples by 32); got {data.crop_size}"
-        )
     for key in (
         "trainer.batch_size",
         "trainer.accum_steps",
@@ -310,17 +266,15 @@ def resolve_config(cfg: DictConfig) -> DictConfig:
         "trainer.keep_last",
         "trainer.log_every_steps",
         "trainer.eval_every_epochs",
-        "data.repeated_aug",
         "eval.batch_size",
         "trainer.max_steps",  # this one and the next two may also be null
         "trainer.checkpoint_every_steps",
         "trainer.val_batch_size",
     ):
         _check_positive(OmegaConf.select(cfg, key), key)
-    for key in ("data.num_workers", "trainer.max_nan_skips", "scheduler.warmup_epochs"):
+    for key in ("trainer.max_nan_skips", "scheduler.warmup_epochs"):
         _check_positive(OmegaConf.select(cfg, key), key, allow_zero=True)
-    if not 0 <= cfg.loss.label_smoothing < 1:
-        raise ValueError(f"config: loss.label_smoothing must be in [0, 1); got {cfg.loss.label_smoothing}")
+    task_of(cfg).resolve(cfg)
     return cfg
 
 
@@ -337,8 +291,6 @@ def learning_rate(cfg: DictConfig, global_batch: int) -> float:
 
 def save_config(cfg: DictConfig, path: str | os.PathLike[str]) -> None:
     """Write ``cfg`` as YAML, atomically."""
-    from uniformer._fileio import atomic_write_text
-
     atomic_write_text(path, OmegaConf.to_yaml(cfg, resolve=True))
 
 

@@ -10,15 +10,14 @@ from __future__ import annotations
 import os
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import torch.distributed as dist
 
 __all__ = [
     "DistContext",
-    "all_reduce_sum",
     "autocast_context",
-    "barrier",
     "cleanup_distributed",
     "select_device",
     "setup_distributed",
@@ -42,6 +41,20 @@ class DistContext:
     def is_main(self) -> bool:
         """Rank 0: the only process that writes checkpoints, logs and reports."""
         return self.rank == 0
+
+    def all_reduce_sum(self, tensor: torch.Tensor) -> torch.Tensor:
+        """Sum ``tensor`` over all processes, in place (a no-op in a world of one); returns it."""
+        if self.distributed:
+            dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+        return tensor
+
+    def all_gather_object(self, obj: Any) -> list[Any]:
+        """Every process's ``obj``, by rank (``[obj]`` in a world of one)."""
+        if not self.distributed:
+            return [obj]
+        gathered: list[Any] = [None] * self.world_size
+        dist.all_gather_object(gathered, obj)
+        return gathered
 
 
 def select_device(preference: str, local_rank: int = 0) -> torch.device:
@@ -72,19 +85,6 @@ def cleanup_distributed() -> None:
     """Leave the process group (end of run), so that the launcher sees a clean exit."""
     if dist.is_initialized():
         dist.destroy_process_group()
-
-
-def all_reduce_sum(tensor: torch.Tensor, ctx: DistContext) -> torch.Tensor:
-    """Sum ``tensor`` over all processes, in place (a no-op in a world of one); returns it."""
-    if ctx.distributed:
-        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
-    return tensor
-
-
-def barrier(ctx: DistContext) -> None:
-    """Wait for every process (e.g. until rank 0 has written a checkpoint the others will read)."""
-    if ctx.distributed:
-        dist.barrier()
 
 
 def autocast_context(precision: str, device: torch.device) -> AbstractContextManager[object]:

@@ -21,13 +21,15 @@ from __future__ import annotations
 import random
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
+from omegaconf import DictConfig
 from torch.utils.data import Dataset, Sampler
 
-__all__ = ["EpochSampler", "SeededItems", "derive_seed", "isolated_rng", "seed_all", "seed_step"]
+__all__ = ["BatchPlan", "EpochSampler", "SeededItems", "derive_seed", "isolated_rng", "seed_all", "seed_step"]
 
 
 def derive_seed(*keys: int) -> int:
@@ -70,6 +72,43 @@ def seed_step(seed: int, step: int, shard: int) -> None:
     seed_all(seed, 1, step, shard)  # the constant separates this stream from the per-sample (0) and init (3) ones
 
 
+@dataclass(frozen=True)
+class BatchPlan:
+    """The batch arithmetic of a run, computed and checked once: ``global_batch`` items per optimizer step =
+    ``world_size`` processes x ``accum_steps`` micro-batches x ``micro_batch`` items. The sampler and the
+    learning-rate scaling both read it."""
+
+    global_batch: int
+    world_size: int
+    accum_steps: int
+    micro_batch: int
+
+    def __post_init__(self) -> None:
+        if min(self.world_size, self.accum_steps, self.micro_batch) < 1 or self.global_batch != (
+            self.world_size * self.accum_steps * self.micro_batch
+        ):
+            raise ValueError(
+                f"global batch {self.global_batch} is not {self.world_size} process(es) x {self.accum_steps} "
+                f"accumulation step(s) x micro-batch {self.micro_batch}"
+            )
+
+    @classmethod
+    def of(cls, cfg: DictConfig, world_size: int) -> BatchPlan:
+        t = cfg.trainer
+        if t.batch_size % (world_size * t.accum_steps):
+            raise ValueError(
+                f"config: trainer.batch_size={t.batch_size} (global) must be divisible by {world_size} process(es) "
+                f"x trainer.accum_steps={t.accum_steps}"
+            )
+        return cls(t.batch_size, world_size, t.accum_steps, t.batch_size // (world_size * t.accum_steps))
+
+    def __str__(self) -> str:
+        return (
+            f"global batch {self.global_batch} = {self.world_size} process(es) x {self.micro_batch} x "
+            f"{self.accum_steps} accumulation"
+        )
+
+
 class SeededItems(Dataset):
     """Wraps a map-style dataset; ``items[(index, epoch, position)]`` is ``dataset[index]`` made under a seed
     derived from ``(seed, epoch, position)`` (see the module docstring). Keys come from :class:`EpochSampler`."""
@@ -87,14 +126,14 @@ class SeededItems(Dataset):
             return self.dataset[index]
 
 
-class EpochSampler(Sampler[tuple[int, int, int]]):
-    """This process's share of one epoch, as ``(index, epoch, position)`` keys (see the module docstring).
+class EpochSampler(Sampler[list[tuple[int, int, int]]]):
+    """This process's share of one epoch as micro-batches of ``(index, epoch, position)`` keys (a DataLoader
+    ``batch_sampler``; see the module docstring).
 
     Args:
         num_items: dataset length.
-        global_batch: items per optimizer step over all processes and micro-batches.
-        micro_batch: items per forward pass of one process (``global_batch / (world_size * accum_steps)``).
-        world_size, rank: the process group.
+        plan: the run's :class:`BatchPlan` (global batch = processes x accumulation steps x micro-batch).
+        rank: this process.
         seed: run seed; the order of epoch ``e`` is a function of ``(seed, e)`` only.
         repeated_aug: copies of each sample per epoch, each differently augmented (1 = off).
         subsample: with repeated augmentation, an epoch draws ``num_items`` items (DeiT's RASampler: fewer
@@ -107,30 +146,25 @@ class EpochSampler(Sampler[tuple[int, int, int]]):
     def __init__(
         self,
         num_items: int,
+        plan: BatchPlan,
         *,
-        global_batch: int,
-        micro_batch: int,
-        world_size: int = 1,
         rank: int = 0,
         seed: int = 0,
         repeated_aug: int = 1,
         subsample: bool = False,
         shuffle: bool = True,
     ) -> None:
-        if global_batch % (micro_batch * world_size):
-            raise ValueError(
-                f"global batch {global_batch} is not a multiple of micro-batch {micro_batch} x {world_size} processes"
-            )
-        self.num_items, self.global_batch, self.micro_batch = num_items, global_batch, micro_batch
-        self.world_size, self.rank, self.seed = world_size, rank, seed
+        if not 0 <= rank < plan.world_size:
+            raise ValueError(f"rank {rank} is outside a world of {plan.world_size} process(es)")
+        self.num_items, self.plan, self.rank, self.seed = num_items, plan, rank, seed
         self.repeated_aug, self.subsample, self.shuffle = repeated_aug, subsample, shuffle
-        self.accum_steps = global_batch // (micro_batch * world_size)
         drawn = num_items if subsample else num_items * repeated_aug
-        self.steps_per_epoch = drawn // global_batch
+        self.steps_per_epoch = drawn // plan.global_batch
         if self.steps_per_epoch == 0:
             raise ValueError(
-                f"trainer.batch_size={global_batch} is larger than one epoch ({drawn} items from {num_items} samples"
-                f"{f' x {repeated_aug} repeats' if repeated_aug > 1 and not subsample else ''}); lower the batch size"
+                f"trainer.batch_size={plan.global_batch} is larger than one epoch ({drawn} items from {num_items} "
+                f"samples{f' x {repeated_aug} repeats' if repeated_aug > 1 and not subsample else ''}); "
+                "lower the batch size"
             )
         self.epoch = 0
         self.start_step = 0
@@ -150,15 +184,14 @@ class EpochSampler(Sampler[tuple[int, int, int]]):
             order = torch.arange(self.num_items)
         if self.repeated_aug > 1:
             order = order.repeat_interleave(self.repeated_aug)
-        return order[: self.steps_per_epoch * self.global_batch].tolist()
+        return order[: self.steps_per_epoch * self.plan.global_batch].tolist()
 
-    def __iter__(self) -> Iterator[tuple[int, int, int]]:
-        order = self.global_order(self.epoch)
+    def __iter__(self) -> Iterator[list[tuple[int, int, int]]]:
+        order, plan = self.global_order(self.epoch), self.plan
         for step in range(self.start_step, self.steps_per_epoch):
-            for micro in range(self.accum_steps):
-                start = step * self.global_batch + (self.rank * self.accum_steps + micro) * self.micro_batch
-                for position in range(start, start + self.micro_batch):
-                    yield order[position], self.epoch, position
+            for micro in range(plan.accum_steps):
+                start = step * plan.global_batch + (self.rank * plan.accum_steps + micro) * plan.micro_batch
+                yield [(order[position], self.epoch, position) for position in range(start, start + plan.micro_batch)]
 
     def __len__(self) -> int:
-        return (self.steps_per_epoch - self.start_step) * self.accum_steps * self.micro_batch
+        return (self.steps_per_epoch - self.start_step) * self.plan.accum_steps

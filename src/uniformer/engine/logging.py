@@ -17,10 +17,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 
 from uniformer._fileio import atomic_write, atomic_write_text
+from uniformer._progress import progress_bar, progress_enabled
 
-__all__ = ["RunLogger", "format_bytes", "format_duration", "peak_memory", "progress_bar"]
+__all__ = ["RunLogger", "format_bytes", "format_duration", "peak_memory", "progress_bar", "progress_enabled"]
 
 
 class RunLogger:
@@ -37,7 +40,7 @@ class RunLogger:
         if self.path.is_file():
             self.records = [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
         if tensorboard:
-            from torch.utils.tensorboard import SummaryWriter
+            from torch.utils.tensorboard import SummaryWriter  # imports TensorBoard: only for runs that log to it
 
             self._writer = SummaryWriter(str(Path(output_dir) / "tensorboard"))
 
@@ -69,9 +72,6 @@ class RunLogger:
         """Redraw ``curves.png``: training loss, validation accuracy and learning rate against steps."""
         if not self.enabled:
             return
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
-
         steps = [r for r in self.records if r["kind"] == "step"]
         epochs = [r for r in self.records if r["kind"] == "epoch"]
         figure = Figure(figsize=(15, 4), layout="constrained")
@@ -79,11 +79,12 @@ class RunLogger:
         loss_ax.plot([r["step"] for r in steps], [r["loss"] for r in steps], lw=0.8, alpha=0.6, label="train (window)")
         loss_ax.plot([r["step"] for r in epochs], [r["train_loss"] for r in epochs], "o-", label="train (epoch)")
         loss_ax.set(title="loss", xlabel="step")
-        for key, label in (("val_top1", "top-1"), ("val_top5", "top-5"), ("val_ema_top1", "EMA top-1")):
+        keys = sorted({k for r in epochs for k, v in r.items() if k.startswith("val_") and isinstance(v, float)})
+        for key in keys:
             points = [(r["epoch"] + 1, r[key]) for r in epochs if r.get(key) is not None]
             if points:
-                acc_ax.plot(*zip(*points, strict=True), "o-", label=label)
-        acc_ax.set(title="validation accuracy (%)", xlabel="epoch")
+                acc_ax.plot(*zip(*points, strict=True), "o-", label=key.removeprefix("val_").replace("_", " "))
+        acc_ax.set(title="validation", xlabel="epoch")
         lr_ax.plot([r["step"] for r in steps], [r["lr"] for r in steps])
         lr_ax.set(title="learning rate", xlabel="step")
         for ax in (loss_ax, acc_ax):
@@ -104,15 +105,6 @@ def _round(value: Any) -> Any:
     if isinstance(value, float):
         return str(value)  # nan / inf are not JSON
     return value
-
-
-def progress_bar(total: int, *, initial: int = 0, desc: str = "", enabled: bool = True, unit: str = "step") -> Any:
-    """A tqdm bar (rate, ETA) on rank 0, or an inert one."""
-    from tqdm.auto import tqdm
-
-    return tqdm(
-        total=total, initial=initial, desc=desc, unit=unit, dynamic_ncols=True, disable=not enabled, leave=False
-    )
 
 
 def peak_memory(device: torch.device) -> tuple[int, str]:

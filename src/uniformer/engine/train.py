@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import logging
 import math
+import signal
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import nullcontext
@@ -29,32 +31,25 @@ import torch
 import torch.distributed as dist
 import torch.nn as nn
 from omegaconf import DictConfig, OmegaConf
+from timm.utils import ModelEmaV3
 
+from uniformer.data import SkippedVideos
 from uniformer.engine.build import (
-    build_dataset,
-    build_loss,
-    build_mixup,
-    build_model,
     build_optimizer,
     build_scheduler,
-    has_validation,
     initial_weights,
     steps_for,
 )
-from uniformer.engine.checkpointing import TRAIN_FORMAT, CheckpointManager, read_training_checkpoint
-from uniformer.engine.config import config_diff, learning_rate, resolve_config, save_config
-from uniformer.engine.distributed import (
-    all_reduce_sum,
-    autocast_context,
-    cleanup_distributed,
-    setup_distributed,
-)
-from uniformer.engine.evaluate import compute_metrics, score_videos
-from uniformer.engine.loader import EpochSampler, SeededItems, seed_all, seed_step
+from uniformer.engine.checkpointing import CheckpointManager, RunLock, remove_stale_temporaries
+from uniformer.engine.config import config_diff, learning_rate, resolve_config, save_config, task_of
+from uniformer.engine.distributed import autocast_context, cleanup_distributed, setup_distributed
+from uniformer.engine.evaluate import run_evaluation
+from uniformer.engine.loader import BatchPlan, EpochSampler, SeededItems, seed_all, seed_step
 from uniformer.engine.logging import RunLogger, format_bytes, format_duration, peak_memory, progress_bar
-from uniformer.models.checkpoint import CheckpointError, load_for_fine_tuning
+from uniformer.models.checkpoint import TRAIN_FORMAT, CheckpointError, CheckpointFile, load_for_fine_tuning
+from uniformer.tasks import Metrics
 
-__all__ = ["TrainResult", "Trainer", "TrainingDiverged", "train"]
+__all__ = ["TrainResult", "Trainer", "TrainingDiverged", "TrainingInterrupted", "train"]
 
 logger = logging.getLogger("uniformer.engine")
 
@@ -63,12 +58,25 @@ class TrainingDiverged(RuntimeError):
     """Too many consecutive optimizer steps had a non-finite loss or gradient."""
 
 
+class TrainingInterrupted(RuntimeError):
+    """SIGTERM or Ctrl-C stopped the run after it wrote a checkpoint; ``signal`` is the signal's number."""
+
+    def __init__(self, message: str, signum: int) -> None:
+        super().__init__(message)
+        self.signal = signum
+
+
+@dataclass
+class _StepAbandoned(Exception):
+    """An interrupted step whose data could no longer be read; its effects were undone."""
+
+
 @dataclass
 class TrainState:
     """Counters and running sums a checkpoint must carry for the resumed run to continue identically."""
 
     step: int = 0  # optimizer steps done (skipped ones included): fixes the epoch and the position in it
-    best_top1: float | None = None
+    best_metric: float | None = None
     best_epoch: int | None = None
     nan_skips: int = 0
     consecutive_nan: int = 0
@@ -86,9 +94,10 @@ class TrainResult:
     output_dir: Path
     steps: int
     epochs: float
-    best_top1: float | None
+    metric: str  # the task's primary validation metric, e.g. "top1"
+    best_metric: float | None
     best_epoch: int | None
-    last_val_top1: float | None
+    last_val_metric: float | None
     train_seconds: float
     clips_per_second: float
     peak_memory_bytes: int
@@ -98,11 +107,11 @@ class TrainResult:
 
 
 class Trainer:
-    """Builds everything a run needs from a config, then :meth:`fit` trains.
+    """Builds everything a run needs from a config and its task, then :meth:`fit` trains.
 
     ``model``, ``train_set`` and ``val_set`` may be given to train something else than the config's zoo model
-    and datasets (the loop only needs logits out of the model and :class:`uniformer.data.VideoDataset`-style
-    dict items); ``val_set=None`` builds it from the config when one is configured.
+    and datasets (the loop only needs what the task's objective and metric take); ``val_set=None`` builds it
+    from the config when one is configured.
     """
 
     def __init__(
@@ -114,22 +123,27 @@ class Trainer:
         val_set: torch.utils.data.Dataset | None = None,
     ) -> None:
         cfg = self.cfg = resolve_config(config)
+        self.task = task_of(cfg)
         t = cfg.trainer
         ctx = self.ctx = setup_distributed(t.device)
         autocast_context(t.precision, ctx.device)  # refuse fp16 on CPU before building anything
-        if t.batch_size % (ctx.world_size * t.accum_steps):
-            raise ValueError(
-                f"config: trainer.batch_size={t.batch_size} (global) must be divisible by {ctx.world_size} process(es) "
-                f"x trainer.accum_steps={t.accum_steps}"
-            )
-        self.micro_batch = t.batch_size // (ctx.world_size * t.accum_steps)
+        self.plan = BatchPlan.of(cfg, ctx.world_size)
+        self.micro_batch = self.plan.micro_batch
         self.out = Path(cfg.output_dir)
         self.checkpoints = CheckpointManager(self.out / "checkpoints", t.keep_last)
+        self.lock = RunLock(self.out)
+        self._interrupt: int | None = None
+        if ctx.is_main:
+            self.lock.acquire()  # before anything is read or written in the folder
         self._log_handler = self._attach_log_file() if ctx.is_main else None
         try:
+            if ctx.is_main:
+                for folder in (self.out, self.checkpoints.directory):
+                    remove_stale_temporaries(folder)
             self._build(model, train_set, val_set)
         except BaseException:
             self._detach_log_file()
+            self.lock.release()
             raise
 
     def _build(
@@ -139,36 +153,26 @@ class Trainer:
         val_set: torch.utils.data.Dataset | None,
     ) -> None:
         """Data, model, optimizer, schedule, loader, resume state, DDP wrapping, logger."""
-        from uniformer.data import SkippedVideos, collate_videos
-        from uniformer.models.registry import model_info
-
-        cfg, ctx, t = self.cfg, self.ctx, self.cfg.trainer
-        resume, resume_path = self._read_resume()
+        cfg, ctx, t, task = self.cfg, self.ctx, self.cfg.trainer, self.task
+        resume = self._find_resume()
         if ctx.distributed:  # every process must continue from the same step, or they would drift apart
-            steps: list[Any] = [None] * ctx.world_size
-            dist.all_gather_object(steps, None if resume is None else resume["trainer"]["state"]["step"])
+            steps = ctx.all_gather_object(None if resume is None else resume.container["trainer"]["state"]["step"])
             if len(set(steps)) > 1:
                 raise ValueError(
                     f"processes found different checkpoints to resume from (steps by rank: {steps}); "
                     f"output_dir={self.out} must be on a file system every node sees"
                 )
 
-        info = model_info(cfg.model.name)
-        self.train_set = train_set if train_set is not None else build_dataset(cfg, "train")
-        self.val_set = val_set if val_set is not None else (build_dataset(cfg, "val") if has_validation(cfg) else None)
-        num_classes = cfg.model.num_classes or getattr(self.train_set, "num_classes", 0) or info.num_classes
-        self.mixup = build_mixup(cfg, num_classes, video=info.task == "video")
-        if self.mixup is not None and self.micro_batch % 2:
-            raise ValueError(
-                "config: Mixup/CutMix pairs clips within a micro-batch, which must be even; "
-                f"trainer.batch_size={t.batch_size} over {ctx.world_size} process(es) x {t.accum_steps} accumulation "
-                f"step(s) gives {self.micro_batch}"
-            )
-        self.criterion = build_loss(cfg, soft_targets=self.mixup is not None)
+        self.train_set = train_set if train_set is not None else task.build_dataset(cfg, "train")
+        self.val_set = (
+            val_set if val_set is not None else (task.build_dataset(cfg, "val") if task.has_validation(cfg) else None)
+        )
+        num_outputs = task.num_outputs(cfg, self.train_set)
+        self.objective = task.objective(cfg, num_outputs, self.micro_batch)
 
         if model is None:
             seed_all(cfg.seed, 3)  # the initial weights are a function of the seed (and equal on every process)
-            model = build_model(cfg, num_classes)
+            model = task.build_model(cfg, num_outputs)
             path = initial_weights(cfg) if resume is None else None
             if path is not None:
                 load_for_fine_tuning(model, path)
@@ -184,41 +188,34 @@ class Trainer:
                 )
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
         self.module = model
-        self.ema = None
-        if t.ema_decay is not None:
-            from timm.utils import ModelEmaV3
-
-            self.ema = ModelEmaV3(model, decay=t.ema_decay)
-        self.optimizer = build_optimizer(cfg, model, t.batch_size)
+        self.ema = ModelEmaV3(model, decay=t.ema_decay) if t.ema_decay is not None else None
+        self.optimizer = build_optimizer(cfg, model, self.plan.global_batch)
         self.sampler = EpochSampler(
             len(self.train_set),  # type: ignore[arg-type]
-            global_batch=t.batch_size,
-            micro_batch=self.micro_batch,
-            world_size=ctx.world_size,
+            self.plan,
             rank=ctx.rank,
             seed=cfg.seed,
-            repeated_aug=cfg.data.repeated_aug,
-            subsample=cfg.data.repeated_aug_subsample,
+            repeated_aug=OmegaConf.select(cfg, "data.repeated_aug", default=1),
+            subsample=OmegaConf.select(cfg, "data.repeated_aug_subsample", default=False),
         )
         self.steps_per_epoch = self.sampler.steps_per_epoch
         self.total_steps, self.num_epochs = steps_for(cfg, self.steps_per_epoch)
         self.scheduler = build_scheduler(cfg, self.optimizer, self.total_steps, self.steps_per_epoch)
         self.scaler = torch.amp.GradScaler("cuda") if t.precision == "fp16" else None
-        workers = cfg.data.num_workers
+        self.workers = OmegaConf.select(cfg, "data.num_workers", default=0)
         self.loader = torch.utils.data.DataLoader(
             SeededItems(self.train_set, cfg.seed),
-            batch_size=self.micro_batch,
-            sampler=self.sampler,
-            num_workers=workers,
-            collate_fn=collate_videos,
+            batch_sampler=self.sampler,
+            num_workers=self.workers,
+            collate_fn=task.collate,
             pin_memory=ctx.device.type == "cuda",
-            persistent_workers=workers > 0,
+            persistent_workers=self.workers > 0,
             generator=torch.Generator(),  # the loader must not draw from the global generator (exact resume)
         )
         self.skipped = SkippedVideos()
         self.state = TrainState()
         if resume is not None:
-            self._restore(resume, resume_path)
+            self._restore(resume)
 
         self.model: nn.Module = model
         self.ddp: nn.parallel.DistributedDataParallel | None = None
@@ -237,18 +234,14 @@ class Trainer:
         if ctx.is_main:
             self._save_config(resume)
         logger.info(
-            "%s: %d train clips, %d steps/epoch, %d steps (%d epochs), "
-            "global batch %d = %d process(es) x %d x %d accumulation, peak lr %.3g, device %s, precision %s",
+            "%s: %d training items, %d steps/epoch, %d steps (%d epochs), %s, peak lr %.3g, device %s, precision %s",
             cfg.model.name,
-            len(self.train_set),
+            len(self.train_set),  # type: ignore[arg-type]
             self.steps_per_epoch,
             self.total_steps,
-            self.num_epochs,  # type: ignore[arg-type]
-            t.batch_size,
-            ctx.world_size,
-            self.micro_batch,
-            t.accum_steps,
-            learning_rate(cfg, t.batch_size),
+            self.num_epochs,
+            self.plan,
+            learning_rate(cfg, self.plan.global_batch),
             ctx.device,
             t.precision,
         )
@@ -276,47 +269,44 @@ class Trainer:
             self._log_handler.close()
             self._log_handler = None
 
-    def _read_resume(self) -> tuple[dict[str, Any] | None, Path | None]:
-        """The checkpoint to continue from (``trainer.resume``); for ``auto`` an unreadable newest file falls
-        back to the one before it, with a warning."""
-        existing = self.checkpoints.checkpoints()
-        if self.cfg.trainer.resume is None and existing:
-            raise ValueError(
-                f"output_dir={self.out} already holds a run (latest checkpoint {existing[-1][1].name}); pass "
-                "trainer.resume=auto to continue it, or choose another output_dir "
-                "(a new run would prune its checkpoints)"
-            )
-        candidates = self.checkpoints.resume_candidates(self.cfg.trainer.resume)
-        for path in candidates:
-            try:
-                return read_training_checkpoint(path), path
-            except ValueError as exc:
-                if self.cfg.trainer.resume != "auto":
-                    raise
-                logger.warning("cannot resume from %s (%s); trying an older checkpoint", path, exc)
-        if self.cfg.trainer.resume == "auto":
-            logger.info("trainer.resume=auto: no checkpoint in %s, starting a new run", self.checkpoints.directory)
-        return None, None
+    def _find_resume(self) -> CheckpointFile | None:
+        """The checkpoint to continue from (``trainer.resume``). A new run refuses a folder holding another
+        run's files; ``auto`` with nothing to resume starts afresh only when no finished work would be lost."""
+        resume = self.cfg.trainer.resume
+        found = self.checkpoints.find_resume(resume)
+        if found is None:
+            others = [p.name for p in (self.out / "metrics.jsonl", self.checkpoints.best_path) if p.exists()]
+            if resume is None and (others or (self.out / "config.yaml").exists()):
+                raise ValueError(
+                    f"output_dir={self.out} already holds a run ({', '.join(others or ['config.yaml'])}); pass "
+                    "trainer.resume=auto to continue it, or choose another output_dir"
+                )
+            if resume == "auto":
+                if self.checkpoints.best_path.exists():
+                    raise CheckpointError(
+                        f"trainer.resume=auto: {self.checkpoints.directory} has best.pt but no step checkpoint to "
+                        "continue from; nothing was changed. Train into another output_dir"
+                    )
+                logger.info("trainer.resume=auto: no checkpoint in %s, starting a new run", self.checkpoints.directory)
+        return found
 
-    def _restore(self, state: dict[str, Any], path: Path | None) -> None:
-        saved = state["trainer"]
-        if saved["steps_per_epoch"] != self.steps_per_epoch or saved["global_batch"] != self.cfg.trainer.batch_size:
+    def _restore(self, file: CheckpointFile) -> None:
+        saved, path = file.container["trainer"], file.path
+        if saved["steps_per_epoch"] != self.steps_per_epoch or saved["global_batch"] != self.plan.global_batch:
             raise ValueError(
                 f"{path}: cannot resume: the checkpoint ran {saved['steps_per_epoch']} steps/epoch at global batch "
-                f"{saved['global_batch']}, this config gives {self.steps_per_epoch} at {self.cfg.trainer.batch_size} "
+                f"{saved['global_batch']}, this config gives {self.steps_per_epoch} at {self.plan.global_batch} "
                 "(trainer.batch_size, data.repeated_aug or the training list changed)"
             )
         try:
-            self.module.load_state_dict(state["model"])
+            self.module.load_state_dict(file.container["model"])
             if self.ema is not None:
-                if state.get("model_ema") is None:
-                    raise ValueError("trainer.ema_decay is set but the checkpoint has no EMA weights")
-                self.ema.module.load_state_dict(state["model_ema"])
-            self.optimizer.load_state_dict(state["optimizer"])
+                self.ema.module.load_state_dict(file.ema_state_dict())
+            self.optimizer.load_state_dict(file.container["optimizer"])
         except (RuntimeError, ValueError) as exc:  # another model or optimizer setup than this config's
             raise CheckpointError(f"{path}: cannot resume with this config: {str(exc).splitlines()[0]}") from None
-        if self.scaler is not None and state.get("scaler"):
-            self.scaler.load_state_dict(state["scaler"])
+        if self.scaler is not None and file.container.get("scaler"):
+            self.scaler.load_state_dict(file.container["scaler"])
         self.state = TrainState(**saved["state"])
         if self.ctx.is_main:  # the checkpoint holds every process's reports; rank 0 carries them on
             _merge_skipped(self.skipped, self.state.skipped_videos)
@@ -324,9 +314,11 @@ class Trainer:
             "resumed from %s at step %d (epoch %d)", path, self.state.step, self.state.step // self.steps_per_epoch + 1
         )
 
-    def _save_config(self, resume: dict[str, Any] | None) -> None:
+    def _save_config(self, resume: CheckpointFile | None) -> None:
         if resume is not None:
-            changed = [d for d in config_diff(resume["config"], self.cfg) if not d.startswith("trainer.resume:")]
+            changed = [
+                d for d in config_diff(resume.container["config"], self.cfg) if not d.startswith("trainer.resume:")
+            ]
             if changed:
                 logger.warning("resuming with a config that differs from the checkpoint's: %s", "; ".join(changed))
         save_config(self.cfg, self.out / "config.yaml")
@@ -335,17 +327,55 @@ class Trainer:
     # the loop
 
     def fit(self) -> TrainResult:
-        """Train until ``trainer.max_epochs`` (or ``max_steps``), validating and checkpointing each epoch."""
+        """Train until ``trainer.max_epochs`` (or ``max_steps``), validating and checkpointing each epoch.
+
+        SIGTERM (a scheduler's preemption, ``timeout``) and Ctrl-C end the current step (or abandon it when its
+        data can no longer be read), write a checkpoint and raise :class:`TrainingInterrupted`; a second Ctrl-C
+        stops at once.
+        """
+        restore = self._catch_signals()
         try:
             while self.state.step < self.total_steps:
                 epoch = self.state.step // self.steps_per_epoch
                 started = time.perf_counter()
                 self._train_epoch(epoch)
-                self._end_epoch(epoch, time.perf_counter() - started)
+                if self.state.step % self.steps_per_epoch == 0 or self.state.step >= self.total_steps:
+                    self._end_epoch(epoch, time.perf_counter() - started)
+                if self._interrupt is not None:
+                    self._stop_interrupted()
             return self._finish()
         finally:
+            restore()
             self.log.close()
             self._detach_log_file()
+            self.lock.release()
+
+    def _catch_signals(self) -> Any:
+        """Install the SIGTERM / SIGINT handlers (main thread only); returns what restores the previous ones."""
+        if threading.current_thread() is not threading.main_thread():
+            return lambda: None
+        previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+
+        def handle(signum: int, frame: Any) -> None:
+            if self._interrupt is not None and signum == signal.SIGINT:
+                raise KeyboardInterrupt  # a second Ctrl-C: stop now
+            self._interrupt = signum
+            logger.warning("%s received: stopping after this step", signal.Signals(signum).name)
+
+        for sig in previous:
+            signal.signal(sig, handle)
+        return lambda: [signal.signal(sig, handler) for sig, handler in previous.items()]
+
+    def _stop_interrupted(self) -> None:
+        """Checkpoint the last completed step (unless the epoch end just did) and raise."""
+        last = self.checkpoints.checkpoints()
+        if not last or last[-1][0] != self.state.step:
+            self._save_checkpoint(best=False)
+        signum = self._interrupt or signal.SIGTERM
+        raise TrainingInterrupted(
+            f"interrupted at step {self.state.step} ({signal.Signals(signum).name}); continue with trainer.resume=auto",
+            signum,
+        )
 
     def _train_epoch(self, epoch: int) -> None:
         spe = self.steps_per_epoch
@@ -360,12 +390,15 @@ class Trainer:
         batches = iter(self.loader)
         window_start, data_seconds = time.perf_counter(), 0.0
         try:
-            while self.state.step < end:
+            while self.state.step < end and self._interrupt is None:
                 started = time.perf_counter()
-                loss, grad_norm, finite, waited = self._step(batches)
+                try:
+                    loss, grad_norm, finite, waited = self._step(batches)
+                except _StepAbandoned:
+                    return
                 self.state.train_seconds += time.perf_counter() - started
                 data_seconds += waited
-                self.state.clips_seen += self.cfg.trainer.batch_size
+                self.state.clips_seen += self.plan.global_batch
                 if finite:
                     self.state.epoch_loss_sum += loss
                     self.state.epoch_loss_steps += 1
@@ -394,7 +427,7 @@ class Trainer:
             loss=state.window_loss_sum / state.window_steps if state.window_steps else float("nan"),
             lr=self._lr(),
             grad_norm=grad_norm,
-            clips_per_s=steps * self.cfg.trainer.batch_size / elapsed if elapsed > 0 else 0.0,
+            clips_per_s=steps * self.plan.global_batch / elapsed if elapsed > 0 else 0.0,
             data_wait=data_seconds / elapsed if elapsed > 0 else 0.0,
         )
         state.window_loss_sum, state.window_steps = 0.0, 0
@@ -405,43 +438,49 @@ class Trainer:
     def _step(self, batches: Iterator[dict[str, Any]]) -> tuple[float, float, bool, float]:
         """One optimizer step over ``accum_steps`` micro-batches; returns loss, grad norm, applied?, data wait."""
         cfg, ctx, state = self.cfg, self.ctx, self.state
-        accum = cfg.trainer.accum_steps
+        accum = self.plan.accum_steps
         self.model.train()
         self.scheduler.step_update(state.step)
         norms = list(self.module.buffers())  # running statistics and counters, restored if the step is dropped
         saved_norms = [b.detach().clone() for b in norms]
         total = torch.zeros((), device=ctx.device)
         waited = 0.0
-        for micro in range(accum):
-            tic = time.perf_counter()
-            batch = next(batches)
-            waited += time.perf_counter() - tic
-            self.skipped.update(batch)
-            seed_step(cfg.seed, state.step, ctx.rank * accum + micro)
-            inputs = batch["video"].to(ctx.device, non_blocking=True)
-            targets = batch["label"].to(ctx.device, non_blocking=True)
-            if self.mixup is not None:
-                inputs, targets = self.mixup(inputs, targets)
-            sync = self.ddp.no_sync() if self.ddp is not None and micro < accum - 1 else nullcontext()
-            with sync:
-                with autocast_context(cfg.trainer.precision, ctx.device):
-                    logits = self.model(inputs)
-                if not isinstance(logits, torch.Tensor) or logits.ndim != 2:
-                    raise ValueError(
-                        f"the model must return logits (B, classes) in training mode; got {type(logits).__name__}"
-                    )
-                loss = self.criterion(logits.float(), targets)
-                scaled = loss / accum
-                (self.scaler.scale(scaled) if self.scaler is not None else scaled).backward()
-            total += loss.detach()
+        try:
+            for micro in range(accum):
+                tic = time.perf_counter()
+                batch = next(batches)
+                waited += time.perf_counter() - tic
+                self.skipped.update(batch)
+                seed_step(cfg.seed, state.step, ctx.rank * accum + micro)
+                inputs, targets = self.objective.prepare(batch, ctx.device)
+                sync = self.ddp.no_sync() if self.ddp is not None and micro < accum - 1 else nullcontext()
+                with sync:
+                    with autocast_context(cfg.trainer.precision, ctx.device):
+                        output = self.objective.forward(self.model, inputs)
+                    loss = self.objective.loss(output, targets)
+                    scaled = loss / accum
+                    (self.scaler.scale(scaled) if self.scaler is not None else scaled).backward()
+                total += loss.detach()
+        except Exception:
+            if self._interrupt is None:
+                raise
+            # the signal also reached the data workers: give the step up as if it had never started
+            with torch.no_grad():
+                for buffer, value in zip(norms, saved_norms, strict=True):
+                    buffer.copy_(value)
+            self.optimizer.zero_grad(set_to_none=True)
+            raise _StepAbandoned from None
         if self.scaler is not None:
             self.scaler.unscale_(self.optimizer)
         params = [p for p in self.module.parameters() if p.grad is not None]
         grad_norm = torch.nn.utils.get_total_norm([p.grad for p in params], foreach=True)
         if cfg.optimizer.clip_grad is not None:
             torch.nn.utils.clip_grads_with_norm_(params, cfg.optimizer.clip_grad, grad_norm, foreach=True)
-        all_reduce_sum(total, ctx)
-        loss_value, norm_value = torch.stack([total / (accum * ctx.world_size), grad_norm.to(total)]).tolist()
+        # one host synchronisation: the summed loss, whether any process was signalled, and the norm
+        shared = ctx.all_reduce_sum(torch.stack([total, torch.tensor(float(self._interrupt or 0), device=ctx.device)]))
+        if shared[1] > 0 and self._interrupt is None:
+            self._interrupt = int(signal.SIGTERM)  # another process was signalled: stop with it
+        loss_value, norm_value = torch.stack([shared[0] / (accum * ctx.world_size), grad_norm.to(total)]).tolist()
         finite = math.isfinite(loss_value) and (self.scaler is not None or math.isfinite(norm_value))
         if finite:
             if self.scaler is not None:
@@ -490,7 +529,7 @@ class Trainer:
     # epoch end, checkpoints, summary
 
     def _end_epoch(self, epoch: int, seconds: float) -> None:
-        state = self.state
+        state, primary = self.state, self.task.primary_metric
         last = state.step >= self.total_steps
         record: dict[str, Any] = {
             "epoch": epoch,
@@ -502,22 +541,18 @@ class Trainer:
         best = False
         if self.val_set is not None and ((epoch + 1) % self.cfg.trainer.eval_every_epochs == 0 or last):
             metrics = self._validate(self.module)
-            record.update(
-                val_top1=metrics.top1,
-                val_top5=metrics.top5,
-                val_videos=metrics.num_scored,
-                val_failed=metrics.num_failed,
-            )
+            record.update({f"val_{key}": value for key, value in metrics.values.items()})
             if self.ema is not None:
-                record["val_ema_top1"] = self._validate(self.ema.module).top1
-            best = state.best_top1 is None or metrics.top1 > state.best_top1
+                record[f"val_ema_{primary}"] = self._validate(self.ema.module).primary
+            best = state.best_metric is None or metrics.primary > state.best_metric
             if best:
-                state.best_top1, state.best_epoch = metrics.top1, epoch
+                state.best_metric, state.best_epoch = metrics.primary, epoch
         state.epoch_loss_sum, state.epoch_loss_steps = 0.0, 0
         self.log.log("epoch", **record)
         self.log.plot()
         self._save_checkpoint(best=best)
-        val = f", val top-1 {record['val_top1']:.2f}%" if "val_top1" in record else ""
+        label = self.task.metric_label
+        val = f", val {label} {record[f'val_{primary}']:.2f}" if f"val_{primary}" in record else ""
         logger.info(
             "epoch %d/%d: train loss %.4f%s (%s)",
             epoch + 1,
@@ -527,31 +562,29 @@ class Trainer:
             format_duration(seconds),
         )
 
-    def _validate(self, model: nn.Module) -> Any:
+    def _validate(self, model: nn.Module) -> Metrics:
         if self.ctx.distributed:  # BatchNorm statistics differ per process; evaluate rank 0's everywhere
             for buffer in model.buffers():
                 dist.broadcast(buffer, src=0)
-        scores = score_videos(
+        return run_evaluation(
             model,
             self.val_set,
+            self.task.metric(self.cfg, self.val_set),
+            collate=self.task.collate,
+            inputs=self.task.model_inputs,
             batch_size=self.cfg.trainer.val_batch_size or self.micro_batch,
             ctx=self.ctx,
             precision=self.cfg.trainer.precision,
-            num_workers=self.cfg.data.num_workers,
+            num_workers=self.workers,
             progress=self.cfg.trainer.progress,
         )
-        return compute_metrics(scores)
 
-    def _all_skipped(self) -> Any:
-        """Unreadable videos reported to any process (a collective call under DDP)."""
-        from uniformer.data import SkippedVideos
-
+    def _all_skipped(self) -> SkippedVideos:
+        """Unreadable inputs reported to any process (a collective call under DDP)."""
         if not self.ctx.distributed:
             return self.skipped
-        parts: list[Any] = [None] * self.ctx.world_size
-        dist.all_gather_object(parts, self.skipped.to_dict())
         merged = SkippedVideos()
-        for part in parts:
+        for part in self.ctx.all_gather_object(self.skipped.to_dict()):
             _merge_skipped(merged, part)
         return merged
 
@@ -566,28 +599,29 @@ class Trainer:
             "trainer": {
                 "state": asdict(self.state),
                 "steps_per_epoch": self.steps_per_epoch,
-                "global_batch": self.cfg.trainer.batch_size,
+                "global_batch": self.plan.global_batch,
                 "world_size": self.ctx.world_size,
             },
             "config": OmegaConf.to_container(self.cfg, resolve=True),
+            **self.task.weights_metadata(self.cfg, self.train_set),  # class names, views: what predict needs
         }
 
     def _save_checkpoint(self, best: bool) -> None:
-        """Every process calls this (the skipped-video reports are gathered); rank 0 writes."""
+        """Every process calls this (the skipped-input reports are gathered); rank 0 writes."""
         skipped = self._all_skipped()
         if self.ctx.is_main:
             self.state.skipped_videos = skipped.to_dict()
             self.checkpoints.save(self._checkpoint_state(), self.state.step, best=best)
 
     def _finish(self) -> TrainResult:
-        state, ctx = self.state, self.ctx
+        state, ctx, primary = self.state, self.ctx, self.task.primary_metric
         memory, memory_kind = peak_memory(ctx.device)
         throughput = state.clips_seen / state.train_seconds if state.train_seconds else 0.0
         epochs = state.step / self.steps_per_epoch
-        last_val = next((r.get("val_top1") for r in reversed(self.log.records) if r["kind"] == "epoch"), None)
+        last_val = next((r.get(f"val_{primary}") for r in reversed(self.log.records) if r["kind"] == "epoch"), None)
         best = (
-            f"best val top-1 {state.best_top1:.2f}% (epoch {state.best_epoch + 1})"
-            if state.best_top1 is not None
+            f"best val {self.task.metric_label} {state.best_metric:.2f} (epoch {state.best_epoch + 1})"
+            if state.best_metric is not None
             else "no validation set"
         )
         skipped = self._all_skipped()
@@ -595,18 +629,19 @@ class Trainer:
         if state.nan_skips:
             notes.append(f"{state.nan_skips} step(s) skipped for non-finite loss")
         if len(skipped):
-            notes.append(f"{len(skipped)} unreadable video(s) replaced (see train.log)")
+            notes.append(f"{len(skipped)} unreadable input(s) replaced (see train.log)")
             logger.warning(skipped.summary())
         summary = (
             f"trained {state.step} steps ({epochs:.2f} epochs) in {format_duration(state.train_seconds)}: {best}; "
-            f"{throughput:.1f} clips/s; peak {memory_kind} {format_bytes(memory)}"
+            f"{throughput:.1f} items/s; peak {memory_kind} {format_bytes(memory)}"
             + (f"; {'; '.join(notes)}" if notes else "")
             + f"; output in {self.out}"
         )
         self.log.log(
             "summary",
             step=state.step,
-            best_top1=state.best_top1,
+            metric=primary,
+            best_metric=state.best_metric,
             best_epoch=state.best_epoch,
             train_seconds=state.train_seconds,
             clips_per_s=throughput,
@@ -619,9 +654,10 @@ class Trainer:
             output_dir=self.out,
             steps=state.step,
             epochs=epochs,
-            best_top1=state.best_top1,
+            metric=primary,
+            best_metric=state.best_metric,
             best_epoch=state.best_epoch,
-            last_val_top1=last_val,
+            last_val_metric=last_val,
             train_seconds=state.train_seconds,
             clips_per_second=throughput,
             peak_memory_bytes=memory,

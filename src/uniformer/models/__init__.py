@@ -2,13 +2,15 @@
 
 from uniformer.models.checkpoint import (
     CheckpointError,
+    CheckpointFile,
     checkpoint_filter_fn,
-    convert_checkpoint,
     inflate_2d_to_3d,
     load_checkpoint,
+    read_checkpoint,
     read_state_dict,
 )
 from uniformer.models.complexity import count_gmacs, count_parameters, measure_model
+from uniformer.models.convert import convert_checkpoint
 from uniformer.models.optimize import fold_batchnorms, optimize_for_inference
 from uniformer.models.registry import DATASETS, ModelInfo, Release, create_model, list_models, model_info
 from uniformer.models.uniformer import UniFormer, use_reference_formulation
@@ -17,10 +19,12 @@ __all__ = [
     "UniFormer",
     "use_reference_formulation",
     "CheckpointError",
+    "CheckpointFile",
     "checkpoint_filter_fn",
     "convert_checkpoint",
     "inflate_2d_to_3d",
     "load_checkpoint",
+    "read_checkpoint",
     "read_state_dict",
     "count_gmacs",
     "count_parameters",

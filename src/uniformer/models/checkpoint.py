@@ -5,34 +5,53 @@ style), ``{"model_state": ...}`` (video training, PySlowFast style), ``{"state_d
 sometimes with DDP's ``module.`` prefix. Our parameter names are the official ones, so reading a file is
 only unwrapping: :func:`checkpoint_filter_fn` does it in one place for our loader and for timm's.
 
+A file is read once, by :func:`read_checkpoint`, into one :class:`CheckpointFile` (state dict, container
+layout, class count and names, the clip it was trained for, the training config if any). One rule then loads it
+(:func:`load_state`): strict, image weights inflated for a video model, and the classifier kept, replaced or
+matched by class count (``head="keep" | "reset" | "auto"``). ``create_model``, fine-tuning, EMA, ``predict``
+and ``eval`` all go through it.
+
 Loading is strict: a missing or unexpected key or a shape mismatch is an error that lists all of them.
-``.pth`` files are read with ``torch.load(weights_only=True)``, so a pickle that would run code is refused.
+``.pth`` files are read with :func:`torch_load` (``weights_only=True`` with a small allow-list), the one
+``torch.load`` of the package, so a pickle that would run code is refused.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
+import os
 import pickle
+import zipfile
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.nn as nn
-
-from uniformer._fileio import atomic_write
+from safetensors import SafetensorError, safe_open
 
 __all__ = [
+    "TRAIN_FORMAT",
     "CheckpointError",
+    "CheckpointFile",
+    "HeadPolicy",
+    "torch_load",
     "read_checkpoint",
     "read_state_dict",
     "checkpoint_filter_fn",
+    "head_classes",
+    "load_state",
     "load_checkpoint",
     "load_for_fine_tuning",
     "inflate_2d_to_3d",
-    "convert_checkpoint",
     "download_checkpoint",
 ]
+
+# ``format`` of the training checkpoints :mod:`uniformer.engine` writes (model, optimizer, counters, config).
+TRAIN_FORMAT = "uniformer-train"
+HeadPolicy = Literal["keep", "reset", "auto"]
 
 _logger = logging.getLogger(__name__)
 
@@ -40,6 +59,9 @@ _WRAPPER_KEYS = ("model", "model_state", "state_dict")
 _PREFIXES = ("module.", "_orig_mod.")
 _HEADS = ("head.", "aux_head.")
 _LISTED = 12  # keys named per category in error messages (the count is always complete)
+_JSON_METADATA = ("classes", "clip", "overrides")
+# torch.save's pre-1.6 format starts with a pickled magic number (protocol 2, a 10-byte long)
+_LEGACY_MAGIC = b"\x80\x02\x8a\x0a"  # .safetensors metadata values stored as JSON
 # Plain-data classes found in official training checkpoints (DeiT stores its argparse.Namespace).
 _SAFE_GLOBALS = [argparse.Namespace]
 
@@ -48,7 +70,18 @@ class CheckpointError(ValueError):
     """A checkpoint that cannot be read or does not fit the model."""
 
 
-def _torch_load(path: Path) -> Any:
+def torch_load(path: str | os.PathLike[str]) -> Any:
+    """``torch.load`` of a checkpoint on CPU with ``weights_only=True`` (plus the allow-list above): the only
+    one in the package. Any unreadable file becomes a :class:`CheckpointError` naming it."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    with open(path, "rb") as handle:
+        legacy = handle.read(len(_LEGACY_MAGIC)) == _LEGACY_MAGIC
+    if not (legacy or zipfile.is_zipfile(path)):  # truncated, empty, or another kind of file
+        raise CheckpointError(
+            f"{path}: not a readable PyTorch checkpoint (neither torch.save's zip archive nor its legacy format; "
+            "a file cut short or of another kind)"
+        )
     try:
         with torch.serialization.safe_globals(_SAFE_GLOBALS):
             return torch.load(path, map_location="cpu", weights_only=True)
@@ -58,8 +91,9 @@ def _torch_load(path: Path) -> Any:
             f"and unpickling them could run code ({str(exc).splitlines()[0]}). If you trust the file, load it "
             "yourself with torch.load(weights_only=False) and save only its state dict."
         ) from None
-    except (RuntimeError, EOFError) as exc:
-        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({exc})") from None
+    except Exception as exc:  # a truncated or foreign file surfaces as several exception types
+        first = str(exc).splitlines()[0] if str(exc) else "no details"
+        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({type(exc).__name__}: {first})") from None
 
 
 def _unwrap(obj: Any, source: str) -> dict[str, torch.Tensor]:
@@ -82,29 +116,101 @@ def _unwrap(obj: Any, source: str) -> dict[str, torch.Tensor]:
     return state
 
 
-def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Read a checkpoint file: its flat state dict, and the whole loaded object (the container a training
-    run saved, with e.g. its config; empty for bare and ``.safetensors`` files)."""
+@dataclass(frozen=True)
+class CheckpointFile:
+    """Everything a checkpoint file says, read once.
+
+    ``layout``: ``"safetensors"``, ``"bare"`` or the wrapper key the state dict was under (``"model"``,
+    ``"model_state"``, ``"state_dict"``). ``is_training``: one of our training checkpoints (resumable; then
+    ``container`` holds the optimizer state, counters and EMA weights). ``class_names`` and ``clip`` (the
+    classification view settings: frames, stride, sampling, crop, ...) travel in our training checkpoints and in
+    ``convert``'s ``.safetensors`` metadata; ``None`` for official files.
+    """
+
+    path: Path
+    state_dict: dict[str, torch.Tensor]
+    layout: str
+    container: dict[str, Any] = field(default_factory=dict, repr=False)
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def is_training(self) -> bool:
+        return self.container.get("format") == TRAIN_FORMAT
+
+    @property
+    def num_classes(self) -> int | None:
+        return head_classes(self.state_dict)
+
+    @property
+    def config(self) -> dict[str, Any] | None:
+        """The resolved config of the run that wrote a training checkpoint."""
+        return self.container.get("config") if self.is_training else None
+
+    @property
+    def class_names(self) -> list[str] | None:
+        names = self.container.get("classes") if self.is_training else self.metadata.get("classes")
+        return None if names is None else list(names)
+
+    @property
+    def clip(self) -> dict[str, Any] | None:
+        clip = self.container.get("clip") if self.is_training else self.metadata.get("clip")
+        return None if clip is None else dict(clip)
+
+    @property
+    def model_name(self) -> str | None:
+        """The zoo name the weights belong to, when the file records it."""
+        if self.is_training:
+            return (self.config or {}).get("model", {}).get("name")
+        return self.metadata.get("model")
+
+    @property
+    def model_overrides(self) -> dict[str, Any]:
+        """The constructor overrides (``model.overrides``) of the run that trained these weights."""
+        if self.is_training:
+            return dict((self.config or {}).get("model", {}).get("overrides") or {})
+        return dict(self.metadata.get("overrides") or {})
+
+    def ema_state_dict(self) -> dict[str, torch.Tensor]:
+        """The EMA weights of a training checkpoint saved with ``trainer.ema_decay``."""
+        ema = self.container.get("model_ema") if self.is_training else None
+        if ema is None:
+            raise CheckpointError(
+                f"{self.path}: no EMA weights (eval.ema=true needs a training checkpoint saved with trainer.ema_decay)"
+            )
+        return ema
+
+
+def _layout(obj: Any) -> str:
+    if isinstance(obj, dict):
+        for key in _WRAPPER_KEYS:
+            if isinstance(obj.get(key), dict):
+                return key
+    return "bare"
+
+
+def read_checkpoint(path: str | os.PathLike[str]) -> CheckpointFile:
+    """Read a checkpoint file (official ``.pth``/``.pyth`` layouts, ``.safetensors``, our training checkpoints)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
     if path.suffix == ".safetensors":
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
-
         try:
-            obj: Any = load_file(path, device="cpu")
-        except SafetensorError as exc:
+            with safe_open(path, framework="pt", device="cpu") as handle:
+                tensors = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118 (no __iter__)
+                header = handle.metadata() or {}
+        except (SafetensorError, OSError) as exc:
             raise CheckpointError(f"{path}: not a readable safetensors file ({exc})") from None
-        return _unwrap(obj, str(path)), {}
-    obj = _torch_load(path)
+        metadata = {k: json.loads(v) if k in _JSON_METADATA else v for k, v in header.items()}
+        return CheckpointFile(path, _unwrap(tensors, str(path)), "safetensors", metadata=metadata)
+    obj = torch_load(path)
     state = _unwrap(obj, str(path))
-    return state, (obj if isinstance(obj, dict) and obj is not state else {})
+    container = obj if isinstance(obj, dict) and _layout(obj) != "bare" else {}
+    return CheckpointFile(path, state, _layout(obj), container=container)
 
 
-def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+def read_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
     """Read a checkpoint file (official ``.pth``/``.pyth`` layouts or ``.safetensors``) as a flat state dict."""
-    return read_checkpoint(path)[0]
+    return read_checkpoint(path).state_dict
 
 
 def _is_video(model: nn.Module) -> bool:
@@ -121,14 +227,23 @@ def checkpoint_filter_fn(state_dict: dict[str, Any], model: nn.Module) -> dict[s
     return inflate_2d_to_3d(state, model) if is_image_state_for_video(state, model) else state
 
 
-def is_image_state_for_video(state: dict[str, torch.Tensor], model: nn.Module) -> bool:
-    """``state`` holds 2-D (image) weights and ``model`` is a video model: the first patch embedding (plain or
-    conv stem) has a 4-D kernel where the model's is 5-D."""
+def is_image_state(state: dict[str, torch.Tensor]) -> bool:
+    """``state`` holds 2-D (image) weights: the first patch embedding (plain or conv stem) has a 4-D kernel."""
     stem = state.get("patch_embed1.proj.weight", state.get("patch_embed1.proj.0.weight"))
-    return _is_video(model) and stem is not None and stem.ndim == 4
+    return stem is not None and stem.ndim == 4
 
 
-def _check_fit(model: nn.Module, state: dict[str, torch.Tensor], source: str, ignore: tuple[str, ...] = ()) -> None:
+def is_image_state_for_video(state: dict[str, torch.Tensor], model: nn.Module) -> bool:
+    """``state`` holds 2-D (image) weights and ``model`` is a video model (they must be inflated)."""
+    return _is_video(model) and is_image_state(state)
+
+
+def _listing(items: list[str]) -> str:
+    """The first few items, then how many more: error messages stay readable for any architecture mismatch."""
+    return ", ".join(items[:_LISTED]) + (f", ... {len(items) - _LISTED} more" if len(items) > _LISTED else "")
+
+
+def check_fit(model: nn.Module, state: dict[str, torch.Tensor], source: str, ignore: tuple[str, ...] = ()) -> None:
     expected = {k: v for k, v in model.state_dict().items() if not k.startswith(ignore)}
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
@@ -142,10 +257,7 @@ def _check_fit(model: nn.Module, state: dict[str, torch.Tensor], source: str, ig
     lines = [f"{source} does not fit {type(model).__name__}:"]
     for title, items in (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", mismatched)):
         if items:
-            shown = ", ".join(items[:_LISTED]) + (
-                f", ... ({len(items) - _LISTED} more)" if len(items) > _LISTED else ""
-            )
-            lines.append(f"  {len(items)} {title}: {shown}")
+            lines.append(f"  {len(items)} {title}: {_listing(items)}")
     if is_image_state_for_video(state, model):
         lines.append("  (this is an image checkpoint: inflate it with uniformer.inflate_2d_to_3d / inflate=True)")
     raise CheckpointError("\n".join(lines))
@@ -153,7 +265,7 @@ def _check_fit(model: nn.Module, state: dict[str, torch.Tensor], source: str, ig
 
 def load_checkpoint(
     model: nn.Module,
-    path: str | Path,
+    path: str | os.PathLike[str] | CheckpointFile,
     strict: bool = True,
     *,
     reset_head: bool | None = None,
@@ -163,59 +275,68 @@ def load_checkpoint(
 
     Args:
         model: a :class:`~uniformer.UniFormer`.
-        path: official ``.pth`` (any of the wrappers) or ``.safetensors``.
+        path: official ``.pth`` (any of the wrappers), ``.safetensors``, or an already read :class:`CheckpointFile`.
         strict: every key and shape must match (default). ``strict=False`` loads the matching tensors and
             logs the rest, for experiments; it is never used implicitly.
-        reset_head: skip the checkpoint's classifier (``head``/``aux_head``) and keep the model's freshly
-            initialised one, for fine-tuning with another number of classes. ``None`` (default): only when image
-            weights are inflated and their class count differs from the model's (an ImageNet classifier never
-            serves a video task); otherwise the classifier must fit like every other tensor.
+        reset_head: ``True`` skips the checkpoint's classifier (``head``/``aux_head``) and keeps the model's freshly
+            initialised one; ``False`` requires it to fit. ``None`` (default): required to fit, except when image
+            weights are inflated, where a classifier of another class count is replaced (an ImageNet classifier
+            never serves a video task).
         inflate: inflate 2-D (image) weights for a video model first. ``None`` (default): when the file is an
             image checkpoint and the model a video model, as the official video code starts from ImageNet
             weights (logged).
     """
-    return _load_state(model, read_state_dict(path), str(path), strict, reset_head, inflate)
+    file = path if isinstance(path, CheckpointFile) else read_checkpoint(path)
+    head: HeadPolicy | None = None if reset_head is None else ("reset" if reset_head else "keep")
+    return load_state(model, file.state_dict, str(file.path), head=head, inflate=inflate, strict=strict)
 
 
-def load_for_fine_tuning(model: nn.Module, path: str | Path) -> nn.Module:
-    """Start a fine-tuning run from ``path`` (the engine's ``model.checkpoint``): strict like
-    :func:`load_checkpoint`, image weights inflated for a video model, and the classifier replaced whenever the
-    checkpoint's class count differs from the model's (logged). The file is read once."""
-    state = read_state_dict(path)
-    classes = head_classes(state)
-    reset_head = classes is not None and classes != getattr(model, "num_classes", classes)
-    return _load_state(model, state, str(path), True, reset_head, None)
+def load_for_fine_tuning(model: nn.Module, path: str | os.PathLike[str] | CheckpointFile) -> nn.Module:
+    """Start a fine-tuning run from ``path`` (the engine's ``model.checkpoint``): strict, image weights inflated
+    for a video model, and the classifier replaced when the checkpoint's class count differs (``head="auto"``)."""
+    file = path if isinstance(path, CheckpointFile) else read_checkpoint(path)
+    return load_state(model, file.state_dict, str(file.path), head="auto")
 
 
-def _load_state(
+def load_state(
     model: nn.Module,
     state: dict[str, torch.Tensor],
     source: str,
-    strict: bool,
-    reset_head: bool | None,
-    inflate: bool | None,
+    *,
+    head: HeadPolicy | None = "keep",
+    inflate: bool | None = None,
+    strict: bool = True,
 ) -> nn.Module:
-    """The body of :func:`load_checkpoint` on an already read state dict (arguments as documented there)."""
+    """The one loading rule: inflate image weights for a video model (``inflate=None``: when they are image
+    weights), then load strictly with the classifier handled by ``head``:
+
+    * ``"keep"``: the checkpoint's classifier must fit like every other tensor;
+    * ``"reset"``: the model's freshly initialised classifier stays;
+    * ``"auto"``: kept when the class counts agree, replaced when they differ (logged, from what to what);
+    * ``None``: ``"auto"`` when inflating, else ``"keep"``.
+    """
     if inflate is None:
         inflate = is_image_state_for_video(state, model)
         if inflate:
             _logger.info("%s: image (2-D) weights inflated to the video model", source)
     if inflate:
         state = inflate_2d_to_3d(state, model)
-    if reset_head is None:
-        reset_head = inflate and head_classes(state) not in (None, getattr(model, "num_classes", None))
-    if reset_head:
-        ckpt_classes = head_classes(state)
+    if head is None:
+        head = "auto" if inflate else "keep"
+    ckpt_classes, model_classes = head_classes(state), getattr(model, "num_classes", None)
+    reset = head == "reset" or (head == "auto" and ckpt_classes not in (None, model_classes))
+    if reset:
         state = {k: v for k, v in state.items() if not k.startswith(_HEADS)}
-        _logger.warning(
-            "%s: classifier re-initialised for %s classes (the checkpoint's %s-class head is not loaded)",
-            source,
-            getattr(model, "num_classes", "?"),
-            ckpt_classes,
-        )
+        if ckpt_classes is not None:
+            _logger.warning(
+                "%s: classifier re-initialised for %s classes (the checkpoint's %s-class head does not fit)",
+                source,
+                model_classes,
+                ckpt_classes,
+            )
     if strict:
-        _check_fit(model, state, source, ignore=_HEADS if reset_head else ())
-        model.load_state_dict(state, strict=not reset_head)
+        check_fit(model, state, source, ignore=_HEADS if reset else ())
+        model.load_state_dict(state, strict=not reset)
     else:
         own = model.state_dict()
         fitting = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
@@ -259,12 +380,9 @@ def inflate_2d_to_3d(
             mismatched.append(f"{key}: image {tuple(src.shape)} vs video {tuple(ref.shape)}")
     unexpected = sorted(set(state) - set(target))
     if mismatched or unexpected:
-        raise CheckpointError(
-            "image checkpoint does not fit the video model: "
-            + "; ".join(
-                filter(None, [", ".join(mismatched), f"unexpected keys: {', '.join(unexpected)}" if unexpected else ""])
-            )
-        )
+        parts = [f"{len(mismatched)} shape mismatches: {_listing(mismatched)}" if mismatched else ""]
+        parts.append(f"{len(unexpected)} unexpected keys: {_listing(unexpected)}" if unexpected else "")
+        raise CheckpointError("image checkpoint does not fit the video model: " + "; ".join(filter(None, parts)))
     if kept:
         _logger.warning("inflation: kept the video model's initialisation for %s", ", ".join(kept))
     return out
@@ -276,25 +394,6 @@ def _inflate(weight: torch.Tensor, time: int, center: bool) -> torch.Tensor:
         inflated[:, :, time // 2] = weight
         return inflated
     return weight.unsqueeze(2).repeat(1, 1, time, 1, 1) / time
-
-
-def convert_checkpoint(src: str | Path, dst: str | Path, model_name: str | None = None) -> dict[str, torch.Tensor]:
-    """Write the state dict of an official checkpoint as a clean ``.safetensors`` file.
-
-    With ``model_name`` the weights are first loaded strictly into that zoo model, so a file that does
-    not fit is refused before anything is written. Returns the state dict written.
-    """
-    from safetensors.torch import save_file
-
-    state = read_state_dict(src)
-    if model_name is not None:
-        from uniformer.models.registry import create_model
-
-        _check_fit(create_model(model_name, num_classes=head_classes(state)), state, str(src))
-    state = {k: v.contiguous() for k, v in state.items()}
-    metadata = {"format": "pt", "source": Path(src).name, **({"model": model_name} if model_name else {})}
-    atomic_write(Path(dst), lambda tmp: save_file(state, tmp, metadata=metadata))
-    return state
 
 
 def head_classes(state: dict[str, torch.Tensor]) -> int | None:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import fnmatch
 import logging
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Literal
@@ -28,8 +28,16 @@ import torch.nn as nn
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
 
+from uniformer.data.transforms import VIDEO_MEAN, VIDEO_STD
 from uniformer.labels import load_labels
-from uniformer.models.checkpoint import checkpoint_filter_fn, download_checkpoint, load_checkpoint
+from uniformer.models.checkpoint import (
+    CheckpointFile,
+    checkpoint_filter_fn,
+    download_checkpoint,
+    is_image_state,
+    load_state,
+    read_checkpoint,
+)
 from uniformer.models.uniformer import UniFormer
 
 __all__ = ["ModelInfo", "Release", "DatasetInfo", "DATASETS", "list_models", "model_info", "create_model"]
@@ -38,9 +46,6 @@ _logger = logging.getLogger(__name__)
 
 IMAGE_HUB_REPO = "Sense-X/uniformer_image"
 VIDEO_HUB_REPO = "Sense-X/uniformer_video"
-# Official video normalisation (PySlowFast DATA.MEAN / DATA.STD used by every UniFormer video config).
-VIDEO_MEAN = (0.45, 0.45, 0.45)
-VIDEO_STD = (0.225, 0.225, 0.225)
 
 
 @dataclass(frozen=True)
@@ -100,7 +105,6 @@ class ModelInfo:
     test_crops: int = 1
     pretrain: str | None = None
     notes: str = ""
-    extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def num_classes(self) -> int:
@@ -149,9 +153,7 @@ class ModelInfo:
     def to_dict(self) -> dict[str, Any]:
         """Plain-data view (for JSON output and config defaults)."""
         data = {f.name: getattr(self, f.name) for f in fields(self)}
-        data.update(
-            model_args=dict(self.model_args), extra=dict(self.extra), releases=[asdict(r) for r in self.releases]
-        )
+        data.update(model_args=dict(self.model_args), releases=[asdict(r) for r in self.releases])
         data.update(num_classes=self.num_classes, mean=self.mean, std=self.std, test_views=self.test_views)
         return data
 
@@ -414,31 +416,41 @@ def model_info(name: str) -> ModelInfo:
 def create_model(
     name: str,
     pretrained: bool = False,
-    checkpoint_path: str | Path | None = None,
+    checkpoint_path: str | Path | CheckpointFile | None = None,
     num_classes: int | None = None,
     **overrides: Any,
 ) -> UniFormer:
-    """Build a zoo model, optionally with its released weights.
+    """Build a zoo model, optionally with weights (read once, loaded by :func:`load_state`'s rule).
 
     Args:
         name: a zoo name (``uniformer.list_models()``).
         pretrained: fetch the released checkpoint from the Hugging Face Hub (standard Hub cache).
-        checkpoint_path: load this file instead (official ``.pth`` layouts or ``.safetensors``).
-        num_classes: classifier size; when it differs from the checkpoint's, the head is re-initialised.
+        checkpoint_path: load this file instead (official ``.pth`` layouts, ``.safetensors``, a ``uniformer train``
+            checkpoint, or an already read :class:`CheckpointFile`). A training checkpoint brings the
+            ``model.overrides`` of its run (explicit ``overrides`` win).
+        num_classes: classifier size. Default: the checkpoint's class count (a fine-tuned head is kept), or the
+            zoo entry's without a checkpoint and for inflated image weights. When it differs from the
+            checkpoint's, the classifier is replaced and the log says from what to what.
         overrides: constructor arguments of :class:`UniFormer` (e.g. ``drop_path_rate``), plus ``img_size``
             to pick a release (224 or 384 for the token-labeling models).
     """
     info = model_info(name)
     release = info.release(overrides.pop("img_size", None))
-    classes = info.num_classes if num_classes is None else num_classes
-    model = UniFormer(**{**info.model_args, **overrides}, num_classes=classes)
     if checkpoint_path is None and pretrained:
         if release.checkpoint_file is None:
             raise ValueError(f"{name}: no checkpoint was released for this model; pass checkpoint_path=")
         checkpoint_path = download_checkpoint(info.hub_repo, release.checkpoint_file)
+    file = None
     if checkpoint_path is not None:
-        # inflates an image checkpoint given to a video model (and then replaces its ImageNet classifier)
-        load_checkpoint(model, checkpoint_path, reset_head=True if classes != info.num_classes else None)
+        file = checkpoint_path if isinstance(checkpoint_path, CheckpointFile) else read_checkpoint(checkpoint_path)
+        overrides = {**file.model_overrides, **overrides}
+    classes = num_classes
+    if classes is None:
+        inflating = file is not None and info.task == "video" and is_image_state(file.state_dict)
+        classes = info.num_classes if file is None or inflating or file.num_classes is None else file.num_classes
+    model = UniFormer(**{**info.model_args, **overrides}, num_classes=classes)
+    if file is not None:
+        load_state(model, file.state_dict, str(file.path), head="auto")
     return model
 
 

@@ -1,4 +1,4 @@
-"""``make demo``: train and explain a video UniFormer end to end, on a laptop CPU, in minutes.
+"""``uniformer demo classification``: train and explain a video UniFormer end to end, on a laptop CPU, in minutes.
 
 What UniFormer is for is telling what happens *in time*. The demo makes a dataset where that is the only
 thing to tell: synthetic videos whose class is a motion (moving right / left / down / up, rotating clockwise /
@@ -7,19 +7,18 @@ frame gives the class away. It then runs the library's real commands, the way a 
 
 1. ``uniformer data synth``     writes the mp4 files and the train / held-out lists;
 2. ``uniformer train``          trains ``uniformer_tiny_motion`` (a reduced-width video UniFormer from the zoo,
-                                 built by the same code) with ``configs/demo/motion_tiny.yaml``;
+                                 built by the same code) with the shipped recipe ``demo/motion_tiny``;
 3. ``uniformer eval``           the multi-view test on the held-out videos, then the control: the same views
                                  with their frames shuffled in time, which must fall to about chance;
 4. ``uniformer predict``        top-5 classes of one held-out video.
 
-``demo_out/`` then holds the metrics, curves, confusion matrix, a contact sheet of test clips with their true
-and predicted classes, and ``report.md`` tying them together. Every number printed or written is measured in
-the run; the same seed gives the same numbers.
+The output folder then holds the metrics, curves, confusion matrix, a contact sheet of test clips with their true
+and predicted classes, ``report.md`` tying them together and ``result.json`` (held-out top-1 and chance as
+fractions). Every number printed or written is measured in the run; the same seed gives the same numbers.
 """
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import os
@@ -30,8 +29,18 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-DEFAULT_CONFIG = Path("configs/demo/motion_tiny.yaml")
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402 (after choosing the non-interactive backend)
+
+from uniformer._fileio import atomic_write_text  # noqa: E402
+from uniformer.configs import find_config  # noqa: E402
+from uniformer.data import read_frames, video_info  # noqa: E402
+from uniformer.models import measure_model, model_info  # noqa: E402
+
 MODEL = "uniformer_tiny_motion"
+CONFIG = "demo/motion_tiny"  # the shipped recipe (uniformer/configs/demo/motion_tiny.yaml)
 
 
 def _run(step: str, args: list[str], capture: bool = False) -> tuple[float, str]:
@@ -49,13 +58,6 @@ def _run(step: str, args: list[str], capture: bool = False) -> tuple[float, str]
 
 def _contact_sheet(predictions_csv: Path, out: Path, per_class: int = 1, frames: int = 6) -> Path:
     """A grid: one held-out clip per class, ``frames`` frames across, titled with true and predicted class."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from uniformer.data import read_frames, video_info
-
     with open(predictions_csv, newline="") as f:
         rows = [r for r in csv.DictReader(f) if r["status"] == "ok"]
     chosen, seen = [], {}
@@ -143,7 +145,7 @@ def _report(out: Path, facts: dict) -> Path:
         "",
     ]
     path = out / "report.md"
-    path.write_text("\n".join(lines))
+    atomic_write_text(path, "\n".join(lines))
     return path
 
 
@@ -152,7 +154,7 @@ def _train_summary(summary: dict | None, records: list[dict]) -> str:
     if summary is None:
         return "(the run wrote no summary record)"
     epochs = [r for r in records if r.get("kind") == "epoch"]
-    best = summary.get("best_top1")
+    best = summary.get("best_metric")
     best_text = f"best validation top-1 {best:.2f}% at epoch {summary['best_epoch'] + 1}" if best is not None else ""
     return (
         f"{summary['step']} steps ({len(epochs)} epochs) in {summary['train_seconds']:.0f} s of training, "
@@ -166,22 +168,22 @@ def _train_summary(summary: dict | None, records: list[dict]) -> str:
 def run_demo(
     out: Path,
     *,
-    config: Path = DEFAULT_CONFIG,
+    config: Path | None = None,
     videos_per_class: int = 64,
     seed: int = 0,
     train_overrides: Sequence[str] = (),
 ) -> dict:
-    """Run the whole demo into ``out`` and return the measured facts (also written to ``out/report.md``)."""
-    import uniformer
-    from uniformer.models import measure_model
-
-    if not config.is_file():
-        raise SystemExit(f"demo: {config} not found; run the demo from the repository root (make demo)")
-    info = uniformer.model_info(MODEL)
+    """Run the whole demo into ``out`` and return the measured facts; ``facts["result"]`` is what
+    ``out/result.json`` holds (written with ``out/report.md``)."""
+    config = find_config(config or CONFIG)
+    started = time.perf_counter()
+    info = model_info(MODEL)
     complexity = measure_model(MODEL)
-    if out.exists():
-        shutil.rmtree(out)
-    out.mkdir(parents=True)
+    if out.exists() and any(out.iterdir()):
+        if not (out / "report.md").is_file() and not (out / "data" / "train.txt").is_file():
+            raise SystemExit(f"demo: {out} exists and is not a demo's output folder; choose another --out")
+        shutil.rmtree(out)  # an earlier run of this demo
+    out.mkdir(parents=True, exist_ok=True)
     data, run = out / "data", out / "run"
     print(
         f"UniFormer demo: {info.num_classes} motion classes, {videos_per_class} synthetic videos each; "
@@ -233,7 +235,7 @@ def run_demo(
         capture=True,
     )
     top = json.loads(predicted)["predictions"][0]["top"]
-    (out / "prediction.json").write_text(predicted)
+    atomic_write_text(out / "prediction.json", predicted)
     print(f"true class: {sample['label_name']}")
     for rank, entry in enumerate(top, 1):
         print(f"  {rank}. {entry['label']:<24s} {100 * entry['probability']:6.2f}%")
@@ -268,31 +270,18 @@ def run_demo(
         times=times,
     )
     report = _report(out, facts)
+    result = {
+        "metric": "top1",
+        "value": plain["top1"] / 100,
+        "chance": 1 / info.num_classes,
+        "seconds": round(time.perf_counter() - started, 1),
+        "shuffled_frames": shuffled["top1"] / 100,
+    }
+    atomic_write_text(out / "result.json", json.dumps(result, indent=2) + "\n")
+    facts["result"] = result
     print(
         f"\n=== result\nheld-out top-1 {plain['top1']:.2f}% ({facts['views']} views)   |   frames shuffled in time: "
         f"{shuffled['top1']:.2f}%   |   chance: {facts['chance']:.2f}%\n"
         f"total {sum(times.values()) / 60:.1f} min; report: {report}"
     )
     return facts
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m uniformer.demo", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", type=Path, default=Path("demo_out"))
-    parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG)
-    parser.add_argument("--videos-per-class", type=int, default=64)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("overrides", nargs="*", help="extra training overrides, e.g. trainer.max_epochs=4")
-    args = parser.parse_args(argv)
-    run_demo(
-        args.out,
-        config=args.config,
-        videos_per_class=args.videos_per_class,
-        seed=args.seed,
-        train_overrides=args.overrides,
-    )
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

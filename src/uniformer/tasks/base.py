@@ -1,0 +1,135 @@
+"""What the engine needs from a task, and nothing more.
+
+The trainer, the evaluation loop and the predictor (:mod:`uniformer.engine`) are task-agnostic: they hold a
+:class:`Task` and call it to build the model and the datasets, to turn a batch into inputs and targets, to
+compute the loss, to accumulate a metric that is correct under DDP, and to describe a prediction. A new task is
+one package under :mod:`uniformer.tasks` that subclasses :class:`Task`, plus its configs; no engine file changes.
+
+Imports point down: the engine imports tasks, tasks import :mod:`uniformer.models` and :mod:`uniformer.data`,
+never the engine. Collectives reach a task as a :class:`Collectives` object (the engine's ``DistContext``).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Protocol
+
+import torch
+import torch.nn as nn
+from omegaconf import DictConfig
+
+__all__ = ["Collectives", "MetricAccumulator", "Metrics", "Objective", "Task"]
+
+
+class Collectives(Protocol):
+    """The two collectives a metric needs (a world of one makes both no-ops)."""
+
+    def all_reduce_sum(self, tensor: torch.Tensor) -> torch.Tensor: ...
+
+    def all_gather_object(self, obj: Any) -> list[Any]: ...
+
+
+@dataclass
+class Metrics:
+    """A finished evaluation: ``primary`` (higher is better, e.g. top-1 in %) is the number that picks
+    ``best.pt``; ``values`` become the ``val_*`` fields of the epoch record; ``detail`` is whatever the task's
+    report writer needs."""
+
+    primary: float
+    values: dict[str, Any]
+    detail: Any = None
+
+
+class MetricAccumulator(ABC):
+    """Collects model outputs batch by batch on each process; :meth:`compute` sums across processes.
+
+    :meth:`indices` says which dataset items this process evaluates, so that items a metric aggregates (the
+    views of one video) stay on one process.
+    """
+
+    @abstractmethod
+    def indices(self, rank: int, world_size: int) -> list[int]: ...
+
+    @abstractmethod
+    def update(self, output: torch.Tensor, batch: dict[str, Any]) -> None: ...
+
+    @abstractmethod
+    def compute(self, comm: Collectives) -> Metrics: ...
+
+
+class Objective(ABC):
+    """The training signal: batch -> (inputs, targets), the forward pass, and the loss."""
+
+    @abstractmethod
+    def prepare(self, batch: dict[str, Any], device: torch.device) -> tuple[torch.Tensor, Any]: ...
+
+    def forward(self, model: nn.Module, inputs: torch.Tensor) -> Any:
+        return model(inputs)
+
+    @abstractmethod
+    def loss(self, output: Any, targets: Any) -> torch.Tensor: ...
+
+
+class Task(ABC):
+    """One task (classification, segmentation, ...) as the engine sees it.
+
+    ``sections`` are the config sections the task owns (name -> structured-config dataclass), merged into the
+    schema next to the engine's ``model``, ``optimizer``, ``scheduler``, ``trainer`` and ``eval``.
+    """
+
+    name: ClassVar[str]
+    sections: ClassVar[dict[str, type]]
+    primary_metric: ClassVar[str]  # key of Metrics.values that Metrics.primary is, e.g. "top1"
+    metric_label: ClassVar[str]  # how the logs name it, e.g. "top-1 (%)"
+
+    @abstractmethod
+    def resolve(self, cfg: DictConfig) -> None:
+        """Fill the task's ``null`` settings from the zoo entry of ``cfg.model.name`` and check them (in place)."""
+
+    @abstractmethod
+    def build_dataset(self, cfg: DictConfig, split: str) -> torch.utils.data.Dataset:
+        """``"train"``, ``"val"`` (checked during training) or ``"test"`` (``uniformer eval``)."""
+
+    @abstractmethod
+    def has_validation(self, cfg: DictConfig) -> bool: ...
+
+    @abstractmethod
+    def collate(self, items: Sequence[dict[str, Any]]) -> dict[str, Any]: ...
+
+    @abstractmethod
+    def num_outputs(self, cfg: DictConfig, train_set: torch.utils.data.Dataset) -> int:
+        """The class count a new model gets (from the config or the data; warns when they disagree)."""
+
+    @abstractmethod
+    def build_model(self, cfg: DictConfig, num_outputs: int) -> nn.Module:
+        """The architecture of ``cfg.model``, randomly initialised (weights are the engine's business)."""
+
+    @abstractmethod
+    def objective(self, cfg: DictConfig, num_outputs: int, micro_batch: int) -> Objective: ...
+
+    @abstractmethod
+    def metric(self, cfg: DictConfig, dataset: torch.utils.data.Dataset, label_map: Any = None) -> MetricAccumulator:
+        """A fresh accumulator over ``dataset``; ``label_map`` is what :meth:`check_eval_data` returned."""
+
+    def model_inputs(self, batch: dict[str, Any]) -> torch.Tensor:
+        """The tensor of a collated batch that the model takes."""
+        return batch["inputs"]
+
+    @abstractmethod
+    def weights_metadata(self, cfg: DictConfig, train_set: torch.utils.data.Dataset) -> dict[str, Any]:
+        """What travels with trained weights so that predict and eval need nothing else (class names, views)."""
+
+    @abstractmethod
+    def check_eval_data(self, cfg: DictConfig, checkpoint: Any, dataset: torch.utils.data.Dataset) -> Any:
+        """Refuse a test set that does not match the weights (class count, names); returns the label mapping."""
+
+    @abstractmethod
+    def write_report(self, out_dir: Path, metrics: Metrics, cfg: DictConfig) -> str:
+        """Write the evaluation report files; returns the one-line summary."""
+
+    @abstractmethod
+    def run_demo(self, out_dir: Path) -> dict[str, Any]:
+        """The task's end-to-end demo; returns ``{"metric", "value", "chance", "seconds"}`` (fractions)."""
