@@ -154,7 +154,7 @@ def test_a_training_checkpoint_brings_its_architecture_and_class_names(trained_r
     out, _ = trained_run
     predictor = Predictor(MODEL, out / "checkpoints" / "best.pt")
     assert predictor.model.embed_dim == (16, 32, 64, 128)  # the tiny run's model.overrides
-    assert predictor.labels == ["moving_right", "moving_left", "moving_down", "moving_up"]  # its classes.txt
-    assert (predictor.view["num_frames"], predictor.view["stride"], predictor.view["crop_size"]) == (4, 2, 32)
+    assert predictor.setup.labels == ["moving_right", "moving_left", "moving_down", "moving_up"]  # its classes.txt
+    assert (predictor.setup.spec.num_frames, predictor.setup.spec.stride, predictor.setup.spec.crop_size) == (4, 2, 32)
     (prediction,) = predictor.predict(videos[:1], topk=4)
-    assert sorted(name for _, name, _ in prediction.top) == sorted(predictor.labels)
+    assert sorted(name for _, name, _ in prediction.top) == sorted(predictor.setup.labels)

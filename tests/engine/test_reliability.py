@@ -42,7 +42,7 @@ def test_fine_tuned_video_model_predicts_what_eval_measured(trained_run, tiny_co
     expected = _eval_predictions(tmp_path / "eval")
     assert len(expected) == 4 and report.metrics.values["videos"] == 4
     predictor = Predictor(MODEL, best)
-    assert predictor.num_classes == 4 and predictor.labels == NAMES
+    assert predictor.model.num_classes == 4 and predictor.setup.labels == NAMES
     saved = read_checkpoint(best).state_dict
     assert torch.equal(predictor.model.head.weight, saved["head.weight"])  # the fine-tuned head, not a new one
     predictions = predictor.predict(sorted(expected), topk=1)
@@ -108,7 +108,7 @@ def test_fine_tuned_image_model_predicts_what_eval_measured(image_set: Path, tmp
     evaluate(load_config(config, [*overrides, f"eval.checkpoint={best}", f"eval.output_dir={tmp_path / 'eval'}"]))
     expected = _eval_predictions(tmp_path / "eval")
     predictor = Predictor("uniformer_small", best)
-    assert predictor.labels == ["blue", "red"] and predictor.spec.crop_size == 32
+    assert predictor.setup.labels == ["blue", "red"] and predictor.setup.spec.crop_size == 32
     assert {p.path: p.top[0][0] for p in predictor.predict(sorted(expected), topk=1)} == expected
 
 
@@ -121,8 +121,12 @@ def test_class_names_and_views_travel_with_the_weights(trained_run, tmp_path: Pa
     monkeypatch.chdir(tmp_path)  # another directory: nothing is re-read relative to the current one
     for weights in (best, converted):
         predictor = Predictor(MODEL, weights)
-        assert predictor.labels == NAMES and predictor.model.embed_dim == (16, 32, 64, 128)
-        assert (predictor.spec.num_frames, predictor.spec.stride, predictor.spec.crop_size) == (4, 2, 32)
+        assert predictor.setup.labels == NAMES and predictor.model.embed_dim == (16, 32, 64, 128)
+        assert (predictor.setup.spec.num_frames, predictor.setup.spec.stride, predictor.setup.spec.crop_size) == (
+            4,
+            2,
+            32,
+        )
 
 
 def test_a_command_reads_the_checkpoint_once(trained_run, motion_set: Path, monkeypatch, tmp_path: Path) -> None:

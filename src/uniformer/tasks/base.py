@@ -131,5 +131,20 @@ class Task(ABC):
         """Write the evaluation report files; returns the one-line summary."""
 
     @abstractmethod
+    def prediction_setup(self, info: Any, model: nn.Module, checkpoint: Any, labels: Sequence[str] | None) -> Any:
+        """What :meth:`predict` needs beside the model (class names, views...), from the zoo entry ``info`` and
+        the :class:`~uniformer.models.checkpoint.CheckpointFile` the weights came from (``None`` for none)."""
+
+    @abstractmethod
+    def predict(self, model: nn.Module, paths: Sequence[str], setup: Any, run: Any, topk: int) -> list[Any]:
+        """One prediction per input file. ``run(model, dataset, accumulator)`` is the engine's evaluation loop."""
+
+    def features(
+        self, model: nn.Module, paths: Sequence[str], setup: Any, run: Any, stage_maps: bool
+    ) -> tuple[dict[str, torch.Tensor], dict[int, str]]:
+        """Backbone features of every input file and the failures (index -> reason)."""
+        raise ValueError(f"the {self.name} task does not extract features")
+
+    @abstractmethod
     def run_demo(self, out_dir: Path) -> dict[str, Any]:
         """The task's end-to-end demo; returns ``{"metric", "value", "chance", "seconds"}`` (fractions)."""

@@ -33,6 +33,7 @@ from uniformer.tasks.classification.config import (
 )
 from uniformer.tasks.classification.data import build_dataset, has_validation
 from uniformer.tasks.classification.metrics import AGGREGATES, TimeShuffled, ViewScores, write_report
+from uniformer.tasks.classification.predict import extract_features, predict, prediction_setup
 
 __all__ = ["TASK", "ClassificationTask", "ClassificationEvalConfig"]
 
@@ -215,6 +216,17 @@ class ClassificationTask(Task):
             f"videos ({views} views, {result.scores.aggregate}"
             f"{', frames shuffled in time' if cfg.eval.shuffle_frames else ''}){failed}"
         )
+
+    def prediction_setup(self, info: Any, model: nn.Module, checkpoint: Any, labels: Sequence[str] | None) -> Any:
+        return prediction_setup(info, model, checkpoint, labels)
+
+    def predict(self, model: nn.Module, paths: Sequence[str], setup: Any, run: Any, topk: int) -> list[Any]:
+        return predict(model, paths, setup, run, topk)
+
+    def features(
+        self, model: nn.Module, paths: Sequence[str], setup: Any, run: Any, stage_maps: bool
+    ) -> tuple[dict[str, torch.Tensor], dict[int, str]]:
+        return extract_features(model, paths, setup, run, stage_maps)
 
     def run_demo(self, out_dir: Path) -> dict[str, Any]:
         from uniformer.tasks.classification.demo import run_demo  # the demo runs the CLI: imported on demand

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,9 +21,49 @@ import torch.nn as nn
 from safetensors.torch import save_file
 
 from uniformer._fileio import atomic_write
-from uniformer.tasks.classification.metrics import VideoScores
+from uniformer.models.checkpoint import CheckpointFile
+from uniformer.models.registry import ModelInfo
+from uniformer.tasks.classification.config import ClipSpec, class_names, clip_spec
+from uniformer.tasks.classification.data import build_inputs
+from uniformer.tasks.classification.metrics import VideoScores, ViewScores
 
-__all__ = ["PooledFeatures", "Prediction", "StageMaps", "predictions_from_scores", "save_features"]
+__all__ = [
+    "PooledFeatures",
+    "Prediction",
+    "PredictionSetup",
+    "StageMaps",
+    "extract_features",
+    "predict",
+    "prediction_setup",
+    "predictions_from_scores",
+    "save_features",
+]
+
+# ``run(model, dataset, accumulator)``: the engine's evaluation loop, handed in (tasks do not import the engine)
+Run = Callable[[nn.Module, Any, ViewScores], None]
+
+
+@dataclass(frozen=True)
+class PredictionSetup:
+    """What a classifier needs to describe its outputs: the model's name, class names and test views."""
+
+    model_name: str
+    labels: list[str]
+    spec: ClipSpec
+
+
+def prediction_setup(
+    info: ModelInfo, model: nn.Module, file: CheckpointFile | None, labels: Sequence[str] | None
+) -> PredictionSetup:
+    """Class names (given, else stored with the weights, else the zoo's, else numbers) and views (stored with the
+    weights or their run's config, over the zoo entry's)."""
+    num_classes = model.num_classes
+    if labels is not None and len(labels) != num_classes:
+        raise ValueError(f"{len(labels)} class names for a {num_classes}-class model")
+    stored = None if file is None else file.class_names
+    names = list(labels) if labels is not None else class_names(num_classes, stored=stored, model=info.name)
+    overlay = None if file is None else (file.clip or (file.config or {}).get("data"))
+    return PredictionSetup(info.name, names, clip_spec(info, overlay))
 
 
 @dataclass
@@ -60,6 +100,37 @@ def predictions_from_scores(
         top = [(int(c), labels[int(c)], float(v)) for v, c in zip(values, classes, strict=True)]
         out.append(Prediction(path, top, scores.num_views))
     return out
+
+
+def predict(model: nn.Module, paths: Sequence[str], setup: PredictionSetup, run: Run, topk: int) -> list[Prediction]:
+    """Top-``topk`` classes of every input from the sum of its views' logits, in input order."""
+    dataset = build_inputs(paths, setup.spec, model_name=setup.model_name)
+    scores = ViewScores(dataset)
+    run(model, dataset, scores)
+    return predictions_from_scores(scores.scores(), paths, setup.labels, topk)
+
+
+def extract_features(
+    model: nn.Module, paths: Sequence[str], setup: PredictionSetup, run: Run, stage_maps: bool
+) -> tuple[dict[str, torch.Tensor], dict[int, str]]:
+    """Features of every input and the failures (input index -> reason; their rows are NaN).
+
+    Pooled: ``{"features": (N, C)}``, the pre-logit features averaged over the official test views.
+    ``stage_maps=True``: ``{"stage1" ... "stage4": (N, C_i, [T_i,] H_i, W_i)}`` of the centre view only
+    (maps of different crops and clips do not align, so averaging them would blur them).
+    """
+    if not stage_maps:
+        dataset = build_inputs(paths, setup.spec, model_name=setup.model_name)
+        scores = ViewScores(dataset)
+        run(PooledFeatures(model), dataset, scores)
+        result = scores.scores()
+        return {"features": result.scores / dataset.num_views}, result.failed
+    wrapper = StageMaps(model)
+    dataset = build_inputs(paths, setup.spec, model_name=setup.model_name, single_view=True)
+    scores = ViewScores(dataset)
+    run(wrapper, dataset, scores)
+    result = scores.scores()
+    return wrapper.split(result.scores), result.failed
 
 
 class PooledFeatures(nn.Module):
