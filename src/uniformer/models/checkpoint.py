@@ -6,6 +6,9 @@ sometimes with DDP's ``module.`` prefix. Our parameter names are the official on
 only unwrapping: :func:`checkpoint_filter_fn` does it in one place for our loader and for timm's.
 
 Loading is strict: a missing or unexpected key or a shape mismatch is an error that lists all of them.
+A dense backbone (``UniFormer(dense=True)``) also reads the official dense checkpoints, whose keys may carry the
+``backbone.`` prefix of a segmentor or detector, and classification checkpoints by one stated rule
+(:func:`fit_dense_backbone`).
 ``.pth`` files are read with ``torch.load(weights_only=True)``, so a pickle that would run code is refused.
 """
 
@@ -29,6 +32,7 @@ __all__ = [
     "checkpoint_filter_fn",
     "load_checkpoint",
     "load_for_fine_tuning",
+    "fit_dense_backbone",
     "inflate_2d_to_3d",
     "convert_checkpoint",
     "download_checkpoint",
@@ -39,6 +43,9 @@ _logger = logging.getLogger(__name__)
 _WRAPPER_KEYS = ("model", "model_state", "state_dict")
 _PREFIXES = ("module.", "_orig_mod.")
 _HEADS = ("head.", "aux_head.")
+_BACKBONE_PREFIX = "backbone."
+_DENSE_OUTPUT_NORMS = ("norm1.", "norm2.", "norm3.", "norm4.")
+_CLASSIFIER_ONLY = (*_HEADS, "norm.")  # what a classification model has and a dense backbone lacks
 _LISTED = 12  # keys named per category in error messages (the count is always complete)
 # Plain-data classes found in official training checkpoints (DeiT stores its argparse.Namespace).
 _SAFE_GLOBALS = [argparse.Namespace]
@@ -162,7 +169,8 @@ def load_checkpoint(
     """Load a checkpoint file into ``model`` and return the model.
 
     Args:
-        model: a :class:`~uniformer.UniFormer`.
+        model: a :class:`~uniformer.UniFormer` (a dense backbone also takes the layouts of
+            :func:`fit_dense_backbone`) or a segmentor.
         path: official ``.pth`` (any of the wrappers) or ``.safetensors``.
         strict: every key and shape must match (default). ``strict=False`` loads the matching tensors and
             logs the rest, for experiments; it is never used implicitly.
@@ -187,6 +195,32 @@ def load_for_fine_tuning(model: nn.Module, path: str | Path) -> nn.Module:
     return _load_state(model, state, str(path), True, reset_head, None)
 
 
+def fit_dense_backbone(
+    model: nn.Module, state: dict[str, torch.Tensor], source: str = "checkpoint"
+) -> tuple[dict[str, torch.Tensor], tuple[str, ...]]:
+    """Map a state dict onto a dense backbone's layout; returns it and the key prefixes left as initialised.
+
+    Keys lose a ``backbone.`` prefix (official segmentation/detection checkpoints; any other key of such a file,
+    e.g. ``decode_head.*``, stays and is reported as unexpected). A classification checkpoint (final BatchNorm
+    ``norm.*``, no output norms) loses its classifier (``head.*``, ``aux_head.*``) and final BatchNorm, and the
+    output norms ``norm1`` .. ``norm4`` keep their initialisation, as when the official segmentation code starts
+    from ImageNet weights (logged in one line). Models other than dense backbones get ``state`` unchanged.
+    """
+    if not getattr(model, "dense", False):
+        return state, ()
+    state = {key.removeprefix(_BACKBONE_PREFIX): value for key, value in state.items()}
+    if "norm.weight" not in state or any(key.startswith(_DENSE_OUTPUT_NORMS) for key in state):
+        return state, ()
+    dropped = [key for key in state if key.startswith(_CLASSIFIER_ONLY)]
+    _logger.info(
+        "%s: classification checkpoint loaded into a dense backbone: %d classifier and final-norm tensors "
+        "(head, aux_head, norm) dropped, output norms norm1..norm4 left as initialised",
+        source,
+        len(dropped),
+    )
+    return {k: v for k, v in state.items() if not k.startswith(_CLASSIFIER_ONLY)}, _DENSE_OUTPUT_NORMS
+
+
 def _load_state(
     model: nn.Module,
     state: dict[str, torch.Tensor],
@@ -196,6 +230,9 @@ def _load_state(
     inflate: bool | None,
 ) -> nn.Module:
     """The body of :func:`load_checkpoint` on an already read state dict (arguments as documented there)."""
+    state, fresh = fit_dense_backbone(model, state, source)
+    if getattr(model, "dense", False):
+        reset_head = False  # a backbone has no classifier to replace
     if inflate is None:
         inflate = is_image_state_for_video(state, model)
         if inflate:
@@ -214,8 +251,9 @@ def _load_state(
             ckpt_classes,
         )
     if strict:
-        _check_fit(model, state, source, ignore=_HEADS if reset_head else ())
-        model.load_state_dict(state, strict=not reset_head)
+        ignore = (_HEADS if reset_head else ()) + fresh
+        _check_fit(model, state, source, ignore=ignore)
+        model.load_state_dict(state, strict=not ignore)
     else:
         own = model.state_dict()
         fitting = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
