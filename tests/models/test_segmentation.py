@@ -9,10 +9,12 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file
 
+import uniformer
 from uniformer import CheckpointError, load_checkpoint
+from uniformer.labels import load_palette
 from uniformer.models.heads import FPN, PPM, ConvModule, FCNHead, FPNHead, UPerHead
+from uniformer.models.registry import zoo_table
 from uniformer.models.segmentor import UniFormerSegmentor, build_segmentor
-from uniformer.models.uniformer import UniFormer
 
 from golden import GOLDEN, assert_close_to_golden, golden_cases, golden_model_kwargs, golden_state_dict
 
@@ -174,8 +176,57 @@ def test_heads_give_stride4_logits_for_odd_map_sizes() -> None:
         assert FCNHead(WIDTHS[2], 8, CLASSES).eval()(maps).shape == (1, CLASSES, 5, 6)
 
 
+def test_the_zoo_builds_the_official_segmentors() -> None:
+    with torch.device("meta"):
+        upernet = uniformer.create_model("uniformer_base_upernet_ade20k")
+        hybrid = uniformer.create_model("uniformer_small_h32_upernet_ade20k")
+        fpn = uniformer.create_model("uniformer_small_fpn_ade20k", attn_mode="window", window_size=16)
+    assert isinstance(upernet, UniFormerSegmentor) and upernet.num_classes == 150 and upernet.neck is None
+    assert upernet.decode_head.conv_seg.in_channels == 512 and len(upernet.decode_head.psp_modules) == 4
+    assert [m[0].output_size for m in upernet.decode_head.psp_modules] == [1, 2, 3, 6]
+    assert upernet.auxiliary_head.in_index == 2 and upernet.auxiliary_head.convs[0].conv.in_channels == 320
+    assert upernet.auxiliary_head.conv_seg.in_channels == 256 and upernet.decode_head.dropout.p == 0.1
+    assert [b.window_size for b in hybrid.backbone.blocks3] == [32, 32, 32, None] * 2
+    assert fpn.auxiliary_head is None and fpn.neck.fpn_convs[0].conv.out_channels == 256
+    assert fpn.decode_head.conv_seg.in_channels == 128 and all(b.window_size == 16 for b in fpn.backbone.blocks3)
+
+
+def test_create_model_loads_an_official_fpn_checkpoint(tmp_path: Path) -> None:
+    official_checkpoint(tmp_path / "fpn.pth", fpn_layout(256, 128))  # official head widths, tiny backbone
+    model = uniformer.create_model(
+        "uniformer_small_fpn_ade20k", checkpoint_path=tmp_path / "fpn.pth", num_classes=CLASSES, **BACKBONE
+    )
+    with torch.no_grad():
+        assert model.eval()(torch.randn(1, 3, 64, 96)).shape == (1, CLASSES, 64, 96)
+
+
+def test_segmentation_entries_carry_ade20k_and_the_published_numbers() -> None:
+    info = uniformer.model_info("uniformer_small_upernet_ade20k")
+    release = info.release()
+    assert (info.task, info.decoder, info.num_classes, release.miou, release.ms_miou) == (
+        "segmentation",
+        "upernet",
+        150,
+        47.6,
+        48.5,
+    )
+    assert info.input_shape() == (1, 3, 512, 2048) and info.extra["loss_weights"] == {"out": 1.0, "aux": 0.4}
+    assert info.labels == uniformer.load_labels("ade20k") and info.palette == load_palette("ade20k")
+    assert uniformer.model_info("uniformer_base_h14_fpn_ade20k").release().miou == 47.0
+    assert uniformer.model_info("uniformer_small_h14_upernet_ade20k").release().checkpoint_url is None
+    assert set(uniformer.list_models("*_ade20k")) == set(uniformer.list_models(task="segmentation"))
+    assert len(uniformer.list_models(task="segmentation")) == 16  # the README's tables but the light models
+    w32 = uniformer.model_info("uniformer_base_w32_fpn_ade20k")
+    assert dict(w32.model_args) == {**info.model_args, "depth": (5, 8, 20, 7), "attn_mode": "window", "window_size": 32}
+    assert w32.release().checkpoint_url == uniformer.model_info("uniformer_base_fpn_ade20k").release().checkpoint_url
+    row = zoo_table(["uniformer_small_upernet_ade20k"]).splitlines()[-1]
+    assert "| 47.6 mIoU | 52 | 1004 | https://drive.google.com/file/d/" in row
+    with pytest.raises(ValueError, match=r"not on the Hugging Face Hub; download it from https://drive\.google"):
+        uniformer.create_model("uniformer_small_fpn_ade20k", pretrained=True)
+
+
 def test_a_segmentor_needs_a_dense_backbone() -> None:
     with pytest.raises(ValueError, match="dense backbone"):
-        UniFormerSegmentor(UniFormer(**{**BACKBONE, "dense": False}), UPerHead(WIDTHS, 8, CLASSES))
+        UniFormerSegmentor(uniformer.UniFormer(**{**BACKBONE, "dense": False}), UPerHead(WIDTHS, 8, CLASSES))
     with pytest.raises(ValueError, match="decoder must be"):
         build_segmentor("deeplab", CLASSES, BACKBONE)
