@@ -50,6 +50,15 @@ def golden_output_keys(case: dict) -> list[str]:
     return case.get("outputs", ["output"])
 
 
+def assert_outputs_match_golden(out: torch.Tensor | tuple[torch.Tensor, ...], case: dict, io: dict) -> None:
+    """A model's output (one tensor, or a dense backbone's tuple of maps) against a case's official outputs."""
+    maps = out if isinstance(out, tuple) else (out,)
+    keys = golden_output_keys(case)
+    assert len(maps) == len(keys)
+    for ours, key in zip(maps, keys):
+        assert_close_to_golden(ours, io[key])
+
+
 def assert_close_to_golden(ours: torch.Tensor, expected: torch.Tensor) -> None:
     """The golden tolerance: max|ours - expected| <= 1e-4 * max(1, max|expected|)."""
     assert ours.shape == expected.shape

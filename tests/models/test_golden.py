@@ -12,9 +12,9 @@ from uniformer.models.checkpoint import read_state_dict
 from golden import (
     GOLDEN,
     assert_close_to_golden,
+    assert_outputs_match_golden,
     golden_cases,
     golden_model_kwargs,
-    golden_output_keys,
     golden_state_dict,
 )
 
@@ -38,10 +38,7 @@ def test_official_checkpoint_reproduces_official_output(name: str, fused: bool) 
     assert tuple(io["input"].shape) == tuple(case["input_shape"])
     with torch.no_grad():
         out = model(io["input"])
-    maps = out if model.dense else (out,)  # a dense backbone returns its four maps
-    assert len(maps) == len(golden_output_keys(case))
-    for ours, key in zip(maps, golden_output_keys(case)):
-        assert_close_to_golden(ours, io[key])
+    assert_outputs_match_golden(out, case, io)
 
 
 def test_state_dict_layout_is_the_official_one_key_for_key() -> None:
