@@ -7,6 +7,8 @@ from pathlib import Path
 
 import torch
 
+from uniformer.models.checkpoint import read_state_dict
+
 GOLDEN = Path(__file__).parent / "assets" / "golden"
 
 
@@ -23,16 +25,38 @@ def golden_model_kwargs(case: dict) -> dict:
         head_dim=arch["head_dim"],
         mlp_ratio=arch["mlp_ratio"],
         qkv_bias=arch["qkv_bias"],
-        num_classes=arch["num_classes"],
+        num_classes=arch.get("num_classes", 0),
         video=arch["video"],
         conv_stem=arch.get("conv_stem", False),
         token_labeling=arch.get("token_labeling", False),
         split=arch.get("split_attention", False),
     )
+    if arch.get("dense"):
+        kwargs.update(dense=True, attn_mode=arch["attn_mode"], window_size=arch["window_size"])
     if arch.get("layer_scale"):
         # the token-labeling case has layer scale in both block types (like UniFormer-L-ls)
         kwargs["layer_scale"] = "all" if arch.get("token_labeling") else "global"
     return kwargs
+
+
+def golden_state_dict(case: dict) -> dict[str, torch.Tensor]:
+    """A case's official state dict, without its key prefix (the dense cases' ``backbone.``)."""
+    prefix = case.get("key_prefix", "")
+    return {k.removeprefix(prefix): v for k, v in read_state_dict(GOLDEN / case["checkpoint"]).items()}
+
+
+def golden_output_keys(case: dict) -> list[str]:
+    """The names of a case's official outputs in its .io file: one per dense map, else ``output``."""
+    return case.get("outputs", ["output"])
+
+
+def assert_outputs_match_golden(out: torch.Tensor | tuple[torch.Tensor, ...], case: dict, io: dict) -> None:
+    """A model's output (one tensor, or a dense backbone's tuple of maps) against a case's official outputs."""
+    maps = out if isinstance(out, tuple) else (out,)
+    keys = golden_output_keys(case)
+    assert len(maps) == len(keys)
+    for ours, key in zip(maps, keys):
+        assert_close_to_golden(ours, io[key])
 
 
 def assert_close_to_golden(ours: torch.Tensor, expected: torch.Tensor) -> None:

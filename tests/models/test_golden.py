@@ -9,7 +9,14 @@ from safetensors.torch import load_file
 from uniformer import UniFormer, inflate_2d_to_3d, load_checkpoint
 from uniformer.models.checkpoint import read_state_dict
 
-from golden import GOLDEN, assert_close_to_golden, golden_cases, golden_model_kwargs
+from golden import (
+    GOLDEN,
+    assert_close_to_golden,
+    assert_outputs_match_golden,
+    golden_cases,
+    golden_model_kwargs,
+    golden_state_dict,
+)
 
 CASES = {case["name"]: case for case in golden_cases()}
 
@@ -31,12 +38,12 @@ def test_official_checkpoint_reproduces_official_output(name: str, fused: bool) 
     assert tuple(io["input"].shape) == tuple(case["input_shape"])
     with torch.no_grad():
         out = model(io["input"])
-    assert_close_to_golden(out, io["output"])
+    assert_outputs_match_golden(out, case, io)
 
 
 def test_state_dict_layout_is_the_official_one_key_for_key() -> None:
     for case in CASES.values():
-        official = read_state_dict(GOLDEN / case["checkpoint"])
+        official = golden_state_dict(case)
         ours = UniFormer(**golden_model_kwargs(case)).state_dict()
         assert list(ours) == list(official), case["name"]
         assert {k: v.shape for k, v in ours.items()} == {k: v.shape for k, v in official.items()}

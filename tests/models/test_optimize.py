@@ -10,7 +10,7 @@ from uniformer import UniFormer, load_checkpoint, optimize_for_inference, use_re
 from uniformer.models.optimize import InplaceGELU
 from uniformer.models.uniformer import Attention, chunked_attention
 
-from golden import GOLDEN, assert_close_to_golden, golden_cases, golden_model_kwargs
+from golden import GOLDEN, assert_close_to_golden, assert_outputs_match_golden, golden_cases, golden_model_kwargs
 
 CASES = {case["name"]: case for case in golden_cases()}
 TINY = dict(depth=(1, 1, 2, 1), embed_dim=(16, 32, 64, 128), head_dim=16, num_classes=10)
@@ -47,7 +47,7 @@ def test_optimized_official_checkpoint_reproduces_official_output(name: str) -> 
     load_checkpoint(model, GOLDEN / case["checkpoint"])
     io = load_file(GOLDEN / case["io"])
     with torch.no_grad():
-        assert_close_to_golden(optimize_for_inference(model)(io["input"]), io["output"])
+        assert_outputs_match_golden(optimize_for_inference(model)(io["input"]), case, io)
 
 
 @pytest.mark.parametrize("kwargs", [{}, {"conv_stem": True}, {"layer_scale": "all"}], ids=["patch", "conv", "ls"])

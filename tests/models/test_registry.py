@@ -11,6 +11,7 @@ import timm
 import torch
 
 import uniformer
+from uniformer.labels import load_palette
 from uniformer.models import measure_model
 from uniformer.models.registry import DATASETS
 
@@ -68,7 +69,12 @@ def test_every_required_name_is_registered() -> None:
     assert demo.release().checkpoint_file is None and demo.labels[0] == "moving_right" and demo.num_classes == 8
 
 
-OFFICIAL_NAMES = [n for n in uniformer.list_models() if n != "uniformer_tiny_motion"]  # the demo model is ours
+# the demo model is ours; the segmentors' layout is tested against mmseg's in test_segmentation.py
+OFFICIAL_NAMES = [
+    n
+    for n in uniformer.list_models()
+    if n != "uniformer_tiny_motion" and uniformer.model_info(n).task != "segmentation"
+]
 
 
 @pytest.mark.parametrize("name", OFFICIAL_NAMES)
@@ -82,7 +88,11 @@ def test_state_dict_matches_the_official_checkpoint_layout(name: str) -> None:
 
 
 # Published cost that disagrees with the architecture itself: pinned to what the architecture measures.
-MEASURED_NOT_PUBLISHED = {("uniformer_large_ls_tl", 224): 19.71, ("uniformer_large_ls_tl", 384): 62.76}
+MEASURED_NOT_PUBLISHED = {
+    ("uniformer_large_ls_tl", 224): 19.71,
+    ("uniformer_large_ls_tl", 384): 62.76,
+    ("uniformer_small_h14_fpn_ade20k", 512): 190.91,
+}
 
 
 @pytest.mark.parametrize(
@@ -135,6 +145,16 @@ def test_label_lists_ship_with_the_package_in_classifier_order() -> None:
     assert uniformer.load_labels("something-something-v2")[0] == "Approaching [something] with your camera"
     assert uniformer.load_labels("imagenet-1k")[0].startswith("tench")
     assert uniformer.model_info("uniformer_small_k600_16x4").labels == uniformer.load_labels("kinetics-600")
+
+
+def test_ade20k_names_and_palette_are_mmsegs() -> None:
+    names, palette = uniformer.load_labels("ade20k"), load_palette("ade20k")
+    assert len(names) == len(palette) == 150 and len(set(names)) == 150
+    assert names[:3] == ["wall", "building", "sky"] and names[7] == "bed" and names[-1] == "flag"
+    assert palette[0] == (120, 120, 120) and palette[-1] == (92, 0, 255)
+    assert palette[6] == palette[48] == (140, 140, 140)  # road and skyscraper share a colour in mmseg
+    with pytest.raises(ValueError, match="no colour palette for dataset 'kinetics-400'"):
+        load_palette("kinetics-400")
 
 
 def test_unknown_names_are_clear_errors() -> None:

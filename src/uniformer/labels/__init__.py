@@ -1,7 +1,7 @@
 """Class names of the datasets in the UniFormer model zoo, in the order of the released classifiers.
 
-The Kinetics and Something-Something lists ship as package data (see README.md beside this file); the
-ImageNet-1K names come from timm, which already ships them.
+The Kinetics, Something-Something and ADE20K lists ship as package data (see README.md beside this file), with
+the standard ADE20K colour palette; the ImageNet-1K names come from timm, which already ships them.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 from functools import lru_cache
 from importlib import resources
 
-__all__ = ["DATASET_LABEL_FILES", "load_labels"]
+__all__ = ["DATASET_LABEL_FILES", "DATASET_PALETTE_FILES", "load_labels", "load_palette"]
 
 # dataset name (as used by the registry) -> label file in this package; ImageNet comes from timm.
 DATASET_LABEL_FILES: dict[str, str | None] = {
@@ -20,7 +20,11 @@ DATASET_LABEL_FILES: dict[str, str | None] = {
     "something-something-v2": "something_something_v2.txt",
     # the motion classes of `uniformer data synth` (uniformer.data.synth.MOTIONS), for the demo model
     "synthetic-motion": "synthetic_motion.txt",
+    # the 150 classes of mmseg's ADE20KDataset (annotation value - 1, the released segmentors' channel order)
+    "ade20k": "ade20k.txt",
 }
+# dataset name -> colour file (one "R G B" line per class, in label order) for drawing segmentation maps
+DATASET_PALETTE_FILES: dict[str, str] = {"ade20k": "ade20k_palette.txt"}
 
 
 @lru_cache(maxsize=None)
@@ -50,3 +54,19 @@ def _load(dataset: str) -> tuple[str, ...]:
 def load_labels(dataset: str) -> list[str]:
     """Class names of ``dataset`` (e.g. ``"kinetics-400"``) indexed like the released classifier rows."""
     return list(_load(dataset))
+
+
+@lru_cache(maxsize=None)
+def _load_palette(dataset: str) -> tuple[tuple[int, int, int], ...]:
+    if dataset not in DATASET_PALETTE_FILES:
+        raise ValueError(f"no colour palette for dataset {dataset!r}; known: {', '.join(DATASET_PALETTE_FILES)}")
+    text = resources.files(__name__).joinpath(DATASET_PALETTE_FILES[dataset]).read_text(encoding="utf-8")
+    rows = [line.split() for line in text.splitlines() if line.strip()]
+    if not all(len(row) == 3 and all(v.isdigit() and int(v) <= 255 for v in row) for row in rows):
+        raise ValueError(f"{DATASET_PALETTE_FILES[dataset]}: every line must be three values 0-255 (R G B)")
+    return tuple((int(r), int(g), int(b)) for r, g, b in rows)
+
+
+def load_palette(dataset: str) -> list[tuple[int, int, int]]:
+    """The standard colour of each class of ``dataset`` (e.g. ``"ade20k"``) as (R, G, B), in label order."""
+    return list(_load_palette(dataset))

@@ -13,6 +13,7 @@ from uniformer.models.complexity import count_gmacs, count_parameters, measure_m
 from uniformer.models.convert import convert_checkpoint
 from uniformer.models.optimize import fold_batchnorms, optimize_for_inference
 from uniformer.models.registry import DATASETS, ModelInfo, Release, create_model, list_models, model_info
+from uniformer.models.segmentor import UniFormerSegmentor, build_segmentor
 from uniformer.models.uniformer import UniFormer, use_reference_formulation
 
 __all__ = [
@@ -37,4 +38,6 @@ __all__ = [
     "create_model",
     "list_models",
     "model_info",
+    "UniFormerSegmentor",
+    "build_segmentor",
 ]

@@ -12,6 +12,9 @@ matched by class count (``head="keep" | "reset" | "auto"``). ``create_model``, f
 and ``eval`` all go through it.
 
 Loading is strict: a missing or unexpected key or a shape mismatch is an error that lists all of them.
+A dense backbone (``UniFormer(dense=True)``) also reads the official dense checkpoints, whose keys may carry the
+``backbone.`` prefix of a segmentor or detector, and classification checkpoints by one stated rule
+(:func:`fit_dense_backbone`).
 ``.pth`` files are read with :func:`torch_load` (``weights_only=True`` with a small allow-list), the one
 ``torch.load`` of the package, so a pickle that would run code is refused.
 """
@@ -45,6 +48,7 @@ __all__ = [
     "load_state",
     "load_checkpoint",
     "load_for_fine_tuning",
+    "fit_dense_backbone",
     "inflate_2d_to_3d",
     "download_checkpoint",
 ]
@@ -58,6 +62,9 @@ _logger = logging.getLogger(__name__)
 _WRAPPER_KEYS = ("model", "model_state", "state_dict")
 _PREFIXES = ("module.", "_orig_mod.")
 _HEADS = ("head.", "aux_head.")
+_BACKBONE_PREFIX = "backbone."
+_DENSE_OUTPUT_NORMS = ("norm1.", "norm2.", "norm3.", "norm4.")
+_CLASSIFIER_ONLY = (*_HEADS, "norm.")  # what a classification model has and a dense backbone lacks
 _LISTED = 12  # keys named per category in error messages (the count is always complete)
 _JSON_METADATA = ("classes", "clip", "overrides")
 # torch.save's pre-1.6 format starts with a pickled magic number (protocol 2, a 10-byte long)
@@ -274,7 +281,8 @@ def load_checkpoint(
     """Load a checkpoint file into ``model`` and return the model.
 
     Args:
-        model: a :class:`~uniformer.UniFormer`.
+        model: a :class:`~uniformer.UniFormer` (a dense backbone also takes the layouts of
+            :func:`fit_dense_backbone`) or a segmentor.
         path: official ``.pth`` (any of the wrappers), ``.safetensors``, or an already read :class:`CheckpointFile`.
         strict: every key and shape must match (default). ``strict=False`` loads the matching tensors and
             logs the rest, for experiments; it is never used implicitly.
@@ -298,6 +306,32 @@ def load_for_fine_tuning(model: nn.Module, path: str | os.PathLike[str] | Checkp
     return load_state(model, file.state_dict, str(file.path), head="auto")
 
 
+def fit_dense_backbone(
+    model: nn.Module, state: dict[str, torch.Tensor], source: str = "checkpoint"
+) -> tuple[dict[str, torch.Tensor], tuple[str, ...]]:
+    """Map a state dict onto a dense backbone's layout; returns it and the key prefixes left as initialised.
+
+    Keys lose a ``backbone.`` prefix (official segmentation/detection checkpoints; any other key of such a file,
+    e.g. ``decode_head.*``, stays and is reported as unexpected). A classification checkpoint (final BatchNorm
+    ``norm.*``, no output norms) loses its classifier (``head.*``, ``aux_head.*``) and final BatchNorm, and the
+    output norms ``norm1`` .. ``norm4`` keep their initialisation, as when the official segmentation code starts
+    from ImageNet weights (logged in one line). Models other than dense backbones get ``state`` unchanged.
+    """
+    if not getattr(model, "dense", False):
+        return state, ()
+    state = {key.removeprefix(_BACKBONE_PREFIX): value for key, value in state.items()}
+    if "norm.weight" not in state or any(key.startswith(_DENSE_OUTPUT_NORMS) for key in state):
+        return state, ()
+    dropped = [key for key in state if key.startswith(_CLASSIFIER_ONLY)]
+    _logger.info(
+        "%s: classification checkpoint loaded into a dense backbone: %d classifier and final-norm tensors "
+        "(head, aux_head, norm) dropped, output norms norm1..norm4 left as initialised",
+        source,
+        len(dropped),
+    )
+    return {k: v for k, v in state.items() if not k.startswith(_CLASSIFIER_ONLY)}, _DENSE_OUTPUT_NORMS
+
+
 def load_state(
     model: nn.Module,
     state: dict[str, torch.Tensor],
@@ -314,7 +348,10 @@ def load_state(
     * ``"reset"``: the model's freshly initialised classifier stays;
     * ``"auto"``: kept when the class counts agree, replaced when they differ (logged, from what to what);
     * ``None``: ``"auto"`` when inflating, else ``"keep"``.
+
+    A dense backbone first gets the state mapped by :func:`fit_dense_backbone` (and has no classifier).
     """
+    state, fresh = fit_dense_backbone(model, state, source)
     if inflate is None:
         inflate = is_image_state_for_video(state, model)
         if inflate:
@@ -335,8 +372,9 @@ def load_state(
                 ckpt_classes,
             )
     if strict:
-        check_fit(model, state, source, ignore=_HEADS if reset else ())
-        model.load_state_dict(state, strict=not reset)
+        ignore = (_HEADS if reset else ()) + fresh
+        check_fit(model, state, source, ignore=ignore)
+        model.load_state_dict(state, strict=not ignore)
     else:
         own = model.state_dict()
         fitting = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}

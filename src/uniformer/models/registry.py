@@ -6,9 +6,9 @@ released checkpoint on the Hugging Face Hub. The README tables, ``uniformer mode
 training configs and the demo all read it.
 
 Published numbers come from the official model-zoo tables (Sense-X/UniFormer
-``image_classification/README.md`` and ``video_classification/README.md``); released file names from the
-official Hub repositories ``Sense-X/uniformer_image`` and ``Sense-X/uniformer_video``. Video GFLOPs are
-given per view: the tables' total over all test views divided by clips x crops.
+``image_classification/README.md``, ``video_classification/README.md`` and ``semantic_segmentation/README.md``);
+released file names from the official Hub repositories ``Sense-X/uniformer_image`` and ``Sense-X/uniformer_video``.
+Video GFLOPs are given per view: the tables' total over all test views divided by clips x crops.
 
 The image models are also registered with timm (``timm.create_model("uniformer_small")`` once ``uniformer``
 is imported), with default cfgs generated from the same entries.
@@ -29,7 +29,7 @@ from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
 
 from uniformer.data.transforms import VIDEO_MEAN, VIDEO_STD
-from uniformer.labels import load_labels
+from uniformer.labels import load_labels, load_palette
 from uniformer.models.checkpoint import (
     CheckpointFile,
     checkpoint_filter_fn,
@@ -38,6 +38,7 @@ from uniformer.models.checkpoint import (
     load_state,
     read_checkpoint,
 )
+from uniformer.models.segmentor import Decoder, build_segmentor
 from uniformer.models.uniformer import UniFormer
 
 __all__ = ["ModelInfo", "Release", "DatasetInfo", "DATASETS", "list_models", "model_info", "create_model"]
@@ -71,19 +72,33 @@ DATASETS: Mapping[str, DatasetInfo] = MappingProxyType(
             "something-something-v2", 174, VIDEO_MEAN, VIDEO_STD, "Something-Something V2"
         ),
         "synthetic-motion": DatasetInfo("synthetic-motion", 8, VIDEO_MEAN, VIDEO_STD, "Synthetic motion"),
+        # mmseg img_norm_cfg of the ADE20K configs: ImageNet's mean/std in 0-255 units
+        "ade20k": DatasetInfo("ade20k", 150, IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, "ADE20K"),
     }
 )
 
 
 @dataclass(frozen=True)
 class Release:
-    """One released (or published) set of weights of a model at one input size."""
+    """One released (or published) set of weights of a model at one input size.
+
+    Segmentation releases give mIoU (single-scale, and multi-scale where published) instead of top-1, a
+    ``checkpoint_url`` when the weights are released off the Hub, and ``input_hw``, the (H, W) input their
+    published GFLOPs count (otherwise ``img_size`` square).
+    """
 
     img_size: int
     top1: float | None
     gflops: float
     checkpoint_file: str | None
     crop_pct: float = 0.875
+    miou: float | None = None
+    ms_miou: float | None = None
+    checkpoint_url: str | None = None
+    input_hw: tuple[int, int] | None = None
+
+
+Task = Literal["image", "video", "segmentation"]
 
 
 @dataclass(frozen=True)
@@ -91,7 +106,7 @@ class ModelInfo:
     """Everything known about a zoo model. ``releases[0]`` is the default (224 px) one."""
 
     name: str
-    task: Literal["image", "video"]
+    task: Task
     dataset: str
     title: str
     model_args: Mapping[str, Any]
@@ -105,6 +120,7 @@ class ModelInfo:
     test_crops: int = 1
     pretrain: str | None = None
     notes: str = ""
+    decoder: Decoder | None = None  # segmentation: the head on the dense backbone
 
     @property
     def num_classes(self) -> int:
@@ -121,6 +137,11 @@ class ModelInfo:
     @property
     def labels(self) -> list[str]:
         return load_labels(self.dataset)
+
+    @property
+    def palette(self) -> list[tuple[int, int, int]]:
+        """The dataset's standard class colours (segmentation datasets)."""
+        return load_palette(self.dataset)
 
     @property
     def test_views(self) -> int:
@@ -144,11 +165,13 @@ class ModelInfo:
         raise ValueError(f"{self.name} has no release at img_size={img_size}; released sizes: {sizes}")
 
     def input_shape(self, img_size: int | None = None, batch_size: int = 1) -> tuple[int, ...]:
-        """Shape of one view: (B, 3, H, W) for images, (B, 3, T, H, W) for videos."""
-        size = self.release(img_size).img_size
+        """Shape of one view: (B, 3, H, W) for images, (B, 3, T, H, W) for videos; segmentation: the input the
+        published GFLOPs count."""
+        release = self.release(img_size)
+        size = release.img_size
         if self.task == "video":
             return (batch_size, 3, self.num_frames or 0, size, size)
-        return (batch_size, 3, size, size)
+        return (batch_size, 3, *(release.input_hw or (size, size)))
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-data view (for JSON output and config defaults)."""
@@ -392,10 +415,114 @@ _add(
 
 
 # ---------------------------------------------------------------------------------------------------------
+# segmentation (ADE20K): the dense backbone with UperNet or Semantic FPN
+#
+# Sense-X/UniFormer semantic_segmentation/README.md: single-scale mIoU (and multi-scale for UperNet), params,
+# GFLOPs, Google Drive links of the released weights (not on the Hub: download them, pass checkpoint_path=).
+# The GFLOPs are those of a 512 x 2048 input (ADE20K test scale (2048, 512)): measured that way, this package's
+# models give them within 1%. Architectures: configs/_base_/models/upernet_uniformer.py,
+# fpn_seg/configs/_base_/models/fpn_uniformer.py and the exp*/config.py, test_config_*.py files (windows, hybrid,
+# window_size). The w32/h32 rows are the global models' weights tested with 32 x 32 windows (every stage-3 block /
+# hybrid). Not here: the lightweight UniFormer-XXS/XS rows (a different backbone, uniformer_light.py).
+
+_ADE20K_CROP = 512  # training crop; the published GFLOPs count a 512 x 2048 input
+_DRIVE = "https://drive.google.com/file/d/{}/view"
+_SEGMENTATION_TITLES = {"upernet": "UperNet", "fpn": "Semantic FPN"}
+
+
+def _segmentation(
+    size: str,
+    decoder: Decoder,
+    attention: str,
+    miou: float,
+    ms_miou: float | None,
+    params_m: float,
+    gflops: float,
+    drive_id: str | None,
+) -> None:
+    """An ADE20K entry: ``attention`` is ``""`` (global), ``"h14"``/``"h32"`` (hybrid) or ``"w32"`` (windows)."""
+    backbone = dict(_VIDEO_SIZES[size][1])  # the same S/B architectures as the video zoo
+    if attention:
+        backbone.update(attn_mode="hybrid" if attention[0] == "h" else "window", window_size=int(attention[1:]))
+    tag = f"_{attention}" if attention else ""
+    _add(
+        ModelInfo(
+            name=f"uniformer_{size}{tag}_{decoder}_ade20k",
+            task="segmentation",
+            dataset="ade20k",
+            title=f"{_VIDEO_SIZES[size][0]}{tag.replace('_', ' ')} {_SEGMENTATION_TITLES[decoder]} (ADE20K)",
+            model_args=MappingProxyType(backbone),
+            releases=(
+                Release(
+                    _ADE20K_CROP,
+                    None,
+                    gflops,
+                    None,
+                    crop_pct=1.0,
+                    miou=miou,
+                    ms_miou=ms_miou,
+                    checkpoint_url=_DRIVE.format(drive_id) if drive_id else None,
+                    input_hw=(_ADE20K_CROP, 4 * _ADE20K_CROP),
+                ),
+            ),
+            params_m=params_m,
+            hub_repo="",
+            pretrain=f"uniformer_{size}_in1k.pth",
+            notes=_segmentation_note(size, decoder, attention, drive_id),
+            decoder=decoder,
+        )
+    )
+
+
+_SMALL_H14_FPN_FLOPS_NOTE = (
+    " The published 172G disagree with the hybrid architecture of the config (measured 190.9G at 512 x 2048); they"
+    " equal the same model with windows in every stage-3 block (172.4G)."
+)
+
+
+def _segmentation_note(size: str, decoder: str, attention: str, drive_id: str | None) -> str:
+    if drive_id is None:
+        note = "Published result; the checkpoint was not released."
+        return note + (_SMALL_H14_FPN_FLOPS_NOTE if (size, decoder, attention) == ("small", "fpn", "h14") else "")
+    if attention.endswith("32"):
+        windows = "hybrid 32 x 32 windows" if attention[0] == "h" else "32 x 32 windows in every stage-3 block"
+        return (
+            f"The weights of uniformer_{size}_{decoder}_ade20k (trained with global attention), tested with "
+            f"{windows} (official test_config_{attention}.py)."
+        )
+    return ""
+
+
+# Google Drive file ids of the released weights (one file serves the global, w32 and h32 rows)
+_UPERNET_SMALL, _UPERNET_BASE = "13hOneJiFqwEneUz1Zpqo1W2uv7BsoXGF", "14bEgmFbTijBoTKTwny_aCJlARs6z31mP"
+_FPN_SMALL, _FPN_BASE = "14bEsZqMw35tmDgrvYA_dRMsSC0Z4TX2Y", "14dLoIcAUWjyo1d5XXuo1yb2jcslt_t4P"
+for _row in (
+    # size, decoder, attention, mIoU, multi-scale mIoU, params (M), GFLOPs, Google Drive file id
+    ("small", "upernet", "", 47.6, 48.5, 52, 1004, _UPERNET_SMALL),
+    ("base", "upernet", "", 50.0, 50.8, 80, 1227, _UPERNET_BASE),
+    ("small", "upernet", "h14", 46.9, 48.0, 52, 947, None),
+    ("base", "upernet", "h14", 48.9, 50.0, 80, 1085, None),
+    ("small", "upernet", "w32", 46.6, 48.4, 52, 939, _UPERNET_SMALL),
+    ("small", "upernet", "h32", 47.0, 48.5, 52, 955, _UPERNET_SMALL),
+    ("base", "upernet", "w32", 49.1, 50.6, 80, 1066, _UPERNET_BASE),
+    ("base", "upernet", "h32", 49.5, 50.7, 80, 1106, _UPERNET_BASE),
+    ("small", "fpn", "", 46.6, None, 25, 247, _FPN_SMALL),
+    ("base", "fpn", "", 48.0, None, 54, 471, _FPN_BASE),
+    ("small", "fpn", "h14", 46.3, None, 25, 172, None),
+    ("base", "fpn", "h14", 47.0, None, 54, 328, "14XokJDp1oYDV9jZnniMXyk3AnVfk1S1-"),
+    ("small", "fpn", "w32", 45.6, None, 25, 183, _FPN_SMALL),
+    ("small", "fpn", "h32", 46.2, None, 25, 199, _FPN_SMALL),
+    ("base", "fpn", "w32", 47.0, None, 54, 310, _FPN_BASE),
+    ("base", "fpn", "h32", 47.7, None, 54, 350, _FPN_BASE),
+):
+    _segmentation(*_row)
+
+
+# ---------------------------------------------------------------------------------------------------------
 # public API
 
 
-def list_models(pattern: str | None = None, task: Literal["image", "video"] | None = None) -> list[str]:
+def list_models(pattern: str | None = None, task: Task | None = None) -> list[str]:
     """Names of zoo models, optionally filtered by a shell-style ``pattern`` and/or ``task``."""
     names = [n for n, info in _REGISTRY.items() if task is None or info.task == task]
     return [n for n in names if pattern is None or fnmatch.fnmatchcase(n, pattern)]
@@ -419,7 +546,7 @@ def create_model(
     checkpoint_path: str | Path | CheckpointFile | None = None,
     num_classes: int | None = None,
     **overrides: Any,
-) -> UniFormer:
+) -> nn.Module:
     """Build a zoo model, optionally with weights (read once, loaded by :func:`load_state`'s rule).
 
     Args:
@@ -431,12 +558,22 @@ def create_model(
         num_classes: classifier size. Default: the checkpoint's class count (a fine-tuned head is kept), or the
             zoo entry's without a checkpoint and for inflated image weights. When it differs from the
             checkpoint's, the classifier is replaced and the log says from what to what.
-        overrides: constructor arguments of :class:`UniFormer` (e.g. ``drop_path_rate``), plus ``img_size``
-            to pick a release (224 or 384 for the token-labeling models).
+            (segmentation: the heads' class count; a checkpoint must then fit it).
+        overrides: constructor arguments of :class:`UniFormer` (e.g. ``drop_path_rate``; for segmentation models
+            those of the dense backbone, e.g. ``attn_mode``, ``window_size``), plus ``img_size`` to pick a
+            release (224 or 384 for the token-labeling models).
+
+    Returns a :class:`UniFormer`, or for segmentation entries a
+    :class:`~uniformer.models.segmentor.UniFormerSegmentor`.
     """
     info = model_info(name)
     release = info.release(overrides.pop("img_size", None))
     if checkpoint_path is None and pretrained:
+        if release.checkpoint_file is None and release.checkpoint_url:
+            raise ValueError(
+                f"{name}: the released checkpoint is not on the Hugging Face Hub; download it from "
+                f"{release.checkpoint_url} and pass checkpoint_path="
+            )
         if release.checkpoint_file is None:
             raise ValueError(f"{name}: no checkpoint was released for this model; pass checkpoint_path=")
         checkpoint_path = download_checkpoint(info.hub_repo, release.checkpoint_file)
@@ -448,9 +585,12 @@ def create_model(
     if classes is None:
         inflating = file is not None and info.task == "video" and is_image_state(file.state_dict)
         classes = info.num_classes if file is None or inflating or file.num_classes is None else file.num_classes
-    model = UniFormer(**{**info.model_args, **overrides}, num_classes=classes)
+    if info.task == "segmentation":
+        model: nn.Module = build_segmentor(info.decoder, classes, {**info.model_args, **overrides})
+    else:
+        model = UniFormer(**{**info.model_args, **overrides}, num_classes=classes)
     if file is not None:
-        load_state(model, file.state_dict, str(file.path), head="auto")
+        load_state(model, file.state_dict, str(file.path), head="keep" if info.task == "segmentation" else "auto")
     return model
 
 
@@ -519,11 +659,19 @@ for _name in list_models(task="image"):
     globals()[_name] = register_model(_timm_entrypoint(_name))
 
 
+def _metric_cell(release: Release) -> str:
+    """Published top-1, or for segmentation releases the single-scale mIoU, marked as such."""
+    if release.miou is not None:
+        return f"{release.miou:.1f} mIoU"
+    return "-" if release.top1 is None else f"{release.top1:.1f}"
+
+
 def zoo_table(names: list[str] | None = None, markdown: bool = True) -> str:
     """The model-zoo table (one row per release) as Markdown or aligned plain text.
 
     Columns: name, dataset, frames x stride (or segments), test views (clips x crops), crop size,
-    published top-1, published parameters, published GFLOPs per view, released checkpoint file.
+    published top-1 (segmentation: mIoU), published parameters, published GFLOPs per view, released checkpoint
+    file (or its download address when it is not on the Hub).
     """
     header = ["model", "dataset", "frames", "views", "crop", "top-1", "params (M)", "GFLOPs/view", "checkpoint"]
     rows = []
@@ -538,10 +686,10 @@ def zoo_table(names: list[str] | None = None, markdown: bool = True) -> str:
                     info.frames_label,
                     f"{info.test_clips}x{info.test_crops}",
                     str(rel.img_size),
-                    "-" if rel.top1 is None else f"{rel.top1:.1f}",
+                    _metric_cell(rel),
                     f"{info.params_m:g}",
                     f"{rel.gflops:g}",
-                    rel.checkpoint_file or "not released",
+                    rel.checkpoint_file or rel.checkpoint_url or "not released",
                 ]
             )
     if markdown:

@@ -32,6 +32,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from timm.layers import DropPath, Mlp, trunc_normal_
 from timm.models._features import feature_take_indices
+from timm.models.swin_transformer import window_partition, window_reverse
 from torch.utils.checkpoint import checkpoint
 
 __all__ = [
@@ -41,6 +42,7 @@ __all__ = [
     "LocalBlock",
     "GlobalBlock",
     "Attention",
+    "AttentionMode",
     "chunked_attention",
     "use_reference_formulation",
 ]
@@ -49,6 +51,7 @@ __all__ = [
 # use PyTorch's default 1e-5, as the official ``PatchEmbed`` does.
 _BLOCK_NORM_EPS = 1e-6
 LayerScale = Literal["none", "global", "all"]
+AttentionMode = Literal["global", "window", "hybrid"]
 
 
 def _conv_cls(video: bool) -> type[nn.Module]:
@@ -313,6 +316,11 @@ class GlobalBlock(nn.Module):
     only) attention is divided: first over time at each location (``t_attn``), then over space within each
     frame (``attn``). As in the official code, the spatial step adds its output to the *block input*, so
     the temporal branch reaches the output only through the spatial attention's input.
+
+    With ``window_size`` (images only) attention runs within non-overlapping windows, as the official dense
+    backbone's ``SABlock_Windows`` (``semantic_segmentation/mmseg/models/backbones/uniformer.py``): the
+    normalised map is zero-padded bottom/right to multiples of the window, padded tokens are not masked, there
+    is no shift, and the result is cropped back before the residual sum. Parameters are the same.
     """
 
     def __init__(
@@ -328,15 +336,19 @@ class GlobalBlock(nn.Module):
         drop_path: float = 0.0,
         ls_init_value: float | None = None,
         split: bool = False,
+        window_size: int | None = None,
     ) -> None:
         super().__init__()
         if split and not video:
             raise ValueError("split (divided space-time) attention needs a video model (video=True)")
+        if window_size is not None and (video or window_size < 1):
+            raise ValueError(f"window attention needs an image model and a positive window, got {window_size}")
         norm = partial(nn.LayerNorm, eps=_BLOCK_NORM_EPS)
         attention = partial(
             Attention, dim, num_heads, qkv_bias=qkv_bias, qk_scale=qk_scale, attn_drop=attn_drop, proj_drop=drop
         )
         self.split = split
+        self.window_size = window_size
         self.pos_embed = _conv_cls(video)(dim, dim, 3, padding=1, groups=dim)
         if split:
             self.t_norm = norm(dim)
@@ -357,9 +369,21 @@ class GlobalBlock(nn.Module):
             tokens = self._divided_attention(x)
         else:
             tokens = x.flatten(2).transpose(1, 2)
-            tokens = tokens + self.drop_path(_layer_scale(self.gamma_1, self.attn(self.norm1(tokens))))
+            normed = self.norm1(tokens)
+            mixed = self.attn(normed) if self.window_size is None else self._window_attention(normed, *shape[-2:])
+            tokens = tokens + self.drop_path(_layer_scale(self.gamma_1, mixed))
         tokens = tokens + self.drop_path(_layer_scale(self.gamma_2, self.mlp(self.norm2(tokens))))
         return tokens.transpose(1, 2).reshape(shape)
+
+    def _window_attention(self, tokens: torch.Tensor, h: int, w: int) -> torch.Tensor:
+        """Attention within ``window_size`` windows of the (B, h*w, C) normalised tokens of an h x w map."""
+        b, _, c = tokens.shape
+        size = (self.window_size, self.window_size)
+        grid = F.pad(tokens.view(b, h, w, c), (0, 0, 0, -w % size[1], 0, -h % size[0]))
+        hp, wp = grid.shape[1:3]
+        windows = window_partition(grid, size).view(-1, size[0] * size[1], c)
+        grid = window_reverse(self.attn(windows).view(-1, *size, c), size, hp, wp)
+        return grid[:, :h, :w].reshape(b, h * w, c)
 
     def _divided_attention(self, x: torch.Tensor) -> torch.Tensor:
         b, c, t, h, w = x.shape
@@ -409,8 +433,22 @@ def _preserve_batchnorm_stats(module: nn.Module) -> Iterator[None]:
                     getattr(norm, name).copy_(value)
 
 
+def _windowed_blocks(stage: int, depth: int, attn_mode: AttentionMode) -> list[bool]:
+    """Which blocks of a stage attend within windows: only stage 3 (index 2) ever does; ``hybrid`` keeps block
+    i global iff (i + 1) % 4 == 0 (official rule)."""
+    if stage != 2 or attn_mode == "global":
+        return [False] * depth
+    return [attn_mode == "window" or (j + 1) % 4 != 0 for j in range(depth)]
+
+
 class UniFormer(nn.Module):
     """UniFormer for images (``video=False``, input (B, C, H, W)) or videos (``video=True``, (B, C, T, H, W)).
+
+    With ``dense=True`` it is the official dense-prediction backbone (detection/segmentation/pose,
+    ``semantic_segmentation/mmseg/models/backbones/uniformer.py``): no classifier and no final BatchNorm, but a
+    LayerNorm (eps 1e-6, over channels) on each stage's output, ``norm1`` .. ``norm4``; ``forward`` returns the
+    four normalised maps (strides 4, 8, 16, 32) while the un-normalised map goes on to the next stage. Any input
+    of at least 32 x 32 works; each stage's size is floor(H / stride), as the official strided convolutions give.
 
     Args:
         depth: blocks per stage.
@@ -432,6 +470,14 @@ class UniFormer(nn.Module):
         attn_drop_rate: dropout on attention weights.
         drop_path_rate: stochastic depth, rising linearly over all blocks to this rate.
         img_size: accepted for timm compatibility; the network works at any size divisible by 32.
+        dense: the dense backbone described above (images only; ``num_classes`` is then ignored).
+        attn_mode: stage-3 attention: ``"global"``, ``"window"`` (every block attends within
+            ``window_size`` windows, official ``windows=True``) or ``"hybrid"`` (block i is global iff
+            (i + 1) % 4 == 0, the others windowed; official ``hybrid=True``). Stage 4 is always global.
+        window_size: window side for ``"window"``/``"hybrid"`` (official default 14).
+        norm_eval: keep the BatchNorm layers in eval mode (running statistics frozen) while the model trains.
+        checkpoint_num: activation checkpointing of the first ``checkpoint_num[s]`` blocks of stage s (official
+            ``use_checkpoint``/``checkpoint_num``, e.g. (0, 0, 2, 0) in the UperNet base configs).
     """
 
     def __init__(
@@ -454,6 +500,11 @@ class UniFormer(nn.Module):
         attn_drop_rate: float = 0.0,
         drop_path_rate: float = 0.0,
         img_size: int | tuple[int, int] | None = None,
+        dense: bool = False,
+        attn_mode: AttentionMode = "global",
+        window_size: int = 14,
+        norm_eval: bool = False,
+        checkpoint_num: tuple[int, int, int, int] = (0, 0, 0, 0),
     ) -> None:
         super().__init__()
         if len(depth) != 4 or len(embed_dim) != 4:
@@ -462,14 +513,25 @@ class UniFormer(nn.Module):
             raise ValueError(f"layer_scale must be 'none', 'global' or 'all', got {layer_scale!r}")
         if split and not video:
             raise ValueError("split (divided space-time) attention needs a video model (video=True)")
+        if attn_mode not in ("global", "window", "hybrid"):
+            raise ValueError(f"attn_mode must be 'global', 'window' or 'hybrid', got {attn_mode!r}")
+        if video and (dense or attn_mode != "global"):
+            raise ValueError("the dense backbone and window attention are 2-D (image) options; got video=True")
+        if dense and token_labeling:
+            raise ValueError("a dense backbone has no classifier, so no token-labeling head")
+        if len(checkpoint_num) != 4 or not all(0 <= n <= d for n, d in zip(checkpoint_num, depth)):
+            raise ValueError(f"checkpoint_num needs 4 counts within the stage depths {depth}, got {checkpoint_num}")
         del img_size  # size-agnostic: nothing depends on the input resolution
         self.video = video
         self.in_chans = in_chans
-        self.num_classes = num_classes
+        self.num_classes = 0 if dense else num_classes
         self.embed_dim = tuple(embed_dim)
         self.num_features = self.head_hidden_size = embed_dim[-1]
         self.token_labeling = token_labeling
         self.grad_checkpointing = False
+        self.dense = dense
+        self.norm_eval = norm_eval
+        self.checkpoint_num = tuple(checkpoint_num)
 
         global_ls = ls_init_value if layer_scale in ("global", "all") else None
         local_ls = ls_init_value if layer_scale == "all" else None
@@ -503,12 +565,19 @@ class UniFormer(nn.Module):
                         drop_path=rate,
                         ls_init_value=global_ls,
                         split=split,
+                        window_size=window_size if window else None,
                     )
-                    for rate in rates
+                    for rate, window in zip(rates, _windowed_blocks(i, depth[i], attn_mode))
                 ]
             setattr(self, f"blocks{i + 1}", nn.ModuleList(blocks))
-        self.norm = _norm_cls(video)(embed_dim[-1])
-        self.head = nn.Linear(embed_dim[-1], num_classes) if num_classes > 0 else nn.Identity()
+            if dense:
+                # the official dense backbone registers each output norm right after its stage
+                setattr(self, f"norm{i + 1}", nn.LayerNorm(embed_dim[i], eps=_BLOCK_NORM_EPS))
+        if dense:
+            self.norm, self.head = nn.Identity(), nn.Identity()
+        else:
+            self.norm = _norm_cls(video)(embed_dim[-1])
+            self.head = nn.Linear(embed_dim[-1], num_classes) if num_classes > 0 else nn.Identity()
         if token_labeling:
             self.aux_head = nn.Linear(embed_dim[-1], num_classes) if num_classes > 0 else nn.Identity()
         self.feature_info = [dict(num_chs=embed_dim[i], reduction=4 * 2**i, module=f"blocks{i + 1}") for i in range(4)]
@@ -596,7 +665,9 @@ class UniFormer(nn.Module):
         kind = "video" if self.video else "image"
         if not isinstance(x, torch.Tensor):
             raise ValueError(f"expected a {kind} tensor {layout}, got {type(x).__name__}")
-        expected = f"a {kind} batch {layout} with C={self.in_chans}, H and W multiples of 32"
+        # dense backbones take any size whose stride-32 map is not empty (official: strided convolutions floor)
+        sizes = "H and W at least 32" if self.dense else "H and W multiples of 32"
+        expected = f"a {kind} batch {layout} with C={self.in_chans}, {sizes}"
         if self.video:
             expected += " and an even T"
         if x.ndim != (5 if self.video else 4) or x.shape[1] != self.in_chans:
@@ -604,7 +675,8 @@ class UniFormer(nn.Module):
         if not x.is_floating_point():
             raise ValueError(f"expected a floating-point (normalised) {kind} tensor, got dtype {x.dtype}")
         h, w = x.shape[-2:]
-        if h % 32 or w % 32 or h == 0 or w == 0 or (self.video and x.shape[2] % 2):
+        bad_size = min(h, w) < 32 if self.dense else bool(h % 32 or w % 32 or h == 0 or w == 0)
+        if bad_size or (self.video and x.shape[2] % 2):
             raise ValueError(f"expected {expected}; got shape {tuple(x.shape)}")
 
     def _run_stage(self, index: int, x: torch.Tensor) -> torch.Tensor:
@@ -612,8 +684,8 @@ class UniFormer(nn.Module):
         x = embed(x)
         if index == 0:
             x = self.pos_drop(x)
-        for block in blocks:
-            if self.grad_checkpointing and torch.is_grad_enabled():
+        for j, block in enumerate(blocks):
+            if torch.is_grad_enabled() and (self.grad_checkpointing or j < self.checkpoint_num[index]):
                 recompute = partial(_preserve_batchnorm_stats, block)
                 x = checkpoint(block, x, use_reentrant=False, context_fn=lambda r=recompute: (nullcontext(), r()))
             else:
@@ -646,8 +718,31 @@ class UniFormer(nn.Module):
             return logits, aux
         return logits + 0.5 * aux.max(dim=1).values
 
+    def forward_dense(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The dense backbone's output: the four stage maps after ``norm1`` .. ``norm4``, channels-first,
+        (B, embed_dim[s], floor(H / 2**(s+2)), floor(W / 2**(s+2))) for s = 0 .. 3."""
+        if not self.dense:
+            raise ValueError("forward_dense needs a dense backbone (UniFormer(dense=True))")
+        self.check_input(x)
+        maps = []
+        for i in range(4):
+            x = self._run_stage(i, x)
+            maps.append(_channels_last_norm(getattr(self, f"norm{i + 1}"), x).contiguous())
+        return tuple(maps)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
+        if self.dense:
+            return self.forward_dense(x)
         return self.forward_head(self.forward_features(x))
+
+    def train(self, mode: bool = True) -> UniFormer:
+        """Set training mode; with ``norm_eval`` the BatchNorm layers stay in eval mode (frozen statistics)."""
+        super().train(mode)
+        if mode and self.norm_eval:
+            for module in self.modules():
+                if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                    module.eval()
+        return self
 
     def forward_intermediates(
         self,
