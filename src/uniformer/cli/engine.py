@@ -24,7 +24,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``train`` and ``eval``."""
     train = subparsers.add_parser(
         "train",
-        help="train or fine-tune a model with a YAML recipe (configs/...) and key=value overrides",
+        help="train or fine-tune a model with a YAML recipe (`uniformer configs`) and key=value overrides",
         description="Train with a recipe. The resolved config, checkpoints, metrics.jsonl, TensorBoard logs and "
         "curves.png go to output_dir. Under torchrun, every process runs this same command.",
     )
