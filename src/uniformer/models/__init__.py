@@ -11,11 +11,11 @@ from uniformer.models.checkpoint import (
 from uniformer.models.complexity import count_gmacs, count_parameters, measure_model
 from uniformer.models.optimize import fold_batchnorms, optimize_for_inference
 from uniformer.models.registry import DATASETS, ModelInfo, Release, create_model, list_models, model_info
-from uniformer.models.uniformer import UniFormer, use_reference_formulation
+from uniformer.models.uniformer import UniFormer, set_formulation
 
 __all__ = [
     "UniFormer",
-    "use_reference_formulation",
+    "set_formulation",
     "CheckpointError",
     "checkpoint_filter_fn",
     "convert_checkpoint",

@@ -42,13 +42,18 @@ __all__ = [
     "GlobalBlock",
     "Attention",
     "chunked_attention",
-    "use_reference_formulation",
+    "Formulation",
+    "set_formulation",
 ]
 
 # LayerNorm epsilon inside the blocks (official ``partial(nn.LayerNorm, eps=1e-6)``); the patch embeddings
 # use PyTorch's default 1e-5, as the official ``PatchEmbed`` does.
 _BLOCK_NORM_EPS = 1e-6
 LayerScale = Literal["none", "global", "all"]
+# How the modules with two ways of computing the same result run: "reference" the way the official code does
+# (the baseline of the golden tests and benchmarks), "fast" this package's default. See :func:`set_formulation`.
+Formulation = Literal["reference", "fast"]
+_BatchNorm = nn.modules.batchnorm._BatchNorm
 
 
 def _conv_cls(video: bool) -> type[nn.Module]:
@@ -97,6 +102,47 @@ def _channels_last_norm(norm: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return norm(x.movedim(1, -1)).movedim(-1, 1)
 
 
+def _checked_formulation(formulation: str) -> Formulation:
+    if formulation not in ("reference", "fast"):
+        raise ValueError(f"formulation must be 'reference' or 'fast', got {formulation!r}")
+    return formulation  # type: ignore[return-value]
+
+
+def _bn_scale_shift(norm: _BatchNorm) -> tuple[torch.Tensor, torch.Tensor]:
+    """Eval-mode BatchNorm as ``x * scale + shift`` per channel."""
+    scale = torch.rsqrt(norm.running_var + norm.eps)
+    if norm.weight is not None:
+        scale = scale * norm.weight
+    shift = -norm.running_mean * scale
+    if norm.bias is not None:
+        shift = shift + norm.bias
+    return scale, shift
+
+
+def _conv_bias(conv: nn.Module) -> torch.Tensor:
+    if conv.bias is None:
+        conv.bias = nn.Parameter(torch.zeros(conv.out_channels, dtype=conv.weight.dtype, device=conv.weight.device))
+    return conv.bias
+
+
+@torch.no_grad()
+def _fold_into_next_pointwise(norm: _BatchNorm, conv: nn.Module) -> None:
+    """``conv(norm(x))`` -> ``conv'(x)``: exact for a 1x1 convolution, which sees no zero padding."""
+    scale, shift = _bn_scale_shift(norm)
+    weight = conv.weight.flatten(1)
+    _conv_bias(conv).add_(weight @ shift)
+    conv.weight.mul_(scale.view(1, -1, *([1] * (conv.weight.ndim - 2))))
+
+
+@torch.no_grad()
+def _fold_into_previous_conv(conv: nn.Module, norm: _BatchNorm) -> None:
+    """``norm(conv(x))`` -> ``conv'(x)``: exact for any convolution (the norm acts per output channel)."""
+    scale, shift = _bn_scale_shift(norm)
+    bias = _conv_bias(conv)
+    bias.mul_(scale).add_(shift)
+    conv.weight.mul_(scale.view(-1, *([1] * (conv.weight.ndim - 1))))
+
+
 class PatchEmbed(nn.Module):
     """Non-overlapping patch embedding + LayerNorm over channels (the stems of UniFormer-S/B/L).
 
@@ -106,11 +152,8 @@ class PatchEmbed(nn.Module):
     The normalised map is returned channels-last in memory (a free view of the LayerNorm output), which gives
     the depthwise convolutions of the next local blocks their fast kernels (5-10x faster forward + backward
     in fp32 on CPU than contiguous maps). The official ``PatchEmbed`` copies it to a contiguous map
-    (``.permute(...).contiguous()``); ``official_layout = True`` does the same, for the reference
-    formulation the benchmarks measure against (:func:`use_reference_formulation`).
+    (``.permute(...).contiguous()``); the ``"reference"`` formulation does the same (:meth:`set_formulation`).
     """
-
-    official_layout = False
 
     def __init__(
         self,
@@ -122,6 +165,7 @@ class PatchEmbed(nn.Module):
         temporal_stride: int = 1,
     ) -> None:
         super().__init__()
+        self.formulation: Formulation = "fast"
         self.norm = nn.LayerNorm(embed_dim)
         self.proj = _conv_cls(video)(
             in_chans,
@@ -131,9 +175,13 @@ class PatchEmbed(nn.Module):
             padding=_size(0, temporal_kernel // 2, video),
         )
 
+    def set_formulation(self, formulation: Formulation) -> None:
+        """``"reference"``: return a contiguous map, as the official code; ``"fast"``: the channels-last view."""
+        self.formulation = _checked_formulation(formulation)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = _channels_last_norm(self.norm, self.proj(x))
-        return x.contiguous() if self.official_layout else x
+        return x.contiguous() if self.formulation == "reference" else x
 
 
 class ConvEmbed(nn.Module):
@@ -165,6 +213,17 @@ class ConvEmbed(nn.Module):
         else:
             layers = [down(in_chans, embed_dim, False)]
         self.proj = nn.Sequential(*layers, norm(embed_dim))
+
+    def reparameterize(self) -> None:
+        """Fold each eval-mode BatchNorm into the convolution before it, in place (timm's ``reparameterize``).
+
+        Exact: the norm acts per output channel of that convolution. The running statistics are baked in, so
+        the result is for inference only; calling it again changes nothing.
+        """
+        for i, layer in enumerate(self.proj):
+            if isinstance(layer, _BatchNorm):
+                _fold_into_previous_conv(self.proj[i - 1], layer)
+                self.proj[i] = nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.proj(x)
@@ -224,6 +283,18 @@ class LocalBlock(nn.Module):
             param = None if init_value is None else nn.Parameter(torch.full(shape, float(init_value)))
             self.register_parameter(name, param)
 
+    def reparameterize(self) -> None:
+        """Fold the eval-mode BatchNorms into the point-wise convolutions right after them, in place.
+
+        ``norm1`` goes into ``conv1`` and ``norm2`` into ``mlp.fc1`` (timm's ``reparameterize``); exact because a
+        1x1 convolution sees no zero padding. The running statistics are baked in, so the result is for
+        inference only; calling it again changes nothing.
+        """
+        for norm, conv in (("norm1", self.conv1), ("norm2", self.mlp.fc1)):
+            if isinstance(getattr(self, norm), _BatchNorm):
+                _fold_into_next_pointwise(getattr(self, norm), conv)
+                setattr(self, norm, nn.Identity())
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x + _depthwise(self.pos_embed, x)
         x = x + self.drop_path(_layer_scale(self.gamma_1, self.conv2(_depthwise(self.attn, self.conv1(self.norm1(x))))))
@@ -261,9 +332,9 @@ def chunked_attention(
 class Attention(nn.Module):
     """Multi-head self-attention over tokens (B, N, C), parameters ``qkv`` and ``proj`` as official.
 
-    ``fused_attn`` (default) computes softmax(q k^T * scale) v with ``F.scaled_dot_product_attention`` (with
-    :func:`chunked_attention` for bf16 inference on CPU, where that is faster);
-    ``fused_attn = False`` spells the official formula out (q @ k^T, scale, softmax, @ v). Both agree to
+    The ``"fast"`` formulation (default) computes softmax(q k^T * scale) v with
+    ``F.scaled_dot_product_attention`` (with :func:`chunked_attention` for bf16 inference on CPU, where that is
+    faster); ``"reference"`` spells the official formula out (q @ k^T, scale, softmax, @ v). Both agree to
     float rounding; the explicit form exists as the reference the fused one is tested against.
     """
 
@@ -281,23 +352,28 @@ class Attention(nn.Module):
             raise ValueError(f"attention width {dim} is not divisible by its {num_heads} heads")
         self.num_heads = num_heads
         self.scale = qk_scale or (dim // num_heads) ** -0.5
-        self.fused_attn = True
+        self.formulation: Formulation = "fast"
         self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
         self.attn_drop = nn.Dropout(attn_drop)
         self.proj = nn.Linear(dim, dim)
         self.proj_drop = nn.Dropout(proj_drop)
 
+    def set_formulation(self, formulation: Formulation) -> None:
+        """``"reference"``: the explicit official formula; ``"fast"``: the fused (or chunked) kernel."""
+        self.formulation = _checked_formulation(formulation)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, n, c = x.shape
         qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, c // self.num_heads).permute(2, 0, 3, 1, 4)
-        chunked = self.fused_attn and not self.training and qkv.dtype == torch.bfloat16 and qkv.device.type == "cpu"
+        fused = self.formulation == "fast"
+        chunked = fused and not self.training and qkv.dtype == torch.bfloat16 and qkv.device.type == "cpu"
         if chunked:
             # One copy to (3, B, heads, N, d) here spares a copy of q, k^T and v in every block of queries.
             qkv = qkv.contiguous()
         q, k, v = qkv.unbind(0)
         if chunked:
             x = chunked_attention(q, k, v, self.scale)
-        elif self.fused_attn:
+        elif fused:
             dropout = self.attn_drop.p if self.training else 0.0
             x = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, scale=self.scale)
         else:
@@ -373,21 +449,21 @@ class GlobalBlock(nn.Module):
         return tokens.reshape(b, t * h * w, c)
 
 
-def use_reference_formulation(model: nn.Module, enable: bool = True) -> nn.Module:
-    """Switch ``model`` to the official formulation (``enable=True``) or back, in place; returns ``model``.
+def set_formulation(model: nn.Module, formulation: Formulation) -> nn.Module:
+    """Run every module of ``model`` that has two formulations in ``formulation``, in place; returns ``model``.
 
-    The reference formulation computes what the official code computes, the way it computes it: attention
-    spelled out (q @ k^T, scale, softmax, @ v) and the patch embeddings' maps copied to contiguous memory
-    (official ``PatchEmbed``: ``.permute(...).contiguous()``), so the local blocks' depthwise convolutions run
-    on the layout the official model gives them. The golden tests prove that it reproduces the official
-    outputs, so it is the baseline that the benchmarks compare faster variants against. Parameters are
-    untouched.
+    ``"reference"`` computes what the official code computes, the way it computes it: attention spelled out
+    (q @ k^T, scale, softmax, @ v) and the patch embeddings' maps copied to contiguous memory (official
+    ``PatchEmbed``: ``.permute(...).contiguous()``), so the local blocks' depthwise convolutions run on the
+    layout the official model gives them. The golden tests prove that it reproduces the official outputs, so it
+    is the baseline that the benchmarks compare faster variants against. ``"fast"`` (the default of a new model)
+    uses fused attention and keeps the maps channels-last. Each module decides what the name means for it
+    (its ``set_formulation`` method); parameters are untouched.
     """
+    formulation = _checked_formulation(formulation)
     for module in model.modules():
-        if isinstance(module, Attention):
-            module.fused_attn = not enable
-        elif isinstance(module, PatchEmbed):
-            module.official_layout = enable
+        if isinstance(module, (Attention, PatchEmbed)):
+            module.set_formulation(formulation)
     return model
 
 
