@@ -467,6 +467,18 @@ def set_formulation(model: nn.Module, formulation: Formulation) -> nn.Module:
     return model
 
 
+def _checked_pool(global_pool: str, num_classes: int) -> str:
+    if global_pool not in ("", "avg"):
+        raise ValueError(
+            f"UniFormer pools by averaging or not at all: global_pool must be 'avg' or '', got {global_pool!r}"
+        )
+    if global_pool == "" and num_classes > 0:
+        raise ValueError(
+            f"global_pool='' (no pooling) leaves no vector to classify; it needs num_classes=0, got {num_classes}"
+        )
+    return global_pool
+
+
 @contextmanager
 def _preserve_batchnorm_stats(module: nn.Module) -> Iterator[None]:
     """Undo the running-statistics update of BatchNorm layers while a checkpointed block is recomputed.
@@ -497,13 +509,15 @@ class UniFormer(nn.Module):
         qk_scale: override of the attention scale head_dim ** -0.5.
         in_chans: input channels.
         num_classes: classifier outputs; 0 gives a model without head (features only).
+        global_pool: ``"avg"`` averages the final map over all positions before the head; ``""`` (timm's "no
+            pooling", only with ``num_classes=0``) makes ``forward`` return the map (B, C, [T,] H/32, W/32).
         video: 3-D network (Conv3d, BatchNorm3d; the stem halves time) instead of 2-D.
         conv_stem: overlapping convolutional patch embeddings (S+ models) instead of patch + LayerNorm.
         layer_scale: where learnable per-channel residual scales go: ``"none"``, ``"global"`` (attention
             blocks, ``uniformer_base_ls``) or ``"all"`` (both block types, ``uniformer_large_ls``).
         ls_init_value: initial value of the layer scales (official 1e-6).
         split: divided space-time attention in stages 3-4 (videos only).
-        token_labeling: add the token-labeling ``aux_head`` (see :meth:`forward_head`).
+        token_labeling: add the token-labeling ``aux_head`` (see :meth:`forward_head` and :meth:`forward_train`).
         drop_rate: dropout after the stem and inside the MLP/projection layers (official semantics).
         attn_drop_rate: dropout on attention weights.
         drop_path_rate: stochastic depth, rising linearly over all blocks to this rate.
@@ -520,6 +534,7 @@ class UniFormer(nn.Module):
         qk_scale: float | None = None,
         in_chans: int = 3,
         num_classes: int = 1000,
+        global_pool: str = "avg",
         video: bool = False,
         conv_stem: bool = False,
         layer_scale: LayerScale = "none",
@@ -542,6 +557,7 @@ class UniFormer(nn.Module):
         self.video = video
         self.in_chans = in_chans
         self.num_classes = num_classes
+        self.global_pool = _checked_pool(global_pool, num_classes)
         self.embed_dim = tuple(embed_dim)
         self.num_features = self.head_hidden_size = embed_dim[-1]
         self.token_labeling = token_labeling
@@ -652,9 +668,12 @@ class UniFormer(nn.Module):
         return self.head
 
     def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
-        """Replace the classifier (and the token-labeling head) by freshly initialised ones."""
-        if global_pool not in (None, "", "avg"):
-            raise ValueError(f"UniFormer pools by averaging; global_pool={global_pool!r} is not supported")
+        """Replace the classifier (and the token-labeling head) by freshly initialised ones.
+
+        ``global_pool`` ``"avg"`` or ``""`` (no pooling, ``num_classes=0`` only) as in the constructor; ``None``
+        keeps the current pooling.
+        """
+        self.global_pool = _checked_pool(self.global_pool if global_pool is None else global_pool, num_classes)
         self.num_classes = num_classes
         heads = ["head", "aux_head"] if self.token_labeling else ["head"]
         for name in heads:
@@ -703,27 +722,36 @@ class UniFormer(nn.Module):
             x = self._run_stage(i, x)
         return self.norm(x)
 
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor | tuple[torch.Tensor, ...]:
-        """Average-pool the feature map and classify.
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """Pool the feature map (``global_pool``) and classify; ``pre_logits`` stops after pooling.
 
-        With token labeling, eval mode returns ``head(mean of tokens) + 0.5 * max over tokens of
-        aux_head(tokens)`` (the official test-time output); training mode returns the pair
-        ``(head(mean), aux_head(tokens))`` with per-token logits of shape (B, N, classes).
+        With token labeling the logits are ``head(mean of tokens) + 0.5 * max over tokens of aux_head(tokens)``,
+        the official test-time output, in training mode too (so ``forward`` always returns one tensor, as timm
+        expects); the token-labeling loss needs the two parts apart, which :meth:`forward_train` returns.
         """
         tokens = x.flatten(2).transpose(1, 2)
-        pooled = tokens.mean(dim=1)
+        pooled = tokens.mean(dim=1) if self.global_pool == "avg" else x
         if pre_logits:
             return pooled
         logits = self.head(pooled)
         if not self.token_labeling or self.num_classes == 0:
             return logits
-        aux = self.aux_head(tokens)
-        if self.training:
-            return logits, aux
-        return logits + 0.5 * aux.max(dim=1).values
+        return logits + 0.5 * self.aux_head(tokens).max(dim=1).values
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
+
+    def forward_train(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The token-labeling training outputs: ``(head(mean of tokens), aux_head(tokens))``.
+
+        Class logits (B, classes) and per-token logits (B, N, classes), N = [T *] H/32 * W/32 in the order of
+        ``x.flatten(2)``: the dense labels of token labeling supervise the second, the class label the first
+        (official ``tlt`` training). Raises ``ValueError`` on a model without token labeling or classifier.
+        """
+        if not self.token_labeling or self.num_classes == 0:
+            raise ValueError("forward_train needs a token-labeling model with a classifier (token_labeling=True)")
+        tokens = self.forward_features(x).flatten(2).transpose(1, 2)
+        return self.head(tokens.mean(dim=1)), self.aux_head(tokens)
 
     def forward_intermediates(
         self,
