@@ -237,3 +237,16 @@ def test_bf16_training_gradients_are_finite_on_channels_last_maps(block_type: st
         bad = [name for name, p in block.named_parameters() if not torch.isfinite(p.grad).all()]
         assert not bad and torch.isfinite(x.grad).all(), bad
         block.zero_grad(set_to_none=True)
+
+
+@pytest.mark.parametrize("video", [False, True], ids=["image", "video-split"])
+def test_symbolic_trace_gives_the_same_outputs_and_keeps_the_input_check(video: bool) -> None:
+    """torch.fx (timm's FX feature extraction) traces the model; the dtype/device-dependent kernels and the input
+    check stay calls in the graph, so the traced module computes the same logits and still refuses bad shapes."""
+    model = tiny(video=video, split=video, token_labeling=not video).eval()
+    traced = torch.fx.symbolic_trace(model)
+    x = torch.randn(1, 3, 4, 64, 64) if video else torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(traced(x), model(x))
+    with pytest.raises(ValueError, match="multiples of 32"):
+        traced(x[..., :60])

@@ -70,7 +70,23 @@ def _size(spatial: int, temporal: int, video: bool) -> tuple[int, ...]:
 
 
 def _depthwise(conv: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """Apply a depthwise 3-D convolution, working around a PyTorch CPU bug in bf16 training.
+    """Apply the depthwise convolution ``conv`` to ``x`` through :func:`_depthwise_conv`."""
+    return _depthwise_conv(x, conv.weight, conv.bias, conv.stride, conv.padding, conv.dilation, conv.groups)
+
+
+# torch.fx.wrap: symbolic tracing (timm's FX feature extraction) keeps this call as one graph node, run on real
+# tensors, since the branch depends on dtype and device, which a traced proxy does not have.
+@torch.fx.wrap
+def _depthwise_conv(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    stride: tuple[int, ...],
+    padding: tuple[int, ...],
+    dilation: tuple[int, ...],
+    groups: int,
+) -> torch.Tensor:
+    """Apply a depthwise 2-D or 3-D convolution, working around a PyTorch CPU bug in 3-D bf16 training.
 
     On CPU, the bf16 weight gradient of a depthwise ``Conv3d`` whose input is channels-last (as the maps here
     are after a LayerNorm or the token layout) reads uninitialised memory for some shapes: measured with torch
@@ -81,19 +97,20 @@ def _depthwise(conv: nn.Module, x: torch.Tensor) -> torch.Tensor:
     computed on CPU in bf16, these convolutions run in fp32 and return the dtype bf16 would have given;
     inference and fp32 training are untouched. ``tests/models/test_uniformer.py`` shows the fix.
     """
+    if x.ndim == 4:
+        return F.conv2d(x, weight, bias, stride, padding, dilation, groups)
     autocast = torch.is_autocast_enabled("cpu")
     if not (
-        x.ndim == 5
-        and x.device.type == "cpu"
+        x.device.type == "cpu"
         and torch.is_grad_enabled()
-        and (x.requires_grad or conv.weight.requires_grad)
+        and (x.requires_grad or weight.requires_grad)
         and (x.dtype == torch.bfloat16 or autocast)
     ):
-        return conv(x)
+        return F.conv3d(x, weight, bias, stride, padding, dilation, groups)
     out_dtype = torch.get_autocast_dtype("cpu") if autocast else x.dtype
-    bias = None if conv.bias is None else conv.bias.float()
+    bias = None if bias is None else bias.float()
     with torch.autocast("cpu", enabled=False):
-        out = F.conv3d(x.float(), conv.weight.float(), bias, conv.stride, conv.padding, conv.dilation, conv.groups)
+        out = F.conv3d(x.float(), weight.float(), bias, stride, padding, dilation, groups)
     return out.to(out_dtype)
 
 
@@ -329,6 +346,22 @@ def chunked_attention(
     return torch.cat(blocks, dim=-2)
 
 
+# torch.fx.wrap: the kernel depends on dtype and device, which a traced proxy does not have (see _depthwise_conv).
+@torch.fx.wrap
+def _fused_attention(qkv: torch.Tensor, scale: float, dropout_p: float, inference: bool) -> torch.Tensor:
+    """softmax(q k^T * scale) v of a stacked (3, B, heads, N, d) ``qkv`` with a fused kernel.
+
+    :func:`chunked_attention` for bf16 inference on CPU, where it is faster; ``F.scaled_dot_product_attention``
+    otherwise.
+    """
+    if inference and qkv.dtype == torch.bfloat16 and qkv.device.type == "cpu":
+        # One copy to (3, B, heads, N, d) here spares a copy of q, k^T and v in every block of queries.
+        q, k, v = qkv.contiguous().unbind(0)
+        return chunked_attention(q, k, v, scale)
+    q, k, v = qkv.unbind(0)
+    return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, scale=scale)
+
+
 class Attention(nn.Module):
     """Multi-head self-attention over tokens (B, N, C), parameters ``qkv`` and ``proj`` as official.
 
@@ -365,18 +398,10 @@ class Attention(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, n, c = x.shape
         qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, c // self.num_heads).permute(2, 0, 3, 1, 4)
-        fused = self.formulation == "fast"
-        chunked = fused and not self.training and qkv.dtype == torch.bfloat16 and qkv.device.type == "cpu"
-        if chunked:
-            # One copy to (3, B, heads, N, d) here spares a copy of q, k^T and v in every block of queries.
-            qkv = qkv.contiguous()
-        q, k, v = qkv.unbind(0)
-        if chunked:
-            x = chunked_attention(q, k, v, self.scale)
-        elif fused:
-            dropout = self.attn_drop.p if self.training else 0.0
-            x = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, scale=self.scale)
+        if self.formulation == "fast":
+            x = _fused_attention(qkv, self.scale, self.attn_drop.p if self.training else 0.0, not self.training)
         else:
+            q, k, v = qkv.unbind(0)
             attn = self.attn_drop((q @ k.transpose(-2, -1) * self.scale).softmax(dim=-1))
             x = attn @ v
         return self.proj_drop(self.proj(x.transpose(1, 2).reshape(b, n, c)))
@@ -465,6 +490,25 @@ def set_formulation(model: nn.Module, formulation: Formulation) -> nn.Module:
         if isinstance(module, (Attention, PatchEmbed)):
             module.set_formulation(formulation)
     return model
+
+
+# torch.fx.wrap: a traced proxy has no shape or dtype to check; the graph keeps the call and checks real inputs.
+@torch.fx.wrap
+def _check_input(x: torch.Tensor, video: bool, in_chans: int) -> None:
+    layout = "(B, C, T, H, W)" if video else "(B, C, H, W)"
+    kind = "video" if video else "image"
+    if not isinstance(x, torch.Tensor):
+        raise ValueError(f"expected a {kind} tensor {layout}, got {type(x).__name__}")
+    expected = f"a {kind} batch {layout} with C={in_chans}, H and W multiples of 32"
+    if video:
+        expected += " and an even T"
+    if x.ndim != (5 if video else 4) or x.shape[1] != in_chans:
+        raise ValueError(f"expected {expected}; got shape {tuple(x.shape)}")
+    if not x.is_floating_point():
+        raise ValueError(f"expected a floating-point (normalised) {kind} tensor, got dtype {x.dtype}")
+    h, w = x.shape[-2:]
+    if h % 32 or w % 32 or h == 0 or w == 0 or (video and x.shape[2] % 2):
+        raise ValueError(f"expected {expected}; got shape {tuple(x.shape)}")
 
 
 def _checked_pool(global_pool: str, num_classes: int) -> str:
@@ -687,20 +731,7 @@ class UniFormer(nn.Module):
 
     def check_input(self, x: torch.Tensor) -> None:
         """Raise ``ValueError`` unless ``x`` is a float batch this network can take."""
-        layout = "(B, C, T, H, W)" if self.video else "(B, C, H, W)"
-        kind = "video" if self.video else "image"
-        if not isinstance(x, torch.Tensor):
-            raise ValueError(f"expected a {kind} tensor {layout}, got {type(x).__name__}")
-        expected = f"a {kind} batch {layout} with C={self.in_chans}, H and W multiples of 32"
-        if self.video:
-            expected += " and an even T"
-        if x.ndim != (5 if self.video else 4) or x.shape[1] != self.in_chans:
-            raise ValueError(f"expected {expected}; got shape {tuple(x.shape)}")
-        if not x.is_floating_point():
-            raise ValueError(f"expected a floating-point (normalised) {kind} tensor, got dtype {x.dtype}")
-        h, w = x.shape[-2:]
-        if h % 32 or w % 32 or h == 0 or w == 0 or (self.video and x.shape[2] % 2):
-            raise ValueError(f"expected {expected}; got shape {tuple(x.shape)}")
+        _check_input(x, self.video, self.in_chans)
 
     def _run_stage(self, index: int, x: torch.Tensor) -> torch.Tensor:
         embed, blocks = self.stages()[index]
