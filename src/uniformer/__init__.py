@@ -22,7 +22,7 @@ from uniformer.models import (
     load_checkpoint,
     model_info,
     optimize_for_inference,
-    use_reference_formulation,
+    set_formulation,
 )
 
 __version__ = "0.1.0"
@@ -40,6 +40,6 @@ __all__ = [
     "load_labels",
     "model_info",
     "optimize_for_inference",
-    "use_reference_formulation",
+    "set_formulation",
     "__version__",
 ]

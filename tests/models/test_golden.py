@@ -8,6 +8,7 @@ from safetensors.torch import load_file
 
 from uniformer import UniFormer, inflate_2d_to_3d, load_checkpoint
 from uniformer.models.checkpoint import read_state_dict
+from uniformer.models.uniformer import Attention
 
 from golden import (
     GOLDEN,
@@ -23,8 +24,8 @@ CASES = {case["name"]: case for case in golden_cases()}
 
 def _set_fused(model: torch.nn.Module, fused: bool) -> None:
     for module in model.modules():
-        if hasattr(module, "fused_attn"):
-            module.fused_attn = fused
+        if isinstance(module, Attention):
+            module.set_formulation("fast" if fused else "reference")
 
 
 @pytest.mark.parametrize("fused", [True, False], ids=["sdpa", "explicit"])

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import pytest
+import timm.utils
 import torch
 from safetensors.torch import load_file
 
-from uniformer import UniFormer, load_checkpoint, optimize_for_inference, use_reference_formulation
-from uniformer.models.optimize import InplaceGELU
+from uniformer import UniFormer, load_checkpoint, optimize_for_inference, set_formulation
+from uniformer.models.optimize import InplaceGELU, fold_batchnorms
 from uniformer.models.uniformer import Attention, chunked_attention
 
 from golden import GOLDEN, assert_close_to_golden, assert_outputs_match_golden, golden_cases, golden_model_kwargs
@@ -17,6 +18,7 @@ TINY = dict(depth=(1, 1, 2, 1), embed_dim=(16, 32, 64, 128), head_dim=16, num_cl
 # bf16 keeps 8 mantissa bits: logits of these tiny models stay within 3% of the largest one
 # (measured: 0.5% image, 1.1% video).
 BF16_TOLERANCE = 3e-2
+_BatchNorm = torch.nn.modules.batchnorm._BatchNorm
 
 
 def _with_trained_batchnorm_statistics(model: UniFormer) -> UniFormer:
@@ -56,7 +58,7 @@ def test_fp32_matches_the_reference_formulation(video: bool, kwargs: dict) -> No
     model = _tiny(video, **kwargs)
     x = _input(video)
     with torch.no_grad():
-        expected = use_reference_formulation(model)(x)
+        expected = set_formulation(model, "reference")(x)
         assert_close_to_golden(optimize_for_inference(model)(x), expected)
 
 
@@ -98,14 +100,14 @@ def test_reference_switch_changes_kernels_and_layout_not_parameters_or_outputs()
     with torch.no_grad():
         default_map, default_out = model.patch_embed1(x), model(x)
     assert not default_map.is_contiguous() and default_map.is_contiguous(memory_format=torch.channels_last_3d)
-    use_reference_formulation(model)
-    assert not any(m.fused_attn for m in model.modules() if isinstance(m, Attention))
+    set_formulation(model, "reference")
+    assert all(m.formulation == "reference" for m in model.modules() if isinstance(m, Attention))
     with torch.no_grad():
         assert model.patch_embed1(x).is_contiguous()
         reference_out = model(x)
     assert (reference_out - default_out).abs().max() <= 1e-4 * default_out.abs().max()
-    use_reference_formulation(model, enable=False)
-    assert all(m.fused_attn for m in model.modules() if isinstance(m, Attention))
+    set_formulation(model, "fast")
+    assert all(m.formulation == "fast" for m in model.modules() if isinstance(m, Attention))
     with torch.no_grad():
         assert not model.patch_embed1(x).is_contiguous()
     assert {k: v.shape for k, v in model.state_dict().items()} == keys
@@ -134,3 +136,23 @@ def test_chunked_attention_equals_the_fused_kernel(chunk: int) -> None:
     q, k, v = torch.randn(3, 2, 4, 48, 16).unbind(0)
     expected = torch.nn.functional.scaled_dot_product_attention(q, k, v, scale=0.3)
     torch.testing.assert_close(chunked_attention(q, k, v, 0.3, chunk=chunk), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_an_unknown_formulation_is_rejected_by_name() -> None:
+    with pytest.raises(ValueError, match="formulation must be 'reference' or 'fast', got 'official'"):
+        set_formulation(_tiny(False), "official")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"conv_stem": True}], ids=["patch", "conv"])
+def test_modules_fold_their_own_batchnorms_as_timm_reparameterize_model_asks(kwargs: dict) -> None:
+    """timm's ``reparameterize_model`` calls each module's ``reparameterize()``: every BatchNorm but the final
+    one is gone, the output is the same, and folding again changes nothing."""
+    model = _tiny(True, **kwargs)
+    x = _input(True)
+    folded = timm.utils.reparameterize_model(model)
+    assert [name for name, m in folded.named_modules() if isinstance(m, _BatchNorm)] == ["norm"]
+    with torch.no_grad():
+        assert_close_to_golden(folded(x), model(x))
+    state = {k: v.clone() for k, v in folded.state_dict().items()}
+    fold_batchnorms(folded)
+    assert all(torch.equal(value, state[key]) for key, value in folded.state_dict().items())

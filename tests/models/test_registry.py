@@ -205,6 +205,22 @@ def test_pretrained_loads_the_released_file_from_the_hub_cache(offline_hub: Path
         assert torch.equal(model.state_dict()[key], value), key
 
 
+def test_timm_pretrained_fits_a_token_labeling_checkpoint_to_new_classes_and_one_channel(offline_hub: Path) -> None:
+    """timm's own pretrained path (its ``test_model_load_pretrained``): for a new class count both classifiers
+    start afresh, every other weight is the file's, and the stem is adapted to ``in_chans=1`` (summed kernels)."""
+    small = {"depth": (1, 1, 1, 1)}
+    info = uniformer.model_info("uniformer_small_tl")
+    reference = timm.create_model("uniformer_small_tl", **small).state_dict()
+    _fake_hub_cache(offline_hub, info.hub_repo, info.releases[0].checkpoint_file, reference)
+    model = timm.create_model("uniformer_small_tl", pretrained=True, in_chans=1, num_classes=5, **small)
+    assert model.head.out_features == model.aux_head.out_features == 5
+    state = model.state_dict()
+    torch.testing.assert_close(state["patch_embed1.proj.weight"], reference["patch_embed1.proj.weight"].sum(1, True))
+    for key, value in reference.items():
+        if not key.startswith(("head.", "aux_head.", "patch_embed1.proj.weight")):
+            assert torch.equal(state[key], value), key
+
+
 def test_pretrained_without_network_says_what_to_fetch(offline_hub: Path) -> None:
     with pytest.raises(FileNotFoundError) as err:
         uniformer.create_model("uniformer_small_k400_8x8", pretrained=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 
 import pytest
+import timm
 import torch
 from timm.optim import create_optimizer_v2
 from timm.optim._param_groups import param_groups_layer_decay
@@ -71,7 +72,7 @@ def test_forward_is_features_then_head() -> None:
         torch.testing.assert_close(model(x), model.head(pooled))
 
 
-def test_token_labeling_eval_and_train_outputs() -> None:
+def test_token_labeling_forward_is_one_tensor_in_both_modes_and_forward_train_gives_the_parts() -> None:
     model = tiny(token_labeling=True)
     x = torch.randn(2, 3, 64, 64)
     model.eval()
@@ -80,9 +81,51 @@ def test_token_labeling_eval_and_train_outputs() -> None:
         tokens = feats.flatten(2).transpose(1, 2)
         expected = model.head(tokens.mean(1)) + 0.5 * model.aux_head(tokens).max(1).values
         torch.testing.assert_close(model(x), expected)
-    model.train()
-    cls, aux = model(x)
+    model.train()  # batch statistics now; no dropout in TINY, so both calls see the same network
+    cls, aux = model.forward_train(x)
     assert cls.shape == (2, 7) and aux.shape == (2, 4, 7)  # 64/32 = 2x2 tokens
+    out = model(x)
+    torch.testing.assert_close(out, cls + 0.5 * aux.max(1).values)
+    out.sum().backward()  # the default training output reaches both heads
+    assert model.head.weight.grad.abs().sum() > 0 and model.aux_head.weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="token-labeling model"):
+        tiny().forward_train(x)
+
+
+@pytest.mark.parametrize("video", [False, True], ids=["image", "video"])
+def test_no_global_pool_returns_the_final_map_from_the_constructor_and_reset_classifier(video: bool) -> None:
+    x = torch.randn(2, 3, 4, 64, 64) if video else torch.randn(2, 3, 64, 64)
+    unpooled = (2, 128, 2, 2, 2) if video else (2, 128, 2, 2)
+    built = tiny(video=video, num_classes=0, global_pool="").eval()
+    reset = tiny(video=video).eval()
+    with torch.no_grad():
+        torch.testing.assert_close(built(x), built.forward_features(x), rtol=0, atol=0)
+        assert built(x).shape == unpooled
+        reset.reset_classifier(0, "")
+        assert reset.num_classes == 0 and reset(x).shape == unpooled
+        reset.reset_classifier(0)  # None keeps the pooling
+        assert reset(x).shape == unpooled
+        reset.reset_classifier(0, "avg")
+        torch.testing.assert_close(reset(x), reset.forward_features(x).flatten(2).mean(-1))
+
+
+def test_timm_create_model_passes_global_pool_through() -> None:
+    model = timm.create_model("uniformer_small", num_classes=0, global_pool="", depth=(1, 1, 1, 1)).eval()
+    with torch.no_grad():
+        assert model(torch.randn(1, 3, 64, 64)).shape == (1, 512, 2, 2)
+
+
+def test_global_pool_values_and_the_classifier_they_need_are_checked() -> None:
+    with pytest.raises(ValueError, match="global_pool must be 'avg' or '', got 'max'"):
+        tiny(global_pool="max")
+    with pytest.raises(ValueError, match="needs num_classes=0, got 7"):
+        tiny(global_pool="")
+    model = tiny(num_classes=0, global_pool="")
+    with pytest.raises(ValueError, match="needs num_classes=0, got 5"):
+        model.reset_classifier(5)
+    assert model.global_pool == "" and model.num_classes == 0  # a refused reset changes nothing
+    model.reset_classifier(5, "avg")
+    assert model.global_pool == "avg" and model.head.out_features == 5
 
 
 def test_stage_feature_maps_have_strides_4_8_16_32() -> None:
@@ -194,3 +237,16 @@ def test_bf16_training_gradients_are_finite_on_channels_last_maps(block_type: st
         bad = [name for name, p in block.named_parameters() if not torch.isfinite(p.grad).all()]
         assert not bad and torch.isfinite(x.grad).all(), bad
         block.zero_grad(set_to_none=True)
+
+
+@pytest.mark.parametrize("video", [False, True], ids=["image", "video-split"])
+def test_symbolic_trace_gives_the_same_outputs_and_keeps_the_input_check(video: bool) -> None:
+    """torch.fx (timm's FX feature extraction) traces the model; the dtype/device-dependent kernels and the input
+    check stay calls in the graph, so the traced module computes the same logits and still refuses bad shapes."""
+    model = tiny(video=video, split=video, token_labeling=not video).eval()
+    traced = torch.fx.symbolic_trace(model)
+    x = torch.randn(1, 3, 4, 64, 64) if video else torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(traced(x), model(x))
+    with pytest.raises(ValueError, match="multiples of 32"):
+        traced(x[..., :60])

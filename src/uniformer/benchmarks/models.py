@@ -3,9 +3,9 @@
 Ratios on a shared or throttled machine are only meaningful when the variants run under the same conditions,
 so every benchmark here builds all of its variants first and then times them *interleaved*: one call of each
 variant per round, after a warm-up round, and reports the median and the spread (min-max) over the rounds.
-The baseline ("plain") is this package's model with :func:`uniformer.use_reference_formulation` (attention as
-the official code spells it, maps in the official contiguous layout); the golden tests prove it reproduces the
-official outputs.
+The baseline ("plain") is this package's model in the ``"reference"`` formulation (:func:`uniformer.set_formulation`:
+attention as the official code spells it, maps in the official contiguous layout); the golden tests prove it
+reproduces the official outputs.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from uniformer.models.complexity import count_gmacs
 from uniformer.models.optimize import InplaceGELU, PrepareInput, optimize_for_inference
 from uniformer.models.registry import create_model, model_info
-from uniformer.models.uniformer import Attention, use_reference_formulation
+from uniformer.models.uniformer import Attention, set_formulation
 
 __all__ = [
     "BenchmarkTable",
@@ -270,7 +270,7 @@ def _input_shape(name: str, batch_size: int, img_size: int | None, num_frames: i
 
 def _plain_model(name: str, seed: int = 0) -> nn.Module:
     torch.manual_seed(seed)
-    return use_reference_formulation(create_model(name).eval())
+    return set_formulation(create_model(name).eval(), "reference")
 
 
 def _gmacs_per_view(model: nn.Module, shape: tuple[int, ...]) -> float:
@@ -305,7 +305,7 @@ def run_model_benchmark(
     if ablation:
         layout = torch.channels_last_3d if len(shape) == 5 else torch.channels_last
         models["+ SDPA"] = _fused_attention_only(copy.deepcopy(plain))
-        models["+ SDPA + channels-last maps"] = use_reference_formulation(copy.deepcopy(plain), enable=False)
+        models["+ SDPA + channels-last maps"] = set_formulation(copy.deepcopy(plain), "fast")
         models["+ channels-last weights and input"] = copy.deepcopy(models["+ SDPA + channels-last maps"])
         models["+ channels-last weights and input"].to(memory_format=layout)
         models["+ channels-last weights and input"].register_forward_pre_hook(PrepareInput(torch.float32, layout))
@@ -346,7 +346,7 @@ def _fused_attention_only(model: nn.Module) -> nn.Module:
     """The reference formulation with only the attention kernel swapped for SDPA (official layout kept)."""
     for module in model.modules():
         if isinstance(module, Attention):
-            module.fused_attn = True
+            module.set_formulation("fast")
     return model
 
 
@@ -384,8 +384,7 @@ def run_train_benchmark(
     plain = _plain_model(name).to(dev).train()
     labels = torch.randint(0, plain.num_classes, (batch_size,), device=dev)
     fast, checkpointed, mixed = (
-        use_reference_formulation(_plain_model(name), enable=False).to(dev, memory_format=layout).train()
-        for _ in range(3)
+        set_formulation(_plain_model(name), "fast").to(dev, memory_format=layout).train() for _ in range(3)
     )
     checkpointed.set_grad_checkpointing(True)
 

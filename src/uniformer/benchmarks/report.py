@@ -192,8 +192,8 @@ def run_all(
         "",
         "All variants of a table run interleaved in one process (one warm-up round, then one call of each variant "
         "per round); medians with min-max spread. *plain* is this package's model with the official formulation "
-        "(`use_reference_formulation`: explicit attention, patch-embedding maps copied to contiguous memory as "
-        "the official `PatchEmbed` does), which the golden tests tie to the "
+        "(`set_formulation(model, 'reference')`: explicit attention, patch-embedding maps copied to contiguous "
+        "memory as the official `PatchEmbed` does), which the golden tests tie to the "
         "official outputs. *optimized* is `optimize_for_inference` (BatchNorm folded, SDPA, channels-last, dtype). "
         "Random weights. Peak extra RSS is the process' resident high-water mark during one call minus the resident "
         "size before it (free heap returned first with `malloc_trim`; Linux `/proc/self/clear_refs`). The training "

@@ -19,7 +19,7 @@ import math
 import random
 from typing import Literal, Protocol
 
-import numpy as np
+import torch
 
 SamplingMode = Literal["dense", "segment"]
 
@@ -47,16 +47,22 @@ def clip_indices(
 
     Dense (``stride`` required)::
 
-        window = stride * num_frames * fps / target_fps          # frames of the video the clip spans
+        window = stride * num_frames                       if fps == target_fps (decord path)
+               = stride * num_frames / target_fps * fps    otherwise (PyAV path; float64, in this order)
         delta  = max(num_video_frames - window, 0)
         start  = uniform(0, delta)                  if train
                = floor(delta / 2)                   if num_clips == 1
                = clip_idx * floor(delta / (num_clips - 1))   otherwise
-        indices = int(clamp(linspace(start, start + window - 1, num_frames), 0, num_video_frames - 1))
+        indices = clamp(torch.linspace(start, start + window - 1, num_frames), 0, num_video_frames - 1).long()
 
-    With the defaults ``fps == target_fps`` the window is ``stride * num_frames`` frames, which is what the
-    released UniFormer Kinetics models were trained and tested with (their decord path ignores the video's frame
-    rate); pass the video's real ``fps`` to resample to ``target_fps`` as PySlowFast's PyAV path does.
+    The points are computed as the official ``temporal_sampling`` does, by ``torch.linspace`` in float32 and
+    truncated: where a point lies on an integer in exact arithmetic, float32 may land just below it and take the
+    frame before, as the official code does (100 frames at 25 fps, 8x4 at 30 fps, clip 5 of 10: frame 61, not
+    62). With the defaults ``fps == target_fps`` the window is the integer
+    ``stride * num_frames``, which is what the released UniFormer Kinetics models were trained and tested with
+    (their decord path ignores the video's frame rate; PyAV's expression can exceed that integer by a rounding
+    error, e.g. 7 * 8 / 25 * 25); pass the video's real ``fps`` to resample to ``target_fps`` as PySlowFast's
+    PyAV path does.
 
     Segment (``stride`` ignored)::
 
@@ -93,16 +99,16 @@ def clip_indices(
             raise ValueError(f"dense sampling needs stride >= 1, got {stride}")
         if fps <= 0 or target_fps <= 0:
             raise ValueError(f"fps and target_fps must be positive, got fps={fps}, target_fps={target_fps}")
-        window = stride * num_frames * fps / target_fps
-        delta = max(num_video_frames - window, 0.0)
+        window = stride * num_frames if fps == target_fps else stride * num_frames / target_fps * fps
+        delta = max(num_video_frames - window, 0)
         if train:
-            start = rand.uniform(0.0, delta)
+            start = rand.uniform(0, delta)
         elif num_clips == 1:
             start = math.floor(delta / 2)
         else:
             start = clip_idx * math.floor(delta / (num_clips - 1))
-        points = np.linspace(start, start + window - 1, num_frames)
-        return [int(p) for p in np.clip(points, 0, num_video_frames - 1)]
+        points = torch.linspace(start, start + window - 1, num_frames, dtype=torch.float32)
+        return torch.clamp(points, 0, num_video_frames - 1).long().tolist()
     if mode == "segment":
         seg = (num_video_frames - 1) / num_frames
         bounds = [(round(seg * i), round(seg * (i + 1))) for i in range(num_frames)]

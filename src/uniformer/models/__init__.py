@@ -14,11 +14,11 @@ from uniformer.models.convert import convert_checkpoint
 from uniformer.models.optimize import fold_batchnorms, optimize_for_inference
 from uniformer.models.registry import DATASETS, ModelInfo, Release, create_model, list_models, model_info
 from uniformer.models.segmentor import UniFormerSegmentor, build_segmentor
-from uniformer.models.uniformer import UniFormer, use_reference_formulation
+from uniformer.models.uniformer import UniFormer, set_formulation
 
 __all__ = [
     "UniFormer",
-    "use_reference_formulation",
+    "set_formulation",
     "CheckpointError",
     "CheckpointFile",
     "checkpoint_filter_fn",

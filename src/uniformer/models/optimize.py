@@ -15,67 +15,22 @@ import torch
 import torch.nn as nn
 from timm.layers import Mlp
 
-from uniformer.models.uniformer import ConvEmbed, ConvMlp, LocalBlock, UniFormer, use_reference_formulation
+from uniformer.models.uniformer import ConvEmbed, ConvMlp, LocalBlock, UniFormer, set_formulation
 
 __all__ = ["optimize_for_inference", "fold_batchnorms", "InplaceGELU", "PrepareInput"]
-
-_BatchNorm = nn.modules.batchnorm._BatchNorm
-
-
-def _bn_scale_shift(norm: _BatchNorm) -> tuple[torch.Tensor, torch.Tensor]:
-    """Eval-mode BatchNorm as ``x * scale + shift`` per channel."""
-    scale = torch.rsqrt(norm.running_var + norm.eps)
-    if norm.weight is not None:
-        scale = scale * norm.weight
-    shift = -norm.running_mean * scale
-    if norm.bias is not None:
-        shift = shift + norm.bias
-    return scale, shift
-
-
-def _conv_bias(conv: nn.Module) -> torch.Tensor:
-    if conv.bias is None:
-        conv.bias = nn.Parameter(torch.zeros(conv.out_channels, dtype=conv.weight.dtype, device=conv.weight.device))
-    return conv.bias
-
-
-@torch.no_grad()
-def _fold_into_next_pointwise(norm: _BatchNorm, conv: nn.Module) -> None:
-    """``conv(norm(x))`` -> ``conv'(x)``: exact for a 1x1 convolution, which sees no zero padding."""
-    scale, shift = _bn_scale_shift(norm)
-    weight = conv.weight.flatten(1)
-    _conv_bias(conv).add_(weight @ shift)
-    conv.weight.mul_(scale.view(1, -1, *([1] * (conv.weight.ndim - 2))))
-
-
-@torch.no_grad()
-def _fold_into_previous_conv(conv: nn.Module, norm: _BatchNorm) -> None:
-    """``norm(conv(x))`` -> ``conv'(x)``: exact for any convolution (the norm acts per output channel)."""
-    scale, shift = _bn_scale_shift(norm)
-    bias = _conv_bias(conv)
-    bias.mul_(scale).add_(shift)
-    conv.weight.mul_(scale.view(-1, *([1] * (conv.weight.ndim - 1))))
 
 
 def fold_batchnorms(model: nn.Module) -> nn.Module:
     """Fold the eval-mode BatchNorms of local blocks and convolutional stems into their convolutions, in place.
 
-    A local block normalises right before a point-wise convolution (``conv1`` and ``mlp.fc1``), and the
-    convolutional stem normalises right after each convolution, so those norms disappear into the weights.
-    The final BatchNorm stays: the pooled features (``forward_features``) are defined after it.
+    Each such module knows how (its ``reparameterize`` method, the name timm's ``reparameterize_model`` calls):
+    a local block normalises right before a point-wise convolution, the convolutional stem right after each
+    convolution. The final BatchNorm stays: the pooled features (``forward_features``) are defined after it.
     The result only makes sense in eval mode (the running statistics are baked in).
     """
     for module in model.modules():
-        if isinstance(module, LocalBlock):
-            _fold_into_next_pointwise(module.norm1, module.conv1)
-            _fold_into_next_pointwise(module.norm2, module.mlp.fc1)
-            module.norm1, module.norm2 = nn.Identity(), nn.Identity()
-        elif isinstance(module, ConvEmbed):
-            layers = list(module.proj)
-            for i, layer in enumerate(layers):
-                if isinstance(layer, _BatchNorm):
-                    _fold_into_previous_conv(layers[i - 1], layer)
-                    module.proj[i] = nn.Identity()
+        if isinstance(module, (LocalBlock, ConvEmbed)):
+            module.reparameterize()
     return model
 
 
@@ -113,7 +68,8 @@ def optimize_for_inference(model: UniFormer, dtype: torch.dtype = torch.float32,
     """A faster copy of ``model`` for inference; ``model`` itself is left as it is.
 
     The copy is in eval mode with BatchNorms folded (:func:`fold_batchnorms`), MLP activations computed in
-    place (:class:`InplaceGELU`), fused attention
+    place (:class:`InplaceGELU`), the ``"fast"`` formulation (:func:`~uniformer.models.uniformer.set_formulation`):
+    fused attention
     (``F.scaled_dot_product_attention``; for bf16 on CPU :func:`~uniformer.models.uniformer.chunked_attention`,
     which is faster there), weights in ``dtype`` and in channels-last layout (the layout oneDNN's convolutions
     prefer, in which the attention blocks' map-to-token reshapes are free views), and a forward pre-hook that
@@ -127,7 +83,7 @@ def optimize_for_inference(model: UniFormer, dtype: torch.dtype = torch.float32,
     """
     if dtype not in (torch.float32, torch.bfloat16):
         raise ValueError(f"dtype must be torch.float32 or torch.bfloat16, got {dtype}")
-    fast = use_reference_formulation(fold_batchnorms(copy.deepcopy(model).eval()), enable=False)
+    fast = set_formulation(fold_batchnorms(copy.deepcopy(model).eval()), "fast")
     _inplace_mlp_activations(fast)
     memory_format = torch.channels_last_3d if fast.video else torch.channels_last
     fast = fast.to(dtype=dtype, memory_format=memory_format)

@@ -616,7 +616,8 @@ def _timm_cfg(info: ModelInfo, release: Release) -> dict[str, Any]:
         mean=info.mean,
         std=info.std,
         first_conv="patch_embed1.proj.0" if info.model_args.get("conv_stem") else "patch_embed1.proj",
-        classifier="head",
+        # timm drops these for a new class count; a token-labeling model has two classifiers
+        classifier=("head", "aux_head") if info.model_args.get("token_labeling") else "head",
         license="mit",
         paper_ids="arXiv:2201.09450",
         origin_url="https://github.com/Sense-X/UniFormer",

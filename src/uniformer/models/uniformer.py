@@ -44,7 +44,8 @@ __all__ = [
     "Attention",
     "AttentionMode",
     "chunked_attention",
-    "use_reference_formulation",
+    "Formulation",
+    "set_formulation",
 ]
 
 # LayerNorm epsilon inside the blocks (official ``partial(nn.LayerNorm, eps=1e-6)``); the patch embeddings
@@ -52,6 +53,10 @@ __all__ = [
 _BLOCK_NORM_EPS = 1e-6
 LayerScale = Literal["none", "global", "all"]
 AttentionMode = Literal["global", "window", "hybrid"]
+# How the modules with two ways of computing the same result run: "reference" the way the official code does
+# (the baseline of the golden tests and benchmarks), "fast" this package's default. See :func:`set_formulation`.
+Formulation = Literal["reference", "fast"]
+_BatchNorm = nn.modules.batchnorm._BatchNorm
 
 
 def _conv_cls(video: bool) -> type[nn.Module]:
@@ -68,7 +73,23 @@ def _size(spatial: int, temporal: int, video: bool) -> tuple[int, ...]:
 
 
 def _depthwise(conv: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """Apply a depthwise 3-D convolution, working around a PyTorch CPU bug in bf16 training.
+    """Apply the depthwise convolution ``conv`` to ``x`` through :func:`_depthwise_conv`."""
+    return _depthwise_conv(x, conv.weight, conv.bias, conv.stride, conv.padding, conv.dilation, conv.groups)
+
+
+# torch.fx.wrap: symbolic tracing (timm's FX feature extraction) keeps this call as one graph node, run on real
+# tensors, since the branch depends on dtype and device, which a traced proxy does not have.
+@torch.fx.wrap
+def _depthwise_conv(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    stride: tuple[int, ...],
+    padding: tuple[int, ...],
+    dilation: tuple[int, ...],
+    groups: int,
+) -> torch.Tensor:
+    """Apply a depthwise 2-D or 3-D convolution, working around a PyTorch CPU bug in 3-D bf16 training.
 
     On CPU, the bf16 weight gradient of a depthwise ``Conv3d`` whose input is channels-last (as the maps here
     are after a LayerNorm or the token layout) reads uninitialised memory for some shapes: measured with torch
@@ -79,25 +100,67 @@ def _depthwise(conv: nn.Module, x: torch.Tensor) -> torch.Tensor:
     computed on CPU in bf16, these convolutions run in fp32 and return the dtype bf16 would have given;
     inference and fp32 training are untouched. ``tests/models/test_uniformer.py`` shows the fix.
     """
+    if x.ndim == 4:
+        return F.conv2d(x, weight, bias, stride, padding, dilation, groups)
     autocast = torch.is_autocast_enabled("cpu")
     if not (
-        x.ndim == 5
-        and x.device.type == "cpu"
+        x.device.type == "cpu"
         and torch.is_grad_enabled()
-        and (x.requires_grad or conv.weight.requires_grad)
+        and (x.requires_grad or weight.requires_grad)
         and (x.dtype == torch.bfloat16 or autocast)
     ):
-        return conv(x)
+        return F.conv3d(x, weight, bias, stride, padding, dilation, groups)
     out_dtype = torch.get_autocast_dtype("cpu") if autocast else x.dtype
-    bias = None if conv.bias is None else conv.bias.float()
+    bias = None if bias is None else bias.float()
     with torch.autocast("cpu", enabled=False):
-        out = F.conv3d(x.float(), conv.weight.float(), bias, conv.stride, conv.padding, conv.dilation, conv.groups)
+        out = F.conv3d(x.float(), weight.float(), bias, stride, padding, dilation, groups)
     return out.to(out_dtype)
 
 
 def _channels_last_norm(norm: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """Apply a LayerNorm over the channel dimension of an (N, C, *spatial) map."""
     return norm(x.movedim(1, -1)).movedim(-1, 1)
+
+
+def _checked_formulation(formulation: str) -> Formulation:
+    if formulation not in ("reference", "fast"):
+        raise ValueError(f"formulation must be 'reference' or 'fast', got {formulation!r}")
+    return formulation  # type: ignore[return-value]
+
+
+def _bn_scale_shift(norm: _BatchNorm) -> tuple[torch.Tensor, torch.Tensor]:
+    """Eval-mode BatchNorm as ``x * scale + shift`` per channel."""
+    scale = torch.rsqrt(norm.running_var + norm.eps)
+    if norm.weight is not None:
+        scale = scale * norm.weight
+    shift = -norm.running_mean * scale
+    if norm.bias is not None:
+        shift = shift + norm.bias
+    return scale, shift
+
+
+def _conv_bias(conv: nn.Module) -> torch.Tensor:
+    if conv.bias is None:
+        conv.bias = nn.Parameter(torch.zeros(conv.out_channels, dtype=conv.weight.dtype, device=conv.weight.device))
+    return conv.bias
+
+
+@torch.no_grad()
+def _fold_into_next_pointwise(norm: _BatchNorm, conv: nn.Module) -> None:
+    """``conv(norm(x))`` -> ``conv'(x)``: exact for a 1x1 convolution, which sees no zero padding."""
+    scale, shift = _bn_scale_shift(norm)
+    weight = conv.weight.flatten(1)
+    _conv_bias(conv).add_(weight @ shift)
+    conv.weight.mul_(scale.view(1, -1, *([1] * (conv.weight.ndim - 2))))
+
+
+@torch.no_grad()
+def _fold_into_previous_conv(conv: nn.Module, norm: _BatchNorm) -> None:
+    """``norm(conv(x))`` -> ``conv'(x)``: exact for any convolution (the norm acts per output channel)."""
+    scale, shift = _bn_scale_shift(norm)
+    bias = _conv_bias(conv)
+    bias.mul_(scale).add_(shift)
+    conv.weight.mul_(scale.view(-1, *([1] * (conv.weight.ndim - 1))))
 
 
 class PatchEmbed(nn.Module):
@@ -109,11 +172,8 @@ class PatchEmbed(nn.Module):
     The normalised map is returned channels-last in memory (a free view of the LayerNorm output), which gives
     the depthwise convolutions of the next local blocks their fast kernels (5-10x faster forward + backward
     in fp32 on CPU than contiguous maps). The official ``PatchEmbed`` copies it to a contiguous map
-    (``.permute(...).contiguous()``); ``official_layout = True`` does the same, for the reference
-    formulation the benchmarks measure against (:func:`use_reference_formulation`).
+    (``.permute(...).contiguous()``); the ``"reference"`` formulation does the same (:meth:`set_formulation`).
     """
-
-    official_layout = False
 
     def __init__(
         self,
@@ -125,6 +185,7 @@ class PatchEmbed(nn.Module):
         temporal_stride: int = 1,
     ) -> None:
         super().__init__()
+        self.formulation: Formulation = "fast"
         self.norm = nn.LayerNorm(embed_dim)
         self.proj = _conv_cls(video)(
             in_chans,
@@ -134,9 +195,13 @@ class PatchEmbed(nn.Module):
             padding=_size(0, temporal_kernel // 2, video),
         )
 
+    def set_formulation(self, formulation: Formulation) -> None:
+        """``"reference"``: return a contiguous map, as the official code; ``"fast"``: the channels-last view."""
+        self.formulation = _checked_formulation(formulation)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = _channels_last_norm(self.norm, self.proj(x))
-        return x.contiguous() if self.official_layout else x
+        return x.contiguous() if self.formulation == "reference" else x
 
 
 class ConvEmbed(nn.Module):
@@ -168,6 +233,17 @@ class ConvEmbed(nn.Module):
         else:
             layers = [down(in_chans, embed_dim, False)]
         self.proj = nn.Sequential(*layers, norm(embed_dim))
+
+    def reparameterize(self) -> None:
+        """Fold each eval-mode BatchNorm into the convolution before it, in place (timm's ``reparameterize``).
+
+        Exact: the norm acts per output channel of that convolution. The running statistics are baked in, so
+        the result is for inference only; calling it again changes nothing.
+        """
+        for i, layer in enumerate(self.proj):
+            if isinstance(layer, _BatchNorm):
+                _fold_into_previous_conv(self.proj[i - 1], layer)
+                self.proj[i] = nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.proj(x)
@@ -227,6 +303,18 @@ class LocalBlock(nn.Module):
             param = None if init_value is None else nn.Parameter(torch.full(shape, float(init_value)))
             self.register_parameter(name, param)
 
+    def reparameterize(self) -> None:
+        """Fold the eval-mode BatchNorms into the point-wise convolutions right after them, in place.
+
+        ``norm1`` goes into ``conv1`` and ``norm2`` into ``mlp.fc1`` (timm's ``reparameterize``); exact because a
+        1x1 convolution sees no zero padding. The running statistics are baked in, so the result is for
+        inference only; calling it again changes nothing.
+        """
+        for norm, conv in (("norm1", self.conv1), ("norm2", self.mlp.fc1)):
+            if isinstance(getattr(self, norm), _BatchNorm):
+                _fold_into_next_pointwise(getattr(self, norm), conv)
+                setattr(self, norm, nn.Identity())
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x + _depthwise(self.pos_embed, x)
         x = x + self.drop_path(_layer_scale(self.gamma_1, self.conv2(_depthwise(self.attn, self.conv1(self.norm1(x))))))
@@ -261,12 +349,28 @@ def chunked_attention(
     return torch.cat(blocks, dim=-2)
 
 
+# torch.fx.wrap: the kernel depends on dtype and device, which a traced proxy does not have (see _depthwise_conv).
+@torch.fx.wrap
+def _fused_attention(qkv: torch.Tensor, scale: float, dropout_p: float, inference: bool) -> torch.Tensor:
+    """softmax(q k^T * scale) v of a stacked (3, B, heads, N, d) ``qkv`` with a fused kernel.
+
+    :func:`chunked_attention` for bf16 inference on CPU, where it is faster; ``F.scaled_dot_product_attention``
+    otherwise.
+    """
+    if inference and qkv.dtype == torch.bfloat16 and qkv.device.type == "cpu":
+        # One copy to (3, B, heads, N, d) here spares a copy of q, k^T and v in every block of queries.
+        q, k, v = qkv.contiguous().unbind(0)
+        return chunked_attention(q, k, v, scale)
+    q, k, v = qkv.unbind(0)
+    return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, scale=scale)
+
+
 class Attention(nn.Module):
     """Multi-head self-attention over tokens (B, N, C), parameters ``qkv`` and ``proj`` as official.
 
-    ``fused_attn`` (default) computes softmax(q k^T * scale) v with ``F.scaled_dot_product_attention`` (with
-    :func:`chunked_attention` for bf16 inference on CPU, where that is faster);
-    ``fused_attn = False`` spells the official formula out (q @ k^T, scale, softmax, @ v). Both agree to
+    The ``"fast"`` formulation (default) computes softmax(q k^T * scale) v with
+    ``F.scaled_dot_product_attention`` (with :func:`chunked_attention` for bf16 inference on CPU, where that is
+    faster); ``"reference"`` spells the official formula out (q @ k^T, scale, softmax, @ v). Both agree to
     float rounding; the explicit form exists as the reference the fused one is tested against.
     """
 
@@ -284,26 +388,23 @@ class Attention(nn.Module):
             raise ValueError(f"attention width {dim} is not divisible by its {num_heads} heads")
         self.num_heads = num_heads
         self.scale = qk_scale or (dim // num_heads) ** -0.5
-        self.fused_attn = True
+        self.formulation: Formulation = "fast"
         self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
         self.attn_drop = nn.Dropout(attn_drop)
         self.proj = nn.Linear(dim, dim)
         self.proj_drop = nn.Dropout(proj_drop)
 
+    def set_formulation(self, formulation: Formulation) -> None:
+        """``"reference"``: the explicit official formula; ``"fast"``: the fused (or chunked) kernel."""
+        self.formulation = _checked_formulation(formulation)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, n, c = x.shape
         qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, c // self.num_heads).permute(2, 0, 3, 1, 4)
-        chunked = self.fused_attn and not self.training and qkv.dtype == torch.bfloat16 and qkv.device.type == "cpu"
-        if chunked:
-            # One copy to (3, B, heads, N, d) here spares a copy of q, k^T and v in every block of queries.
-            qkv = qkv.contiguous()
-        q, k, v = qkv.unbind(0)
-        if chunked:
-            x = chunked_attention(q, k, v, self.scale)
-        elif self.fused_attn:
-            dropout = self.attn_drop.p if self.training else 0.0
-            x = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, scale=self.scale)
+        if self.formulation == "fast":
+            x = _fused_attention(qkv, self.scale, self.attn_drop.p if self.training else 0.0, not self.training)
         else:
+            q, k, v = qkv.unbind(0)
             attn = self.attn_drop((q @ k.transpose(-2, -1) * self.scale).softmax(dim=-1))
             x = attn @ v
         return self.proj_drop(self.proj(x.transpose(1, 2).reshape(b, n, c)))
@@ -397,22 +498,56 @@ class GlobalBlock(nn.Module):
         return tokens.reshape(b, t * h * w, c)
 
 
-def use_reference_formulation(model: nn.Module, enable: bool = True) -> nn.Module:
-    """Switch ``model`` to the official formulation (``enable=True``) or back, in place; returns ``model``.
+def set_formulation(model: nn.Module, formulation: Formulation) -> nn.Module:
+    """Run every module of ``model`` that has two formulations in ``formulation``, in place; returns ``model``.
 
-    The reference formulation computes what the official code computes, the way it computes it: attention
-    spelled out (q @ k^T, scale, softmax, @ v) and the patch embeddings' maps copied to contiguous memory
-    (official ``PatchEmbed``: ``.permute(...).contiguous()``), so the local blocks' depthwise convolutions run
-    on the layout the official model gives them. The golden tests prove that it reproduces the official
-    outputs, so it is the baseline that the benchmarks compare faster variants against. Parameters are
-    untouched.
+    ``"reference"`` computes what the official code computes, the way it computes it: attention spelled out
+    (q @ k^T, scale, softmax, @ v) and the patch embeddings' maps copied to contiguous memory (official
+    ``PatchEmbed``: ``.permute(...).contiguous()``), so the local blocks' depthwise convolutions run on the
+    layout the official model gives them. The golden tests prove that it reproduces the official outputs, so it
+    is the baseline that the benchmarks compare faster variants against. ``"fast"`` (the default of a new model)
+    uses fused attention and keeps the maps channels-last. Each module decides what the name means for it
+    (its ``set_formulation`` method); parameters are untouched.
     """
+    formulation = _checked_formulation(formulation)
     for module in model.modules():
-        if isinstance(module, Attention):
-            module.fused_attn = not enable
-        elif isinstance(module, PatchEmbed):
-            module.official_layout = enable
+        if isinstance(module, (Attention, PatchEmbed)):
+            module.set_formulation(formulation)
     return model
+
+
+# torch.fx.wrap: a traced proxy has no shape or dtype to check; the graph keeps the call and checks real inputs.
+@torch.fx.wrap
+def _check_input(x: torch.Tensor, video: bool, in_chans: int, dense: bool = False) -> None:
+    layout = "(B, C, T, H, W)" if video else "(B, C, H, W)"
+    kind = "video" if video else "image"
+    if not isinstance(x, torch.Tensor):
+        raise ValueError(f"expected a {kind} tensor {layout}, got {type(x).__name__}")
+    # dense backbones take any size whose stride-32 map is not empty (official: strided convolutions floor)
+    sizes = "H and W at least 32" if dense else "H and W multiples of 32"
+    expected = f"a {kind} batch {layout} with C={in_chans}, {sizes}"
+    if video:
+        expected += " and an even T"
+    if x.ndim != (5 if video else 4) or x.shape[1] != in_chans:
+        raise ValueError(f"expected {expected}; got shape {tuple(x.shape)}")
+    if not x.is_floating_point():
+        raise ValueError(f"expected a floating-point (normalised) {kind} tensor, got dtype {x.dtype}")
+    h, w = x.shape[-2:]
+    bad_size = min(h, w) < 32 if dense else bool(h % 32 or w % 32 or h == 0 or w == 0)
+    if bad_size or (video and x.shape[2] % 2):
+        raise ValueError(f"expected {expected}; got shape {tuple(x.shape)}")
+
+
+def _checked_pool(global_pool: str, num_classes: int) -> str:
+    if global_pool not in ("", "avg"):
+        raise ValueError(
+            f"UniFormer pools by averaging or not at all: global_pool must be 'avg' or '', got {global_pool!r}"
+        )
+    if global_pool == "" and num_classes > 0:
+        raise ValueError(
+            f"global_pool='' (no pooling) leaves no vector to classify; it needs num_classes=0, got {num_classes}"
+        )
+    return global_pool
 
 
 @contextmanager
@@ -459,13 +594,15 @@ class UniFormer(nn.Module):
         qk_scale: override of the attention scale head_dim ** -0.5.
         in_chans: input channels.
         num_classes: classifier outputs; 0 gives a model without head (features only).
+        global_pool: ``"avg"`` averages the final map over all positions before the head; ``""`` (timm's "no
+            pooling", only with ``num_classes=0``) makes ``forward`` return the map (B, C, [T,] H/32, W/32).
         video: 3-D network (Conv3d, BatchNorm3d; the stem halves time) instead of 2-D.
         conv_stem: overlapping convolutional patch embeddings (S+ models) instead of patch + LayerNorm.
         layer_scale: where learnable per-channel residual scales go: ``"none"``, ``"global"`` (attention
             blocks, ``uniformer_base_ls``) or ``"all"`` (both block types, ``uniformer_large_ls``).
         ls_init_value: initial value of the layer scales (official 1e-6).
         split: divided space-time attention in stages 3-4 (videos only).
-        token_labeling: add the token-labeling ``aux_head`` (see :meth:`forward_head`).
+        token_labeling: add the token-labeling ``aux_head`` (see :meth:`forward_head` and :meth:`forward_train`).
         drop_rate: dropout after the stem and inside the MLP/projection layers (official semantics).
         attn_drop_rate: dropout on attention weights.
         drop_path_rate: stochastic depth, rising linearly over all blocks to this rate.
@@ -490,6 +627,7 @@ class UniFormer(nn.Module):
         qk_scale: float | None = None,
         in_chans: int = 3,
         num_classes: int = 1000,
+        global_pool: str = "avg",
         video: bool = False,
         conv_stem: bool = False,
         layer_scale: LayerScale = "none",
@@ -525,6 +663,7 @@ class UniFormer(nn.Module):
         self.video = video
         self.in_chans = in_chans
         self.num_classes = 0 if dense else num_classes
+        self.global_pool = _checked_pool(global_pool, self.num_classes)
         self.embed_dim = tuple(embed_dim)
         self.num_features = self.head_hidden_size = embed_dim[-1]
         self.token_labeling = token_labeling
@@ -645,9 +784,12 @@ class UniFormer(nn.Module):
         return self.head
 
     def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
-        """Replace the classifier (and the token-labeling head) by freshly initialised ones."""
-        if global_pool not in (None, "", "avg"):
-            raise ValueError(f"UniFormer pools by averaging; global_pool={global_pool!r} is not supported")
+        """Replace the classifier (and the token-labeling head) by freshly initialised ones.
+
+        ``global_pool`` ``"avg"`` or ``""`` (no pooling, ``num_classes=0`` only) as in the constructor; ``None``
+        keeps the current pooling.
+        """
+        self.global_pool = _checked_pool(self.global_pool if global_pool is None else global_pool, num_classes)
         self.num_classes = num_classes
         heads = ["head", "aux_head"] if self.token_labeling else ["head"]
         for name in heads:
@@ -661,23 +803,7 @@ class UniFormer(nn.Module):
 
     def check_input(self, x: torch.Tensor) -> None:
         """Raise ``ValueError`` unless ``x`` is a float batch this network can take."""
-        layout = "(B, C, T, H, W)" if self.video else "(B, C, H, W)"
-        kind = "video" if self.video else "image"
-        if not isinstance(x, torch.Tensor):
-            raise ValueError(f"expected a {kind} tensor {layout}, got {type(x).__name__}")
-        # dense backbones take any size whose stride-32 map is not empty (official: strided convolutions floor)
-        sizes = "H and W at least 32" if self.dense else "H and W multiples of 32"
-        expected = f"a {kind} batch {layout} with C={self.in_chans}, {sizes}"
-        if self.video:
-            expected += " and an even T"
-        if x.ndim != (5 if self.video else 4) or x.shape[1] != self.in_chans:
-            raise ValueError(f"expected {expected}; got shape {tuple(x.shape)}")
-        if not x.is_floating_point():
-            raise ValueError(f"expected a floating-point (normalised) {kind} tensor, got dtype {x.dtype}")
-        h, w = x.shape[-2:]
-        bad_size = min(h, w) < 32 if self.dense else bool(h % 32 or w % 32 or h == 0 or w == 0)
-        if bad_size or (self.video and x.shape[2] % 2):
-            raise ValueError(f"expected {expected}; got shape {tuple(x.shape)}")
+        _check_input(x, self.video, self.in_chans, self.dense)
 
     def _run_stage(self, index: int, x: torch.Tensor) -> torch.Tensor:
         embed, blocks = self.stages()[index]
@@ -699,24 +825,21 @@ class UniFormer(nn.Module):
             x = self._run_stage(i, x)
         return self.norm(x)
 
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor | tuple[torch.Tensor, ...]:
-        """Average-pool the feature map and classify.
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """Pool the feature map (``global_pool``) and classify; ``pre_logits`` stops after pooling.
 
-        With token labeling, eval mode returns ``head(mean of tokens) + 0.5 * max over tokens of
-        aux_head(tokens)`` (the official test-time output); training mode returns the pair
-        ``(head(mean), aux_head(tokens))`` with per-token logits of shape (B, N, classes).
+        With token labeling the logits are ``head(mean of tokens) + 0.5 * max over tokens of aux_head(tokens)``,
+        the official test-time output, in training mode too (so ``forward`` always returns one tensor, as timm
+        expects); the token-labeling loss needs the two parts apart, which :meth:`forward_train` returns.
         """
         tokens = x.flatten(2).transpose(1, 2)
-        pooled = tokens.mean(dim=1)
+        pooled = tokens.mean(dim=1) if self.global_pool == "avg" else x
         if pre_logits:
             return pooled
         logits = self.head(pooled)
         if not self.token_labeling or self.num_classes == 0:
             return logits
-        aux = self.aux_head(tokens)
-        if self.training:
-            return logits, aux
-        return logits + 0.5 * aux.max(dim=1).values
+        return logits + 0.5 * self.aux_head(tokens).max(dim=1).values
 
     def forward_dense(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """The dense backbone's output: the four stage maps after ``norm1`` .. ``norm4``, channels-first,
@@ -734,6 +857,18 @@ class UniFormer(nn.Module):
         if self.dense:
             return self.forward_dense(x)
         return self.forward_head(self.forward_features(x))
+
+    def forward_train(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The token-labeling training outputs: ``(head(mean of tokens), aux_head(tokens))``.
+
+        Class logits (B, classes) and per-token logits (B, N, classes), N = [T *] H/32 * W/32 in the order of
+        ``x.flatten(2)``: the dense labels of token labeling supervise the second, the class label the first
+        (official ``tlt`` training). Raises ``ValueError`` on a model without token labeling or classifier.
+        """
+        if not self.token_labeling or self.num_classes == 0:
+            raise ValueError("forward_train needs a token-labeling model with a classifier (token_labeling=True)")
+        tokens = self.forward_features(x).flatten(2).transpose(1, 2)
+        return self.head(tokens.mean(dim=1)), self.aux_head(tokens)
 
     def train(self, mode: bool = True) -> UniFormer:
         """Set training mode; with ``norm_eval`` the BatchNorm layers stay in eval mode (frozen statistics)."""
