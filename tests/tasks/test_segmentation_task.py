@@ -300,3 +300,37 @@ def test_tiny_run_trains_evaluates_and_predicts(tmp_path: Path) -> None:
     overlay = write_overlay(image, prediction.label_map, setup.palette, tmp_path / "overlay.png", alpha=1.0)
     colours = np.asarray(Image.open(overlay))
     assert (colours == np.asarray(setup.palette, np.uint8)[prediction.label_map]).all()
+
+
+SEGMENTATION_RECIPES = sorted(
+    (Path(__file__).resolve().parents[2] / "src/uniformer/configs/segmentation").glob("[!_]*")
+)
+
+
+@pytest.fixture(scope="module")
+def ade20k_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("ade20k")
+    for split in ("training", "validation"):
+        (root / "images" / split).mkdir(parents=True)
+        (root / "annotations" / split).mkdir(parents=True)
+        Image.fromarray(np.zeros((300, 400, 3), np.uint8)).save(root / "images" / split / "ADE_1.jpg")
+        Image.fromarray(np.full((300, 400), 3, np.uint8)).save(root / "annotations" / split / "ADE_1.png")
+    return root
+
+
+@pytest.mark.parametrize("path", SEGMENTATION_RECIPES, ids=lambda p: p.stem)
+def test_segmentation_recipe_builds_the_published_model_and_pipeline(path: Path, ade20k_root: Path) -> None:
+    raw = load_config(path)
+    assert raw.reproduces.startswith("Sense-X/UniFormer semantic_segmentation/")
+    assert raw.data.mean is None and raw.data.std is None, "mean/std belong to the zoo entry"
+    cfg = resolve_config(load_config(path, [f"data.root={ade20k_root}", "data.num_workers=0"]))
+    info = model_info(cfg.model.name)
+    with torch.device("meta"):
+        model = TASK.build_model(cfg, cfg.model.num_classes)
+    params = sum(p.numel() for p in model.parameters()) / 1e6
+    assert params == pytest.approx(info.params_m, rel=0.05), "the recipe builds the published architecture"
+    assert (model.auxiliary_head is not None) == (info.decoder == "upernet")
+    item = TASK.build_dataset(cfg, "train")[0]
+    assert item["image"].shape == (3, 512, 512) and set(item["mask"].unique().tolist()) <= {2, 255}
+    test_item = TASK.build_dataset(cfg, "test")[0]
+    assert test_item["image"].shape == (3, 512, 683) and test_item["mask"].shape == (300, 400)  # (2048, 512) bound
