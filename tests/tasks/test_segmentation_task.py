@@ -28,6 +28,7 @@ from uniformer.tasks.segmentation.data import (
     collate_pairs,
     rescale_size,
 )
+from uniformer.tasks.segmentation.demo import background_miou, run_demo
 from uniformer.tasks.segmentation.metrics import IoUAccumulator
 from uniformer.tasks.segmentation.predict import write_overlay
 from uniformer.tasks.segmentation.synth import SHAPE_CLASSES, write_shapes
@@ -334,3 +335,23 @@ def test_segmentation_recipe_builds_the_published_model_and_pipeline(path: Path,
     assert item["image"].shape == (3, 512, 512) and set(item["mask"].unique().tolist()) <= {2, 255}
     test_item = TASK.build_dataset(cfg, "test")[0]
     assert test_item["image"].shape == (3, 512, 683) and test_item["mask"].shape == (300, 400)  # (2048, 512) bound
+
+
+def test_chance_is_the_miou_of_background_everywhere(tmp_path: Path) -> None:
+    # 3 of 4 pixels background, 1 disc: background IoU 3/4, disc IoU 0, other classes absent -> mean 3/8
+    Image.fromarray(np.array([[0, 0], [0, 1]], np.uint8)).save(tmp_path / "a.png")
+    assert background_miou(tmp_path, len(SHAPE_CLASSES)) == pytest.approx(3 / 8)
+
+
+@pytest.mark.timeout(600)
+def test_tiny_demo_writes_its_report_and_consistent_numbers(tmp_path: Path) -> None:
+    out = tmp_path / "demo"
+    tiny = tuple(o for o in TINY if not o.startswith(("data.scale", "data.crop_size")))
+    result = run_demo(out, train_images=8, val_images=2, overrides=(*tiny, "trainer.tensorboard=false"))
+    metrics = json.loads((out / "eval" / "metrics.json").read_text())
+    assert result["metric"] == "miou" and result["value"] == pytest.approx(metrics["miou"] / 100)
+    assert result["chance"] == pytest.approx(background_miou(out / "data" / "masks" / "val", 6))
+    assert json.loads((out / "result.json").read_text()) == result
+    report = (out / "report.md").read_text()
+    assert f"mIoU {metrics['miou']:.2f}%" in report and "![overlay_00000.png](overlay_00000.png)" in report
+    assert Image.open(out / "overlay_00001.png").size == (64, 64)

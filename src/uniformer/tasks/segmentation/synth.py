@@ -1,8 +1,9 @@
 """Synthetic segmentation data: shapes (disc, square, triangle, ring, cross) on textured backgrounds.
 
 Every image has a random background texture (a base colour, a random low-frequency wave and pixel noise) and
-one to three shapes of random size, position and colour, drawn in turn (a later shape covers an earlier one).
-Colour says nothing about the class, so a model must learn the shapes; the ring's hole shows the background.
+one to three shapes of random size, position and colour (at least 100 RGB units from the background's base),
+drawn in turn (a later shape covers an earlier one). Colour says nothing about the class, so a model must learn
+the shapes; the ring's hole shows the background.
 Written in the ``folder`` layout (``images/<split>``, ``masks/<split>``, ``classes.txt``).
 """
 
@@ -41,14 +42,18 @@ def draw_sample(rng: np.random.Generator, size: int = 64) -> tuple[np.ndarray, n
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size
     angle, freq = rng.uniform(0, np.pi), rng.uniform(2, 8)
     wave = np.sin(2 * np.pi * freq * (np.cos(angle) * xx + np.sin(angle) * yy) + rng.uniform(0, 2 * np.pi))
-    image = rng.uniform(40, 215, 3) + rng.uniform(10, 40) * wave[..., None] + rng.normal(0, 8, (size, size, 3))
+    base = rng.uniform(40, 215, 3)
+    image = base + rng.uniform(10, 40) * wave[..., None] + rng.normal(0, 8, (size, size, 3))
     mask = np.zeros((size, size), np.uint8)
     for _ in range(int(rng.integers(1, 4))):
         label = int(rng.integers(1, len(SHAPE_CLASSES)))
         r = rng.uniform(0.12, 0.28) * size
         cy, cx = rng.uniform(r * 0.6, size - r * 0.6, 2)
         region = _shape_mask(SHAPE_CLASSES[label], size, cy, cx, r)
-        image[region] = rng.uniform(0, 255, 3) + rng.normal(0, 8, (int(region.sum()), 3))
+        colour = rng.uniform(0, 255, 3)
+        while np.linalg.norm(colour - base) < 100:  # visible against the background
+            colour = rng.uniform(0, 255, 3)
+        image[region] = colour + rng.normal(0, 8, (int(region.sum()), 3))
         mask[region] = label
     return np.clip(image, 0, 255).astype(np.uint8), mask
 
