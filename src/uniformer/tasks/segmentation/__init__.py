@@ -8,7 +8,6 @@ plain folder layout or ADE20K's (:mod:`.data`), trains with cross entropy on the
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
 from collections.abc import Sequence
@@ -67,20 +66,15 @@ class _Segment(Objective):
         return loss
 
 
-@functools.cache
-def _classes_of(data_format: str, root: str, classes_file: str | None, model: str) -> tuple[str, ...]:
-    if classes_file is None and data_format == "ade20k":
-        return tuple(model_info(model).labels)
-    path = os.path.join(root, classes_file or "classes.txt")
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"config: no class names file {path} (set data.classes_file, relative to data.root)")
-    return tuple(read_classes(path))
-
-
 def _class_names(cfg: DictConfig) -> list[str]:
     """The dataset's class names: ``data.classes_file``, else ``root/classes.txt``, else (ADE20K) the zoo's."""
     data = cfg.data
-    return list(_classes_of(data.format, data.root, data.classes_file, cfg.model.name))
+    if data.classes_file is None and data.format == "ade20k":
+        return model_info(cfg.model.name).labels
+    path = os.path.join(data.root, data.classes_file or "classes.txt")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"config: no class names file {path} (set data.classes_file, relative to data.root)")
+    return read_classes(path)
 
 
 class SegmentationTask(Task):
