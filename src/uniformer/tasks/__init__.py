@@ -14,8 +14,11 @@ from uniformer.tasks.base import Collectives, MetricAccumulator, Metrics, Object
 __all__ = ["TASKS", "Collectives", "MetricAccumulator", "Metrics", "Objective", "Task", "get_task", "task_for_model"]
 
 # task name -> module holding ``TASK``; and the zoo's ``ModelInfo.task`` values each task serves
-TASKS: dict[str, str] = {"classification": "uniformer.tasks.classification"}
-_ZOO_TASKS: dict[str, str] = {"image": "classification", "video": "classification"}
+TASKS: dict[str, str] = {
+    "classification": "uniformer.tasks.classification",
+    "segmentation": "uniformer.tasks.segmentation",
+}
+_ZOO_TASKS: dict[str, str] = {"image": "classification", "video": "classification", "segmentation": "segmentation"}
 
 
 def get_task(name: str) -> Task:

@@ -1,0 +1,150 @@
+"""What a segmentation prediction is for a user: a label map per image, the share of each class, an overlay.
+
+Images go through the evaluation transform (resize keeping the ratio to the configured scale), and the logits
+are resized back to the image, as ``uniformer eval`` scores them.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn as nn
+from PIL import Image
+
+from uniformer.models.checkpoint import CheckpointFile
+from uniformer.models.registry import ModelInfo
+from uniformer.tasks.segmentation.data import EvalTransform, Pair, SegmentationDataset
+from uniformer.tasks.segmentation.metrics import label_maps
+
+__all__ = ["LabelMaps", "Prediction", "PredictionSetup", "palette_for", "predict", "prediction_setup", "write_overlay"]
+
+Run = Callable[[nn.Module, Any, Any], None]
+
+
+def palette_for(info: ModelInfo, num_classes: int) -> list[tuple[int, int, int]]:
+    """The zoo dataset's colours when the class count is its own, else fixed pseudo-random colours."""
+    if num_classes == info.num_classes:
+        return info.palette
+    rng = np.random.default_rng(0)
+    return [tuple(int(v) for v in rng.integers(0, 256, 3)) for _ in range(num_classes)]
+
+
+@dataclass(frozen=True)
+class PredictionSetup:
+    """Class names and colours, and the test-time resize and normalisation."""
+
+    labels: list[str]
+    palette: list[tuple[int, int, int]]
+    scale: list[int]
+    mean: list[float]
+    std: list[float]
+
+
+def prediction_setup(
+    info: ModelInfo, model: nn.Module, file: CheckpointFile | None, labels: Sequence[str] | None
+) -> PredictionSetup:
+    """Names (given, else stored with the weights, else the zoo's when the counts match, else numbers) and the
+    data settings of the weights' training run (else the official ADE20K test scale and the zoo's mean/std)."""
+    num_classes = model.num_classes
+    stored = None if file is None else file.class_names
+    names = list(labels) if labels is not None else stored
+    if names is None:
+        names = info.labels if info.num_classes == num_classes else [f"class {i}" for i in range(num_classes)]
+    if len(names) != num_classes:
+        raise ValueError(f"{len(names)} class names for a {num_classes}-class model")
+    data = ((file.config if file is not None else None) or {}).get("data") or {}
+    return PredictionSetup(
+        labels=list(names),
+        palette=palette_for(info, num_classes),
+        scale=list(data.get("scale") or [2048, 512]),
+        mean=list(data.get("mean") or info.mean),
+        std=list(data.get("std") or info.std),
+    )
+
+
+class LabelMaps:
+    """The accumulator of a prediction run: each image's label map, or the reason it could not be read."""
+
+    def __init__(self, num_items: int) -> None:
+        self.num_items = num_items
+        self.maps: dict[int, torch.Tensor] = {}
+        self.failed: dict[int, str] = {}
+
+    def indices(self, rank: int, world_size: int) -> list[int]:
+        return list(range(self.num_items))
+
+    def update(self, output: torch.Tensor, batch: dict[str, Any]) -> None:
+        for index, pred, ok, error in zip(
+            batch["index"].tolist(), label_maps(output, batch), batch["valid"].tolist(), batch["error"], strict=True
+        ):
+            if ok:
+                self.maps[index] = pred
+            else:
+                self.failed[index] = error
+
+
+@dataclass
+class Prediction:
+    """One image's label map (H, W) and its classes by share of the pixels, largest first (``top``)."""
+
+    path: str
+    label_map: np.ndarray | None
+    top: list[tuple[int, str, float]] = field(default_factory=list)  # (class index, name, share of the pixels)
+    views: int = 1
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "path": self.path,
+            "error": self.error,
+            "top": [{"index": i, "label": name, "share": s} for i, name, s in self.top],
+        }
+
+
+def predict(model: nn.Module, paths: Sequence[str], setup: PredictionSetup, run: Run, topk: int) -> list[Prediction]:
+    """The label map of every image and its ``topk`` largest classes, in input order."""
+    missing = [p for p in paths if not os.path.isfile(p)]
+    if missing:
+        raise FileNotFoundError(f"input not found: {', '.join(missing)}")
+    transform = EvalTransform(scale=setup.scale, mean=setup.mean, std=setup.std)
+    dataset = SegmentationDataset(
+        [Pair(p, None) for p in paths], setup.labels, transform, train=False, require_masks=False
+    )
+    maps = LabelMaps(len(dataset))
+    run(model, dataset, maps)
+    out = []
+    for index, path in enumerate(paths):
+        if index in maps.failed:
+            out.append(Prediction(path, None, error=maps.failed[index]))
+            continue
+        label_map = maps.maps[index]
+        shares = torch.bincount(label_map.flatten(), minlength=len(setup.labels)).double() / label_map.numel()
+        values, classes = shares.topk(min(topk, len(setup.labels)))
+        top = [(int(c), setup.labels[int(c)], float(v)) for v, c in zip(values, classes, strict=True) if v > 0]
+        out.append(Prediction(path, label_map.numpy().astype(np.uint8), top))
+    return out
+
+
+def write_overlay(
+    image_path: str | os.PathLike[str],
+    label_map: np.ndarray,
+    palette: Sequence[tuple[int, int, int]],
+    out: str | os.PathLike[str],
+    alpha: float = 0.5,
+) -> Path:
+    """A PNG of the image blended with the class colours of ``label_map`` (``alpha`` of colour)."""
+    with Image.open(image_path) as f:
+        image = np.asarray(f.convert("RGB"), dtype=np.float32)
+    if image.shape[:2] != label_map.shape:
+        raise ValueError(f"label map {label_map.shape} does not match the image {image.shape[:2]}")
+    colours = np.asarray(palette, dtype=np.float32)[label_map]
+    blended = (1 - alpha) * image + alpha * colours
+    out = Path(out)
+    Image.fromarray(blended.round().astype(np.uint8)).save(out)
+    return out

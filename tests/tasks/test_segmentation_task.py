@@ -1,0 +1,357 @@
+"""The segmentation task: metric, loss, data checks and a tiny train -> eval -> predict run on synthetic shapes."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from omegaconf import OmegaConf
+from PIL import Image
+
+from uniformer.engine import load_config
+from uniformer.engine.config import resolve_config
+from uniformer.engine.evaluate import evaluate, feed
+from uniformer.engine.train import train
+from uniformer.models.checkpoint import read_checkpoint
+from uniformer.models.registry import model_info
+from uniformer.tasks import get_task, task_for_model
+from uniformer.tasks.segmentation import TASK, SegmentationTask, segmentation_loss
+from uniformer.tasks.segmentation.data import (
+    TrainTransform,
+    collate_pairs,
+    rescale_size,
+)
+from uniformer.tasks.segmentation.demo import background_miou, run_demo
+from uniformer.tasks.segmentation.metrics import IoUAccumulator
+from uniformer.tasks.segmentation.predict import write_overlay
+from uniformer.tasks.segmentation.synth import SHAPE_CLASSES, write_shapes
+
+TINY = [
+    "model.overrides.depth=[1,1,1,1]",
+    "model.overrides.embed_dim=[16,32,64,128]",
+    "model.overrides.head_dim=16",
+    "head.channels=16",
+    "head.aux_channels=16",
+    "data.scale=[32,32]",
+    "data.crop_size=32",
+    "trainer.batch_size=4",
+    "trainer.max_epochs=1",
+    "trainer.max_steps=2",
+    "trainer.progress=false",
+    "trainer.tensorboard=false",
+    "trainer.log_every_steps=1",
+    "eval.batch_size=3",
+]
+
+
+class _TwoProcesses:
+    """Collectives of a world of two whose other process holds ``other``'s sums."""
+
+    def __init__(self, other: IoUAccumulator) -> None:
+        self.other = other
+
+    def all_reduce_sum(self, tensor: torch.Tensor) -> torch.Tensor:
+        return tensor + self.other.sums
+
+    def all_gather_object(self, obj: Any) -> list[Any]:
+        return [obj, self.other.failed]
+
+
+def _batch(pred: list[list[int]], label: list[list[int]], classes: int, path: str = "a.png") -> tuple:
+    """Logits whose arg-max is ``pred`` and the collated batch of ``label``."""
+    p, y = torch.tensor(pred), torch.tensor(label)
+    logits = torch.nn.functional.one_hot(p, classes).permute(2, 0, 1)[None].float()
+    batch = {
+        "mask": y[None],
+        "resized": torch.tensor([p.shape]),
+        "size": torch.tensor([y.shape]),
+        "valid": torch.tensor([True]),
+        "path": [path],
+        "error": [""],
+    }
+    return logits, batch
+
+
+def test_metric_matches_a_hand_computed_confusion_example() -> None:
+    # valid (label, pred) pairs: (0,0) (0,1) (1,1) (1,1) (1,2) (2,2) (2,2) (2,0); the ignored pixel predicts 3
+    # intersect 1 2 2 0, pred area 2 3 3 0, label area 2 3 3 0, union 3 4 4 0 -> IoU 1/3 1/2 1/2 NaN
+    names = ["a", "b", "c", "d"]
+    first, second = IoUAccumulator(2, names), IoUAccumulator(2, names)
+    first.update(*_batch([[0, 1, 1], [1, 2, 3]], [[0, 0, 1], [1, 1, 255]], 4))  # image 1 on "process 0"
+    second.update(*_batch([[2, 2, 0]], [[2, 2, 2]], 4, path="b.png"))  # image 2 on "process 1"
+    metrics = first.compute(_TwoProcesses(second))
+    result = metrics.detail
+    assert [row["intersection"] for row in result.per_class] == [1, 2, 2, 0]
+    assert [row["union"] for row in result.per_class] == [3, 4, 4, 0]
+    assert [row["pred_area"] for row in result.per_class] == [2, 3, 3, 0]
+    assert [row["label_area"] for row in result.per_class] == [2, 3, 3, 0]
+    assert result.per_class[0]["iou"] == pytest.approx(100 / 3)
+    assert math.isnan(result.per_class[3]["iou"])  # absent from prediction and truth: left out of the mean
+    assert metrics.primary == pytest.approx(100 * 4 / 9)  # mean of 1/3, 1/2, 1/2
+    assert metrics.values == {
+        "miou": pytest.approx(100 * 4 / 9),
+        "aacc": pytest.approx(100 * 5 / 8),
+        "macc": pytest.approx(100 * 11 / 18),  # mean of 1/2, 2/3, 2/3
+        "failed": 0,
+    }
+
+
+def test_predictions_are_resized_back_to_the_mask_and_padding_is_cropped() -> None:
+    # the logits of a 2x2 resized image padded to 2x3: the padded column must not reach the 4x4 mask
+    logits = torch.zeros(1, 2, 2, 3)
+    logits[0, 1, :, :2] = 1.0  # class 1 over the image, class 0 on the padding column
+    batch = {
+        "mask": torch.ones(1, 4, 4, dtype=torch.long),
+        "resized": torch.tensor([[2, 2]]),
+        "size": torch.tensor([[4, 4]]),
+        "valid": torch.tensor([True]),
+        "path": ["x.png"],
+        "error": [""],
+    }
+    acc = IoUAccumulator(1, ["bg", "fg"])
+    acc.update(logits, batch)
+    assert acc.sums[:, 1].tolist() == [16, 16, 16, 16]  # every one of the 16 mask pixels predicted class 1
+
+
+def test_loss_is_cross_entropy_on_out_plus_aux_weight_times_aux() -> None:
+    mask = torch.tensor([[[0, 255]]])  # one labelled pixel, one ignored
+    out = torch.zeros(1, 2, 1, 2)  # CE ln 2 on the labelled pixel
+    aux = torch.tensor([[[[0.0, 0.0]], [[math.log(3), 0.0]]]])  # softmax(0, ln 3): p(class 0) = 1/4
+    # mmseg 0.x averages over all pixels, the ignored one counting zero
+    assert segmentation_loss(out, mask, 255).item() == pytest.approx(math.log(2) / 2)
+    objective = TASK.objective(_cfg_stub(0.4), 2, 1)
+    expected = math.log(2) / 2 + 0.4 * math.log(4) / 2
+    assert objective.loss({"out": out, "aux": aux}, mask).item() == pytest.approx(expected)
+    assert objective.loss({"out": out}, mask).item() == pytest.approx(math.log(2) / 2)  # no auxiliary head
+    assert TASK.objective(_cfg_stub(0.0), 2, 1).loss({"out": out, "aux": aux}, mask).item() == pytest.approx(
+        math.log(2) / 2
+    )
+    with pytest.raises(ValueError, match="'out'"):
+        objective.loss(out, mask)
+
+
+def _cfg_stub(aux_weight: float) -> Any:
+    return OmegaConf.create({"loss": {"aux_weight": aux_weight}, "data": {"ignore_index": 255}})
+
+
+def test_rescale_keeps_the_ratio_within_long_and_short_bounds() -> None:
+    assert rescale_size(512, 683, (2048, 512)) == (512, 683)
+    assert rescale_size(1000, 500, (2048, 512)) == (1024, 512)  # short side bound: factor 1.024
+    assert rescale_size(100, 1000, (2048, 512)) == (205, 2048)  # long side bound: factor 2.048
+
+
+def test_train_transform_crops_flips_and_pads_with_ignore() -> None:
+    transform = TrainTransform(
+        scale=[20, 20],
+        ratio_range=[1.0, 1.0],
+        crop_size=32,
+        cat_max_ratio=0.75,
+        flip=True,
+        color_jitter=0.0,
+        ignore_index=255,
+        mean=[0.5] * 3,
+        std=[0.25] * 3,
+    )
+    image = torch.full((3, 10, 20), 128, dtype=torch.uint8)
+    mask = torch.zeros(10, 20, dtype=torch.uint8)
+    mask[:, 10:] = 1
+    out_image, out_mask = transform(image, mask)
+    # resized to 10x20 (within 20x20), padded to 32x32: image 0 -> (0 - 0.5) / 0.25, mask 255
+    assert out_image.shape == (3, 32, 32) and out_mask.shape == (32, 32) and out_mask.dtype == torch.long
+    assert (out_mask[10:] == 255).all() and (out_mask[:, 20:] == 255).all()
+    assert out_image[:, 10:].eq(-2.0).all()
+    assert out_image[:, :10, :20].allclose(torch.full((3, 10, 20), (128 / 255 - 0.5) / 0.25), atol=1e-6)
+    assert sorted(out_mask[:10, :20].unique().tolist()) == [0, 1]
+    assert (out_mask[:10, :20] == 1).sum() == 100
+
+
+def _write_pair(root: Path, split: str, stem: str, image: np.ndarray, mask: np.ndarray | None) -> None:
+    (root / "images" / split).mkdir(parents=True, exist_ok=True)
+    (root / "masks" / split).mkdir(parents=True, exist_ok=True)
+    Image.fromarray(image).save(root / "images" / split / f"{stem}.png")
+    if mask is not None:
+        Image.fromarray(mask).save(root / "masks" / split / f"{stem}.png")
+
+
+@pytest.fixture()
+def broken_set(tmp_path: Path) -> Path:
+    """Folder layout, 3 classes: one good pair and four bad ones."""
+    image = np.full((8, 8, 3), 100, np.uint8)
+    _write_pair(tmp_path, "val", "0_good", image, np.ones((8, 8), np.uint8))
+    _write_pair(tmp_path, "val", "1_no_mask", image, None)
+    _write_pair(tmp_path, "val", "2_small_mask", image, np.ones((4, 8), np.uint8))
+    _write_pair(tmp_path, "val", "3_out_of_range", image, np.full((8, 8), 7, np.uint8))
+    _write_pair(tmp_path, "val", "4_rgb_mask", image, np.ones((8, 8, 3), np.uint8))
+    (tmp_path / "classes.txt").write_text("a\nb\nc\n")
+    return tmp_path
+
+
+def _folder_cfg(root: Path, *extra: str) -> Any:
+    return resolve_config(load_config("demo/shapes_tiny", [f"data.root={root}", "data.val_split=val", *TINY, *extra]))
+
+
+def test_bad_pairs_are_reported_by_file_in_eval_and_counted(broken_set: Path, tmp_path: Path) -> None:
+    cfg = _folder_cfg(broken_set)
+    dataset = TASK.build_dataset(cfg, "test")
+    items = [dataset[i] for i in range(len(dataset))]
+    assert [item["valid"] for item in items] == [True, False, False, False, False]
+    assert items[1]["error"] == "no mask"
+    assert items[2]["error"] == "mask is 8x4 but the image is 8x8"
+    assert items[3]["error"].startswith("labels out of range: [7] with 3 classes")
+    assert items[4]["error"].startswith("mask has 3 channels")
+    accumulator = TASK.metric(cfg, dataset)
+    batch = collate_pairs(items)
+    logits = torch.zeros(5, 3, *batch["image"].shape[-2:])
+    logits[:, 1] = 1.0
+    accumulator.update(logits, batch)
+    metrics = accumulator.compute(_TwoProcesses(IoUAccumulator(5, dataset.classes)))
+    assert metrics.values["failed"] == 4 and metrics.values["miou"] == 100.0
+    summary = TASK.write_report(tmp_path / "report", metrics, cfg)
+    assert (
+        summary == "mIoU 100.00%, aAcc 100.00%, mAcc 100.00% over 1 images; 4 unusable pair(s) not scored, listed in "
+        "metrics.json"
+    )
+    written = json.loads((tmp_path / "report" / "metrics.json").read_text())
+    assert written["failed"][str(broken_set / "images" / "val" / "1_no_mask.png")] == "no mask"
+
+
+def test_bad_pairs_are_replaced_and_logged_in_training(broken_set: Path, caplog: pytest.LogCaptureFixture) -> None:
+    cfg = _folder_cfg(broken_set, "data.train_split=val")
+    dataset = TASK.build_dataset(cfg, "train")
+    with caplog.at_level(logging.WARNING, logger="uniformer.data"):
+        items = [dataset[i] for i in range(len(dataset))]
+    assert all(item["valid"] for item in items) and all(item["mask"].shape == (32, 32) for item in items)
+    assert items[0]["skipped"] == []
+    bad = str(broken_set / "images" / "val" / "1_no_mask.png")
+    assert items[1]["skipped"][0] == (bad, "no mask")
+    assert f"skipping image/mask pair {bad} (no mask)" in caplog.text
+    # every replacement chain ends at the one good pair: its mask (class 1, padded with 255) comes back
+    assert all(set(item["mask"].unique().tolist()) <= {1, 255} for item in items)
+
+
+def test_ade20k_layout_reduces_the_zero_label(tmp_path: Path) -> None:
+    for split in ("training", "validation"):
+        (tmp_path / "images" / split).mkdir(parents=True)
+        (tmp_path / "annotations" / split).mkdir(parents=True)
+        Image.fromarray(np.zeros((2, 2, 3), np.uint8)).save(tmp_path / "images" / split / "ADE_1.jpg")
+        Image.fromarray(np.array([[0, 1], [150, 255]], np.uint8)).save(tmp_path / "annotations" / split / "ADE_1.png")
+    cfg = resolve_config(
+        load_config(
+            None,
+            [
+                "model.name=uniformer_small_upernet_ade20k",
+                "data.format=ade20k",
+                f"data.root={tmp_path}",
+                "data.train_split=training",
+                "data.val_split=validation",
+            ],
+        )
+    )
+    assert cfg.data.reduce_zero_label is True and cfg.model.num_classes == 150
+    assert cfg.data.mean == pytest.approx([0.485, 0.456, 0.406])
+    dataset = TASK.build_dataset(cfg, "test")
+    assert dataset[0]["mask"].tolist() == [[255, 0], [149, 255]]
+    assert dataset.classes[0] == "wall" and TASK.has_validation(cfg)
+
+
+def test_segmentation_task_is_registered_for_segmentation_zoo_models() -> None:
+    assert isinstance(get_task("segmentation"), SegmentationTask)
+    assert task_for_model("uniformer_small_upernet_ade20k") is TASK
+
+
+def test_tiny_run_trains_evaluates_and_predicts(tmp_path: Path) -> None:
+    root = write_shapes(tmp_path / "shapes", {"train": 8, "val": 3}, size=32, seed=1)
+    run = tmp_path / "run"
+    overrides = [f"data.root={root}", f"output_dir={run}", *TINY]
+    result = train(load_config("demo/shapes_tiny", overrides))
+    assert result.steps == 2 and result.metric == "miou" and 0 <= result.best_metric <= 100
+    final = run / "checkpoints" / "best.pt"
+    report = evaluate(load_config("demo/shapes_tiny", [*overrides, f"eval.checkpoint={final}"]))
+    # the evaluation of the saved weights is the validation the run did on the same 3 images
+    assert report.metrics.primary == pytest.approx(result.best_metric)
+    assert report.summary.startswith(f"mIoU {result.best_metric:.2f}%, aAcc ")
+    rows = (run / "eval" / "per_class.csv").read_text().splitlines()
+    assert rows[0].startswith("index,class,iou,acc") and [r.split(",")[1] for r in rows[1:]] == list(SHAPE_CLASSES)
+    assert json.loads((run / "eval" / "metrics.json").read_text())["num_scored"] == 3
+
+    # prediction: the task's setup and predict, fed by the engine's loop, at the image's own size
+    cfg = resolve_config(load_config("demo/shapes_tiny", overrides))
+    model = TASK.build_model(cfg, 6)
+    state = torch.load(final, map_location="cpu", weights_only=False)
+    model.load_state_dict(state["model"])
+    setup = TASK.prediction_setup(model_info(cfg.model.name), model, read_checkpoint(final), None)
+    assert setup.labels == list(SHAPE_CLASSES) and setup.scale == [32, 32] and len(setup.palette) == 6
+    image = root / "images" / "val" / "00000.png"
+    run_loop = partial(feed, collate=TASK.collate, inputs=TASK.model_inputs, batch_size=2)
+    missing = str(tmp_path / "missing.png")
+    with pytest.raises(FileNotFoundError, match="missing.png"):
+        TASK.predict(model, [missing], setup, run_loop, topk=3)
+    (prediction,) = TASK.predict(model, [str(image)], setup, run_loop, topk=3)
+    assert prediction.label_map.shape == (32, 32) and prediction.error is None
+    assert 0 < len(prediction.top) <= 3 and sum(s for _, _, s in prediction.top) <= 1 + 1e-9
+    counts = np.bincount(prediction.label_map.ravel(), minlength=6) / 1024
+    assert prediction.top[0][2] == pytest.approx(counts.max())
+    overlay = write_overlay(image, prediction.label_map, setup.palette, tmp_path / "overlay.png", alpha=1.0)
+    colours = np.asarray(Image.open(overlay))
+    assert (colours == np.asarray(setup.palette, np.uint8)[prediction.label_map]).all()
+
+
+SEGMENTATION_RECIPES = sorted(
+    (Path(__file__).resolve().parents[2] / "src/uniformer/configs/segmentation").glob("[!_]*")
+)
+
+
+@pytest.fixture(scope="module")
+def ade20k_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("ade20k")
+    for split in ("training", "validation"):
+        (root / "images" / split).mkdir(parents=True)
+        (root / "annotations" / split).mkdir(parents=True)
+        Image.fromarray(np.zeros((300, 400, 3), np.uint8)).save(root / "images" / split / "ADE_1.jpg")
+        Image.fromarray(np.full((300, 400), 3, np.uint8)).save(root / "annotations" / split / "ADE_1.png")
+    return root
+
+
+@pytest.mark.parametrize("path", SEGMENTATION_RECIPES, ids=lambda p: p.stem)
+def test_segmentation_recipe_builds_the_published_model_and_pipeline(path: Path, ade20k_root: Path) -> None:
+    raw = load_config(path)
+    assert raw.reproduces.startswith("Sense-X/UniFormer semantic_segmentation/")
+    assert raw.data.mean is None and raw.data.std is None, "mean/std belong to the zoo entry"
+    cfg = resolve_config(load_config(path, [f"data.root={ade20k_root}", "data.num_workers=0"]))
+    info = model_info(cfg.model.name)
+    with torch.device("meta"):
+        model = TASK.build_model(cfg, cfg.model.num_classes)
+    params = sum(p.numel() for p in model.parameters()) / 1e6
+    assert params == pytest.approx(info.params_m, rel=0.05), "the recipe builds the published architecture"
+    assert (model.auxiliary_head is not None) == (info.decoder == "upernet")
+    item = TASK.build_dataset(cfg, "train")[0]
+    assert item["image"].shape == (3, 512, 512) and set(item["mask"].unique().tolist()) <= {2, 255}
+    test_item = TASK.build_dataset(cfg, "test")[0]
+    assert test_item["image"].shape == (3, 512, 683) and test_item["mask"].shape == (300, 400)  # (2048, 512) bound
+
+
+def test_chance_is_the_miou_of_background_everywhere(tmp_path: Path) -> None:
+    # 3 of 4 pixels background, 1 disc: background IoU 3/4, disc IoU 0, other classes absent -> mean 3/8
+    Image.fromarray(np.array([[0, 0], [0, 1]], np.uint8)).save(tmp_path / "a.png")
+    assert background_miou(tmp_path, len(SHAPE_CLASSES)) == pytest.approx(3 / 8)
+
+
+@pytest.mark.timeout(600)
+def test_tiny_demo_writes_its_report_and_consistent_numbers(tmp_path: Path) -> None:
+    out = tmp_path / "demo"
+    tiny = tuple(o for o in TINY if not o.startswith(("data.scale", "data.crop_size")))
+    result = run_demo(out, train_images=8, val_images=2, overrides=(*tiny, "trainer.tensorboard=false"))
+    metrics = json.loads((out / "eval" / "metrics.json").read_text())
+    assert result["metric"] == "miou" and result["value"] == pytest.approx(metrics["miou"] / 100)
+    assert result["chance"] == pytest.approx(background_miou(out / "data" / "masks" / "val", 6))
+    assert json.loads((out / "result.json").read_text()) == result
+    report = (out / "report.md").read_text()
+    assert f"mIoU {metrics['miou']:.2f}%" in report and "![overlay_00000.png](overlay_00000.png)" in report
+    assert Image.open(out / "overlay_00001.png").size == (64, 64)
