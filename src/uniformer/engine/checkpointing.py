@@ -162,13 +162,14 @@ class CheckpointManager:
             old.unlink(missing_ok=True)
         return path
 
-    def find_resume(self, resume: str | None) -> CheckpointFile | None:
+    def find_resume(self, resume: str | None, *, set_aside: bool = True) -> CheckpointFile | None:
         """The checkpoint ``trainer.resume`` designates, read.
 
         ``None``: a new run, refused when the folder already holds checkpoints. A path: that file. ``"auto"``: the
         newest readable step checkpoint; newer unreadable ones are renamed ``*.unreadable`` (kept, out of the
-        way, each named in a warning). Checkpoints that exist but none of which can be read stop the run with
-        every file and its reason: starting afresh would overwrite the run they belong to.
+        way, each named in a warning; only where ``set_aside``, i.e. on rank 0). Checkpoints that exist but none
+        of which can be read stop the run with every file and its reason: starting afresh would overwrite the run
+        they belong to.
         """
         existing = self.checkpoints()
         if resume is None:
@@ -191,7 +192,7 @@ class CheckpointManager:
             except (CheckpointError, OSError) as exc:
                 failures.append((path, str(exc).removeprefix(f"{path}: ")))
                 continue
-            for bad, reason in failures:
+            for bad, reason in failures if set_aside else ():
                 aside = bad.with_name(bad.name + ".unreadable")
                 bad.rename(aside)
                 logger.warning("cannot resume from %s (%s); kept as %s, resuming from %s", bad, reason, aside, path)

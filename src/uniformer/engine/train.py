@@ -132,7 +132,8 @@ class Trainer:
         self.out = Path(cfg.output_dir)
         self.checkpoints = CheckpointManager(self.out / "checkpoints", t.keep_last)
         self.lock = RunLock(self.out)
-        self._interrupt: int | None = None
+        self._interrupt: int | None = None  # the signal this process received
+        self._stop = False  # every process agreed to stop (the flag travels in the step's all-reduce)
         if ctx.is_main:
             self.lock.acquire()  # before anything is read or written in the folder
         self._log_handler = self._attach_log_file() if ctx.is_main else None
@@ -273,7 +274,7 @@ class Trainer:
         """The checkpoint to continue from (``trainer.resume``). A new run refuses a folder holding another
         run's files; ``auto`` with nothing to resume starts afresh only when no finished work would be lost."""
         resume = self.cfg.trainer.resume
-        found = self.checkpoints.find_resume(resume)
+        found = self.checkpoints.find_resume(resume, set_aside=self.ctx.is_main)
         if found is None:
             others = [p.name for p in (self.out / "metrics.jsonl", self.checkpoints.best_path) if p.exists()]
             if resume is None and (others or (self.out / "config.yaml").exists()):
@@ -341,7 +342,7 @@ class Trainer:
                 self._train_epoch(epoch)
                 if self.state.step % self.steps_per_epoch == 0 or self.state.step >= self.total_steps:
                     self._end_epoch(epoch, time.perf_counter() - started)
-                if self._interrupt is not None:
+                if self._stop:
                     self._stop_interrupted()
             return self._finish()
         finally:
@@ -390,11 +391,12 @@ class Trainer:
         batches = iter(self.loader)
         window_start, data_seconds = time.perf_counter(), 0.0
         try:
-            while self.state.step < end and self._interrupt is None:
+            while self.state.step < end and not self._stop:
                 started = time.perf_counter()
                 try:
                     loss, grad_norm, finite, waited = self._step(batches)
                 except _StepAbandoned:
+                    self._stop = True
                     return
                 self.state.train_seconds += time.perf_counter() - started
                 data_seconds += waited
@@ -478,8 +480,9 @@ class Trainer:
             torch.nn.utils.clip_grads_with_norm_(params, cfg.optimizer.clip_grad, grad_norm, foreach=True)
         # one host synchronisation: the summed loss, whether any process was signalled, and the norm
         shared = ctx.all_reduce_sum(torch.stack([total, torch.tensor(float(self._interrupt or 0), device=ctx.device)]))
-        if shared[1] > 0 and self._interrupt is None:
-            self._interrupt = int(signal.SIGTERM)  # another process was signalled: stop with it
+        if shared[1] > 0:
+            self._stop = True  # this or another process was signalled: all stop after this step
+            self._interrupt = self._interrupt or int(signal.SIGTERM)
         loss_value, norm_value = torch.stack([shared[0] / (accum * ctx.world_size), grad_norm.to(total)]).tolist()
         finite = math.isfinite(loss_value) and (self.scaler is not None or math.isfinite(norm_value))
         if finite:
