@@ -128,7 +128,6 @@ class Trainer:
         ctx = self.ctx = setup_distributed(t.device)
         autocast_context(t.precision, ctx.device)  # refuse fp16 on CPU before building anything
         self.plan = BatchPlan.of(cfg, ctx.world_size)
-        self.micro_batch = self.plan.micro_batch
         self.out = Path(cfg.output_dir)
         self.checkpoints = CheckpointManager(self.out / "checkpoints", t.keep_last)
         self.lock = RunLock(self.out)
@@ -169,7 +168,7 @@ class Trainer:
             val_set if val_set is not None else (task.build_dataset(cfg, "val") if task.has_validation(cfg) else None)
         )
         num_outputs = task.num_outputs(cfg, self.train_set)
-        self.objective = task.objective(cfg, num_outputs, self.micro_batch)
+        self.objective = task.objective(cfg, num_outputs, self.plan.micro_batch)
 
         if model is None:
             seed_all(cfg.seed, 3)  # the initial weights are a function of the seed (and equal on every process)
@@ -575,7 +574,7 @@ class Trainer:
             self.task.metric(self.cfg, self.val_set),
             collate=self.task.collate,
             inputs=self.task.model_inputs,
-            batch_size=self.cfg.trainer.val_batch_size or self.micro_batch,
+            batch_size=self.cfg.trainer.val_batch_size or self.plan.micro_batch,
             ctx=self.ctx,
             precision=self.cfg.trainer.precision,
             num_workers=self.workers,
