@@ -23,8 +23,6 @@ import csv
 import json
 import os
 import shutil
-import subprocess
-import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -38,22 +36,10 @@ from uniformer._fileio import atomic_write_text  # noqa: E402
 from uniformer.configs import find_config  # noqa: E402
 from uniformer.data import read_frames, video_info  # noqa: E402
 from uniformer.models import measure_model, model_info  # noqa: E402
+from uniformer.tasks._demo import prepare_output, run_cli  # noqa: E402
 
 MODEL = "uniformer_tiny_motion"
 CONFIG = "demo/motion_tiny"  # the shipped recipe (uniformer/configs/demo/motion_tiny.yaml)
-
-
-def _run(step: str, args: list[str], capture: bool = False) -> tuple[float, str]:
-    """Run ``uniformer ARGS`` as a user would (a child process, its output streamed, or its stdout captured
-    with ``capture``); return the seconds taken and the captured stdout."""
-    print(f"\n=== {step}\n$ uniformer {' '.join(args)}", flush=True)
-    start = time.perf_counter()
-    result = subprocess.run(
-        [sys.executable, "-m", "uniformer.cli", *args], stdout=subprocess.PIPE if capture else None, text=True
-    )
-    if result.returncode != 0:
-        raise SystemExit(f"demo: `uniformer {args[0]}` failed with exit status {result.returncode}")
-    return time.perf_counter() - start, result.stdout or ""
 
 
 def _contact_sheet(predictions_csv: Path, out: Path, per_class: int = 1, frames: int = 6) -> Path:
@@ -179,11 +165,7 @@ def run_demo(
     started = time.perf_counter()
     info = model_info(MODEL)
     complexity = measure_model(MODEL)
-    if out.exists() and any(out.iterdir()):
-        if not (out / "report.md").is_file() and not (out / "data" / "train.txt").is_file():
-            raise SystemExit(f"demo: {out} exists and is not a demo's output folder; choose another --out")
-        shutil.rmtree(out)  # an earlier run of this demo
-    out.mkdir(parents=True, exist_ok=True)
+    prepare_output(out, "data/train.txt")
     data, run = out / "data", out / "run"
     print(
         f"UniFormer demo: {info.num_classes} motion classes, {videos_per_class} synthetic videos each; "
@@ -192,7 +174,7 @@ def run_demo(
         flush=True,
     )
     times = {}
-    times["make the data (uniformer data synth)"], _ = _run(
+    times["make the data (uniformer data synth)"], _ = run_cli(
         "1/4 synthetic motion videos",
         [
             "data",
@@ -209,14 +191,14 @@ def run_demo(
         ],
     )
     common = [f"data.root={data}", f"output_dir={run}", f"seed={seed}"]
-    times["train (uniformer train)"], _ = _run("2/4 training", ["train", str(config), *common, *train_overrides])
+    times["train (uniformer train)"], _ = run_cli("2/4 training", ["train", str(config), *common, *train_overrides])
     # the last checkpoint, not best.pt: best.pt was chosen on the held-out videos, testing it there would flatter it
     final = max((run / "checkpoints").glob("checkpoint-*.pt"))
-    times["test (uniformer eval)"], _ = _run(
+    times["test (uniformer eval)"], _ = run_cli(
         "3/4 held-out test, multi-view",
         ["eval", str(config), *common, f"checkpoint={final}", f"eval.output_dir={out / 'eval'}"],
     )
-    times["control: frames shuffled (uniformer eval)"], _ = _run(
+    times["control: frames shuffled (uniformer eval)"], _ = run_cli(
         "3/4 control: the same views with frames shuffled in time",
         [
             "eval",
@@ -229,7 +211,7 @@ def run_demo(
     )
     with open(out / "eval" / "predictions.csv", newline="") as f:
         sample = next(r for r in csv.DictReader(f) if r["status"] == "ok")
-    times["classify one video (uniformer predict)"], predicted = _run(
+    times["classify one video (uniformer predict)"], predicted = run_cli(
         "4/4 one held-out video",
         ["predict", sample["path"], "--model", MODEL, "--checkpoint", str(final), "--json"],
         capture=True,

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import csv
 import json
-import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -29,7 +28,7 @@ from uniformer._fileio import atomic_write_text
 from uniformer.configs import find_config
 from uniformer.models.checkpoint import read_checkpoint
 from uniformer.models.registry import model_info
-from uniformer.tasks.classification.demo import _run as run_cli
+from uniformer.tasks._demo import prepare_output, run_cli
 from uniformer.tasks.segmentation import TASK
 from uniformer.tasks.segmentation.metrics import Areas, compute_metrics, intersect_and_union
 from uniformer.tasks.segmentation.predict import write_overlay
@@ -63,10 +62,7 @@ def run_demo(
 ) -> dict[str, Any]:
     """Run the demo into ``out`` (an earlier demo's output there is replaced); returns ``result.json``'s content."""
     started = time.perf_counter()
-    if out.exists() and any(out.iterdir()):
-        if not (out / "data" / "classes.txt").is_file():
-            raise SystemExit(f"demo: {out} exists and is not a demo's output folder; choose another --out")
-        shutil.rmtree(out)
+    prepare_output(out, "data/classes.txt")
     data, run = out / "data", out / "run"
     times: dict[str, float] = {}
     tic = time.perf_counter()
