@@ -16,7 +16,7 @@ import torch
 import torch.nn as nn
 from omegaconf import DictConfig
 from timm.optim import create_optimizer_v2
-from timm.scheduler import CosineLRScheduler
+from timm.scheduler import CosineLRScheduler, PolyLRScheduler
 
 from uniformer.engine.config import learning_rate
 from uniformer.models.checkpoint import download_checkpoint
@@ -67,18 +67,23 @@ def build_optimizer(cfg: DictConfig, model: nn.Module, global_batch: int) -> tor
 
 
 def build_scheduler(cfg: DictConfig, optimizer: torch.optim.Optimizer, total_steps: int, steps_per_epoch: int) -> Any:
-    """Linear warm-up over ``scheduler.warmup_epochs`` then cosine to ``min_lr`` over the rest of the run, in steps
-    (PySlowFast's ``COSINE_AFTER_WARMUP``; timm ``CosineLRScheduler`` with ``warmup_prefix``)."""
-    warmup = min(round(cfg.scheduler.warmup_epochs * steps_per_epoch), total_steps)
-    return CosineLRScheduler(
-        optimizer,
-        t_initial=max(total_steps - warmup, 1),
-        lr_min=cfg.scheduler.min_lr,
-        warmup_t=warmup,
-        warmup_lr_init=cfg.scheduler.warmup_lr,
-        warmup_prefix=True,
-        t_in_epochs=False,
-    )
+    """Linear warm-up over ``scheduler.warmup_epochs`` from ``warmup_lr`` to the peak, then, in steps:
+
+    * ``cosine``: cosine to ``min_lr`` over the rest of the run (PySlowFast's ``COSINE_AFTER_WARMUP``; timm
+      ``CosineLRScheduler`` with ``warmup_prefix``);
+    * ``poly``: ``min_lr + (peak - min_lr) * (1 - step / total_steps) ** power``, counted from step 0 over the
+      whole run as mmcv's ``PolyLrUpdaterHook`` (mmseg ``policy='poly'``; timm ``PolyLRScheduler``). mmcv's
+      linear warm-up ramps to the poly value of its last warm-up step, timm's to the peak: the two differ by a
+      factor ``1 - warmup / total`` (0.99 for the UperNet recipes) at the end of the warm-up only.
+    """
+    s = cfg.scheduler
+    warmup = min(round(s.warmup_epochs * steps_per_epoch), total_steps)
+    common = {"lr_min": s.min_lr, "warmup_t": warmup, "warmup_lr_init": s.warmup_lr, "t_in_epochs": False}
+    if s.name == "poly":
+        return PolyLRScheduler(optimizer, t_initial=max(total_steps, 1), power=s.power, **common)
+    if s.name == "cosine":
+        return CosineLRScheduler(optimizer, t_initial=max(total_steps - warmup, 1), warmup_prefix=True, **common)
+    raise ValueError(f"config: scheduler.name must be cosine or poly; got {s.name!r}")
 
 
 def steps_for(cfg: DictConfig, steps_per_epoch: int) -> tuple[int, int]:

@@ -50,6 +50,7 @@ __all__ = [
 ]
 
 PRECISIONS = ("fp32", "bf16", "fp16")
+SCHEDULERS = ("cosine", "poly")
 logger = logging.getLogger("uniformer.engine")
 
 
@@ -84,11 +85,14 @@ class OptimizerConfig:
 
 @dataclass
 class SchedulerConfig:
-    """Linear warm-up from ``warmup_lr`` then cosine decay to ``min_lr``, updated every optimizer step."""
+    """Linear warm-up from ``warmup_lr``, then decay to ``min_lr``, updated every optimizer step: ``cosine``
+    over the steps after the warm-up, or ``poly`` (mmseg's, ``(1 - step / total) ** power`` over the whole run)."""
 
+    name: str = "cosine"  # cosine | poly
     warmup_epochs: float = 0.0
     warmup_lr: float = 1e-6
     min_lr: float = 1e-6
+    power: float = 1.0  # poly only
 
 
 @dataclass
@@ -259,6 +263,7 @@ def resolve_config(cfg: DictConfig) -> DictConfig:
     _check_choice(cfg.trainer.precision, PRECISIONS, "trainer.precision")
     _check_choice(cfg.trainer.device, ("auto", "cpu", "cuda"), "trainer.device")
     _check_choice(cfg.optimizer.lr_base_scale, ("linear", "sqrt"), "optimizer.lr_base_scale")
+    _check_choice(cfg.scheduler.name, SCHEDULERS, "scheduler.name")
     for key in (
         "trainer.batch_size",
         "trainer.accum_steps",
@@ -270,6 +275,7 @@ def resolve_config(cfg: DictConfig) -> DictConfig:
         "trainer.max_steps",  # this one and the next two may also be null
         "trainer.checkpoint_every_steps",
         "trainer.val_batch_size",
+        "scheduler.power",
     ):
         _check_positive(OmegaConf.select(cfg, key), key)
     for key in ("trainer.max_nan_skips", "scheduler.warmup_epochs"):
