@@ -14,7 +14,13 @@ from uniformer import CheckpointError, load_checkpoint
 from uniformer.labels import load_palette
 from uniformer.models.heads import FPN, PPM, ConvModule, FCNHead, FPNHead, UPerHead
 from uniformer.models.registry import zoo_table
-from uniformer.models.segmentor import UniFormerSegmentor, build_segmentor
+from uniformer.models.segmentor import (
+    InferenceConfig,
+    UniFormerSegmentor,
+    build_segmentor,
+    head_widths,
+    slide_inference,
+)
 
 from golden import GOLDEN, assert_close_to_golden, golden_cases, golden_model_kwargs, golden_state_dict
 
@@ -230,3 +236,89 @@ def test_a_segmentor_needs_a_dense_backbone() -> None:
         UniFormerSegmentor(uniformer.UniFormer(**{**BACKBONE, "dense": False}), UPerHead(WIDTHS, 8, CLASSES))
     with pytest.raises(ValueError, match="decoder must be"):
         build_segmentor("deeplab", CLASSES, BACKBONE)
+
+
+def _position_dependent(crop: torch.Tensor) -> torch.Tensor:
+    """Fake 'logits' of a crop that depend on where each pixel sits in it (a running sum along both axes), so a
+    window in the wrong place or a wrong average shows."""
+    return crop[:, :2].cumsum(-1).cumsum(-2)
+
+
+def test_slide_inference_averages_the_overlapping_windows_by_hand() -> None:
+    images = torch.rand(2, 3, 96, 64)
+    # crop 64, stride 32 on 96 x 64: rows start at 0 and 32 (the second ends at the edge), one column
+    out = slide_inference(_position_dependent, images, crop_size=64, stride=32)
+    top, bottom = _position_dependent(images[:, :, 0:64]), _position_dependent(images[:, :, 32:96])
+    torch.testing.assert_close(out[:, :, :32], top[:, :, :32])
+    torch.testing.assert_close(out[:, :, 32:64], (top[:, :, 32:] + bottom[:, :, :32]) / 2)
+    torch.testing.assert_close(out[:, :, 64:], bottom[:, :, 32:])
+    # 112 rows, stride 40: windows at 0, 40 and 80, the last moved back to end at the edge (48..112)
+    images = torch.rand(1, 3, 112, 64)
+    out = slide_inference(_position_dependent, images, crop_size=64, stride=40)
+    total, count = torch.zeros(1, 2, 112, 64), torch.zeros(112, 1)
+    for y1, y2 in [(0, 64), (40, 104), (48, 112)]:
+        total[:, :, y1:y2] += _position_dependent(images[:, :, y1:y2])
+        count[y1:y2] += 1
+    assert count[:, 0].tolist() == [1] * 40 + [2] * 8 + [3] * 16 + [2] * 40 + [1] * 8
+    torch.testing.assert_close(out, total / count)
+
+
+def test_slide_with_a_window_covering_the_image_is_whole_inference() -> None:
+    model = build_segmentor("upernet", CLASSES, BACKBONE, channels=8, aux_channels=8).eval()
+    images = torch.randn(1, 3, 64, 80)
+    with torch.no_grad():
+        whole = model(images)
+        model.test_cfg = InferenceConfig("slide", crop_size=96, stride=64)
+        torch.testing.assert_close(model(images), whole)
+        # windows 64 x 64 every 16 pixels: columns at 0 and 16; what slide_inference gives for the model's own
+        model.test_cfg = InferenceConfig("slide", crop_size=64, stride=16)
+        left, right = model.whole_inference(images[..., :64]), model.whole_inference(images[..., 16:])
+        expected = torch.cat([left[..., :16], (left[..., 16:] + right[..., :48]) / 2, right[..., 48:]], -1)
+        torch.testing.assert_close(model(images), expected)
+
+
+def test_flip_and_multi_scale_average_the_views_probabilities() -> None:
+    model = build_segmentor("fpn", CLASSES, BACKBONE, channels=8, neck_channels=8).eval()
+    images = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        plain = model.whole_inference(images).softmax(1)
+        flipped = model.whole_inference(images.flip(-1)).flip(-1).softmax(1)
+        half = F.interpolate(
+            model.whole_inference(F.interpolate(images, size=(32, 32), mode="bilinear", align_corners=False)),
+            size=(64, 64),
+            mode="bilinear",
+            align_corners=False,
+        ).softmax(1)
+        model.test_cfg = InferenceConfig(flip=True)
+        torch.testing.assert_close(model(images).exp(), (plain + flipped) / 2)
+        model.test_cfg = InferenceConfig(scales=(0.5, 1.0))
+        torch.testing.assert_close(model(images).exp(), (half + plain) / 2)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [({"mode": "sliding"}, "'whole' or 'slide'"), ({"stride": 600}, "stride <= crop_size"), ({"scales": ()}, "ratios")],
+)
+def test_bad_inference_settings_are_errors(kwargs: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        InferenceConfig(**kwargs)
+
+
+@pytest.mark.parametrize(
+    ("name", "widths"),
+    [
+        ("uniformer_small_upernet_ade20k", {"channels": 8, "aux_channels": 4}),
+        ("uniformer_small_fpn_ade20k", {"channels": 8, "neck_channels": 4}),
+    ],
+)
+def test_create_model_builds_the_head_widths_the_weights_were_trained_with(
+    name: str, widths: dict, tmp_path: Path
+) -> None:
+    info = uniformer.model_info(name)
+    trained = build_segmentor(info.decoder, CLASSES, BACKBONE, **widths).eval()
+    assert head_widths(trained.state_dict()) == widths
+    torch.save({"state_dict": trained.state_dict()}, tmp_path / "reduced.pth")
+    model = uniformer.create_model(name, checkpoint_path=tmp_path / "reduced.pth", **BACKBONE).eval()
+    images = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(model(images), trained(images))

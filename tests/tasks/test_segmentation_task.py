@@ -137,8 +137,20 @@ def test_loss_is_cross_entropy_on_out_plus_aux_weight_times_aux() -> None:
         objective.loss(out, mask)
 
 
-def _cfg_stub(aux_weight: float) -> Any:
-    return OmegaConf.create({"loss": {"aux_weight": aux_weight}, "data": {"ignore_index": 255}})
+def _cfg_stub(aux_weight: float, class_weight: list[float] | None = None) -> Any:
+    loss = {"aux_weight": aux_weight, "class_weight": class_weight}
+    return OmegaConf.create({"loss": loss, "data": {"ignore_index": 255}})
+
+
+def test_class_weights_scale_each_pixel_loss_by_its_true_class(tmp_path: Path) -> None:
+    mask = torch.tensor([[[0, 255, 2]]])  # classes 0 and 2 labelled, one pixel ignored
+    out = torch.zeros(1, 3, 1, 3)  # uniform: CE ln 3 on each labelled pixel
+    # mmseg 0.x: (1 * ln 3 + 0 + 3 * ln 3) / 3 pixels, the weights not in the denominator
+    objective = TASK.objective(_cfg_stub(0.0, [1.0, 5.0, 3.0]), 3, 1)
+    assert objective.loss({"out": out}, mask).item() == pytest.approx(4 * math.log(3) / 3)
+    with pytest.raises(ValueError, match="loss.class_weight needs 6 weights >= 0"):
+        (tmp_path / "classes.txt").write_text("\n".join(SHAPE_CLASSES) + "\n")
+        resolve_config(load_config("demo/shapes_tiny", [f"data.root={tmp_path}", "loss.class_weight=[1,2]"]))
 
 
 def test_rescale_keeps_the_ratio_within_long_and_short_bounds() -> None:

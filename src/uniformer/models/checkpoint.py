@@ -435,8 +435,9 @@ def _inflate(weight: torch.Tensor, time: int, center: bool) -> torch.Tensor:
 
 
 def head_classes(state: dict[str, torch.Tensor]) -> int | None:
-    """The class count of a state dict's classifier (``None`` without one)."""
-    head = state.get("head.weight")
+    """The class count of a state dict's classifier, ``head`` or a segmentor's ``decode_head.conv_seg`` (``None``
+    without one)."""
+    head = state.get("head.weight", state.get("decode_head.conv_seg.weight"))
     return None if head is None else int(head.shape[0])
 
 

@@ -38,7 +38,7 @@ from uniformer.models.checkpoint import (
     load_state,
     read_checkpoint,
 )
-from uniformer.models.segmentor import Decoder, build_segmentor
+from uniformer.models.segmentor import Decoder, build_segmentor, head_widths
 from uniformer.models.uniformer import UniFormer
 
 __all__ = ["ModelInfo", "Release", "DatasetInfo", "DATASETS", "list_models", "model_info", "create_model"]
@@ -586,7 +586,8 @@ def create_model(
         inflating = file is not None and info.task == "video" and is_image_state(file.state_dict)
         classes = info.num_classes if file is None or inflating or file.num_classes is None else file.num_classes
     if info.task == "segmentation":
-        model: nn.Module = build_segmentor(info.decoder, classes, {**info.model_args, **overrides})
+        widths = {} if file is None else head_widths(file.state_dict)
+        model: nn.Module = build_segmentor(info.decoder, classes, {**info.model_args, **overrides}, **widths)
     else:
         model = UniFormer(**{**info.model_args, **overrides}, num_classes=classes)
     if file is not None:

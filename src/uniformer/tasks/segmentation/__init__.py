@@ -23,7 +23,14 @@ from uniformer.data import read_classes
 from uniformer.models.registry import model_info
 from uniformer.models.segmentor import build_segmentor
 from uniformer.tasks.base import Metrics, Objective, Task
-from uniformer.tasks.segmentation.config import DataConfig, HeadConfig, LossConfig, resolve
+from uniformer.tasks.segmentation.config import (
+    DataConfig,
+    EvalConfig,
+    HeadConfig,
+    LossConfig,
+    inference_config,
+    resolve,
+)
 from uniformer.tasks.segmentation.data import (
     EvalTransform,
     SegmentationDataset,
@@ -40,17 +47,22 @@ __all__ = ["TASK", "SegmentationTask", "segmentation_loss"]
 logger = logging.getLogger("uniformer.tasks")
 
 
-def segmentation_loss(logits: torch.Tensor, mask: torch.Tensor, ignore_index: int) -> torch.Tensor:
+def segmentation_loss(
+    logits: torch.Tensor, mask: torch.Tensor, ignore_index: int, class_weight: torch.Tensor | None = None
+) -> torch.Tensor:
     """Pixel cross entropy as mmseg 0.x's ``CrossEntropyLoss`` (``avg_non_ignore=False``): the mean over all
-    pixels, ignored ones counting zero (so an all-ignore crop gives 0, not NaN)."""
-    return F.cross_entropy(logits.float(), mask, ignore_index=ignore_index, reduction="none").mean()
+    pixels, ignored ones counting zero (so an all-ignore crop gives 0, not NaN); with ``class_weight`` each
+    pixel's loss is multiplied by its true class's weight before that mean, as mmseg's."""
+    weight = None if class_weight is None else class_weight.to(logits.device)
+    return F.cross_entropy(logits.float(), mask, weight=weight, ignore_index=ignore_index, reduction="none").mean()
 
 
 class _Segment(Objective):
     """Cross entropy on ``"out"`` plus ``aux_weight`` times that on ``"aux"`` when the model has that head."""
 
-    def __init__(self, aux_weight: float, ignore_index: int) -> None:
+    def __init__(self, aux_weight: float, ignore_index: int, class_weight: Sequence[float] | None = None) -> None:
         self.aux_weight, self.ignore_index = aux_weight, ignore_index
+        self.class_weight = None if class_weight is None else torch.tensor(list(class_weight), dtype=torch.float32)
 
     def prepare(self, batch: dict[str, Any], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         return batch["image"].to(device, non_blocking=True), batch["mask"].to(device, non_blocking=True)
@@ -60,9 +72,10 @@ class _Segment(Objective):
             raise ValueError(
                 f"the model must return {{'out': logits, 'aux': ...}} when training; got {type(output).__name__}"
             )
-        loss = segmentation_loss(output["out"], targets, self.ignore_index)
+        loss = segmentation_loss(output["out"], targets, self.ignore_index, self.class_weight)
         if "aux" in output and self.aux_weight > 0:
-            loss = loss + self.aux_weight * segmentation_loss(output["aux"], targets, self.ignore_index)
+            aux = segmentation_loss(output["aux"], targets, self.ignore_index, self.class_weight)
+            loss = loss + self.aux_weight * aux
         return loss
 
 
@@ -79,7 +92,7 @@ def _class_names(cfg: DictConfig) -> list[str]:
 
 class SegmentationTask(Task):
     name = "segmentation"
-    sections = {"data": DataConfig, "loss": LossConfig, "head": HeadConfig}
+    sections = {"data": DataConfig, "loss": LossConfig, "head": HeadConfig, "eval": EvalConfig}
     primary_metric = "miou"
     metric_label = "mIoU (%)"
 
@@ -91,6 +104,11 @@ class SegmentationTask(Task):
         if cfg.model.num_classes is not None and cfg.model.num_classes != count:
             raise ValueError(f"config: model.num_classes={cfg.model.num_classes} but the data has {count} classes")
         cfg.model.num_classes = count
+        weights = cfg.loss.class_weight
+        if weights is not None and (len(weights) != count or min(weights) < 0):
+            raise ValueError(
+                f"config: loss.class_weight needs {count} weights >= 0 (one per class); got {list(weights)}"
+            )
 
     def build_dataset(self, cfg: DictConfig, split: str) -> torch.utils.data.Dataset:
         """``"train"`` (augmented crops of ``data.train_split``) or ``"val"``/``"test"`` (``data.val_split``)."""
@@ -139,12 +157,12 @@ class SegmentationTask(Task):
 
     def build_model(self, cfg: DictConfig, num_outputs: int) -> nn.Module:
         """The zoo segmentor ``model.name`` with ``num_outputs`` classes, its backbone changed by ``model.overrides``
-        and ``model.drop_path_rate``, its heads' widths by the ``head`` section."""
+        and ``model.drop_path_rate``, its heads' widths by the ``head`` section, its test mode by ``eval``."""
         info = model_info(cfg.model.name)
         overrides = {**info.model_args, **cfg.model.overrides, "drop_path_rate": cfg.model.drop_path_rate}
         head = cfg.head
         try:
-            return build_segmentor(
+            model = build_segmentor(
                 info.decoder,
                 num_outputs,
                 overrides,
@@ -155,9 +173,11 @@ class SegmentationTask(Task):
             )
         except TypeError as exc:
             raise ValueError(f"config: model.overrides: {exc}") from None
+        model.test_cfg = inference_config(cfg)
+        return model
 
     def objective(self, cfg: DictConfig, num_outputs: int, micro_batch: int) -> Objective:
-        return _Segment(cfg.loss.aux_weight, cfg.data.ignore_index)
+        return _Segment(cfg.loss.aux_weight, cfg.data.ignore_index, cfg.loss.class_weight)
 
     def metric(self, cfg: DictConfig, dataset: torch.utils.data.Dataset, label_map: Any = None) -> IoUAccumulator:
         return IoUAccumulator(len(dataset), dataset.classes, cfg.data.ignore_index)

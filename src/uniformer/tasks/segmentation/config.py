@@ -14,8 +14,9 @@ from typing import List, Optional
 from omegaconf import MISSING, DictConfig
 
 from uniformer.models.registry import model_info
+from uniformer.models.segmentor import InferenceConfig
 
-__all__ = ["FORMATS", "DataConfig", "HeadConfig", "LossConfig", "resolve"]
+__all__ = ["FORMATS", "DataConfig", "EvalConfig", "HeadConfig", "LossConfig", "inference_config", "resolve"]
 
 FORMATS = ("folder", "ade20k")
 
@@ -49,6 +50,7 @@ class LossConfig:
     (official UperNet: 1.0 and 0.4, ``configs/_base_/models/upernet_uniformer.py``)."""
 
     aux_weight: float = 0.4
+    class_weight: Optional[List[float]] = None  # per-class weights of the pixel losses (mmseg ``class_weight``)
 
 
 @dataclass
@@ -59,6 +61,30 @@ class HeadConfig:
     aux_channels: int = 256
     neck_channels: int = 256
     dropout: float = 0.1
+
+
+@dataclass
+class EvalConfig:
+    """The segmentation fields of ``eval`` (next to the engine's checkpoint, batch_size...): how the model sees
+    a test image (:class:`~uniformer.models.segmentor.InferenceConfig`), in validation, ``uniformer eval`` and
+    predictions from these weights. The UniFormer configs test "whole" (``upernet_uniformer.py``
+    ``test_cfg=dict(mode='whole')``); mmseg's ADE20K 512 x 512 sliding-window setting is crop 512, stride 341;
+    its multi-scale test ratios are 0.5, 0.75, 1.0, 1.25, 1.5, 1.75 with flip."""
+
+    mode: str = "whole"  # whole | slide
+    crop_size: int = 512  # slide: window size (pixels of the resized test image)
+    stride: int = 341  # slide: window step
+    scales: List[float] = field(default_factory=lambda: [1.0])  # test-time ratios of the resized image
+    flip: bool = False  # also the horizontally flipped views
+
+
+def inference_config(cfg: DictConfig) -> InferenceConfig:
+    """The model's test setting from the ``eval`` section; a bad value is an error naming the key."""
+    e = cfg.eval
+    try:
+        return InferenceConfig(e.mode, e.crop_size, e.stride, tuple(e.scales), e.flip)
+    except ValueError as exc:
+        raise ValueError(f"config: eval.mode/crop_size/stride/scales: {exc}") from None
 
 
 def resolve(cfg: DictConfig) -> None:
@@ -84,5 +110,6 @@ def resolve(cfg: DictConfig) -> None:
         raise ValueError(f"config: data.ignore_index must be 0-255 (masks are 8-bit); got {data.ignore_index}")
     if data.num_workers < 0:
         raise ValueError(f"config: data.num_workers must be >= 0; got {data.num_workers}")
+    inference_config(cfg)
     if cfg.loss.aux_weight < 0:
         raise ValueError(f"config: loss.aux_weight must be >= 0; got {cfg.loss.aux_weight}")
