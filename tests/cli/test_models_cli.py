@@ -38,3 +38,17 @@ def test_console_script_entry_point_runs() -> None:
         [sys.executable, "-m", "uniformer", "info", "no_such_model"], capture_output=True, text=True
     )
     assert result.returncode == 2 and "error: unknown model 'no_such_model'" in result.stderr
+
+
+def test_info_of_a_segmentation_entry_gives_its_miou_and_where_the_weights_are(capsys: pytest.CaptureFixture) -> None:
+    assert main(["info", "uniformer_small_h32_upernet_ade20k"]) == 0
+    rows = {}
+    for line in capsys.readouterr().out.splitlines():
+        key, _, value = line.partition("  ")
+        rows[key.strip()] = value.strip()
+    assert rows["published mIoU"] == "47.0 single-scale, multi-scale + flip 48.5"
+    assert rows["decoder"] == "upernet" and "published top-1" not in rows and "test views" not in rows
+    assert rows["GFLOPs per image"].endswith("955 published")
+    assert (
+        rows["checkpoint"] == "https://drive.google.com/file/d/13hOneJiFqwEneUz1Zpqo1W2uv7BsoXGF/view (not on the Hub)"
+    )

@@ -63,12 +63,26 @@ def _info(args: argparse.Namespace) -> int:
     if info.task == "video":
         sampling = f"{info.sampling}, {info.frames_label}"
         rows.append(("frames", sampling))
+    if info.task == "segmentation":
+        multi = "" if release.ms_miou is None else f", multi-scale + flip {release.ms_miou:.1f}"
+        rows += [
+            ("decoder", info.decoder),
+            ("published mIoU", f"{release.miou:.1f} single-scale{multi}"),
+        ]
+    else:
+        rows += [
+            ("test views", f"{info.test_clips} clips x {info.test_crops} crops"),
+            ("published top-1", "-" if release.top1 is None else f"{release.top1:.1f}"),
+        ]
+    if release.checkpoint_file:
+        checkpoint = f"{info.hub_repo}/{release.checkpoint_file}"
+    else:
+        checkpoint = f"{release.checkpoint_url} (not on the Hub)" if release.checkpoint_url else "not released"
+    per = "image" if info.task == "segmentation" else "view"
     rows += [
-        ("test views", f"{info.test_clips} clips x {info.test_crops} crops"),
-        ("published top-1", "-" if release.top1 is None else f"{release.top1:.1f}"),
         ("params", f"{measured.params / 1e6:.2f} M measured, {info.params_m:g} M published"),
-        ("GFLOPs per view", f"{measured.gmacs:.2f} measured (multiply-adds), {release.gflops:g} published"),
-        ("checkpoint", f"{info.hub_repo}/{release.checkpoint_file}" if release.checkpoint_file else "not released"),
+        (f"GFLOPs per {per}", f"{measured.gmacs:.2f} measured (multiply-adds), {release.gflops:g} published"),
+        ("checkpoint", checkpoint),
         ("normalisation", f"mean {info.mean}, std {info.std}"),
     ]
     if len(info.releases) > 1:
