@@ -15,6 +15,7 @@ import torch
 from omegaconf import OmegaConf
 from PIL import Image
 
+from uniformer.cli import main
 from uniformer.engine import load_config
 from uniformer.engine.config import resolve_config
 from uniformer.engine.evaluate import evaluate, feed
@@ -278,7 +279,7 @@ def test_segmentation_task_is_registered_for_segmentation_zoo_models() -> None:
     assert task_for_model("uniformer_small_upernet_ade20k") is TASK
 
 
-def test_tiny_run_trains_evaluates_and_predicts(tmp_path: Path) -> None:
+def test_tiny_run_trains_evaluates_and_predicts(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     root = write_shapes(tmp_path / "shapes", {"train": 8, "val": 3}, size=32, seed=1)
     run = tmp_path / "run"
     overrides = [f"data.root={root}", f"output_dir={run}", *TINY]
@@ -313,6 +314,32 @@ def test_tiny_run_trains_evaluates_and_predicts(tmp_path: Path) -> None:
     overlay = write_overlay(image, prediction.label_map, setup.palette, tmp_path / "overlay.png", alpha=1.0)
     colours = np.asarray(Image.open(overlay))
     assert (colours == np.asarray(setup.palette, np.uint8)[prediction.label_map]).all()
+
+    # the command line, from the zoo name and the run's checkpoint (reduced backbone and head widths)
+    out = tmp_path / "predicted"
+    assert (
+        main(
+            [
+                "predict",
+                str(image),
+                "--model",
+                cfg.model.name,
+                "--checkpoint",
+                str(final),
+                "--out-dir",
+                str(out),
+                "--json",
+            ]
+        )
+        == 0
+    )
+    document = json.loads(capsys.readouterr().out)
+    assert document["files"] == [str(out / "00000_labels.png"), str(out / "00000_overlay.png")]
+    assert (np.asarray(Image.open(out / "00000_labels.png")) == prediction.label_map).all()
+    shares = {p["label"]: p["share"] for p in document["predictions"][0]["top"]}
+    assert shares == pytest.approx({name: share for _, name, share in prediction.top})
+    overlay = Image.open(out / "00000_overlay.png")
+    assert overlay.height == 32 and overlay.width > 32  # the legend to the right
 
 
 SEGMENTATION_RECIPES = sorted(

@@ -29,6 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--topk", type=int, default=5)
     p.add_argument("--labels", default=None, help="class-name file (one per line) overriding the model's")
     p.add_argument("--json", action="store_true", help="one JSON document on stdout, for scripts")
+    p.add_argument("--out-dir", default=None, help="segmentation: write each label map and colour overlay here")
     p.set_defaults(func=_predict)
 
     p = subparsers.add_parser(
@@ -77,8 +78,14 @@ def _predict(args: argparse.Namespace) -> int:
         labels = read_classes(args.labels)
     predictor = _predictor(args, labels)
     predictions = predictor.predict(_inputs(args.inputs), topk=args.topk, progress=not args.json)
+    written = (
+        [] if args.out_dir is None else predictor.task.write_predictions(predictions, predictor.setup, args.out_dir)
+    )
     if args.json:
-        print(json.dumps({"model": args.model, "predictions": [p.to_dict() for p in predictions]}, indent=2))
+        document = {"model": args.model, "predictions": [p.to_dict() for p in predictions]}
+        if written:
+            document["files"] = [os.fspath(p) for p in written]
+        print(json.dumps(document, indent=2))
     else:
         for prediction in predictions:
             print(f"{prediction.path}  ({prediction.views} views)")
@@ -86,6 +93,8 @@ def _predict(args: argparse.Namespace) -> int:
                 print(f"  could not be read: {prediction.error}")
             for rank, (_, name, prob) in enumerate(prediction.top, 1):
                 print(f"  {rank}. {name:<40s} {100 * prob:6.2f}%")
+        for path in written:
+            print(f"wrote {path}")
     return 1 if any(p.error for p in predictions) else 0
 
 

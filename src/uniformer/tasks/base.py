@@ -139,6 +139,10 @@ class Task(ABC):
     def predict(self, model: nn.Module, paths: Sequence[str], setup: Any, run: Any, topk: int) -> list[Any]:
         """One prediction per input file. ``run(model, dataset, accumulator)`` is the engine's evaluation loop."""
 
+    def write_predictions(self, predictions: Sequence[Any], setup: Any, out_dir: Path) -> list[Path]:
+        """Write the files a prediction makes (e.g. label maps and overlays) into ``out_dir``; returns them."""
+        raise ValueError(f"the {self.name} task writes no prediction files (drop --out-dir)")
+
     def features(
         self, model: nn.Module, paths: Sequence[str], setup: Any, run: Any, stage_maps: bool
     ) -> tuple[dict[str, torch.Tensor], dict[int, str]]:

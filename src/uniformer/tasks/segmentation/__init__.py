@@ -40,7 +40,13 @@ from uniformer.tasks.segmentation.data import (
     folder_pairs,
 )
 from uniformer.tasks.segmentation.metrics import IoUAccumulator, write_report
-from uniformer.tasks.segmentation.predict import Prediction, PredictionSetup, predict, prediction_setup
+from uniformer.tasks.segmentation.predict import (
+    Prediction,
+    PredictionSetup,
+    predict,
+    prediction_setup,
+    write_predictions,
+)
 
 __all__ = ["TASK", "SegmentationTask", "segmentation_loss"]
 
@@ -206,6 +212,9 @@ class SegmentationTask(Task):
         self, model: nn.Module, paths: Sequence[str], setup: PredictionSetup, run: Any, topk: int
     ) -> list[Prediction]:
         return predict(model, paths, setup, run, topk)
+
+    def write_predictions(self, predictions: Sequence[Prediction], setup: PredictionSetup, out_dir: Path) -> list[Path]:
+        return write_predictions(predictions, setup, out_dir)
 
     def run_demo(self, out_dir: Path) -> dict[str, Any]:
         from uniformer.tasks.segmentation.demo import run_demo  # the demo's plotting stack, imported on demand

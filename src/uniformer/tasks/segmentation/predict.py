@@ -15,14 +15,23 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn as nn
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 
 from uniformer.models.checkpoint import CheckpointFile
 from uniformer.models.registry import ModelInfo
 from uniformer.tasks.segmentation.data import EvalTransform, Pair, SegmentationDataset
 from uniformer.tasks.segmentation.metrics import label_maps
 
-__all__ = ["LabelMaps", "Prediction", "PredictionSetup", "palette_for", "predict", "prediction_setup", "write_overlay"]
+__all__ = [
+    "LabelMaps",
+    "Prediction",
+    "PredictionSetup",
+    "palette_for",
+    "predict",
+    "prediction_setup",
+    "write_overlay",
+    "write_predictions",
+]
 
 Run = Callable[[nn.Module, Any, Any], None]
 
@@ -137,14 +146,58 @@ def write_overlay(
     palette: Sequence[tuple[int, int, int]],
     out: str | os.PathLike[str],
     alpha: float = 0.5,
+    labels: Sequence[str] | None = None,
 ) -> Path:
-    """A PNG of the image blended with the class colours of ``label_map`` (``alpha`` of colour)."""
+    """A PNG of the image blended with the class colours of ``label_map`` (``alpha`` of colour); with
+    ``labels``, a legend of the classes present (colour and name, largest share first) to its right."""
     with Image.open(image_path) as f:
         image = np.asarray(f.convert("RGB"), dtype=np.float32)
     if image.shape[:2] != label_map.shape:
         raise ValueError(f"label map {label_map.shape} does not match the image {image.shape[:2]}")
     colours = np.asarray(palette, dtype=np.float32)[label_map]
-    blended = (1 - alpha) * image + alpha * colours
+    blended = Image.fromarray(((1 - alpha) * image + alpha * colours).round().astype(np.uint8))
+    if labels is not None:
+        blended = _with_legend(blended, label_map, palette, labels)
     out = Path(out)
-    Image.fromarray(blended.round().astype(np.uint8)).save(out)
+    blended.save(out)
     return out
+
+
+def _with_legend(
+    image: Image.Image, label_map: np.ndarray, palette: Sequence[tuple[int, int, int]], labels: Sequence[str]
+) -> Image.Image:
+    counts = np.bincount(label_map.ravel(), minlength=len(labels))
+    present = [int(c) for c in np.argsort(-counts, kind="stable") if counts[c] > 0]
+    row, font = 14, ImageFont.load_default()
+    width = 24 + max(int(ImageDraw.Draw(image).textlength(labels[c], font=font)) for c in present)
+    canvas = Image.new("RGB", (image.width + width, max(image.height, row * len(present) + 4)), "white")
+    canvas.paste(image, (0, 0))
+    draw = ImageDraw.Draw(canvas)
+    for i, c in enumerate(present):
+        top = 2 + i * row
+        draw.rectangle([image.width + 4, top + 1, image.width + 14, top + 11], fill=tuple(palette[c]))
+        draw.text((image.width + 18, top), labels[c], fill="black", font=font)
+    return canvas
+
+
+def write_predictions(
+    predictions: Sequence[Prediction], setup: PredictionSetup, out_dir: str | os.PathLike[str]
+) -> list[Path]:
+    """For each readable image ``NAME``: ``NAME_labels.png`` (the label map, one class index per pixel) and
+    ``NAME_overlay.png`` (the colours over the image, with a legend) in ``out_dir``; returns the files written.
+    Images of the same name get their input position appended."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    stems = [Path(p.path).stem for p in predictions]
+    written = []
+    for index, (prediction, stem) in enumerate(zip(predictions, stems, strict=True)):
+        if prediction.label_map is None:
+            continue
+        name = stem if stems.count(stem) == 1 else f"{stem}_{index}"
+        Image.fromarray(prediction.label_map).save(out / f"{name}_labels.png")
+        written.append(out / f"{name}_labels.png")
+        overlay = out / f"{name}_overlay.png"
+        written.append(
+            write_overlay(prediction.path, prediction.label_map, setup.palette, overlay, labels=setup.labels)
+        )
+    return written
