@@ -392,5 +392,7 @@ def test_tiny_demo_writes_its_report_and_consistent_numbers(tmp_path: Path) -> N
     assert result["chance"] == pytest.approx(background_miou(out / "data" / "masks" / "val", 6))
     assert json.loads((out / "result.json").read_text()) == result
     report = (out / "report.md").read_text()
-    assert f"mIoU {metrics['miou']:.2f}%" in report and "![overlay_00000.png](overlay_00000.png)" in report
-    assert Image.open(out / "overlay_00001.png").size == (64, 64)
+    assert f"mIoU {metrics['miou']:.2f}%" in report and "![grid](grid.png)" in report
+    assert "![00001](predictions/00001_overlay.png)" in report and (out / "predictions" / "00001_labels.png").is_file()
+    # two held-out rows of input | truth | prediction, 64 x 64 each with 2-pixel gaps, enlarged 3 times
+    assert Image.open(out / "grid.png").size == (3 * (3 * 64 + 4), 3 * 2 * (64 + 2))

@@ -6,37 +6,38 @@
    the engine);
 3. ``uniformer eval`` scores the last checkpoint on the held-out images (mIoU, aAcc, mAcc and the per-class
    report) against chance: predicting background everywhere;
-4. the task's prediction draws colour overlays of a few held-out images (its one-batch-at-a-time loop here).
+4. ``uniformer predict --out-dir`` writes label maps and overlays of a few held-out images, drawn with their
+   truth into ``grid.png`` (input | truth | prediction).
 
-``report.md`` and ``result.json`` (held-out mIoU and chance as fractions, seconds) hold the measured numbers.
+``report.md`` and ``result.json`` (held-out mIoU and chance as fractions, seconds) hold the measured numbers;
+``curves.png`` the training loss and validation mIoU.
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import shutil
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from omegaconf import OmegaConf
 from PIL import Image
 
 from uniformer._fileio import atomic_write_text
 from uniformer.configs import find_config
-from uniformer.models.checkpoint import read_checkpoint
 from uniformer.models.registry import model_info
 from uniformer.tasks._demo import prepare_output, run_cli
-from uniformer.tasks.segmentation import TASK
 from uniformer.tasks.segmentation.metrics import Areas, compute_metrics, intersect_and_union
-from uniformer.tasks.segmentation.predict import write_overlay
+from uniformer.tasks.segmentation.predict import palette_for
 from uniformer.tasks.segmentation.synth import SHAPE_CLASSES, write_shapes
 
 __all__ = ["CONFIG", "background_miou", "run_demo"]
 
 CONFIG = "demo/shapes_tiny"  # the shipped recipe (uniformer/configs/demo/shapes_tiny.yaml)
+MODEL = "uniformer_small_upernet_ade20k"  # the recipe's model.name (its architecture family, reduced there)
 
 
 def background_miou(mask_dir: Path, num_classes: int, ignore_index: int = 255) -> float:
@@ -49,12 +50,18 @@ def background_miou(mask_dir: Path, num_classes: int, ignore_index: int = 255) -
     return compute_metrics(Areas(*total), list(SHAPE_CLASSES), 0, {}).miou / 100
 
 
-@torch.no_grad()
-def _feed(model: torch.nn.Module, dataset: Any, accumulator: Any) -> None:
-    """What ``uniformer predict`` does with the engine's loop, one image at a time on this CPU."""
-    for index in accumulator.indices(0, 1):
-        batch = TASK.collate([dataset[index]])
-        accumulator.update(model(TASK.model_inputs(batch)), batch)
+def _grid(data: Path, predicted: Path, stems: list[str], out: Path, zoom: int = 3) -> None:
+    """Rows of held-out input | true mask | predicted mask (class colours), each ``zoom`` times enlarged."""
+    palette = np.asarray(palette_for(model_info(MODEL), len(SHAPE_CLASSES)), np.uint8)  # predict's colours
+    rows = []
+    for stem in stems:
+        image = np.asarray(Image.open(data / "images" / "val" / f"{stem}.png").convert("RGB"))
+        truth = palette[np.asarray(Image.open(data / "masks" / "val" / f"{stem}.png"))]
+        pred = palette[np.asarray(Image.open(predicted / f"{stem}_labels.png"))]
+        gap = np.full((image.shape[0], 2, 3), 255, np.uint8)
+        rows.append(np.concatenate([image, gap, truth, gap, pred], axis=1))
+    sheet = np.concatenate([np.concatenate([r, np.full((2, r.shape[1], 3), 255, np.uint8)]) for r in rows])
+    Image.fromarray(sheet).resize((sheet.shape[1] * zoom, sheet.shape[0] * zoom), Image.NEAREST).save(out)
 
 
 def run_demo(
@@ -66,29 +73,29 @@ def run_demo(
     data, run = out / "data", out / "run"
     times: dict[str, float] = {}
     tic = time.perf_counter()
-    print(f"=== 1/3 synthetic shapes: {train_images} training and {val_images} held-out images in {data}", flush=True)
+    print(f"=== 1/4 synthetic shapes: {train_images} training and {val_images} held-out images in {data}", flush=True)
     write_shapes(data, {"train": train_images, "val": val_images}, size=64, seed=seed)
     times["make the data"] = time.perf_counter() - tic
     common = [f"data.root={data}", f"output_dir={run}", f"seed={seed}", "trainer.progress=false", *overrides]
     config = str(find_config(CONFIG))
-    times["train (uniformer train)"], _ = run_cli("2/3 training", ["train", config, *common])
+    times["train (uniformer train)"], _ = run_cli("2/4 training", ["train", config, *common])
     final = max((run / "checkpoints").glob("checkpoint-*.pt"))  # the last weights, not chosen on held-out images
     times["test (uniformer eval)"], _ = run_cli(
-        "3/3 held-out test", ["eval", config, *common, f"checkpoint={final}", f"eval.output_dir={out / 'eval'}"]
+        "3/4 held-out test", ["eval", config, *common, f"checkpoint={final}", f"eval.output_dir={out / 'eval'}"]
     )
     metrics = json.loads((out / "eval" / "metrics.json").read_text())
 
-    file = read_checkpoint(final)
-    resolved = file.config or {}
-    model = TASK.build_model(OmegaConf.create(resolved), len(SHAPE_CLASSES))
-    model.load_state_dict(file.state_dict)
-    setup = TASK.prediction_setup(model_info(resolved["model"]["name"]), model, file, None)
-    images = sorted((data / "images" / "val").glob("*.png"))[:4]
-    overlays = []
-    for prediction in TASK.predict(model.eval(), [str(p) for p in images], setup, _feed, topk=len(SHAPE_CLASSES)):
-        name = f"overlay_{Path(prediction.path).stem}.png"
-        write_overlay(prediction.path, prediction.label_map, setup.palette, out / name)
-        overlays.append(name)
+    stems = [p.stem for p in sorted((data / "images" / "val").glob("*.png"))[:4]]
+    predicted = out / "predictions"
+    images = [str(data / "images" / "val" / f"{stem}.png") for stem in stems]
+    times["predict (uniformer predict)"], _ = run_cli(
+        "4/4 held-out predictions",
+        ["predict", *images, "--model", MODEL, "--checkpoint", str(final), "--out-dir", str(predicted), "--json"],
+        capture=True,
+    )
+    _grid(data, predicted, stems, out / "grid.png")
+    if (run / "curves.png").is_file():
+        shutil.copy(run / "curves.png", out / "curves.png")
 
     chance = background_miou(data / "masks" / "val", len(SHAPE_CLASSES))
     result = {
@@ -119,7 +126,13 @@ def run_demo(
         f"Training: {summary.get('step')} steps in {summary.get('train_seconds', 0):.0f} s, "
         f"{summary.get('clips_per_s', 0):.1f} images/s.",
         "",
-        *[f"![{name}]({name})" for name in overlays],
+        "Held-out images: input | truth | prediction.",
+        "",
+        "![grid](grid.png)",
+        "",
+        "![curves](curves.png)",
+        "",
+        *[f"![{stem}](predictions/{stem}_overlay.png)" for stem in stems],
         "",
         "| step | seconds |",
         "|---|---|",

@@ -2,8 +2,9 @@
 
 Every image has a random background texture (a base colour, a random low-frequency wave and pixel noise) and
 one to three shapes of random size, position and colour (at least 100 RGB units from the background's base),
-drawn in turn (a later shape covers an earlier one). Colour says nothing about the class, so a model must learn
-the shapes; the ring's hole shows the background.
+whole and apart (a shape is placed where it does not touch the others, else left out: a half-covered shape
+would show no shape at all). Colour says nothing about the class, so a model must learn the shapes; the ring's
+hole shows the background.
 Written in the ``folder`` layout (``images/<split>``, ``masks/<split>``, ``classes.txt``).
 """
 
@@ -18,6 +19,8 @@ from PIL import Image
 __all__ = ["SHAPE_CLASSES", "draw_sample", "write_shapes"]
 
 SHAPE_CLASSES = ("background", "disc", "square", "triangle", "ring", "cross")
+RADIUS = (0.2, 0.32)  # shape radius, a fraction of the image side
+MAX_PLACEMENT_TRIES = 20  # random positions tried for a shape before it is left out
 
 
 def _shape_mask(kind: str, size: int, cy: float, cx: float, r: float) -> np.ndarray:
@@ -45,11 +48,18 @@ def draw_sample(rng: np.random.Generator, size: int = 64) -> tuple[np.ndarray, n
     base = rng.uniform(40, 215, 3)
     image = base + rng.uniform(10, 40) * wave[..., None] + rng.normal(0, 8, (size, size, 3))
     mask = np.zeros((size, size), np.uint8)
+    taken = np.zeros((size, size), bool)  # the shapes so far, grown by a margin: a new shape may not touch them
     for _ in range(int(rng.integers(1, 4))):
         label = int(rng.integers(1, len(SHAPE_CLASSES)))
-        r = rng.uniform(0.12, 0.28) * size
-        cy, cx = rng.uniform(r * 0.6, size - r * 0.6, 2)
-        region = _shape_mask(SHAPE_CLASSES[label], size, cy, cx, r)
+        for _attempt in range(MAX_PLACEMENT_TRIES):
+            r = rng.uniform(*RADIUS) * size
+            cy, cx = rng.uniform(r, size - r, 2)
+            region = _shape_mask(SHAPE_CLASSES[label], size, cy, cx, r)
+            if not (region & taken).any():
+                break
+        else:
+            continue  # no room left for this shape
+        taken |= _shape_mask("disc", size, cy, cx, 1.2 * r + 2)
         colour = rng.uniform(0, 255, 3)
         while np.linalg.norm(colour - base) < 100:  # visible against the background
             colour = rng.uniform(0, 255, 3)
