@@ -245,6 +245,16 @@ def test_limits_and_class_count_mismatches_are_said(tiny_config, tmp_path: Path,
         train(tiny_config(tmp_path / "c", "trainer.max_steps=1", "model.num_classes=3", "data.val_list=null"))
 
 
+def test_eval_of_weights_without_a_classifier_asks_for_the_class_count(
+    trained_run, tiny_config, tmp_path: Path
+) -> None:
+    state = read_checkpoint(trained_run[0] / "checkpoints" / "best.pt").state_dict
+    headless = tmp_path / "backbone.pth"
+    torch.save({"model": {k: v for k, v in state.items() if not k.startswith("head.")}}, headless)
+    with pytest.raises(ValueError, match=r"backbone.pth: no classifier \(head.weight\) in the checkpoint; set model"):
+        evaluate(tiny_config(tmp_path, f"eval.checkpoint={headless}"))
+
+
 def test_eval_refuses_a_test_set_of_other_classes(trained_run, tiny_config, motion_set: Path, tmp_path: Path) -> None:
     best = trained_run[0] / "checkpoints" / "best.pt"
     renamed = tmp_path / "renamed.txt"

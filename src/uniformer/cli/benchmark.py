@@ -1,8 +1,8 @@
 """``uniformer benchmark <what>``: throughput measurements.
 
 ``data`` measures the video input pipeline; ``model`` the fast paths of one zoo model against its plain
-formulation; ``peers`` UniFormer-S next to torchvision's video transformers; ``all`` the set behind
-``benchmarks/RESULTS.md``.
+formulation: how fast it is on this machine. The experiments behind ``benchmarks/RESULTS.md`` are the
+repository's ``benchmarks/`` scripts (``python -m benchmarks.results``).
 """
 
 from __future__ import annotations
@@ -53,23 +53,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     model.add_argument("--num-frames", type=int, default=None, help="input frames of a video model")
     model.set_defaults(func=_model)
 
-    peers = targets.add_parser(
-        "peers", help="UniFormer-S 16x224 next to torchvision mvit_v2_s and swin3d_t (random weights, same clip)"
-    )
-    _common(peers)
-    peers.set_defaults(func=_peers)
-
-    everything = targets.add_parser(
-        "all",
-        help="every model benchmark and the data loader, as the markdown of benchmarks/RESULTS.md",
-        description="Video S 16x224 (batch 1 and 8, fp32/bf16, compiled), training step, bf16 top-1 agreement, "
-        "image S 224 (batch 1 and 64), peers and the data loader. Takes about ten minutes on 2 CPU cores.",
-    )
-    _common(everything)
-    everything.add_argument("--samples", type=int, default=200, help="inputs of the bf16 top-1 agreement check")
-    everything.add_argument("--write", default=None, help="write the markdown report to this file")
-    everything.set_defaults(func=_all)
-
 
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--repeats", type=int, default=3, help="timed rounds after one warm-up round")
@@ -113,25 +96,4 @@ def _model(args: argparse.Namespace) -> int:
             args.model, batch_size=batch_size, dtypes=dtypes, compile=args.compile, log=print, **common
         )
     print(table.format())
-    return 0
-
-
-def _peers(args: argparse.Namespace) -> int:
-    from uniformer.benchmarks.models import run_peer_benchmark
-
-    print(run_peer_benchmark(repeats=args.repeats, device=args.device, log=print).format())
-    return 0
-
-
-def _all(args: argparse.Namespace) -> int:
-    from uniformer.benchmarks.report import run_all
-
-    report = run_all(repeats=args.repeats, samples=args.samples, device=args.device, log=print)
-    print(report)
-    if args.write:
-        from pathlib import Path
-
-        from uniformer._fileio import atomic_write
-
-        atomic_write(args.write, lambda tmp: Path(tmp).write_text(report))
     return 0

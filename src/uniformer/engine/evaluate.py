@@ -24,7 +24,7 @@ from uniformer.engine.build import released_weights
 from uniformer.engine.config import resolve_config, task_of
 from uniformer.engine.distributed import DistContext, autocast_context, setup_distributed
 from uniformer.engine.logging import progress_bar
-from uniformer.models.checkpoint import CheckpointError, load_state, read_checkpoint
+from uniformer.models.checkpoint import load_state, read_checkpoint
 from uniformer.tasks import MetricAccumulator, Metrics
 
 __all__ = ["EvalReport", "evaluate", "feed", "run_evaluation"]
@@ -117,11 +117,10 @@ def evaluate(cfg: DictConfig) -> EvalReport:
         if not path.is_file():
             raise FileNotFoundError(f"checkpoint={path}: no such file")
     checkpoint = read_checkpoint(path)
-    if checkpoint.num_classes is None and cfg.model.num_classes is None:
-        raise CheckpointError(f"{path}: no classifier (head.weight) in the checkpoint; set model.num_classes")
+    outputs = task.eval_outputs(cfg, checkpoint)
     dataset = task.build_dataset(cfg, "test")
     label_map = task.check_eval_data(cfg, checkpoint, dataset)
-    model = task.build_model(cfg, cfg.model.num_classes or checkpoint.num_classes)
+    model = task.build_model(cfg, outputs)
     state = checkpoint.ema_state_dict() if cfg.eval.ema else checkpoint.state_dict
     load_state(model, state, str(path), head="keep")
     model.to(ctx.device)

@@ -33,6 +33,7 @@ from typing import Any, Literal
 
 import torch
 import torch.nn as nn
+from huggingface_hub import hf_hub_download
 from safetensors import SafetensorError, safe_open
 
 __all__ = [
@@ -443,8 +444,6 @@ def head_classes(state: dict[str, torch.Tensor]) -> int | None:
 
 def download_checkpoint(repo_id: str, filename: str) -> Path:
     """Fetch a released file into the standard Hugging Face Hub cache (or find it there offline)."""
-    from huggingface_hub import hf_hub_download
-
     try:
         return Path(hf_hub_download(repo_id=repo_id, filename=filename))
     except Exception as exc:  # network, offline mode, missing entry: all end the same way for the user

@@ -14,6 +14,8 @@ import torch
 import torch.nn as nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from uniformer.models.registry import create_model, model_info
+
 __all__ = ["Complexity", "count_parameters", "count_gmacs", "measure_model"]
 
 
@@ -44,8 +46,6 @@ def count_gmacs(model: nn.Module, input_shape: tuple[int, ...]) -> float:
 
 def measure_model(name: str, img_size: int | None = None, num_frames: int | None = None) -> Complexity:
     """Parameters and GMACs per view of zoo model ``name`` at its test input (built on the meta device)."""
-    from uniformer.models.registry import create_model, model_info
-
     info = model_info(name)
     shape = list(info.input_shape(img_size))
     if num_frames is not None:

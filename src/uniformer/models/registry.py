@@ -16,6 +16,7 @@ is imported), with default cfgs generated from the same entries.
 
 from __future__ import annotations
 
+import difflib
 import fnmatch
 import logging
 from collections.abc import Mapping
@@ -533,8 +534,6 @@ def model_info(name: str) -> ModelInfo:
     try:
         return _REGISTRY[name]
     except KeyError:
-        import difflib
-
         close = difflib.get_close_matches(name, _REGISTRY, n=5, cutoff=0.5)
         hint = f"; did you mean {', '.join(close)}?" if close else "; `uniformer models` lists them"
         raise ValueError(f"unknown model {name!r}{hint}") from None

@@ -122,6 +122,17 @@ class Task(ABC):
     def weights_metadata(self, cfg: DictConfig, train_set: torch.utils.data.Dataset) -> dict[str, Any]:
         """What travels with trained weights so that predict and eval need nothing else (class names, views)."""
 
+    def eval_outputs(self, cfg: DictConfig, checkpoint: Any) -> int:
+        """The output count of the model that evaluates ``checkpoint`` (a
+        :class:`~uniformer.models.checkpoint.CheckpointFile`): the config's ``model.num_classes``, else what the
+        weights say; an error when neither says."""
+        count = cfg.model.get("num_classes") or checkpoint.num_classes
+        if count is None:
+            raise ValueError(
+                f"{checkpoint.path}: the weights do not say how many outputs they have; set model.num_classes"
+            )
+        return int(count)
+
     @abstractmethod
     def check_eval_data(self, cfg: DictConfig, checkpoint: Any, dataset: torch.utils.data.Dataset) -> Any:
         """Refuse a test set that does not match the weights (class count, names); returns the label mapping."""

@@ -21,6 +21,7 @@ from timm.data import Mixup
 from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
 
 from uniformer.data import VideoMixup, collate_videos
+from uniformer.models.checkpoint import CheckpointError
 from uniformer.models.registry import create_model, model_info
 from uniformer.tasks.base import Metrics, Objective, Task
 from uniformer.tasks.classification.config import (
@@ -168,6 +169,13 @@ class ClassificationTask(Task):
     def weights_metadata(self, cfg: DictConfig, train_set: torch.utils.data.Dataset) -> dict[str, Any]:
         names = getattr(train_set, "classes", None)
         return {"classes": list(names) if names else None, "clip": clip_spec(cfg.model.name, cfg.data).to_dict()}
+
+    def eval_outputs(self, cfg: DictConfig, checkpoint: Any) -> int:
+        if checkpoint.num_classes is None and cfg.model.num_classes is None:
+            raise CheckpointError(
+                f"{checkpoint.path}: no classifier (head.weight) in the checkpoint; set model.num_classes"
+            )
+        return cfg.model.num_classes or checkpoint.num_classes
 
     def check_eval_data(self, cfg: DictConfig, checkpoint: Any, dataset: torch.utils.data.Dataset) -> Any:
         """Refuse a test set whose classes are not the weights': another count, or other names (in another

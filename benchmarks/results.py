@@ -1,31 +1,57 @@
-"""``uniformer benchmark all``: every measurement behind ``benchmarks/RESULTS.md``, and the targets they meet.
+"""Every measurement behind ``benchmarks/RESULTS.md`` and the targets they meet, as one markdown report.
 
-Repeat counts shrink for the slowest case (batch 8 video) so the whole run stays near ten minutes
-on two CPU cores; the spread column shows how much each median can be trusted.
+Run from the repository root: ``.venv/bin/python -m benchmarks.results --write benchmarks/RESULTS.md`` (about
+ten minutes on 2 CPU cores). Repeat counts shrink for the slowest case (batch 8 video); the spread column shows
+how much each median can be trusted.
 """
 
 from __future__ import annotations
 
+import argparse
 import datetime
+import time
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import torch
 
+from benchmarks.ablation import NOTE, fast_path_steps
+from benchmarks.bf16_agreement import bf16_agreement
+from benchmarks.memory import peak_rss_mb, peak_tensor_mb, retain_freed_memory
+from benchmarks.peers import run_peer_benchmark
+from uniformer._fileio import atomic_write_text
+from uniformer.benchmarks.data import run_data_benchmark
 from uniformer.benchmarks.models import (
     BenchmarkTable,
     Row,
-    bf16_agreement,
     machine_description,
-    matmul_ceiling,
-    retain_freed_memory,
     run_model_benchmark,
-    run_peer_benchmark,
     run_train_benchmark,
 )
 
-__all__ = ["run_all"]
-
 VIDEO, IMAGE = "uniformer_small_k400_16x4", "uniformer_small"
+
+
+def matmul_ceiling(dtype: torch.dtype, size: int = 2048, repeats: int = 5) -> float:
+    """GMAC/s of one large square matrix product in ``dtype`` (best of ``repeats``): what this CPU can reach."""
+    a, b = torch.randn(size, size).to(dtype), torch.randn(size, size).to(dtype)
+    a @ b
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - start)
+    return size**3 / best / 1e9
+
+
+def _inference(name: str, *, ablation: bool = False, **kwargs: Any) -> BenchmarkTable:
+    """An inference table with resident-memory peaks, and the fast paths one by one with ``ablation``."""
+    table = run_model_benchmark(name, extra_models=fast_path_steps if ablation else None, memory=peak_rss_mb, **kwargs)
+    table.memory_label = "peak extra RSS MB"
+    if ablation:
+        table.notes.append(NOTE)
+    return table
 
 
 def _row(table: BenchmarkTable, prefix: str) -> Row:
@@ -56,34 +82,33 @@ def run_all(
     *, repeats: int = 3, samples: int = 200, device: str = "cpu", log: Callable[[str], None] = lambda _: None
 ) -> str:
     """Run every benchmark and return the markdown report (machine, command, tables, targets)."""
-    from uniformer.benchmarks.data import run_data_benchmark
-
     slow = max(1, min(repeats, 2))
     log("video S batch 1, default allocator")
-    cold = run_model_benchmark(VIDEO, batch_size=1, ablation=True, repeats=repeats, device=device, log=log)
+    cold = _inference(VIDEO, batch_size=1, ablation=True, repeats=repeats, device=device, log=log)
     cold.title += ", fresh process, default glibc allocator"
     log("video S batch 8, default allocator")
-    cold8 = run_model_benchmark(VIDEO, batch_size=8, repeats=slow, device=device, log=log)
+    cold8 = _inference(VIDEO, batch_size=8, repeats=slow, device=device, log=log)
     cold8.title += ", default glibc allocator"
     warm = retain_freed_memory()
     log("video S batch 1, warm allocator")
-    video1 = run_model_benchmark(
-        VIDEO, batch_size=1, compile=True, ablation=True, repeats=repeats, device=device, log=log
-    )
+    video1 = _inference(VIDEO, batch_size=1, compile=True, ablation=True, repeats=repeats, device=device, log=log)
     if warm:
         video1.title += ", warm allocator (freed memory retained)"
     ceilings = {name: matmul_ceiling(dtype) for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16))}
     log("video S batch 8, warm allocator")
-    video8 = run_model_benchmark(VIDEO, batch_size=8, repeats=slow, device=device, log=log)
+    video8 = _inference(VIDEO, batch_size=8, repeats=slow, device=device, log=log)
     if warm:
         video8.title += ", warm allocator"
     log("training step")
-    train = run_train_benchmark(VIDEO, batch_size=2, repeats=repeats, device=device, log=log)
+    train = run_train_benchmark(
+        VIDEO, batch_size=2, repeats=repeats, device=device, log=log, memory=peak_rss_mb, tensor_memory=peak_tensor_mb
+    )
+    train.memory_label = "peak extra RSS MB"
     log("bf16 agreement")
     agreement = bf16_agreement(VIDEO, samples=samples, log=log)
     log("image S")
-    image1 = run_model_benchmark(IMAGE, batch_size=1, repeats=repeats * 3, device=device, log=log)
-    image64 = run_model_benchmark(IMAGE, batch_size=64, repeats=slow, device=device, log=log)
+    image1 = _inference(IMAGE, batch_size=1, repeats=repeats * 3, device=device, log=log)
+    image64 = _inference(IMAGE, batch_size=64, repeats=slow, device=device, log=log)
     log("peers")
     peers = run_peer_benchmark(name=VIDEO, repeats=repeats, device=device, log=log)
     log("data loader")
@@ -184,7 +209,7 @@ def run_all(
     sections = [
         "# UniFormer benchmarks",
         "",
-        f"Generated {datetime.date.today()} by `uniformer benchmark all --repeats {repeats} --samples {samples}"
+        f"Generated {datetime.date.today()} by `python -m benchmarks.results --repeats {repeats} --samples {samples}"
         f"{' --device ' + device if device != 'cpu' else ''} --write benchmarks/RESULTS.md`.",
         "",
         f"Machine: {machine_description()}. Measured ceiling of one 2048^3 matrix product: "
@@ -256,3 +281,21 @@ def run_all(
         "",
     ]
     return "\n".join(sections)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.results", description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3, help="timed rounds after one warm-up round")
+    parser.add_argument("--samples", type=int, default=200, help="inputs of the bf16 top-1 agreement check")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--write", default=None, help="write the markdown report to this file")
+    args = parser.parse_args(argv)
+    report = run_all(repeats=args.repeats, samples=args.samples, device=args.device, log=print)
+    print(report)
+    if args.write:
+        atomic_write_text(Path(args.write), report)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,62 @@
+"""The repository's benchmark scripts (``benchmarks/``, run from the repository root): the measurements behind
+``benchmarks/RESULTS.md`` are checked on tiny inputs, not timed."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from benchmarks.bf16_agreement import bf16_agreement
+from benchmarks.memory import peak_tensor_mb
+from benchmarks.results import _inference, _speedup
+from uniformer.benchmarks.models import BenchmarkTable, Row
+
+
+def test_peak_tensor_memory_counts_what_tensors_hold_at_once() -> None:
+    mib = 2**20 // 4  # float32 elements per MiB
+
+    def work() -> None:
+        a = torch.ones(8 * mib)
+        b = torch.ones(4 * mib)
+        del a
+        c = torch.ones(6 * mib)  # 10 MiB held now, below the 12 MiB held with a and b
+        del b, c
+
+    assert peak_tensor_mb(work, torch.device("cpu")) == pytest.approx(12, abs=0.01)
+
+
+def test_bf16_agreement_reads_the_same_features_with_the_model_head_and_a_centred_head() -> None:
+    result = bf16_agreement(samples=8, batch_size=4, calibration=8, img_size=32, num_frames=2)
+    assert result["samples"] == 8 and result["feature_spread"] > 0
+    model, centred = result["model"], result["centred"]
+    for entry in (model, centred):
+        assert 0 <= entry["top1_agreement"] <= 1 and 0 < entry["max_rel_logit_error"] < 0.5
+    # standardised features spread the decisions over the classes; the random head does not
+    assert centred["distinct_fp32_top1"] >= 6 > model["distinct_fp32_top1"]
+
+
+def test_a_missed_speedup_target_says_when_it_is_above_the_ceiling() -> None:
+    # plain: 40 GMAC in 500 ms = 80 GMAC/s; 2x would need 160 GMAC/s
+    table = BenchmarkTable("t", [Row("plain", [500.0], 1, 40.0), Row("fast", [400.0], 1, 40.0)])
+    assert _speedup("x", table, "fast", 2, 112) == (
+        "| x | 1.25x (needs 160.0 GMAC/s, above the measured 112.0 GMAC/s matrix-product ceiling) | NOT met |"
+    )
+    assert _speedup("x", table, "fast", 2, 200) == "| x | 1.25x | NOT met |"
+    assert _speedup("x", table, "fast", 1.2, 112) == "| x | 1.25x | met |"
+
+
+def test_the_ablation_table_adds_each_fast_path_and_measures_resident_memory() -> None:
+    table = _inference(
+        "uniformer_small_k400_16x4", ablation=True, img_size=32, num_frames=2, repeats=1, dtypes=("fp32",)
+    )
+    assert [row.variant for row in table.rows] == [
+        "plain fp32 (official formulation)",
+        "+ SDPA",
+        "+ SDPA + channels-last maps",
+        "+ channels-last weights and input",
+        "+ BatchNorm folded",
+        "optimized fp32",
+    ]
+    assert "peak extra RSS MB" in table.format() and all(row.peak_mb is not None for row in table.rows)
+    errors = [float(note.rsplit("= ", 1)[1].split()[0]) for note in table.notes if "max |logit error|" in note]
+    assert len(errors) == 5 and max(errors) < 1e-4  # every fast path computes the plain model's logits
