@@ -207,7 +207,8 @@ def broken_set(tmp_path: Path) -> Path:
 
 
 def _folder_cfg(root: Path, *extra: str) -> Any:
-    return resolve_config(load_config("demo/shapes_tiny", [f"data.root={root}", "data.val_split=val", *TINY, *extra]))
+    overrides = [f"data.root={root}", "data.val_split=val", "loss.class_weight=null", *TINY, *extra]  # 3 classes
+    return resolve_config(load_config("demo/shapes_tiny", overrides))
 
 
 def test_bad_pairs_are_reported_by_file_in_eval_and_counted(broken_set: Path, tmp_path: Path) -> None:

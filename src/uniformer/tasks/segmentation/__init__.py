@@ -103,8 +103,8 @@ class SegmentationTask(Task):
     metric_label = "mIoU (%)"
 
     def resolve(self, cfg: DictConfig) -> None:
-        """Fill the data defaults and ``model.num_classes`` (the class names' count; the engine's ``eval`` reads
-        it, as segmentation weights have no ``head.weight`` to count)."""
+        """Fill the data defaults and ``model.num_classes`` (the class names' count, which ``eval`` builds the
+        model with) and check ``loss.class_weight`` against it."""
         resolve(cfg)
         count = len(_class_names(cfg))
         if cfg.model.num_classes is not None and cfg.model.num_classes != count:
