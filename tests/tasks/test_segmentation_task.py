@@ -7,6 +7,7 @@ import logging
 import math
 from functools import partial
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -22,6 +23,7 @@ from uniformer.engine.evaluate import evaluate, feed
 from uniformer.engine.train import train
 from uniformer.models.checkpoint import read_checkpoint
 from uniformer.models.registry import model_info
+from uniformer.models.segmentor import InferenceConfig, build_segmentor
 from uniformer.tasks import get_task, task_for_model
 from uniformer.tasks.segmentation import TASK, SegmentationTask, segmentation_loss
 from uniformer.tasks.segmentation.data import (
@@ -397,3 +399,24 @@ def test_tiny_demo_writes_its_report_and_consistent_numbers(tmp_path: Path) -> N
     assert "![00001](predictions/00001_overlay.png)" in report and (out / "predictions" / "00001_labels.png").is_file()
     # two held-out rows of input | truth | prediction, 64 x 64 each with 2-pixel gaps, enlarged 3 times
     assert Image.open(out / "grid.png").size == (3 * (3 * 64 + 4), 3 * 2 * (64 + 2))
+
+
+def test_predictions_run_in_the_test_mode_of_the_weights_training_run(tmp_path: Path) -> None:
+    config = {"data": {"scale": [32, 32]}, "eval": {"mode": "slide", "crop_size": 32, "stride": 16, "flip": True}}
+    file = SimpleNamespace(config=config, class_names=list(SHAPE_CLASSES))
+    model = build_segmentor("upernet", 6, {"depth": [1, 1, 1, 1], "embed_dim": [16, 32, 64, 128], "head_dim": 16})
+    setup = TASK.prediction_setup(model_info("uniformer_small_upernet_ade20k"), model, file, None)
+    assert setup.inference == InferenceConfig("slide", 32, 16, (1.0,), True)
+    plain = TASK.prediction_setup(model_info("uniformer_small_upernet_ade20k"), model, None, None)
+    assert plain.inference == InferenceConfig()  # no training run: whole-image inference
+    seen = []
+    image = tmp_path / "a.png"
+    Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(image)
+    loop = partial(feed, collate=TASK.collate, inputs=TASK.model_inputs, batch_size=1)
+
+    def run(m: torch.nn.Module, dataset: Any, maps: Any) -> None:
+        seen.append(m.test_cfg)
+        loop(m, dataset, maps)
+
+    (prediction,) = TASK.predict(model.eval(), [str(image)], setup, run, topk=1)
+    assert seen == [setup.inference] and prediction.label_map.shape == (40, 40)

@@ -19,6 +19,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from uniformer.models.checkpoint import CheckpointFile
 from uniformer.models.registry import ModelInfo
+from uniformer.models.segmentor import InferenceConfig
 from uniformer.tasks.segmentation.data import EvalTransform, Pair, SegmentationDataset
 from uniformer.tasks.segmentation.metrics import label_maps
 
@@ -53,13 +54,15 @@ class PredictionSetup:
     scale: list[int]
     mean: list[float]
     std: list[float]
+    inference: InferenceConfig = InferenceConfig()  # whole / slide, scales, flip
 
 
 def prediction_setup(
     info: ModelInfo, model: nn.Module, file: CheckpointFile | None, labels: Sequence[str] | None
 ) -> PredictionSetup:
-    """Names (given, else stored with the weights, else the zoo's when the counts match, else numbers) and the
-    data settings of the weights' training run (else the official ADE20K test scale and the zoo's mean/std)."""
+    """Names (given, else stored with the weights, else the zoo's when the counts match, else numbers), the
+    data settings of the weights' training run (else the official ADE20K test scale and the zoo's mean/std) and
+    its test mode (``eval.mode``, ``scales``, ``flip``...; else whole-image inference)."""
     num_classes = model.num_classes
     stored = None if file is None else file.class_names
     names = list(labels) if labels is not None else stored
@@ -67,13 +70,17 @@ def prediction_setup(
         names = info.labels if info.num_classes == num_classes else [f"class {i}" for i in range(num_classes)]
     if len(names) != num_classes:
         raise ValueError(f"{len(names)} class names for a {num_classes}-class model")
-    data = ((file.config if file is not None else None) or {}).get("data") or {}
+    config = (file.config if file is not None else None) or {}
+    data, test = config.get("data") or {}, config.get("eval") or {}
+    fields = ("mode", "crop_size", "stride", "scales", "flip")
+    inference = InferenceConfig(**{k: tuple(v) if k == "scales" else v for k, v in test.items() if k in fields})
     return PredictionSetup(
         labels=list(names),
         palette=palette_for(info, num_classes),
         scale=list(data.get("scale") or [2048, 512]),
         mean=list(data.get("mean") or info.mean),
         std=list(data.get("std") or info.std),
+        inference=inference,
     )
 
 
@@ -117,7 +124,8 @@ class Prediction:
 
 
 def predict(model: nn.Module, paths: Sequence[str], setup: PredictionSetup, run: Run, topk: int) -> list[Prediction]:
-    """The label map of every image and its ``topk`` largest classes, in input order."""
+    """The label map of every image and its ``topk`` largest classes, in input order, the model run in the
+    setup's test mode (``model.test_cfg``)."""
     missing = [p for p in paths if not os.path.isfile(p)]
     if missing:
         raise FileNotFoundError(f"input not found: {', '.join(missing)}")
@@ -126,6 +134,7 @@ def predict(model: nn.Module, paths: Sequence[str], setup: PredictionSetup, run:
         [Pair(p, None) for p in paths], setup.labels, transform, train=False, require_masks=False
     )
     maps = LabelMaps(len(dataset))
+    model.test_cfg = setup.inference
     run(model, dataset, maps)
     out = []
     for index, path in enumerate(paths):
