@@ -87,6 +87,10 @@ def test_wrong_architecture_and_bad_folders_are_refused(tmp_path):
         uniformer.create_model("uniformer_small", pretrained="http://example.com/x")
     with pytest.raises(ValueError, match="3 class names for a 8-class model"):
         uniformer.save_pretrained(model, tmp_path, class_names=["a", "b", "c"])
+    # an inference copy (BatchNorms folded away) would write a folder nothing can load
+    with pytest.raises(CheckpointError, match="does not fit UniFormer:.*missing keys"):
+        uniformer.save_pretrained(uniformer.optimize_for_inference(model), tmp_path / "fast")
+    assert not (tmp_path / "fast").exists()
 
 
 def test_push_to_hub_uploads_the_saved_folder(tmp_path):

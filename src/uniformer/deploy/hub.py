@@ -19,14 +19,15 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import torch
 import torch.nn as nn
 from huggingface_hub import HfApi
 from safetensors.torch import save_file
 from timm.models._hub import generate_readme
 
 from uniformer._fileio import atomic_write, atomic_write_text
-from uniformer.models.checkpoint import HUB_CONFIG, HUB_WEIGHTS
-from uniformer.models.registry import ModelInfo, model_info
+from uniformer.models.checkpoint import HUB_CONFIG, HUB_WEIGHTS, check_fit
+from uniformer.models.registry import ModelInfo, create_model, model_info
 from uniformer.tasks.classification.config import class_names as resolve_class_names
 from uniformer.tasks.classification.config import clip_spec
 
@@ -175,6 +176,9 @@ def save_pretrained(
     folder = Path(save_directory)
     config = hub_config(model, model_name, class_names=class_names, clip=clip)
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    with torch.device("meta"):  # what create_model(pretrained="local-dir:...") will build must take these weights
+        target = create_model(config["architecture"], num_classes=config["num_classes"], **config["model_args"])
+    check_fit(target, state, "save_pretrained: the model's state dict")
     atomic_write(folder / HUB_WEIGHTS, lambda tmp: save_file(state, tmp, metadata={"format": "pt"}))
     atomic_write_text(folder / HUB_CONFIG, json.dumps(config, indent=2) + "\n")
     atomic_write_text(folder / "README.md", model_card(config, repo_name or f"ORG/{folder.resolve().name}", metrics))
