@@ -110,9 +110,9 @@ def run_onnx_benchmark(
         f"onnxruntime {ort.__version__} with {torch.get_num_threads()} intra-op threads"
     )
     table.notes.append(
-        "basic graph optimisations: constant folding and redundant-node removal only; the default level adds "
-        "operator fusions (e.g. GELU, LayerNorm, Conv + activation) and the blocked NCHWc layout of its "
-        "convolution kernels"
+        "basic graph optimisations (onnxruntime's level 1): constant folding, redundant-node removal and the "
+        "Conv + Add/Mul/BatchNorm fusions; the default level adds the extended fusions (GELU, LayerNorm, "
+        "attention, MatMul + Add) and the blocked NCHWc layout of its convolutions"
     )
     table.notes.append(machine_description())
     return table
