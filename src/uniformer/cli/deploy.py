@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -41,7 +42,7 @@ def _export(args: argparse.Namespace) -> int:
 
     file = None if args.checkpoint is None else read_checkpoint(args.checkpoint)
     if file is None:
-        print(f"warning: no --checkpoint: {args.name} is exported with random weights")
+        print(f"warning: no --checkpoint: {args.name} is exported with random weights", file=sys.stderr)
     model = create_model(args.name, checkpoint_path=file)
     path = export_model(model, args.output, args.format, opset=args.opset or OPSET)
     print(f"wrote {path} ({args.format}, {path.stat().st_size / 1e6:.1f} MB)")

@@ -11,7 +11,9 @@ Needs the ``app`` extra (``pip install 'uniformer[app]'``).
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 import time
 from collections.abc import Sequence
@@ -118,7 +120,9 @@ def serve(
     if examples is None:
         examples = []
         if predictor.info.dataset == _DEMO_DATASET:
-            examples = demo_examples(tempfile.mkdtemp(prefix="uniformer_app_"))
+            folder = tempfile.mkdtemp(prefix="uniformer_app_")
+            atexit.register(shutil.rmtree, folder, ignore_errors=True)
+            examples = demo_examples(folder)
     page = build_app(predictor, examples)
     page.launch(
         server_name=host,
