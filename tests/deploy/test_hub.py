@@ -123,7 +123,7 @@ def test_hf_hub_source_reads_the_same_files(tmp_path):
         calls.append((repo_id, filename, revision))
         return str(tmp_path / filename)
 
-    with mock.patch("huggingface_hub.hf_hub_download", side_effect=download):
+    with mock.patch("uniformer.models.checkpoint.hf_hub_download", side_effect=download):
         loaded = uniformer.create_model("uniformer_tiny_motion", pretrained="hf-hub:me/motion@v1").eval()
     assert calls == [("me/motion", "config.json", "v1"), ("me/motion", "model.safetensors", "v1")]
     x = torch.randn(1, 3, 8, 64, 64)
