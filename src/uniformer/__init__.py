@@ -5,10 +5,12 @@ Quick start::
     import uniformer
     uniformer.list_models("*k400*")
     model = uniformer.create_model("uniformer_small_k400_16x4", checkpoint_path="uniformer_small_k400_16x4.pth")
+X
 
 Importing this package also registers the image models with timm (``timm.create_model("uniformer_small")``).
 """
 
+from uniformer.deploy import push_to_hub, save_pretrained
 from uniformer.labels import load_labels
 from uniformer.models import (
     DATASETS,
@@ -40,6 +42,8 @@ __all__ = [
     "load_labels",
     "model_info",
     "optimize_for_inference",
+    "push_to_hub",
+    "save_pretrained",
     "set_formulation",
     "__version__",
 ]

@@ -1,8 +1,9 @@
 """``uniformer benchmark <what>``: throughput measurements.
 
 ``data`` measures the video input pipeline; ``model`` the fast paths of one zoo model against its plain
-formulation: how fast it is on this machine. The experiments behind ``benchmarks/RESULTS.md`` are the
-repository's ``benchmarks/`` scripts (``python -m benchmarks.results``).
+formulation: how fast it is on this machine; ``onnx`` onnxruntime against eager PyTorch and that fast path.
+The experiments behind ``benchmarks/RESULTS.md`` are the repository's ``benchmarks/`` scripts
+(``python -m benchmarks.results``).
 """
 
 from __future__ import annotations
@@ -53,6 +54,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     model.add_argument("--num-frames", type=int, default=None, help="input frames of a video model")
     model.set_defaults(func=_model)
 
+    onnx = targets.add_parser(
+        "onnx",
+        help="onnxruntime vs PyTorch eager vs optimize_for_inference, fp32, same input, interleaved",
+        description="Exports the model to ONNX (as `uniformer export` does), then times onnxruntime (CPU), the "
+        "eager model and its optimize_for_inference copy on one random input, in interleaved rounds. Needs the "
+        "export extra.",
+    )
+    onnx.add_argument("--model", default="uniformer_small", help="zoo model name (`uniformer models`)")
+    onnx.add_argument("--batch-size", type=int, default=1)
+    onnx.add_argument("--repeats", type=int, default=5, help="timed rounds after one warm-up round")
+    onnx.add_argument("--img-size", type=int, default=None, help="input height = width (default: the model's)")
+    onnx.add_argument("--num-frames", type=int, default=None, help="input frames of a video model")
+    onnx.add_argument("--threads", type=int, default=None, help="intra-op threads of both (default: PyTorch's)")
+    onnx.set_defaults(func=_onnx)
+
 
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--repeats", type=int, default=3, help="timed rounds after one warm-up round")
@@ -95,5 +111,21 @@ def _model(args: argparse.Namespace) -> int:
         table = run_model_benchmark(
             args.model, batch_size=batch_size, dtypes=dtypes, compile=args.compile, log=print, **common
         )
+    print(table.format())
+    return 0
+
+
+def _onnx(args: argparse.Namespace) -> int:
+    from uniformer.benchmarks.onnx import run_onnx_benchmark
+
+    table = run_onnx_benchmark(
+        args.model,
+        batch_size=args.batch_size,
+        repeats=args.repeats,
+        img_size=args.img_size,
+        num_frames=args.num_frames,
+        threads=args.threads,
+        log=print,
+    )
     print(table.format())
     return 0

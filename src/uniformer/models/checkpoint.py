@@ -22,6 +22,7 @@ A dense backbone (``UniFormer(dense=True)``) also reads the official dense check
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -35,6 +36,7 @@ import torch
 import torch.nn as nn
 from huggingface_hub import hf_hub_download
 from safetensors import SafetensorError, safe_open
+from timm.models import parse_model_name
 
 __all__ = [
     "TRAIN_FORMAT",
@@ -52,6 +54,9 @@ __all__ = [
     "fit_dense_backbone",
     "inflate_2d_to_3d",
     "download_checkpoint",
+    "HUB_CONFIG",
+    "HUB_WEIGHTS",
+    "read_pretrained",
 ]
 
 # ``format`` of the training checkpoints :mod:`uniformer.engine` writes (model, optimizer, counters, config).
@@ -68,6 +73,8 @@ _DENSE_OUTPUT_NORMS = ("norm1.", "norm2.", "norm3.", "norm4.")
 _CLASSIFIER_ONLY = (*_HEADS, "norm.")  # what a classification model has and a dense backbone lacks
 _LISTED = 12  # keys named per category in error messages (the count is always complete)
 _JSON_METADATA = ("classes", "clip", "overrides")
+# timm's Hub layout (``save_for_hf``): the architecture and its settings, and the weights, in one folder
+HUB_CONFIG, HUB_WEIGHTS = "config.json", "model.safetensors"
 # torch.save's pre-1.6 format starts with a pickled magic number (protocol 2, a 10-byte long)
 _LEGACY_MAGIC = b"\x80\x02\x8a\x0a"  # .safetensors metadata values stored as JSON
 # Plain-data classes found in official training checkpoints (DeiT stores its argparse.Namespace).
@@ -197,8 +204,11 @@ def _layout(obj: Any) -> str:
 
 
 def read_checkpoint(path: str | os.PathLike[str]) -> CheckpointFile:
-    """Read a checkpoint file (official ``.pth``/``.pyth`` layouts, ``.safetensors``, our training checkpoints)."""
+    """Read a checkpoint file (official ``.pth``/``.pyth`` layouts, ``.safetensors``, our training checkpoints), or
+    a folder in timm's Hub layout (:func:`read_pretrained`)."""
     path = Path(path)
+    if path.is_dir():
+        return _read_hub_folder(path / HUB_CONFIG, path / HUB_WEIGHTS)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
     if path.suffix == ".safetensors":
@@ -214,6 +224,46 @@ def read_checkpoint(path: str | os.PathLike[str]) -> CheckpointFile:
     state = _unwrap(obj, str(path))
     container = obj if isinstance(obj, dict) and _layout(obj) != "bare" else {}
     return CheckpointFile(path, state, _layout(obj), container=container)
+
+
+def read_pretrained(source: str) -> CheckpointFile:
+    """Weights saved in timm's Hub layout (``config.json`` + ``model.safetensors``, as
+    :func:`uniformer.save_pretrained` and timm's ``save_for_hf`` write it), named as timm names them:
+    ``"local-dir:DIR"`` or ``"hf-hub:ORG/REPO"`` (``@REVISION`` optional; fetched into the Hub cache).
+
+    The config's ``architecture``, ``label_names``, ``model_args`` and ``clip`` become the file's
+    :attr:`~CheckpointFile.model_name`, :attr:`~CheckpointFile.class_names`,
+    :attr:`~CheckpointFile.model_overrides` and :attr:`~CheckpointFile.clip`.
+    """
+    kind, ident = parse_model_name(source)  # timm's parser: its prefixes and its error messages
+    if kind == "local-dir":
+        return _read_hub_folder(Path(ident) / HUB_CONFIG, Path(ident) / HUB_WEIGHTS)
+    if kind == "hf-hub":
+        repo, _, revision = ident.partition("@")
+        config = download_checkpoint(repo, HUB_CONFIG, revision=revision or None)
+        return _read_hub_folder(config, download_checkpoint(repo, HUB_WEIGHTS, revision=revision or None))
+    raise ValueError(f"pretrained={source!r}: expected 'local-dir:DIR' or 'hf-hub:ORG/REPO' (or True for the release)")
+
+
+def _read_hub_folder(config_path: Path, weights_path: Path) -> CheckpointFile:
+    if not config_path.is_file():
+        raise FileNotFoundError(
+            f"{config_path.parent}: no {HUB_CONFIG}; a pretrained folder is written by uniformer.save_pretrained "
+            "(config.json + model.safetensors)"
+        )
+    try:
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"{config_path}: not a JSON document ({exc})") from None
+    if not isinstance(config, dict) or not isinstance(config.get("architecture"), str):
+        raise CheckpointError(f"{config_path}: field 'architecture' (the zoo name) is missing or not a string")
+    names = config.get("label_names")
+    if names is not None and not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
+        raise CheckpointError(f"{config_path}: field 'label_names' must be a list of class names")
+    file = read_checkpoint(weights_path)
+    metadata = dict(model=config["architecture"], classes=names, clip=config.get("clip"))
+    metadata["overrides"] = config.get("model_args") or {}
+    return dataclasses.replace(file, metadata={k: v for k, v in metadata.items() if v is not None})
 
 
 def read_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
@@ -442,10 +492,10 @@ def head_classes(state: dict[str, torch.Tensor]) -> int | None:
     return None if head is None else int(head.shape[0])
 
 
-def download_checkpoint(repo_id: str, filename: str) -> Path:
+def download_checkpoint(repo_id: str, filename: str, revision: str | None = None) -> Path:
     """Fetch a released file into the standard Hugging Face Hub cache (or find it there offline)."""
     try:
-        return Path(hf_hub_download(repo_id=repo_id, filename=filename))
+        return Path(hf_hub_download(repo_id=repo_id, filename=filename, revision=revision))
     except Exception as exc:  # network, offline mode, missing entry: all end the same way for the user
         raise FileNotFoundError(
             f"could not fetch {filename} from the Hugging Face Hub repository {repo_id} "

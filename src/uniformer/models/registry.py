@@ -38,6 +38,7 @@ from uniformer.models.checkpoint import (
     is_image_state,
     load_state,
     read_checkpoint,
+    read_pretrained,
 )
 from uniformer.models.segmentor import Decoder, build_segmentor, head_widths
 from uniformer.models.uniformer import UniFormer
@@ -541,7 +542,7 @@ def model_info(name: str) -> ModelInfo:
 
 def create_model(
     name: str,
-    pretrained: bool = False,
+    pretrained: bool | str = False,
     checkpoint_path: str | Path | CheckpointFile | None = None,
     num_classes: int | None = None,
     **overrides: Any,
@@ -550,7 +551,10 @@ def create_model(
 
     Args:
         name: a zoo name (``uniformer.list_models()``).
-        pretrained: fetch the released checkpoint from the Hugging Face Hub (standard Hub cache).
+        pretrained: ``True``: fetch the released checkpoint from the Hugging Face Hub (standard Hub cache);
+            ``"local-dir:DIR"`` or ``"hf-hub:ORG/REPO"``: weights saved by :func:`uniformer.save_pretrained` (timm's
+            Hub layout, read by :func:`~uniformer.models.checkpoint.read_pretrained`), with their class count,
+            architecture overrides, class names and clip settings.
         checkpoint_path: load this file instead (official ``.pth`` layouts, ``.safetensors``, a ``uniformer train``
             checkpoint, or an already read :class:`CheckpointFile`). A training checkpoint brings the
             ``model.overrides`` of its run (explicit ``overrides`` win).
@@ -563,11 +567,19 @@ def create_model(
             release (224 or 384 for the token-labeling models).
 
     Returns a :class:`UniFormer`, or for segmentation entries a
-    :class:`~uniformer.models.segmentor.UniFormerSegmentor`.
+    :class:`~uniformer.models.segmentor.UniFormerSegmentor`. Its ``zoo_cfg`` records what
+    :func:`uniformer.save_pretrained` needs to write it back: the zoo name, the constructor overrides and the class
+    names and clip settings that came with the weights (``None`` when they did not).
     """
     info = model_info(name)
     release = info.release(overrides.pop("img_size", None))
-    if checkpoint_path is None and pretrained:
+    if isinstance(pretrained, str):
+        if checkpoint_path is not None:
+            raise ValueError(f"{name}: pass either pretrained={pretrained!r} or checkpoint_path, not both")
+        checkpoint_path = read_pretrained(pretrained)
+        if checkpoint_path.model_name != name:
+            raise ValueError(f"{pretrained} holds weights of {checkpoint_path.model_name}, not of {name}")
+    elif checkpoint_path is None and pretrained:
         if release.checkpoint_file is None and release.checkpoint_url:
             raise ValueError(
                 f"{name}: the released checkpoint is not on the Hugging Face Hub; download it from "
@@ -591,6 +603,12 @@ def create_model(
         model = UniFormer(**{**info.model_args, **overrides}, num_classes=classes)
     if file is not None:
         load_state(model, file.state_dict, str(file.path), head="keep" if info.task == "segmentation" else "auto")
+    model.zoo_cfg = dict(
+        name=name,
+        overrides=dict(overrides),
+        classes=None if file is None else file.class_names,
+        clip=None if file is None else file.clip,
+    )
     return model
 
 

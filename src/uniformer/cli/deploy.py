@@ -1,0 +1,56 @@
+"""``uniformer export NAME --format onnx|exported-program --output OUT`` and ``uniformer app --model NAME``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "export",
+        help="write a classification model as ONNX or a torch.export .pt2 (dynamic batch, metadata inside)",
+        description="Exports the inference graph (BatchNorms folded, fused attention) at the model's test input "
+        "(its clip: frames and crop size) with a dynamic batch axis. ONNX files carry the class names and the "
+        "preprocessing (mean, std, input size, frames, the clip) as metadata_props; .pt2 archives a config.json.",
+    )
+    p.add_argument("name", help="zoo name (`uniformer models`)")
+    p.add_argument("--checkpoint", default=None, help="weights: a file (.pth, .safetensors, .pt) or a saved folder")
+    p.add_argument("--format", choices=["onnx", "exported-program"], default="onnx")
+    p.add_argument("--output", required=True, help="OUT.onnx or OUT.pt2")
+    p.add_argument("--opset", type=int, default=None, help="ONNX opset (default: 18)")
+    p.set_defaults(func=_export)
+
+    p = subparsers.add_parser(
+        "app",
+        help="a web page (Gradio) that classifies an uploaded video or image with a model",
+        description="Serves a page where a video or image is uploaded (or a shipped example picked); it shows the "
+        "top-5 classes, the frames the model saw and the time taken. Needs the app extra (pip install "
+        "'uniformer[app]').",
+    )
+    p.add_argument("--model", required=True, help="zoo name (`uniformer models`)")
+    p.add_argument("--checkpoint", default=None, help="weights: a file (.pth, .safetensors, .pt) or a saved folder")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: this machine only)")
+    p.add_argument("--port", type=int, default=7860)
+    p.set_defaults(func=_app)
+
+
+def _export(args: argparse.Namespace) -> int:
+    from uniformer.deploy.export import OPSET, export_model
+    from uniformer.models.checkpoint import read_checkpoint
+    from uniformer.models.registry import create_model
+
+    file = None if args.checkpoint is None else read_checkpoint(args.checkpoint)
+    if file is None:
+        print(f"warning: no --checkpoint: {args.name} is exported with random weights", file=sys.stderr)
+    model = create_model(args.name, checkpoint_path=file)
+    path = export_model(model, args.output, args.format, opset=args.opset or OPSET)
+    print(f"wrote {path} ({args.format}, {path.stat().st_size / 1e6:.1f} MB)")
+    return 0
+
+
+def _app(args: argparse.Namespace) -> int:
+    from uniformer.deploy.app import serve
+
+    serve(args.model, args.checkpoint, host=args.host, port=args.port)
+    return 0

@@ -1,0 +1,103 @@
+"""The web page in a real browser: headless Chromium (selenium) uploads a video, presses Classify, reads the top-5."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+
+import numpy as np
+import pytest
+
+gr = pytest.importorskip("gradio", reason="needs the app extra: pip install 'uniformer[app]'")
+webdriver = pytest.importorskip("selenium.webdriver", reason="needs the app extra: pip install 'uniformer[app]'")
+
+from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.support import expected_conditions as ec  # noqa: E402
+from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+
+from uniformer.data.synth import render_clip, write_video  # noqa: E402
+from uniformer.deploy.app import build_app, seen_frames  # noqa: E402
+from uniformer.engine.predict import Predictor  # noqa: E402
+
+MODEL = "uniformer_tiny_motion"
+BROWSER = shutil.which("chromium") or shutil.which("chromium-browser")
+DRIVER = shutil.which("chromedriver")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def video(tmp_path_factory):
+    path = tmp_path_factory.mktemp("app") / "moving_right.mp4"
+    write_video(path, render_clip("moving_right", np.random.default_rng(0), num_frames=40, size=(96, 96)))
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def predictor():
+    import torch
+
+    torch.manual_seed(0)
+    return Predictor(MODEL)  # random weights: the page must show exactly what `uniformer predict` computes
+
+
+def test_seen_frames_are_the_centre_view(predictor, video):
+    frames = seen_frames(predictor, video)
+    spec = predictor.setup.spec
+    assert len(frames) == spec.num_frames
+    assert all(f.shape == (spec.crop_size, spec.crop_size, 3) and f.dtype == np.uint8 for f in frames)
+
+
+@pytest.mark.skipif(BROWSER is None or DRIVER is None, reason="no chromium / chromedriver (.ci/run installs them)")
+def test_page_in_a_browser_shows_the_top5(predictor, video):
+    expected = predictor.predict([video], topk=5)[0].top
+    page = build_app(predictor)
+    port = _free_port()
+    page.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    options = webdriver.ChromeOptions()
+    options.binary_location = BROWSER
+    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"):
+        options.add_argument(flag)
+    driver = None
+    try:
+        driver = webdriver.Chrome(service=webdriver.ChromeService(executable_path=DRIVER), options=options)
+        driver.get(f"http://127.0.0.1:{port}/")
+        wait = WebDriverWait(driver, 60)
+        upload = wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "#upload input[type=file]")))
+        upload.send_keys(video)
+        wait.until(ec.text_to_be_present_in_element((By.ID, "upload"), "moving_right"))  # uploaded
+        driver.find_element(By.ID, "classify").click()
+        wait.until(lambda d: "ms for" in d.find_element(By.CSS_SELECTOR, "#timing textarea").get_attribute("value"))
+        shown = driver.find_element(By.ID, "top5").text
+        timing = driver.find_element(By.CSS_SELECTOR, "#timing textarea").get_attribute("value")
+        pictures = driver.find_elements(By.CSS_SELECTOR, "#frames img")
+    finally:
+        if driver is not None:
+            driver.quit()
+        page.close()
+    names = [name for _, name, _ in expected]
+    positions = [shown.find(name) for name in names]
+    assert all(p >= 0 for p in positions) and positions == sorted(positions), shown  # all five, in rank order
+    assert f"{round(100 * expected[0][2])}%" in shown
+    assert timing.endswith("ms for 2 views")  # the demo model's test views: 2 clips x 1 crop
+    assert len(pictures) == predictor.setup.spec.num_frames
+    with socket.socket() as sock:  # the server is gone
+        assert sock.connect_ex(("127.0.0.1", port)) != 0
+
+
+def test_serve_binds_localhost_and_offers_demo_examples(tmp_path):
+    from uniformer.cli import build_parser
+    from uniformer.deploy.app import serve
+
+    assert build_parser().parse_args(["app", "--model", MODEL]).host == "127.0.0.1"
+    page = serve(MODEL, port=_free_port(), block=False)
+    try:
+        assert page.server_name == "127.0.0.1"
+        examples = [c for c in page.blocks.values() if isinstance(c, gr.Dataset)]
+        assert len(examples) == 1 and len(examples[0].samples) == 3
+    finally:
+        page.close()
