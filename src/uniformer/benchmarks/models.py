@@ -252,6 +252,7 @@ def run_model_benchmark(
 
 def no_grad_call(model: nn.Module, x: torch.Tensor) -> Callable[[], Any]:
     """A timed call: ``model(x)`` without autograd."""
+
     def call() -> Any:
         with torch.no_grad():
             return model(x)
