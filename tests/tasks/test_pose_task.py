@@ -359,3 +359,45 @@ def test_tiny_run_trains_evaluates_and_predicts_skeletons(tmp_path: Path) -> Non
     whole = TASK.prediction_options(TASK.prediction_setup(model_info(cfg.model.name), model, None, None), [])
     (one,) = TASK.predict(model, [image], whole, run_loop, topk=5)
     assert [p["box"] for p in one.persons] == [[0.0, 0.0, 64.0, 64.0]]
+
+
+POSE_RECIPES = sorted((Path(__file__).resolve().parents[2] / "src/uniformer/configs/pose").glob("[!_]*"))
+OFFICIAL = {  # exp/top_down_*/config.py: lr, drop_path_rate, samples_per_gpu x 8 GPUs
+    "small_coco_256x192": (2e-3, 0.2, 1024),
+    "small_coco_384x288": (2e-3, 0.2, 1024),
+    "small_coco_448x320": (1e-3, 0.2, 512),
+    "base_coco_256x192": (2e-3, 0.4, 1024),
+    "base_coco_384x288": (5e-4, 0.5, 256),
+    "base_coco_448x320": (5e-4, 0.55, 256),
+}
+
+
+@pytest.mark.parametrize("path", POSE_RECIPES, ids=lambda p: p.stem)
+def test_pose_recipes_follow_the_official_configs(path: Path, tmp_path: Path) -> None:
+    cfg = resolve_config(load_config(path, [f"data.root={tmp_path}"]))
+    lr, drop_path, batch = OFFICIAL[path.stem.removeprefix("topdown_uniformer_")]
+    info = model_info(cfg.model.name)
+    assert (cfg.optimizer.lr, cfg.model.drop_path_rate, cfg.trainer.batch_size) == (lr, drop_path, batch)
+    assert cfg.optimizer.name == "adamw" and cfg.optimizer.weight_decay == 0.01 and cfg.trainer.max_epochs == 210
+    assert cfg.scheduler.warmup_epochs == pytest.approx(500 / (149813 / batch), abs=0.005)
+    assert cfg.scheduler.warmup_lr == pytest.approx(lr * 1e-3) and cfg.scheduler.min_lr == pytest.approx(lr * 1e-2)
+    assert tuple(cfg.data.input_size) == info.release().input_hw
+    assert cfg.data.sigma == (2.0 if cfg.data.input_size[0] == 256 else 3.0)
+    assert cfg.reproduces.endswith(f"top_down_{path.stem[-7:]}_global_{path.stem.split('_')[2]}/config.py")
+    assert cfg.data.val_boxes.endswith("COCO_val2017_detections_AP_H_56_person.json") and cfg.eval.flip_test
+    with torch.device("meta"):
+        model = TASK.build_model(cfg, cfg.model.num_classes)
+    assert sum(p.numel() for p in model.parameters()) / 1e6 == pytest.approx(info.params_m, abs=0.05)
+
+
+def test_mean_pose_chance_is_low_and_the_tiny_demo_writes_its_report(tmp_path: Path) -> None:
+    from uniformer.tasks.pose.demo import run_demo
+
+    out = tmp_path / "demo"
+    result = run_demo(out, train_images=8, val_images=3, overrides=tuple(TINY))
+    assert result["metric"] == "AP" and 0 <= result["value"] <= 1 and 0 <= result["chance"] < 0.2
+    metrics = json.loads((out / "eval" / "metrics.json").read_text())
+    assert result["value"] == metrics["AP"] / 100 and json.loads((out / "result.json").read_text()) == result
+    report = (out / "report.md").read_text()
+    assert f"AP {metrics['AP']:.1f}%" in report and "skeletons_00000.png" in report
+    assert (out / "skeletons_00000.png").stat().st_size > 0
