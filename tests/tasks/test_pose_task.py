@@ -276,6 +276,7 @@ TINY = [
     "trainer.progress=false",
     "trainer.tensorboard=false",
     "eval.batch_size=4",
+    "data.num_workers=0",
 ]
 
 

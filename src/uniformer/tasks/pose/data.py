@@ -56,11 +56,6 @@ class PoseDataset(torch.utils.data.Dataset):
         if train and any(inst.keypoints is None for inst in self.instances):
             raise ValueError("training persons need keypoints (ground-truth annotations)")
 
-    @property
-    def classes(self) -> list[str]:
-        """The keypoint names (what the engine stores with trained weights as their "classes")."""
-        return self.keypoint_names
-
     def __len__(self) -> int:
         return len(self.instances)
 
