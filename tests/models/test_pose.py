@@ -58,10 +58,9 @@ def test_an_official_layout_checkpoint_loads_strictly(tmp_path: Path) -> None:
     assert heatmaps.shape == (2, 17, 24, 16)
 
 
-def test_the_zoo_small_256x192_loads_an_official_file_and_gives_stride_4_heatmaps(tmp_path: Path) -> None:
-    args = dict(uniformer.model_info("uniformer_small_topdown_coco_256x192").model_args)
-    write_official(tmp_path / "s.pth", args)
-    model = uniformer.create_model("uniformer_small_topdown_coco_256x192", checkpoint_path=tmp_path / "s.pth")
+def test_create_model_loads_an_official_file_into_a_zoo_pose_entry(tmp_path: Path) -> None:
+    write_official(tmp_path / "s.pth", TINY)  # the zoo entry's layout at a reduced width (same code path)
+    model = uniformer.create_model("uniformer_small_topdown_coco_256x192", checkpoint_path=tmp_path / "s.pth", **TINY)
     assert isinstance(model, TopDownPoseModel) and model.flip_test is False
     with torch.no_grad():
         assert model.eval()(torch.randn(1, 3, 256, 192)).shape == (1, 17, 64, 48)
@@ -81,7 +80,7 @@ def test_the_head_is_initialised_as_mmpose() -> None:
     deconvs = [head.deconv_layers[i] for i in (0, 3, 6)]
     assert [tuple(d.weight.shape) for d in deconvs] == [(512, 256, 4, 4), (256, 256, 4, 4), (256, 256, 4, 4)]
     assert all(d.bias is None and d.stride == (2, 2) and d.padding == (1, 1) for d in deconvs)
-    for weight in [d.weight for d in deconvs] + [head.final_layer.weight]:
+    for weight in [d.weight.detach() for d in deconvs] + [head.final_layer.weight.detach()]:
         assert abs(float(weight.std()) - 0.001) < 1e-4 and abs(float(weight.mean())) < 1e-4
     assert torch.all(head.final_layer.bias == 0)
     for bn in (head.deconv_layers[i] for i in (1, 4, 7)):
