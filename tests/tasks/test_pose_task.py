@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from uniformer.cli import main
 from uniformer.engine import evaluate, load_config, train
 from uniformer.engine.config import resolve_config
 from uniformer.engine.evaluate import feed
@@ -319,7 +320,7 @@ def test_annotation_problems_are_named_and_unusable_persons_reported(
     assert "1 unusable annotation(s) skipped: annotation 2" in caplog.text
 
 
-def test_tiny_run_trains_evaluates_and_predicts_skeletons(tmp_path: Path) -> None:
+def test_tiny_run_trains_evaluates_and_predicts_skeletons(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     root = write_figures(tmp_path / "figures", {"train": 8, "val": 3}, size=64, seed=1)
     (root / "val" / "00002.png").write_bytes(b"not a png")
     run = tmp_path / "run"
@@ -360,6 +361,13 @@ def test_tiny_run_trains_evaluates_and_predicts_skeletons(tmp_path: Path) -> Non
     whole = TASK.prediction_options(TASK.prediction_setup(model_info(cfg.model.name), model, None, None), [])
     (one,) = TASK.predict(model, [image], whole, run_loop, topk=5)
     assert [p["box"] for p in one.persons] == [[0.0, 0.0, 64.0, 64.0]]
+
+    # the command line: the task's options after the inputs, the architecture and head width from the checkpoint
+    cli = ["predict", image, "--model", cfg.model.name, "--checkpoint", str(final), "--json", "--boxes", str(boxes)]
+    assert main(cli) == 0
+    printed = json.loads(capsys.readouterr().out)["predictions"][0]
+    assert [p["box"] for p in printed["persons"]] == [p["box"] for p in two.persons]
+    assert main(cli[:-2] + ["--detector", "x"]) == 2 and "unknown option(s) for pose models" in capsys.readouterr().err
 
 
 POSE_RECIPES = sorted((Path(__file__).resolve().parents[2] / "src/uniformer/configs/pose").glob("[!_]*"))

@@ -653,8 +653,9 @@ def create_model(
         classes = info.num_classes if file is None or inflating or file.num_classes is None else file.num_classes
     if info.task == "segmentation":
         model: nn.Module = build_segmentor(info.decoder, classes, {**info.model_args, **overrides})
-    elif info.task == "pose":
-        model = build_pose_model(classes, {**info.model_args, **overrides})
+    elif info.task == "pose":  # a training checkpoint brings its run's head width (head.channels)
+        channels = ((file.config if file is not None else None) or {}).get("head", {}).get("channels", 256)
+        model = build_pose_model(classes, {**info.model_args, **overrides}, channels=channels)
     else:
         model = UniFormer(**{**info.model_args, **overrides}, num_classes=classes)
     if file is not None:
