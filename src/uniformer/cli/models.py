@@ -68,7 +68,12 @@ def _info(args: argparse.Namespace) -> int:
         ("published top-1", "-" if release.top1 is None else f"{release.top1:.1f}"),
         ("params", f"{measured.params / 1e6:.2f} M measured, {info.params_m:g} M published"),
         ("GFLOPs per view", f"{measured.gmacs:.2f} measured (multiply-adds), {release.gflops:g} published"),
-        ("checkpoint", f"{info.hub_repo}/{release.checkpoint_file}" if release.checkpoint_file else "not released"),
+        (
+            "checkpoint",
+            f"{info.hub_repo}/{release.checkpoint_file}"
+            if release.checkpoint_file
+            else release.checkpoint_url or "not released",
+        ),
         ("normalisation", f"mean {info.mean}, std {info.std}"),
     ]
     if len(info.releases) > 1:
