@@ -58,8 +58,8 @@ def decode_heatmaps(
 
     mmpose ``keypoints_from_heatmaps`` with ``post_process='default'``: the arg-max (x, y) and its value (a map
     whose maximum is not positive gives heatmap position (-1, -1)); where the peak is strictly inside
-    ``1 < x < W - 1`` and ``1 < y < H - 1``, a step of 0.25 toward the higher neighbour in x and in y (none on a tie); then
-    ``transform_preds``: ``x * scale_w * 200 / W + center_x - scale_w * 200 / 2`` (and the same in y).
+    ``1 < x < W - 1`` and ``1 < y < H - 1``, a step of 0.25 toward the higher neighbour in x and in y (none on a
+    tie); then ``transform_preds``: ``x * scale_w * 200 / W + center_x - scale_w * 200 / 2`` (and the same in y).
     """
     if heatmaps.ndim != 4:
         raise ValueError(f"heatmaps must be (B, K, H, W), got shape {tuple(heatmaps.shape)}")
