@@ -69,11 +69,12 @@ def test_every_required_name_is_registered() -> None:
     assert demo.release().checkpoint_file is None and demo.labels[0] == "moving_right" and demo.num_classes == 8
 
 
-# the demo model is ours; the segmentors' layout is tested against mmseg's in test_segmentation.py
+# the demo model is ours; the segmentors' and pose models' layouts are tested against mmseg's and mmpose's in
+# test_segmentation.py and test_pose.py
 OFFICIAL_NAMES = [
     n
     for n in uniformer.list_models()
-    if n != "uniformer_tiny_motion" and uniformer.model_info(n).task != "segmentation"
+    if n != "uniformer_tiny_motion" and uniformer.model_info(n).task not in ("segmentation", "pose")
 ]
 
 
@@ -92,6 +93,7 @@ MEASURED_NOT_PUBLISHED = {
     ("uniformer_large_ls_tl", 224): 19.71,
     ("uniformer_large_ls_tl", 384): 62.76,
     ("uniformer_small_h14_fpn_ade20k", 512): 190.91,
+    ("uniformer_base_topdown_coco_384x288", 384): 22.05,
 }
 
 

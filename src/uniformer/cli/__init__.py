@@ -45,6 +45,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if "--no-progress" in argv:  # one switch for every command, accepted anywhere on the line
         argv = ["--no-progress", *(a for a in argv if a != "--no-progress")]
     args, extra = parser.parse_known_args(argv)
+    if extra and hasattr(args, "task_args"):  # `predict IMAGE --model POSE --boxes FILE`: the task's options
+        args.task_args, extra = extra, []
     if extra:  # ``train CONFIG --dry-run key=value``: overrides after an option
         if not hasattr(args, "overrides") or any(item.startswith("-") for item in extra):
             parser.error(f"unrecognized arguments: {' '.join(extra)}")

@@ -69,6 +69,9 @@ def _info(args: argparse.Namespace) -> int:
             ("decoder", info.decoder),
             ("published mIoU", f"{release.miou:.1f} single-scale{multi}"),
         ]
+    elif info.task == "pose":
+        published = ", ".join(f"{k} {v:.1f}" for k, v in release.coco_metrics.items()) or "-"
+        rows.append(("published COCO val", published))
     else:
         rows += [
             ("test views", f"{info.test_clips} clips x {info.test_crops} crops"),
@@ -78,7 +81,7 @@ def _info(args: argparse.Namespace) -> int:
         checkpoint = f"{info.hub_repo}/{release.checkpoint_file}"
     else:
         checkpoint = f"{release.checkpoint_url} (not on the Hub)" if release.checkpoint_url else "not released"
-    per = "image" if info.task == "segmentation" else "view"
+    per = {"segmentation": "image", "pose": "crop"}.get(info.task, "view")
     rows += [
         ("params", f"{measured.params / 1e6:.2f} M measured, {info.params_m:g} M published"),
         (f"GFLOPs per {per}", f"{measured.gmacs:.2f} measured (multiply-adds), {release.gflops:g} published"),

@@ -23,14 +23,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "predict",
         help="classify videos, frame folders or images with the model's official test views",
         description="Runs every test view of the zoo model (clips x crops, its sampling) and prints the top "
-        "classes with probabilities (softmax of the mean view logits).",
+        "classes with probabilities (softmax of the mean view logits). Options this command does not know go "
+        "to the model's task: pose models take --boxes FILE (person boxes per image; default: the whole "
+        "image) and --out DIR (skeleton drawings and keypoints JSON).",
     )
     _common(p)
     p.add_argument("--topk", type=int, default=5)
     p.add_argument("--labels", default=None, help="class-name file (one per line) overriding the model's")
     p.add_argument("--json", action="store_true", help="one JSON document on stdout, for scripts")
     p.add_argument("--out-dir", default=None, help="segmentation: write each label map and colour overlay here")
-    p.set_defaults(func=_predict)
+    p.set_defaults(func=_predict, task_args=[])
 
     p = subparsers.add_parser(
         "features",
@@ -67,6 +69,7 @@ def _predictor(args: argparse.Namespace, labels: list[str] | None = None):
         precision=args.precision,
         batch_size=args.batch_size,
         num_workers=args.workers,
+        task_args=getattr(args, "task_args", []),
     )
 
 

@@ -43,6 +43,8 @@ class Predictor:
         batch_size: inputs (views) per forward pass.
         num_workers: decoding worker processes.
         overrides: constructor arguments of a reduced or modified architecture.
+        task_args: the task's own prediction options as command-line words (e.g. pose's ``--boxes FILE``),
+            applied by :meth:`~uniformer.tasks.Task.prediction_options`.
     """
 
     def __init__(
@@ -56,6 +58,7 @@ class Predictor:
         batch_size: int = 8,
         num_workers: int = 0,
         overrides: dict[str, Any] | None = None,
+        task_args: Sequence[str] = (),
     ) -> None:
         if precision not in ("fp32", "bf16"):
             raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
@@ -71,6 +74,7 @@ class Predictor:
             model_name, pretrained=pretrained and file is None, checkpoint_path=file, **(overrides or {})
         ).eval()
         self.setup = self.task.prediction_setup(self.info, self.model, file, labels)  # e.g. class names, views
+        self.setup = self.task.prediction_options(self.setup, task_args)
         self.precision, self.batch_size, self.num_workers = precision, batch_size, num_workers
         self._fast: nn.Module | None = None
 

@@ -22,6 +22,8 @@ DATASET_LABEL_FILES: dict[str, str | None] = {
     "synthetic-motion": "synthetic_motion.txt",
     # the 150 classes of mmseg's ADE20KDataset (annotation value - 1, the released segmentors' channel order)
     "ade20k": "ade20k.txt",
+    # the 17 COCO person keypoints in the order of person_keypoints_*.json and of the released heatmap channels
+    "coco-keypoints": "coco_keypoints.txt",
 }
 # dataset name -> colour file (one "R G B" line per class, in label order) for drawing segmentation maps
 DATASET_PALETTE_FILES: dict[str, str] = {"ade20k": "ade20k_palette.txt"}

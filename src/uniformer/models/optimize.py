@@ -85,7 +85,8 @@ def optimize_for_inference(model: UniFormer, dtype: torch.dtype = torch.float32,
         raise ValueError(f"dtype must be torch.float32 or torch.bfloat16, got {dtype}")
     fast = set_formulation(fold_batchnorms(copy.deepcopy(model).eval()), "fast")
     _inplace_mlp_activations(fast)
-    memory_format = torch.channels_last_3d if getattr(fast, "video", False) else torch.channels_last  # segmentors: 2-D
+    video = any(m.video for m in fast.modules() if isinstance(m, UniFormer))  # a segmentor or pose model holds one
+    memory_format = torch.channels_last_3d if video else torch.channels_last
     fast = fast.to(dtype=dtype, memory_format=memory_format)
     fast.register_forward_pre_hook(PrepareInput(dtype, memory_format))
     for param in fast.parameters():

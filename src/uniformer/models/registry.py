@@ -6,7 +6,8 @@ released checkpoint on the Hugging Face Hub. The README tables, ``uniformer mode
 training configs and the demo all read it.
 
 Published numbers come from the official model-zoo tables (Sense-X/UniFormer
-``image_classification/README.md``, ``video_classification/README.md`` and ``semantic_segmentation/README.md``);
+``image_classification/README.md``, ``video_classification/README.md``, ``semantic_segmentation/README.md`` and
+``pose_estimation/README.md``);
 released file names from the official Hub repositories ``Sense-X/uniformer_image`` and ``Sense-X/uniformer_video``.
 Video GFLOPs are given per view: the tables' total over all test views divided by clips x crops.
 
@@ -20,7 +21,7 @@ import difflib
 import fnmatch
 import logging
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Literal
@@ -40,6 +41,7 @@ from uniformer.models.checkpoint import (
     read_checkpoint,
     read_pretrained,
 )
+from uniformer.models.pose import build_pose_model
 from uniformer.models.segmentor import Decoder, build_segmentor, head_widths
 from uniformer.models.uniformer import UniFormer
 
@@ -76,6 +78,10 @@ DATASETS: Mapping[str, DatasetInfo] = MappingProxyType(
         "synthetic-motion": DatasetInfo("synthetic-motion", 8, VIDEO_MEAN, VIDEO_STD, "Synthetic motion"),
         # mmseg img_norm_cfg of the ADE20K configs: ImageNet's mean/std in 0-255 units
         "ade20k": DatasetInfo("ade20k", 150, IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, "ADE20K"),
+        # COCO person keypoints: the "classes" are the 17 keypoints (heatmap channels); mmpose NormalizeTensor
+        "coco-keypoints": DatasetInfo(
+            "coco-keypoints", 17, IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, "COCO keypoints"
+        ),
     }
 )
 
@@ -84,9 +90,10 @@ DATASETS: Mapping[str, DatasetInfo] = MappingProxyType(
 class Release:
     """One released (or published) set of weights of a model at one input size.
 
-    Segmentation releases give mIoU (single-scale, and multi-scale where published) instead of top-1, a
-    ``checkpoint_url`` when the weights are released off the Hub, and ``input_hw``, the (H, W) input their
-    published GFLOPs count (otherwise ``img_size`` square).
+    Segmentation releases give mIoU (single-scale, and multi-scale where published) instead of top-1, pose
+    releases ``coco_metrics`` (COCO val AP, AP50, AP75, APm, APl, AR), both a ``checkpoint_url`` when the weights
+    are released off the Hub, and ``input_hw``, the (H, W) input their published GFLOPs count (otherwise
+    ``img_size`` square).
     """
 
     img_size: int
@@ -98,9 +105,10 @@ class Release:
     ms_miou: float | None = None
     checkpoint_url: str | None = None
     input_hw: tuple[int, int] | None = None
+    coco_metrics: Mapping[str, float] = field(default_factory=dict)  # pose: published COCO val AP, AP50, ...
 
 
-Task = Literal["image", "video", "segmentation"]
+Task = Literal["image", "video", "segmentation", "pose"]
 
 
 @dataclass(frozen=True)
@@ -521,6 +529,63 @@ for _row in (
 
 
 # ---------------------------------------------------------------------------------------------------------
+# pose (COCO keypoints): the dense backbone with the SimpleBaseline heatmap head, top-down
+#
+# Sense-X/UniFormer pose_estimation/README.md: COCO val2017 AP, AP50, AP75, "AR^M", "AR^L" (so the README's header;
+# the columns sit where mmpose's AP (M) / AP (L) go) and AR with the official detector's person boxes
+# (COCO_val2017_detections_AP_H_56_person.json), FLOPs, Google Drive links of the released weights. The README
+# gives no parameter counts: params_m is counted from the architecture (backbone + head, 17 heatmaps). The
+# architectures and the crop sizes (W x H) are those of pose_estimation/exp/top_down_<HxW>_global_<size>/config.py.
+
+_POSE_NOTE_B384 = (
+    " The published 14.8 GFLOPs disagree with the architecture at 384 x 288 (measured 22.05G; the 448 x 320"
+    " UniFormer-B counts 29.5G, as published); they repeat the UniFormer-S 448 x 320 cell."
+)
+
+
+def _pose(size: str, hw: tuple[int, int], metrics: tuple[float, ...], gflops: float, drive_id: str) -> None:
+    """A COCO top-down entry; ``metrics`` = AP, AP50, AP75, APm, APl, AR as the README's row gives them."""
+    height, width = hw
+    _add(
+        ModelInfo(
+            name=f"uniformer_{size}_topdown_coco_{height}x{width}",
+            task="pose",
+            dataset="coco-keypoints",
+            title=f"{_VIDEO_SIZES[size][0]} top-down pose {height}x{width} (COCO)",
+            model_args=MappingProxyType(dict(_VIDEO_SIZES[size][1])),
+            releases=(
+                Release(
+                    height,
+                    None,
+                    gflops,
+                    None,
+                    crop_pct=1.0,
+                    checkpoint_url=_DRIVE.format(drive_id),
+                    input_hw=hw,
+                    coco_metrics=dict(zip(("AP", "AP50", "AP75", "APm", "APl", "AR"), metrics)),
+                ),
+            ),
+            params_m={"small": 25.2, "base": 53.5}[size],
+            hub_repo="",
+            pretrain=f"uniformer_{size}_in1k.pth",
+            notes=_POSE_NOTE_B384 if (size, hw) == ("base", (384, 288)) else "",
+        )
+    )
+
+
+for _row in (
+    # size, (H, W), (AP, AP50, AP75, APm, APl, AR), GFLOPs, Google Drive file id
+    ("small", (256, 192), (74.0, 90.3, 82.2, 66.8, 76.7, 79.5), 4.7, "162R0JuTpf3gpLe1IK6oxRoQK7JSj4ylx"),
+    ("small", (384, 288), (75.9, 90.6, 83.4, 68.6, 79.0, 81.4), 11.1, "163vuFkpcgVOthC05jCwjGzo78Nr0eikW"),
+    ("small", (448, 320), (76.2, 90.6, 83.2, 68.6, 79.4, 81.4), 14.8, "165nQRsT58SXJegcttksHwDn46Fme5dGX"),
+    ("base", (256, 192), (75.0, 90.6, 83.0, 67.8, 77.7, 80.4), 9.2, "15tzJaRyEzyWp2mQhpjDbBzuGoyCaJJ-2"),
+    ("base", (384, 288), (76.7, 90.8, 84.0, 69.3, 79.7, 81.4), 14.8, "15qtUaOR_C7-vooheJE75mhA9oJQt3gSx"),
+    ("base", (448, 320), (77.4, 91.1, 84.4, 70.2, 80.6, 82.5), 29.6, "156iNxetiCk8JJz41aFDmFh9cQbCaMk3D"),
+):
+    _pose(*_row)
+
+
+# ---------------------------------------------------------------------------------------------------------
 # public API
 
 
@@ -566,10 +631,11 @@ def create_model(
             those of the dense backbone, e.g. ``attn_mode``, ``window_size``), plus ``img_size`` to pick a
             release (224 or 384 for the token-labeling models).
 
-    Returns a :class:`UniFormer`, or for segmentation entries a
-    :class:`~uniformer.models.segmentor.UniFormerSegmentor`. Its ``zoo_cfg`` records what
-    :func:`uniformer.save_pretrained` needs to write it back: the zoo name, the constructor overrides and the class
-    names and clip settings that came with the weights (``None`` when they did not).
+    Returns a :class:`UniFormer`, for segmentation entries a
+    :class:`~uniformer.models.segmentor.UniFormerSegmentor`, for pose entries a
+    :class:`~uniformer.models.pose.TopDownPoseModel` (``num_classes``: its keypoint count). Its ``zoo_cfg``
+    records what :func:`uniformer.save_pretrained` needs to write it back: the zoo name, the constructor overrides
+    and the class names and clip settings that came with the weights (``None`` when they did not).
     """
     info = model_info(name)
     release = info.release(overrides.pop("img_size", None))
@@ -599,10 +665,15 @@ def create_model(
     if info.task == "segmentation":
         widths = {} if file is None else head_widths(file.state_dict)
         model: nn.Module = build_segmentor(info.decoder, classes, {**info.model_args, **overrides}, **widths)
+    elif info.task == "pose":  # a training checkpoint brings its run's head width (head.channels)
+        channels = ((file.config if file is not None else None) or {}).get("head", {}).get("channels", 256)
+        model = build_pose_model(classes, {**info.model_args, **overrides}, channels=channels)
     else:
         model = UniFormer(**{**info.model_args, **overrides}, num_classes=classes)
     if file is not None:
-        load_state(model, file.state_dict, str(file.path), head="keep" if info.task == "segmentation" else "auto")
+        load_state(
+            model, file.state_dict, str(file.path), head="keep" if info.task in ("segmentation", "pose") else "auto"
+        )
     model.zoo_cfg = dict(
         name=name,
         overrides=dict(overrides),
@@ -679,9 +750,11 @@ for _name in list_models(task="image"):
 
 
 def _metric_cell(release: Release) -> str:
-    """Published top-1, or for segmentation releases the single-scale mIoU, marked as such."""
+    """Published top-1, or for segmentation releases the single-scale mIoU, for pose the COCO AP, marked as such."""
     if release.miou is not None:
         return f"{release.miou:.1f} mIoU"
+    if release.coco_metrics:
+        return f"{release.coco_metrics['AP']:.1f} AP"
     return "-" if release.top1 is None else f"{release.top1:.1f}"
 
 

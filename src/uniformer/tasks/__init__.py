@@ -17,8 +17,14 @@ __all__ = ["TASKS", "Collectives", "MetricAccumulator", "Metrics", "Objective", 
 TASKS: dict[str, str] = {
     "classification": "uniformer.tasks.classification",
     "segmentation": "uniformer.tasks.segmentation",
+    "pose": "uniformer.tasks.pose",
 }
-_ZOO_TASKS: dict[str, str] = {"image": "classification", "video": "classification", "segmentation": "segmentation"}
+_ZOO_TASKS: dict[str, str] = {
+    "image": "classification",
+    "video": "classification",
+    "segmentation": "segmentation",
+    "pose": "pose",
+}
 
 
 def get_task(name: str) -> Task:

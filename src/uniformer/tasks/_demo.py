@@ -6,6 +6,7 @@ what a user gets from the command line.
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -15,13 +16,18 @@ from pathlib import Path
 __all__ = ["prepare_output", "run_cli"]
 
 
-def run_cli(step: str, args: list[str], capture: bool = False) -> tuple[float, str]:
-    """Run ``uniformer ARGS`` in a child process, its output streamed (or its stdout captured with ``capture``);
-    return the seconds taken and the captured stdout. A failing command stops the demo with its exit status."""
-    print(f"\n=== {step}\n$ uniformer {' '.join(args)}", flush=True)
+def run_cli(step: str, args: list[str], capture: bool = False, env: dict[str, str] | None = None) -> tuple[float, str]:
+    """Run ``uniformer ARGS`` in a child process, its output streamed (or its stdout captured with ``capture``),
+    with ``env`` added to its environment; return the seconds taken and the captured stdout. A failing command
+    stops the demo with its exit status."""
+    shown = " ".join(f"{k}={v}" for k, v in (env or {}).items())
+    print(f"\n=== {step}\n$ {shown + ' ' if shown else ''}uniformer {' '.join(args)}", flush=True)
     start = time.perf_counter()
     result = subprocess.run(
-        [sys.executable, "-m", "uniformer.cli", *args], stdout=subprocess.PIPE if capture else None, text=True
+        [sys.executable, "-m", "uniformer.cli", *args],
+        stdout=subprocess.PIPE if capture else None,
+        text=True,
+        env={**os.environ, **env} if env else None,
     )
     if result.returncode != 0:
         raise SystemExit(f"demo: `uniformer {args[0]}` failed with exit status {result.returncode}")

@@ -146,6 +146,13 @@ class Task(ABC):
         """What :meth:`predict` needs beside the model (class names, views...), from the zoo entry ``info`` and
         the :class:`~uniformer.models.checkpoint.CheckpointFile` the weights came from (``None`` for none)."""
 
+    def prediction_options(self, setup: Any, args: Sequence[str]) -> Any:
+        """``setup`` with the task's own ``uniformer predict`` options applied (``args``: the command-line words the
+        predict command does not know, e.g. pose's ``--boxes FILE``). Tasks without options refuse any."""
+        if args:
+            raise ValueError(f"unknown option(s) for {self.name} models: {' '.join(args)}")
+        return setup
+
     @abstractmethod
     def predict(self, model: nn.Module, paths: Sequence[str], setup: Any, run: Any, topk: int) -> list[Any]:
         """One prediction per input file. ``run(model, dataset, accumulator)`` is the engine's evaluation loop."""

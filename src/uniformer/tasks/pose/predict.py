@@ -1,0 +1,215 @@
+"""What a pose prediction is for a user: the people in an image, each a box, 2-D keypoints with confidences and
+a score, drawn as skeletons (``torchvision.utils.draw_keypoints``) and written as JSON.
+
+People come from a boxes file (``--boxes FILE``: ``{"image name or path": [[x, y, w, h(, score)], ...]}``) or,
+without one, the whole image is one person box. Each box is cropped and tested as ``uniformer eval`` tests (flip
+test, :func:`~uniformer.tasks.pose.metrics.decode_heatmaps`, the person score of mmpose's rescoring).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn as nn
+from PIL import Image
+from torchvision.utils import draw_keypoints
+
+from uniformer._fileio import atomic_write_text
+from uniformer.models.checkpoint import CheckpointFile
+from uniformer.models.registry import ModelInfo
+from uniformer.tasks.pose.coco import COCO_SIGMAS, COCO_SKELETON, Instance
+from uniformer.tasks.pose.data import PoseDataset, read_image
+from uniformer.tasks.pose.metrics import decode_heatmaps, rescore
+from uniformer.tasks.pose.transforms import EvalTransform
+
+__all__ = ["Prediction", "PredictionSetup", "draw_people", "parse_options", "predict", "prediction_setup", "read_boxes"]
+
+Run = Callable[[nn.Module, Any, Any], None]
+
+
+@dataclass(frozen=True)
+class PredictionSetup:
+    """Keypoint names and limbs, the test crop (H, W) and normalisation; the boxes and output folder of options."""
+
+    keypoints: list[str]
+    skeleton: list[tuple[int, int]]
+    input_size: list[int]
+    mean: list[float]
+    std: list[float]
+    vis_thr: float = 0.2
+    boxes: dict[str, list[list[float]]] | None = None
+    out_dir: Path | None = None
+
+
+def prediction_setup(
+    info: ModelInfo, model: nn.Module, file: CheckpointFile | None, labels: Sequence[str] | None
+) -> PredictionSetup:
+    """Names (given, else stored with the weights, else the zoo's), the crop and normalisation of the weights'
+    training run (else the zoo entry's). Switches ``model.flip_test`` on, as the official test."""
+    count = model.num_keypoints
+    stored = None if file is None else file.class_names
+    names = list(labels) if labels is not None else stored or (info.labels if info.num_classes == count else None)
+    names = names or [f"keypoint {i}" for i in range(count)]
+    if len(names) != count:
+        raise ValueError(f"{len(names)} keypoint names for a {count}-keypoint model")
+    data = ((file.config if file is not None else None) or {}).get("data") or {}
+    model.flip_test = True
+    return PredictionSetup(
+        keypoints=names,
+        skeleton=list(COCO_SKELETON) if count == len(COCO_SIGMAS) else [],  # COCO limbs for COCO keypoints
+        input_size=list(data.get("input_size") or info.release().input_hw or (info.release().img_size,) * 2),
+        mean=list(data.get("mean") or info.mean),
+        std=list(data.get("std") or info.std),
+    )
+
+
+def read_boxes(path: str | os.PathLike[str]) -> dict[str, list[list[float]]]:
+    """A boxes file: a JSON object from image name (or path) to a list of ``[x, y, w, h]`` or ``[x, y, w, h,
+    score]``; a malformed file is refused naming the entry."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise FileNotFoundError(f"--boxes {path}: no such file") from None
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"--boxes {path}: not a readable JSON file ({exc})") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"--boxes {path}: expected an object {{image: [[x, y, w, h(, score)], ...]}}")
+    for name, boxes in data.items():
+        if not isinstance(boxes, list) or not all(
+            isinstance(b, list) and len(b) in (4, 5) and all(isinstance(v, (int, float)) for v in b) for b in boxes
+        ):
+            raise ValueError(f"--boxes {path}: {name!r}: expected a list of [x, y, w, h] or [x, y, w, h, score]")
+        if any(b[2] <= 0 or b[3] <= 0 for b in boxes):
+            raise ValueError(f"--boxes {path}: {name!r}: a box has no area (w and h must be > 0)")
+    return data
+
+
+def parse_options(setup: PredictionSetup, args: Sequence[str]) -> PredictionSetup:
+    """The pose task's ``uniformer predict`` options: ``--boxes FILE`` and ``--out DIR`` (skeleton PNGs and
+    keypoints JSON per image)."""
+    parser = argparse.ArgumentParser(prog="uniformer predict (pose options)", add_help=False, exit_on_error=False)
+    parser.add_argument("--boxes", default=None)
+    parser.add_argument("--out", default=None)
+    try:
+        options, unknown = parser.parse_known_args(list(args))
+    except argparse.ArgumentError as exc:
+        raise ValueError(f"pose options: {exc}") from None
+    if unknown:
+        raise ValueError(f"unknown option(s) for pose models: {' '.join(unknown)} (pose takes --boxes FILE, --out DIR)")
+    return replace(
+        setup,
+        boxes=read_boxes(options.boxes) if options.boxes else None,
+        out_dir=Path(options.out) if options.out else None,
+    )
+
+
+class _Persons:
+    """The accumulator of a prediction run: each crop's keypoints (K, 3), or the reason its image failed."""
+
+    def __init__(self, num_items: int) -> None:
+        self.num_items = num_items
+        self.keypoints: dict[int, np.ndarray] = {}
+        self.failed: dict[int, str] = {}
+
+    def indices(self, rank: int, world_size: int) -> list[int]:
+        return list(range(self.num_items))
+
+    def update(self, output: torch.Tensor, batch: dict[str, Any]) -> None:
+        points, scores = decode_heatmaps(output, batch["center"], batch["scale"])
+        for i, (index, ok) in enumerate(zip(batch["index"].tolist(), batch["valid"].tolist(), strict=True)):
+            if ok:
+                self.keypoints[index] = torch.cat([points[i], scores[i, :, None]], dim=1).numpy()
+            else:
+                self.failed[index] = batch["error"][i]
+
+
+@dataclass
+class Prediction:
+    """The people of one image: ``persons`` of ``{"box", "score", "keypoints": [[x, y, confidence], ...]}``,
+    best first; ``top`` ranks them for the command line's listing."""
+
+    path: str
+    persons: list[dict[str, Any]] = field(default_factory=list)
+    top: list[tuple[int, str, float]] = field(default_factory=list)
+    views: int = 1
+    error: str | None = None
+    files: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"path": self.path, "error": self.error, "persons": self.persons, "files": self.files}
+
+
+def draw_people(
+    image: torch.Tensor, persons: Sequence[dict[str, Any]], skeleton: Sequence[tuple[int, int]], vis_thr: float = 0.2
+) -> torch.Tensor:
+    """``image`` (3, H, W) uint8 with each person's skeleton drawn (keypoints above ``vis_thr`` only)."""
+    if not persons:
+        return image
+    points = torch.tensor([[kp[:2] for kp in p["keypoints"]] for p in persons], dtype=torch.float32)
+    visible = torch.tensor([[kp[2] > vis_thr for kp in p["keypoints"]] for p in persons])
+    radius = max(2, round(min(image.shape[-2:]) / 120))
+    return draw_keypoints(
+        image, points, connectivity=list(skeleton), colors="red", radius=radius, width=radius, visibility=visible
+    )
+
+
+def predict(model: nn.Module, paths: Sequence[str], setup: PredictionSetup, run: Run, topk: int) -> list[Prediction]:
+    """The people of every image (boxes from ``setup.boxes``, else the whole image), in input order; with
+    ``setup.out_dir`` each image's skeletons (``<stem>_pose.png``) and keypoints (``<stem>_keypoints.json``)."""
+    missing = [p for p in paths if not os.path.isfile(p)]
+    if missing:
+        raise FileNotFoundError(f"input not found: {', '.join(missing)}")
+    instances, owner, errors = [], [], {}
+    for n, path in enumerate(paths):
+        if setup.boxes is not None:
+            boxes = setup.boxes.get(path, setup.boxes.get(os.path.basename(path), []))
+        else:
+            try:
+                with Image.open(path) as f:
+                    boxes = [[0.0, 0.0, float(f.width), float(f.height)]]
+            except (OSError, ValueError) as exc:
+                errors[n] = f"unreadable image {path} ({exc})"
+                continue
+        for box in boxes:
+            instances.append(Instance(path, n, tuple(box[:4]), None, float(box[4]) if len(box) > 4 else 1.0))
+            owner.append(n)
+    height, width = setup.input_size
+    persons = _Persons(len(instances))
+    if instances:
+        transform = EvalTransform((width, height), setup.mean, setup.std)
+        run(model, PoseDataset(instances, setup.keypoints, transform, train=False), persons)
+    out = []
+    for n, path in enumerate(paths):
+        mine = [i for i, o in enumerate(owner) if o == n]
+        failure = errors.get(n) or next((persons.failed[i] for i in mine if i in persons.failed), None)
+        if failure:
+            out.append(Prediction(path, error=failure))
+            continue
+        people = []
+        for i in mine:
+            keypoints = persons.keypoints[i]
+            score = rescore(keypoints[:, 2], instances[i].score, setup.vis_thr)
+            people.append({"box": list(instances[i].box), "score": score, "keypoints": keypoints.tolist()})
+        people.sort(key=lambda p: -p["score"])
+        top = [
+            (k, f"person {k} (box {', '.join(f'{v:.0f}' for v in p['box'])})", p["score"]) for k, p in enumerate(people)
+        ]
+        prediction = Prediction(path, people, top[:topk])
+        if setup.out_dir is not None:
+            setup.out_dir.mkdir(parents=True, exist_ok=True)
+            stem = Path(path).stem
+            drawn = draw_people(read_image(path), people, setup.skeleton, setup.vis_thr)
+            Image.fromarray(drawn.permute(1, 2, 0).numpy()).save(setup.out_dir / f"{stem}_pose.png")
+            record = {"image": path, "keypoint_names": setup.keypoints, "persons": people}
+            atomic_write_text(setup.out_dir / f"{stem}_keypoints.json", json.dumps(record, indent=1) + "\n")
+            prediction.files = [str(setup.out_dir / f"{stem}_pose.png"), str(setup.out_dir / f"{stem}_keypoints.json")]
+        out.append(prediction)
+    return out
