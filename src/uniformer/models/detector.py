@@ -268,7 +268,9 @@ class UniFormerMaskRCNN(MaskRCNN):
     """A :class:`~torchvision.models.detection.MaskRCNN` on :class:`UniFormerFPN` with the official
     configuration (see the module docstring). ``num_classes`` counts the object classes (80 for COCO); the
     predictors have one more row, the background, first (torchvision's layout; labels are 1 .. num_classes).
-    ``mask=False`` gives the box-only detector (no mask branch, no ``masks`` in the outputs)."""
+    ``mask=False`` gives the box-only detector (no mask branch, no ``masks`` in the outputs). ``min_size`` is the
+    short side the transform resizes to (several: one drawn per training image, the last at test time), within
+    ``max_size`` on the long side (official 800 / 1333)."""
 
     def __init__(
         self,
@@ -276,7 +278,7 @@ class UniFormerMaskRCNN(MaskRCNN):
         num_classes: int,
         *,
         mask: bool = True,
-        min_size: int = 800,
+        min_size: int | tuple[int, ...] = 800,
         max_size: int = 1333,
         rpn_pre_nms_top_n: tuple[int, int] = (2000, 1000),
         rpn_post_nms_top_n: tuple[int, int] = (1000, 1000),

@@ -17,8 +17,14 @@ __all__ = ["TASKS", "Collectives", "MetricAccumulator", "Metrics", "Objective", 
 TASKS: dict[str, str] = {
     "classification": "uniformer.tasks.classification",
     "segmentation": "uniformer.tasks.segmentation",
+    "detection": "uniformer.tasks.detection",
 }
-_ZOO_TASKS: dict[str, str] = {"image": "classification", "video": "classification", "segmentation": "segmentation"}
+_ZOO_TASKS: dict[str, str] = {
+    "image": "classification",
+    "video": "classification",
+    "segmentation": "segmentation",
+    "detection": "detection",
+}
 
 
 def get_task(name: str) -> Task:
