@@ -11,9 +11,12 @@ import torch
 import torch.nn as nn
 from PIL import Image
 
-from uniformer.tasks.detection import evaluate_coco
+from uniformer.engine import evaluate, load_config, train
+from uniformer.tasks import task_for_model
+from uniformer.tasks.detection import TASK, evaluate_coco
 from uniformer.tasks.detection.data import CocoDetection, collate_detection
 from uniformer.tasks.detection.metrics import CocoAccumulator
+from uniformer.tasks.detection.synth import INSTANCE_CLASSES, write_instances
 
 SIZES = {1: (60, 80), 2: (50, 70), 3: (40, 40)}  # image id -> (H, W)
 
@@ -169,3 +172,36 @@ def test_results_are_gathered_across_processes_before_evaluation(tmp_path: Path)
     assert metrics.values["bbox_AP"] == pytest.approx(1.0) and metrics.primary == pytest.approx(100.0)
     alone = accumulators[0].compute(_Gather(parts[:1]))  # rank 0's share only: image 2's objects unmatched
     assert alone.values["bbox_AP"] < 1.0
+
+
+TINY = [
+    "model.overrides.depth=[1,1,1,1]",
+    "model.overrides.embed_dim=[16,32,64,128]",
+    "model.overrides.head_dim=16",
+    "detector.min_size=[64]",
+    "detector.max_size=64",
+    "detector.fpn_channels=16",
+    "detector.representation_size=32",
+    "detector.mask_channels=16",
+    "trainer.batch_size=4",
+    "trainer.max_steps=2",
+    "trainer.max_epochs=1",
+    "trainer.val_batch_size=4",
+    "eval.batch_size=4",
+]
+
+
+def test_tiny_run_trains_and_evaluates_through_the_engine(tmp_path: Path) -> None:
+    assert task_for_model("uniformer_small_h14_mask_rcnn_coco_1x") is TASK
+    root = write_instances(tmp_path / "shapes", {"train": 8, "val": 3}, size=64, seed=1)
+    run = tmp_path / "run"
+    overrides = [f"data.root={root}", f"output_dir={run}", *TINY]
+    result = train(load_config("demo/shapes_detection_tiny", overrides))
+    assert result.steps == 2 and result.metric == "bbox_AP" and 0 <= result.best_metric <= 100
+    final = run / "checkpoints" / "best.pt"
+    report = evaluate(load_config("demo/shapes_detection_tiny", [*overrides, f"eval.checkpoint={final}"]))
+    assert report.metrics.primary == pytest.approx(result.best_metric)  # the validation of the same weights
+    assert "segm_AP" in report.metrics.values and report.summary.startswith("box AP ")
+    assert json.loads((run / "eval" / "metrics.json").read_text())["num_images"] == 3
+    assert (run / "eval" / "segm_results.json").is_file()
+    assert len(INSTANCE_CLASSES) == 5

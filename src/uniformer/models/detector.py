@@ -270,7 +270,8 @@ class UniFormerMaskRCNN(MaskRCNN):
     predictors have one more row, the background, first (torchvision's layout; labels are 1 .. num_classes).
     ``mask=False`` gives the box-only detector (no mask branch, no ``masks`` in the outputs). ``min_size`` is the
     short side the transform resizes to (several: one drawn per training image, the last at test time), within
-    ``max_size`` on the long side (official 800 / 1333)."""
+    ``max_size`` on the long side (official 800 / 1333). The sampling sizes and head widths (official 256 / 512
+    RoIs, 1024-wide box FCs, 256-wide mask convolutions) are options for small experiments such as the demo."""
 
     def __init__(
         self,
@@ -283,6 +284,10 @@ class UniFormerMaskRCNN(MaskRCNN):
         rpn_pre_nms_top_n: tuple[int, int] = (2000, 1000),
         rpn_post_nms_top_n: tuple[int, int] = (1000, 1000),
         box_detections_per_img: int = 100,
+        rpn_batch_size_per_image: int = 256,
+        box_batch_size_per_image: int = 512,
+        representation_size: int = 1024,
+        mask_channels: int = 256,
     ) -> None:
         if num_classes < 1:
             raise ValueError(f"a detector needs at least one object class, got num_classes={num_classes}")
@@ -293,14 +298,14 @@ class UniFormerMaskRCNN(MaskRCNN):
             RPNHead(width, anchors.num_anchors_per_location()[0]),
             fg_iou_thresh=0.7,
             bg_iou_thresh=0.3,
-            batch_size_per_image=256,
+            batch_size_per_image=rpn_batch_size_per_image,
             positive_fraction=0.5,
             pre_nms_top_n=dict(training=rpn_pre_nms_top_n[0], testing=rpn_pre_nms_top_n[1]),
             post_nms_top_n=dict(training=rpn_post_nms_top_n[0], testing=rpn_post_nms_top_n[1]),
             nms_thresh=0.7,
         )
-        box_head = TwoMLPHead(width * 7 * 7, 1024)
-        box_predictor = FastRCNNPredictor(1024, num_classes + 1)
+        box_head = TwoMLPHead(width * 7 * 7, representation_size)
+        box_predictor = FastRCNNPredictor(representation_size, num_classes + 1)
         _init_box_branch(box_head, box_predictor)
         names = ["0", "1", "2", "3"]
         roi_heads = UniFormerRoIHeads(
@@ -309,15 +314,15 @@ class UniFormerMaskRCNN(MaskRCNN):
             box_predictor,
             fg_iou_thresh=0.5,
             bg_iou_thresh=0.5,
-            batch_size_per_image=512,
+            batch_size_per_image=box_batch_size_per_image,
             positive_fraction=0.25,
             bbox_reg_weights=BOX_WEIGHTS,
             score_thresh=0.05,
             nms_thresh=0.5,
             detections_per_img=box_detections_per_img,
             mask_roi_pool=AlignedMultiScaleRoIAlign(names, 14) if mask else None,
-            mask_head=MaskRCNNHeads(width, (256,) * 4, 1) if mask else None,
-            mask_predictor=MaskRCNNPredictor(256, 256, num_classes + 1) if mask else None,
+            mask_head=MaskRCNNHeads(width, (mask_channels,) * 4, 1) if mask else None,
+            mask_predictor=MaskRCNNPredictor(mask_channels, mask_channels, num_classes + 1) if mask else None,
         )
         transform = GeneralizedRCNNTransform(min_size, max_size, list(IMAGE_MEAN), list(IMAGE_STD), size_divisible=32)
         # MaskRCNN's own constructor would build torchvision's RPN and heads: assemble ours instead
@@ -340,9 +345,10 @@ class UniFormerMaskRCNN(MaskRCNN):
 
 
 def build_mask_rcnn(
-    num_classes: int, backbone: Mapping[str, Any], *, mask: bool = True, **options: Any
+    num_classes: int, backbone: Mapping[str, Any], *, mask: bool = True, fpn_channels: int = 256, **options: Any
 ) -> UniFormerMaskRCNN:
     """The official Mask R-CNN on a dense UniFormer built from ``backbone`` (:class:`UniFormer` arguments;
-    ``dense=True`` is implied); ``options`` go to :class:`UniFormerMaskRCNN` (``min_size``, ``max_size``, ...)."""
+    ``dense=True`` is implied) and an FPN of ``fpn_channels``; ``options`` go to :class:`UniFormerMaskRCNN`
+    (``min_size``, ``max_size``, ...)."""
     body = UniFormer(**{**backbone, "dense": True})
-    return UniFormerMaskRCNN(UniFormerFPN(body), num_classes, mask=mask, **options)
+    return UniFormerMaskRCNN(UniFormerFPN(body, fpn_channels), num_classes, mask=mask, **options)

@@ -544,6 +544,11 @@ _DETECTOR_OPTIONS = (
     "rpn_pre_nms_top_n",
     "rpn_post_nms_top_n",
     "box_detections_per_img",
+    "rpn_batch_size_per_image",
+    "box_batch_size_per_image",
+    "representation_size",
+    "mask_channels",
+    "fpn_channels",
 )
 
 

@@ -37,6 +37,13 @@ class DetectorConfig:
     min_size: List[int] = field(default_factory=lambda: [800])
     max_size: int = 1333  # long-side bound
     mask: Optional[bool] = None  # the mask branch; null: when the training annotations have masks
+    # sampling and widths (official values; smaller ones serve small experiments such as the demo)
+    rpn_batch_size: int = 256  # anchors sampled per image for the RPN loss
+    roi_batch_size: int = 512  # RoIs sampled per image for the box and mask losses
+    rpn_post_nms_top_n: List[int] = field(default_factory=lambda: [1000, 1000])  # proposals kept (train, test)
+    fpn_channels: int = 256
+    representation_size: int = 1024  # box head FCs
+    mask_channels: int = 256
 
 
 def resolve(cfg: DictConfig) -> None:

@@ -15,12 +15,14 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-__all__ = ["SHAPE_CLASSES", "draw_sample", "write_shapes"]
+__all__ = ["SHAPE_CLASSES", "draw_sample", "shape_mask", "write_shapes"]
 
 SHAPE_CLASSES = ("background", "disc", "square", "triangle", "ring", "cross")
 
 
-def _shape_mask(kind: str, size: int, cy: float, cx: float, r: float) -> np.ndarray:
+def shape_mask(kind: str, size: int, cy: float, cx: float, r: float) -> np.ndarray:
+    """The (size, size) boolean region of one shape of radius ``r`` centred at (cy, cx) (also the detection
+    demo's instances)."""
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
     dy, dx = yy - cy, xx - cx
     dist = np.hypot(dy, dx)
@@ -49,7 +51,7 @@ def draw_sample(rng: np.random.Generator, size: int = 64) -> tuple[np.ndarray, n
         label = int(rng.integers(1, len(SHAPE_CLASSES)))
         r = rng.uniform(0.12, 0.28) * size
         cy, cx = rng.uniform(r * 0.6, size - r * 0.6, 2)
-        region = _shape_mask(SHAPE_CLASSES[label], size, cy, cx, r)
+        region = shape_mask(SHAPE_CLASSES[label], size, cy, cx, r)
         colour = rng.uniform(0, 255, 3)
         while np.linalg.norm(colour - base) < 100:  # visible against the background
             colour = rng.uniform(0, 255, 3)
