@@ -15,8 +15,10 @@ from uniformer.engine.config import load_config, resolve_config
 from uniformer.tasks.classification import TASK
 
 CONFIGS = Path(__file__).resolve().parents[2] / "src" / "uniformer" / "configs"
-RECIPES = sorted(  # classification recipes (segmentation ones: tests/tasks/test_segmentation_task.py)
-    p for p in CONFIGS.rglob("*.yaml") if not p.name.startswith("_") and p.parent.name not in ("demo", "segmentation")
+RECIPES = sorted(  # classification recipes (segmentation, detection: tests/tasks/)
+    p
+    for p in CONFIGS.rglob("*.yaml")
+    if not p.name.startswith("_") and p.parent.name not in ("demo", "segmentation", "detection")
 )
 REGISTRY_FIELDS = (
     "num_frames",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -10,12 +11,17 @@ import pytest
 import torch
 import torch.nn as nn
 from PIL import Image
+from timm.layers import DropPath
 
-from uniformer.engine import evaluate, load_config, train
+from uniformer.engine import evaluate, load_config, resolve_config, train
+from uniformer.engine.evaluate import feed
+from uniformer.models.registry import model_info
 from uniformer.tasks import task_for_model
 from uniformer.tasks.detection import TASK, evaluate_coco
 from uniformer.tasks.detection.data import CocoDetection, collate_detection
+from uniformer.tasks.detection.demo import run_demo
 from uniformer.tasks.detection.metrics import CocoAccumulator
+from uniformer.tasks.detection.predict import PredictionSetup, draw_detections
 from uniformer.tasks.detection.synth import INSTANCE_CLASSES, write_instances
 
 SIZES = {1: (60, 80), 2: (50, 70), 3: (40, 40)}  # image id -> (H, W)
@@ -205,3 +211,52 @@ def test_tiny_run_trains_and_evaluates_through_the_engine(tmp_path: Path) -> Non
     assert json.loads((run / "eval" / "metrics.json").read_text())["num_images"] == 3
     assert (run / "eval" / "segm_results.json").is_file()
     assert len(INSTANCE_CLASSES) == 5
+
+
+def test_predictions_are_named_thresholded_and_drawn(tmp_path: Path) -> None:
+    ann = write_coco(tmp_path, degenerate=False)
+    truth = _ground_truth(CocoDetection(ann, tmp_path / "images", train=False))
+    truth[(60, 80)]["scores"] = torch.tensor([0.9, 0.2])  # the second one falls below the threshold
+    setup = PredictionSetup(["circle", "triangle"], score_threshold=0.3)
+    run = partial(feed, collate=TASK.collate, inputs=TASK.model_inputs, batch_size=2)
+    paths = [str(tmp_path / "images" / "1.png"), str(tmp_path / "images" / "3.png")]
+    (first, second) = TASK.predict(_Oracle(truth), paths, setup, run, topk=5)
+    assert first.labels == [2] and first.names == ["triangle"] and first.scores == pytest.approx([0.9])
+    assert first.masks.shape == (1, 60, 80) and first.to_dict()["detections"][0]["box"] == [10, 10, 30, 40]
+    assert second.labels == [] and second.error is None
+    picture = draw_detections(paths[0], first, tmp_path / "drawn.png")
+    drawn = np.asarray(Image.open(picture))
+    assert drawn.shape == (60, 80, 3) and (drawn != np.asarray(Image.open(paths[0]))).any()
+    with pytest.raises(FileNotFoundError, match="missing.png"):
+        TASK.predict(_Oracle(truth), [str(tmp_path / "missing.png")], setup, run, topk=5)
+
+
+RECIPES = sorted((Path(__file__).resolve().parents[2] / "src/uniformer/configs/detection").glob("[!_]*"))
+
+
+@pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.stem)
+def test_detection_recipe_names_the_official_config_and_builds_the_published_model(path: Path) -> None:
+    cfg = resolve_config(load_config(path, ["data.root=/nonexistent"]))
+    assert cfg.reproduces.startswith("Sense-X/UniFormer object_detection/exp/")
+    info = model_info(cfg.model.name)
+    with torch.device("meta"):
+        model = TASK.build_model(cfg, 80)
+    assert sum(p.numel() for p in model.parameters()) / 1e6 == pytest.approx(info.params_m, rel=0.03)
+    deepest = max(m.drop_prob for m in model.modules() if isinstance(m, DropPath))
+    assert deepest == pytest.approx(cfg.model.drop_path_rate)
+    assert model.transform.min_size[-1] == 800 and model.transform.max_size == 1333
+    assert len(RECIPES) == 4
+
+
+@pytest.mark.timeout(600)
+def test_tiny_demo_writes_its_report_and_consistent_numbers(tmp_path: Path) -> None:
+    out = tmp_path / "demo"
+    tiny = (*TINY, "trainer.tensorboard=false")
+    result = run_demo(out, train_images=8, val_images=2, size=64, overrides=tiny)
+    metrics = json.loads((out / "eval" / "metrics.json").read_text())["values"]
+    assert result["metric"] == "bbox_AP50" and result["value"] == metrics["bbox_AP50"]
+    assert json.loads((out / "result.json").read_text()) == result
+    report = (out / "report.md").read_text()
+    assert f"| bbox_AP50 | {100 * metrics['bbox_AP50']:.1f} |" in report
+    assert "![prediction_00000.png](prediction_00000.png)" in report
+    assert Image.open(out / "prediction_00001.png").size == (64, 64)

@@ -24,6 +24,7 @@ from uniformer.tasks.base import Metrics, Objective, Task
 from uniformer.tasks.detection.config import DataConfig, DetectorConfig, resolve
 from uniformer.tasks.detection.data import CocoDetection, collate_detection
 from uniformer.tasks.detection.metrics import CocoAccumulator, write_report
+from uniformer.tasks.detection.predict import Prediction, PredictionSetup, predict, prediction_setup
 
 __all__ = ["TASK", "DetectionTask", "evaluate_coco"]
 
@@ -212,14 +213,20 @@ class DetectionTask(Task):
     def write_report(self, out_dir: Path, metrics: Metrics, cfg: DictConfig) -> str:
         return write_report(out_dir, metrics.detail)
 
-    def prediction_setup(self, info: Any, model: nn.Module, checkpoint: Any, labels: Sequence[str] | None) -> Any:
-        raise ValueError("uniformer predict does not draw detections yet (use uniformer.tasks.detection.evaluate_coco)")
+    def prediction_setup(
+        self, info: Any, model: nn.Module, checkpoint: Any, labels: Sequence[str] | None
+    ) -> PredictionSetup:
+        return prediction_setup(info, model, checkpoint, labels)
 
-    def predict(self, model: nn.Module, paths: Sequence[str], setup: Any, run: Any, topk: int) -> list[Any]:
-        raise ValueError("uniformer predict does not draw detections yet")
+    def predict(
+        self, model: nn.Module, paths: Sequence[str], setup: PredictionSetup, run: Any, topk: int
+    ) -> list[Prediction]:
+        return predict(model, paths, setup, run, topk)
 
     def run_demo(self, out_dir: Path) -> dict[str, Any]:
-        raise ValueError("the detection demo is not written yet")
+        from uniformer.tasks.detection.demo import run_demo  # the demo's CLI runs, imported on demand
+
+        return run_demo(out_dir)
 
 
 TASK = DetectionTask()
