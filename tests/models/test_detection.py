@@ -229,3 +229,14 @@ def test_zoo_entries_carry_the_published_numbers_and_coco_classes() -> None:
     assert len(ids) == 80 and ids[:12] == [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 13] and ids[-1] == 90
     with pytest.raises(ValueError, match="Cascade Mask R-CNN is not built"):
         uniformer.create_model("uniformer_small_h14_cascade_mask_rcnn_coco_3x")
+
+
+def test_convert_writes_the_converted_layout_that_loads_strictly(tmp_path: Path) -> None:
+    path, official = official_checkpoint(tmp_path, num_classes=3)
+    written = uniformer.convert_checkpoint(path, tmp_path / "mask_rcnn.safetensors")
+    assert "roi_heads.box_predictor.cls_score.weight" in written and not any(k.startswith("roi_head.") for k in written)
+    model = uniformer.create_model(NAME, checkpoint_path=tmp_path / "mask_rcnn.safetensors", **TINY)
+    torch.testing.assert_close(
+        model.state_dict()["roi_heads.box_predictor.cls_score.weight"][0],
+        official["roi_head.bbox_head.fc_cls.weight"][3],
+    )
