@@ -260,3 +260,22 @@ def test_tiny_demo_writes_its_report_and_consistent_numbers(tmp_path: Path) -> N
     assert f"| bbox_AP50 | {100 * metrics['bbox_AP50']:.1f} |" in report
     assert "![prediction_00000.png](prediction_00000.png)" in report
     assert Image.open(out / "prediction_00001.png").size == (64, 64)
+
+
+def test_a_boxes_only_set_trains_a_detector_without_a_mask_branch(tmp_path: Path) -> None:
+    root = tmp_path / "boxes"
+    write_coco(root, masks=False)
+    overrides = [f"data.root={root}", "data.train_ann=instances.json", "data.train_images=images", *TINY]
+    cfg = resolve_config(load_config("demo/shapes_detection_tiny", overrides))
+    train_set = TASK.build_dataset(cfg, "train")
+    assert TASK.num_outputs(cfg, train_set) == 2 and cfg.detector.mask is False  # settled from the annotations
+    model = TASK.build_model(cfg, 2)
+    assert not model.roi_heads.has_mask()
+    objective = TASK.objective(cfg, 2, 2)
+    inputs, targets = objective.prepare(TASK.collate([train_set[0], train_set[1]]), torch.device("cpu"))
+    output = objective.forward(model.train(), inputs)
+    assert "loss_mask" not in output and set(output) >= {"loss_classifier", "loss_box_reg"}
+    assert objective.loss(output, targets).item() == pytest.approx(sum(v.item() for v in output.values()), rel=1e-6)
+    cfg.detector.mask = True
+    with pytest.raises(ValueError, match="detector.mask=true but .* has no segmentation annotations"):
+        TASK.num_outputs(cfg, train_set)
