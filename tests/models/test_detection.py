@@ -240,3 +240,15 @@ def test_convert_writes_the_converted_layout_that_loads_strictly(tmp_path: Path)
         model.state_dict()["roi_heads.box_predictor.cls_score.weight"][0],
         official["roi_head.bbox_head.fc_cls.weight"][3],
     )
+
+
+def test_under_bf16_autocast_boxes_are_decoded_and_returned_in_float32() -> None:
+    torch.manual_seed(0)
+    small = dict(rpn_post_nms_top_n=(50, 50), box_detections_per_img=5, fpn_channels=16, representation_size=32)
+    model = build_mask_rcnn(2, TINY, min_size=64, max_size=64, mask_channels=16, **small).eval()
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        (out,) = model([torch.rand(3, 64, 64)])
+        features = model.backbone(torch.rand(1, 3, 64, 64))
+        logits, deltas = model.rpn.head(list(features.values()))
+    assert out["boxes"].dtype == out["scores"].dtype == out["masks"].dtype == torch.float32
+    assert all(t.dtype == torch.float32 for t in logits + deltas)

@@ -63,6 +63,7 @@ from uniformer.models.uniformer import UniFormer
 
 __all__ = [
     "AlignedMultiScaleRoIAlign",
+    "Float32RPNHead",
     "L1RegionProposalNetwork",
     "MMDetAnchorGenerator",
     "UniFormerFPN",
@@ -170,6 +171,16 @@ class AlignedMultiScaleRoIAlign(MultiScaleRoIAlign):
         return result
 
 
+class Float32RPNHead(RPNHead):
+    """torchvision's ``RPNHead`` (keys ``conv.0.0``, ``cls_logits``, ``bbox_pred``) whose outputs are float32, so
+    that under bf16/fp16 autocast anchors are decoded and losses computed in float32 (mmdet's ``force_fp32``):
+    torchvision's box coder computes in the dtype of the deltas, and bf16 keeps 8 bits of a box coordinate."""
+
+    def forward(self, x: list[torch.Tensor]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        logits, deltas = super().forward(x)
+        return [t.float() for t in logits], [t.float() for t in deltas]
+
+
 class L1RegionProposalNetwork(RegionProposalNetwork):
     """torchvision's RPN with the config's losses: binary cross-entropy on the sampled anchors and L1 (weight 1)
     on the positive ones' deltas, both averaged over the sampled anchors of the batch (mmdet's avg_factor)."""
@@ -209,7 +220,8 @@ def l1_box_loss(
 
 class UniFormerRoIHeads(RoIHeads):
     """torchvision's ``RoIHeads`` (its sampling, box coding, post-processing, mask loss and inference), with the
-    L1 box loss of :func:`l1_box_loss`. Without ``mask_roi_pool`` it is a box-only (Faster R-CNN) head."""
+    L1 box loss of :func:`l1_box_loss` and the heads' outputs taken in float32 (decoding and losses stay exact
+    under autocast, as :class:`Float32RPNHead`). Without ``mask_roi_pool`` it is a box-only (Faster R-CNN) head."""
 
     def forward(
         self,
@@ -227,6 +239,7 @@ class UniFormerRoIHeads(RoIHeads):
         class_logits, box_regression = self.box_predictor(
             self.box_head(self.box_roi_pool(features, proposals, image_shapes))
         )
+        class_logits, box_regression = class_logits.float(), box_regression.float()  # decoded in float32
         if self.training:
             losses["loss_classifier"], losses["loss_box_reg"] = l1_box_loss(
                 class_logits, box_regression, labels, regression_targets
@@ -242,7 +255,9 @@ class UniFormerRoIHeads(RoIHeads):
             pos_matched = [m[i] for m, i in zip(matched_idxs, positive)]
         else:
             mask_boxes = [r["boxes"] for r in result]
-        mask_logits = self.mask_predictor(self.mask_head(self.mask_roi_pool(features, mask_boxes, image_shapes)))
+        mask_logits = self.mask_predictor(
+            self.mask_head(self.mask_roi_pool(features, mask_boxes, image_shapes))
+        ).float()
         if self.training:
             gt_masks = [t["masks"] for t in targets]
             gt_labels = [t["labels"] for t in targets]
@@ -295,7 +310,7 @@ class UniFormerMaskRCNN(MaskRCNN):
         anchors = MMDetAnchorGenerator()
         rpn = L1RegionProposalNetwork(
             anchors,
-            RPNHead(width, anchors.num_anchors_per_location()[0]),
+            Float32RPNHead(width, anchors.num_anchors_per_location()[0]),
             fg_iou_thresh=0.7,
             bg_iou_thresh=0.3,
             batch_size_per_image=rpn_batch_size_per_image,
