@@ -15,6 +15,7 @@ from timm.layers import DropPath
 
 from uniformer.engine import evaluate, load_config, resolve_config, train
 from uniformer.engine.evaluate import feed
+from uniformer.engine.predict import Predictor
 from uniformer.models.registry import model_info
 from uniformer.tasks import task_for_model
 from uniformer.tasks.detection import TASK, evaluate_coco
@@ -210,7 +211,11 @@ def test_tiny_run_trains_and_evaluates_through_the_engine(tmp_path: Path) -> Non
     assert "segm_AP" in report.metrics.values and report.summary.startswith("box AP ")
     assert json.loads((run / "eval" / "metrics.json").read_text())["num_images"] == 3
     assert (run / "eval" / "segm_results.json").is_file()
-    assert len(INSTANCE_CLASSES) == 5
+    # the weights rebuild their detector (the run's detector options travel in the checkpoint) and predict
+    predictor = Predictor("uniformer_small_h14_mask_rcnn_coco_1x", final)
+    assert predictor.model.backbone.out_channels == 16 and predictor.setup.labels == list(INSTANCE_CLASSES)
+    (prediction,) = predictor.predict([root / "images" / "val" / "00000.png"])
+    assert prediction.error is None and all(s >= 0.3 for s in prediction.scores)
 
 
 def test_predictions_are_named_thresholded_and_drawn(tmp_path: Path) -> None:

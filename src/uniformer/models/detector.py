@@ -131,7 +131,7 @@ class MMDetAnchorGenerator(AnchorGenerator):
     def forward(self, image_list: ImageList, feature_maps: list[torch.Tensor]) -> list[torch.Tensor]:
         if len(feature_maps) != len(self.strides):
             raise ValueError(f"{len(self.strides)} anchor levels for {len(feature_maps)} feature maps")
-        device, dtype = feature_maps[0].device, feature_maps[0].dtype
+        device, dtype = feature_maps[0].device, torch.float32  # float32 whatever the maps: pixel coordinates
         strides = [[torch.tensor(s, dtype=torch.int64, device=device)] * 2 for s in self.strides]
         self.set_cell_anchors(dtype, device)
         anchors = torch.cat(self.grid_anchors([m.shape[-2:] for m in feature_maps], strides))
@@ -166,7 +166,10 @@ class AlignedMultiScaleRoIAlign(MultiScaleRoIAlign):
         result = maps[0].new_zeros((len(rois), maps[0].shape[1], *self.output_size))
         for level, (feature, scale) in enumerate(zip(maps, self.scales)):
             index = torch.where(levels == level)[0]
-            pooled = roi_align(feature, rois[index], self.output_size, scale, self.sampling_ratio, aligned=True)
+            # in float32: bf16 boxes would be off by pixels (the output goes back to the maps' dtype)
+            pooled = roi_align(
+                feature.float(), rois[index].float(), self.output_size, scale, self.sampling_ratio, aligned=True
+            )
             result[index] = pooled.to(result.dtype)
         return result
 

@@ -85,7 +85,7 @@ def optimize_for_inference(model: UniFormer, dtype: torch.dtype = torch.float32,
         raise ValueError(f"dtype must be torch.float32 or torch.bfloat16, got {dtype}")
     fast = set_formulation(fold_batchnorms(copy.deepcopy(model).eval()), "fast")
     _inplace_mlp_activations(fast)
-    memory_format = torch.channels_last_3d if fast.video else torch.channels_last
+    memory_format = torch.channels_last_3d if getattr(fast, "video", False) else torch.channels_last
     fast = fast.to(dtype=dtype, memory_format=memory_format)
     fast.register_forward_pre_hook(PrepareInput(dtype, memory_format))
     for param in fast.parameters():
@@ -101,4 +101,6 @@ class PrepareInput:
 
     def __call__(self, module: nn.Module, args: tuple[Any, ...]) -> tuple[Any, ...]:
         x, *rest = args
+        if isinstance(x, (list, tuple)):  # a detector's list of (C, H, W) images
+            return (type(x)(image.to(dtype=self.dtype) for image in x), *rest)
         return (x.to(dtype=self.dtype, memory_format=self.memory_format), *rest)

@@ -665,7 +665,7 @@ def create_model(
     file = None
     if checkpoint_path is not None:
         file = checkpoint_path if isinstance(checkpoint_path, CheckpointFile) else read_checkpoint(checkpoint_path)
-        overrides = {**file.model_overrides, **overrides}
+        overrides = {**_trained_detector_options(info, file), **file.model_overrides, **overrides}
     classes = num_classes
     if classes is None:
         inflating = file is not None and info.task == "video" and is_image_state(file.state_dict)
@@ -680,6 +680,15 @@ def create_model(
         keep = info.task in ("segmentation", "detection")
         load_state(model, file.state_dict, str(file.path), head="keep" if keep else "auto")
     return model
+
+
+def _trained_detector_options(info: ModelInfo, file: CheckpointFile) -> dict[str, Any]:
+    """A detection training checkpoint's detector options (its config's ``detector`` section, whose names are the
+    detector's), so that its weights get the architecture they were trained with."""
+    if info.task != "detection" or not file.is_training:
+        return {}
+    section = (file.config or {}).get("detector") or {}
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in section.items() if k in _DETECTOR_OPTIONS}
 
 
 def _build_detector(info: ModelInfo, num_classes: int, overrides: dict[str, Any]) -> nn.Module:

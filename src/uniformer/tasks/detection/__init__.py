@@ -172,19 +172,9 @@ class DetectionTask(Task):
         mask = det.mask is not False
         backbone = {**info.model_args, **cfg.model.overrides, "drop_path_rate": cfg.model.drop_path_rate}
         try:
-            return build_mask_rcnn(
-                num_outputs,
-                backbone,
-                mask=mask,
-                min_size=tuple(det.min_size),
-                max_size=det.max_size,
-                rpn_batch_size_per_image=det.rpn_batch_size,
-                box_batch_size_per_image=det.roi_batch_size,
-                rpn_post_nms_top_n=tuple(det.rpn_post_nms_top_n),
-                fpn_channels=det.fpn_channels,
-                representation_size=det.representation_size,
-                mask_channels=det.mask_channels,
-            )
+            options = {**det, "mask": mask, "min_size": tuple(det.min_size)}
+            options["rpn_post_nms_top_n"] = tuple(det.rpn_post_nms_top_n)
+            return build_mask_rcnn(num_outputs, backbone, **options)
         except TypeError as exc:
             raise ValueError(f"config: model.overrides: {exc}") from None
 

@@ -31,15 +31,17 @@ class DataConfig:
 
 @dataclass
 class DetectorConfig:
-    """The detector's input scale and heads (torchvision's ``GeneralizedRCNNTransform`` resizes inside it)."""
+    """The detector's input scale and heads (torchvision's ``GeneralizedRCNNTransform`` resizes inside it). The
+    names are those of :class:`~uniformer.models.detector.UniFormerMaskRCNN`'s options, so that ``create_model``
+    rebuilds a trained detector from its checkpoint's config."""
 
     # short side; several: one drawn per image in training, the last one at evaluation (torchvision's rule)
     min_size: List[int] = field(default_factory=lambda: [800])
     max_size: int = 1333  # long-side bound
     mask: Optional[bool] = None  # the mask branch; null: when the training annotations have masks
     # sampling and widths (official values; smaller ones serve small experiments such as the demo)
-    rpn_batch_size: int = 256  # anchors sampled per image for the RPN loss
-    roi_batch_size: int = 512  # RoIs sampled per image for the box and mask losses
+    rpn_batch_size_per_image: int = 256  # anchors sampled per image for the RPN loss
+    box_batch_size_per_image: int = 512  # RoIs sampled per image for the box and mask losses
     rpn_post_nms_top_n: List[int] = field(default_factory=lambda: [1000, 1000])  # proposals kept (train, test)
     fpn_channels: int = 256
     representation_size: int = 1024  # box head FCs
