@@ -44,7 +44,7 @@ def _feed(model: torch.nn.Module, dataset: Any, accumulator: Any) -> None:
 def run_demo(
     out: Path,
     *,
-    train_images: int = 800,
+    train_images: int = 400,
     val_images: int = 100,
     size: int = 96,
     seed: int = 0,
