@@ -176,7 +176,7 @@ def test_results_are_gathered_across_processes_before_evaluation(tmp_path: Path)
             acc.update(_Oracle(truth)(batch["images"]), batch)
     parts = [(acc.results, acc.failed) for acc in accumulators]
     metrics = accumulators[0].compute(_Gather(parts))
-    assert metrics.values["bbox_AP"] == pytest.approx(1.0) and metrics.primary == pytest.approx(100.0)
+    assert metrics.values["bbox_AP"] == pytest.approx(1.0) and metrics.primary == pytest.approx(1.0)
     alone = accumulators[0].compute(_Gather(parts[:1]))  # rank 0's share only: image 2's objects unmatched
     assert alone.values["bbox_AP"] < 1.0
 

@@ -119,7 +119,7 @@ class DetectionTask(Task):
     name = "detection"
     sections = {"data": DataConfig, "detector": DetectorConfig}
     primary_metric = "bbox_AP"
-    metric_label = "box AP (%)"
+    metric_label = "box AP (0-1, pycocotools)"
 
     def resolve(self, cfg: DictConfig) -> None:
         resolve(cfg)

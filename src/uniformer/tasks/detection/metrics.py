@@ -126,7 +126,7 @@ class CocoAccumulator(MetricAccumulator):
             stats = run_cocoeval(self.coco_gt, results[iou_type], iou_type)
             values.update({f"{iou_type}_{name}": value for name, value in stats.items()})
         metrics = DetectionMetrics(values, len(self.image_ids) - len(failed), dict(sorted(failed.items())), results)
-        return Metrics(primary=100 * values["bbox_AP"], values={**values, "failed": len(failed)}, detail=metrics)
+        return Metrics(primary=values["bbox_AP"], values={**values, "failed": len(failed)}, detail=metrics)
 
 
 def write_report(out_dir: Path, result: DetectionMetrics) -> str:
