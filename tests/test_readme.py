@@ -12,7 +12,7 @@ from uniformer.models.registry import list_models, zoo_table
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
-@pytest.mark.parametrize("task", ["image", "video", "pose"])
+@pytest.mark.parametrize("task", ["image", "video", "pose", "detection"])
 def test_zoo_tables_match_the_registry(task: str) -> None:
     text = README.read_text()
     match = re.search(rf"<!-- zoo:{task}:start -->\n(.*?)\n<!-- zoo:{task}:end -->", text, re.S)

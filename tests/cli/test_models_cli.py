@@ -52,3 +52,21 @@ def test_info_of_a_segmentation_entry_gives_its_miou_and_where_the_weights_are(c
     assert (
         rows["checkpoint"] == "https://drive.google.com/file/d/13hOneJiFqwEneUz1Zpqo1W2uv7BsoXGF/view (not on the Hub)"
     )
+
+
+@pytest.mark.parametrize(
+    "name, key, published",
+    [
+        ("uniformer_small_h14_mask_rcnn_coco_1x", "published COCO val2017", "box AP 45.6, mask AP 41.6"),
+        ("uniformer_small_topdown_coco_256x192", "published COCO val", "AP 74.0, AP50 90.3, AP75 82.2"),
+    ],
+)
+def test_info_of_detection_and_pose_entries_gives_their_published_ap(
+    name: str, key: str, published: str, capsys: pytest.CaptureFixture
+) -> None:
+    assert main(["info", name]) == 0
+    rows = {}
+    for line in capsys.readouterr().out.splitlines():
+        k, _, value = line.partition("  ")
+        rows[k.strip()] = value.strip()
+    assert rows[key].startswith(published) and "published top-1" not in rows and "test views" not in rows

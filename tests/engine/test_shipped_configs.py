@@ -15,10 +15,10 @@ from uniformer.engine.config import load_config, resolve_config
 from uniformer.tasks.classification import TASK
 
 CONFIGS = Path(__file__).resolve().parents[2] / "src" / "uniformer" / "configs"
-RECIPES = sorted(  # classification recipes (segmentation, pose: tests/tasks/test_{segmentation,pose}_task.py)
+RECIPES = sorted(  # classification recipes (segmentation, pose, detection: tests/tasks/test_<task>_task.py)
     p
     for p in CONFIGS.rglob("*.yaml")
-    if not p.name.startswith("_") and p.parent.name not in ("demo", "segmentation", "pose")
+    if not p.name.startswith("_") and p.parent.name not in ("demo", "segmentation", "pose", "detection")
 )
 REGISTRY_FIELDS = (
     "num_frames",

@@ -69,6 +69,11 @@ def _info(args: argparse.Namespace) -> int:
             ("decoder", info.decoder),
             ("published mIoU", f"{release.miou:.1f} single-scale{multi}"),
         ]
+    elif info.task == "detection":
+        rows += [
+            ("detector", info.detector),
+            ("published COCO val2017", f"box AP {release.box_ap:.1f}, mask AP {release.mask_ap:.1f}"),
+        ]
     elif info.task == "pose":
         published = ", ".join(f"{k} {v:.1f}" for k, v in release.coco_metrics.items()) or "-"
         rows.append(("published COCO val", published))
@@ -81,7 +86,7 @@ def _info(args: argparse.Namespace) -> int:
         checkpoint = f"{info.hub_repo}/{release.checkpoint_file}"
     else:
         checkpoint = f"{release.checkpoint_url} (not on the Hub)" if release.checkpoint_url else "not released"
-    per = {"segmentation": "image", "pose": "crop"}.get(info.task, "view")
+    per = {"segmentation": "image", "detection": "image", "pose": "crop"}.get(info.task, "view")
     rows += [
         ("params", f"{measured.params / 1e6:.2f} M measured, {info.params_m:g} M published"),
         (f"GFLOPs per {per}", f"{measured.gmacs:.2f} measured (multiply-adds), {release.gflops:g} published"),

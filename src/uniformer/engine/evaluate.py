@@ -39,6 +39,18 @@ class EvalReport:
     summary: str
 
 
+def to_device(value: Any, device: torch.device) -> Any:
+    """A model input on ``device``: a tensor, or the tensors inside (nested) lists, tuples and dicts (the list of
+    images a detector takes)."""
+    if isinstance(value, torch.Tensor):
+        return value.to(device, non_blocking=True)
+    if isinstance(value, (list, tuple)):
+        return type(value)(to_device(v, device) for v in value)
+    if isinstance(value, dict):
+        return {k: to_device(v, device) for k, v in value.items()}
+    return value
+
+
 @torch.no_grad()
 def feed(
     model: nn.Module,
@@ -46,7 +58,7 @@ def feed(
     accumulator: MetricAccumulator,
     *,
     collate: Callable[[list[Any]], dict[str, Any]],
-    inputs: Callable[[dict[str, Any]], torch.Tensor],
+    inputs: Callable[[dict[str, Any]], Any],
     batch_size: int = 8,
     ctx: DistContext | None = None,
     precision: str = "fp32",
@@ -73,7 +85,7 @@ def feed(
     try:
         for batch in loader:
             with autocast_context(precision, ctx.device):
-                output = model(inputs(batch).to(ctx.device, non_blocking=True))
+                output = model(to_device(inputs(batch), ctx.device))
             accumulator.update(output, batch)
             bar.update()
     finally:

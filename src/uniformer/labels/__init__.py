@@ -9,7 +9,14 @@ from __future__ import annotations
 from functools import lru_cache
 from importlib import resources
 
-__all__ = ["DATASET_LABEL_FILES", "DATASET_PALETTE_FILES", "load_labels", "load_palette"]
+__all__ = [
+    "DATASET_CATEGORY_ID_FILES",
+    "DATASET_LABEL_FILES",
+    "DATASET_PALETTE_FILES",
+    "load_category_ids",
+    "load_labels",
+    "load_palette",
+]
 
 # dataset name (as used by the registry) -> label file in this package; ImageNet comes from timm.
 DATASET_LABEL_FILES: dict[str, str | None] = {
@@ -24,9 +31,13 @@ DATASET_LABEL_FILES: dict[str, str | None] = {
     "ade20k": "ade20k.txt",
     # the 17 COCO person keypoints in the order of person_keypoints_*.json and of the released heatmap channels
     "coco-keypoints": "coco_keypoints.txt",
+    # the 80 COCO detection classes in the contiguous order of mmdet's CocoDataset (detector label = line + 1)
+    "coco": "coco.txt",
 }
 # dataset name -> colour file (one "R G B" line per class, in label order) for drawing segmentation maps
 DATASET_PALETTE_FILES: dict[str, str] = {"ade20k": "ade20k_palette.txt"}
+# dataset name -> the annotation files' category id of each class, one a line in label order (COCO's ids have gaps)
+DATASET_CATEGORY_ID_FILES: dict[str, str] = {"coco": "coco_category_ids.txt"}
 
 
 @lru_cache(maxsize=None)
@@ -72,3 +83,12 @@ def _load_palette(dataset: str) -> tuple[tuple[int, int, int], ...]:
 def load_palette(dataset: str) -> list[tuple[int, int, int]]:
     """The standard colour of each class of ``dataset`` (e.g. ``"ade20k"``) as (R, G, B), in label order."""
     return list(_load_palette(dataset))
+
+
+def load_category_ids(dataset: str) -> list[int]:
+    """The annotation category id of each class of ``dataset`` (e.g. ``"coco"``: 1 .. 90 with gaps), in label
+    order: class ``i`` (detector label ``i + 1``) is category ``load_category_ids(dataset)[i]``."""
+    if dataset not in DATASET_CATEGORY_ID_FILES:
+        raise ValueError(f"no category ids for dataset {dataset!r}; known: {', '.join(DATASET_CATEGORY_ID_FILES)}")
+    text = resources.files(__name__).joinpath(DATASET_CATEGORY_ID_FILES[dataset]).read_text(encoding="utf-8")
+    return [int(line) for line in text.splitlines() if line.strip()]

@@ -14,7 +14,9 @@ and ``eval`` all go through it.
 Loading is strict: a missing or unexpected key or a shape mismatch is an error that lists all of them.
 A dense backbone (``UniFormer(dense=True)``) also reads the official dense checkpoints, whose keys may carry the
 ``backbone.`` prefix of a segmentor or detector, and classification checkpoints by one stated rule
-(:func:`fit_dense_backbone`).
+(:func:`fit_dense_backbone`). An official mmdet 2.x Mask R-CNN state dict (``backbone.*``, ``neck.*``, ``rpn_head.*``,
+``roi_head.*``) is mapped to the torchvision layout of :mod:`uniformer.models.detector` as it is read
+(:func:`from_mmdet_detector`), so every path (``create_model``, ``convert``, ``eval``) sees one layout.
 ``.pth`` files are read with :func:`torch_load` (``weights_only=True`` with a small allow-list), the one
 ``torch.load`` of the package, so a pickle that would run code is refused.
 """
@@ -27,6 +29,7 @@ import json
 import logging
 import os
 import pickle
+import re
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,6 +55,7 @@ __all__ = [
     "load_checkpoint",
     "load_for_fine_tuning",
     "fit_dense_backbone",
+    "from_mmdet_detector",
     "inflate_2d_to_3d",
     "download_checkpoint",
     "HUB_CONFIG",
@@ -71,6 +75,7 @@ _HEADS = ("head.", "aux_head.")
 _BACKBONE_PREFIX = "backbone."
 _DENSE_OUTPUT_NORMS = ("norm1.", "norm2.", "norm3.", "norm4.")
 _CLASSIFIER_ONLY = (*_HEADS, "norm.")  # what a classification model has and a dense backbone lacks
+_DETECTOR_CLASSIFIER = "roi_heads.box_predictor.cls_score.weight"
 _LISTED = 12  # keys named per category in error messages (the count is always complete)
 _JSON_METADATA = ("classes", "clip", "overrides")
 # timm's Hub layout (``save_for_hf``): the architecture and its settings, and the weights, in one folder
@@ -128,7 +133,68 @@ def _unwrap(obj: Any, source: str) -> dict[str, torch.Tensor]:
             if key.startswith(prefix):
                 key = key[len(prefix) :]
         state[key] = value
-    return state
+    return from_mmdet_detector(state, source) if is_mmdet_detector_state(state) else state
+
+
+# mmdet 2.x Mask R-CNN (Sense-X/UniFormer object_detection, RPNHead, Shared2FCBBoxHead, FCNMaskHead, FPN) ->
+# uniformer.models.detector.UniFormerMaskRCNN (torchvision's MaskRCNN layout); prefixes, first match wins
+_MMDET_RENAMES = (
+    ("backbone.", "backbone.body."),
+    ("neck.", "backbone.fpn."),
+    ("rpn_head.rpn_conv.", "rpn.head.conv.0.0."),
+    ("rpn_head.rpn_cls.", "rpn.head.cls_logits."),
+    ("rpn_head.rpn_reg.", "rpn.head.bbox_pred."),
+    ("roi_head.bbox_head.shared_fcs.0.", "roi_heads.box_head.fc6."),
+    ("roi_head.bbox_head.shared_fcs.1.", "roi_heads.box_head.fc7."),
+    ("roi_head.bbox_head.fc_cls.", "roi_heads.box_predictor.cls_score."),
+    ("roi_head.bbox_head.fc_reg.", "roi_heads.box_predictor.bbox_pred."),
+    ("roi_head.mask_head.upsample.", "roi_heads.mask_predictor.conv5_mask."),
+    ("roi_head.mask_head.conv_logits.", "roi_heads.mask_predictor.mask_fcn_logits."),
+)
+_MMDET_MASK_CONV = re.compile(r"roi_head\.mask_head\.convs\.(\d+)\.conv\.")
+_MMDET_CASCADE = re.compile(r"roi_head\.(bbox|mask)_head\.\d+\.")
+
+
+def is_mmdet_detector_state(state: dict[str, torch.Tensor]) -> bool:
+    """``state`` is an mmdet two-stage detector's (keys ``rpn_head.*`` and ``roi_head.*``)."""
+    return any(k.startswith("rpn_head.") for k in state) and any(k.startswith("roi_head.") for k in state)
+
+
+def from_mmdet_detector(state: dict[str, torch.Tensor], source: str = "checkpoint") -> dict[str, torch.Tensor]:
+    """An official mmdet 2.x Mask R-CNN state dict in :class:`~uniformer.models.detector.UniFormerMaskRCNN`'s
+    layout: keys renamed (``_MMDET_RENAMES``), and the class rows moved to torchvision's order, background first:
+
+    * ``fc_cls`` (C + 1 rows, background last in mmdet) -> ``cls_score`` rows (background, class 1, ..., class C);
+    * ``fc_reg`` (4 C rows, no background deltas) -> ``bbox_pred`` (4 (C + 1) rows, the background's 4 zero);
+    * ``conv_logits`` (C masks) -> ``mask_fcn_logits`` (C + 1, the background's zero: never read).
+
+    A key no rule maps is an error listing every such key; missing keys surface when the state is loaded.
+    """
+    if any(_MMDET_CASCADE.match(k) for k in state):
+        raise CheckpointError(
+            f"{source}: an mmdet Cascade R-CNN checkpoint (roi_head.bbox_head.<stage>.*); this package loads "
+            "mmdet Mask R-CNN checkpoints only for now"
+        )
+    out: dict[str, torch.Tensor] = {}
+    unknown = []
+    for key, value in state.items():
+        new = _MMDET_MASK_CONV.sub(lambda m: f"roi_heads.mask_head.{m.group(1)}.0.", key, count=1)
+        if new == key:
+            new = next((dst + key[len(src) :] for src, dst in _MMDET_RENAMES if key.startswith(src)), None)
+        if new is None:
+            unknown.append(key)
+            continue
+        if new.startswith("roi_heads.box_predictor.cls_score."):
+            value = torch.cat([value[-1:], value[:-1]])
+        elif new.startswith(("roi_heads.box_predictor.bbox_pred.", "roi_heads.mask_predictor.mask_fcn_logits.")):
+            rows = 4 if "bbox_pred" in new else 1
+            value = torch.cat([value.new_zeros((rows, *value.shape[1:])), value])
+        out[new] = value
+    if unknown:
+        raise CheckpointError(
+            f"{source}: {len(unknown)} keys of the mmdet detector checkpoint have no counterpart: {_listing(unknown)}"
+        )
+    return out
 
 
 @dataclass(frozen=True)
@@ -486,10 +552,13 @@ def _inflate(weight: torch.Tensor, time: int, center: bool) -> torch.Tensor:
 
 
 def head_classes(state: dict[str, torch.Tensor]) -> int | None:
-    """The class count of a state dict's classifier, ``head`` or a segmentor's ``decode_head.conv_seg`` (``None``
-    without one)."""
+    """The class count of a state dict's classifier: ``head``, a segmentor's ``decode_head.conv_seg``, or a
+    detector's object classes (its box classifier's rows less the background); ``None`` without one."""
     head = state.get("head.weight", state.get("decode_head.conv_seg.weight"))
-    return None if head is None else int(head.shape[0])
+    if head is not None:
+        return int(head.shape[0])
+    box = state.get(_DETECTOR_CLASSIFIER)
+    return None if box is None else int(box.shape[0]) - 1
 
 
 def download_checkpoint(repo_id: str, filename: str, revision: str | None = None) -> Path:

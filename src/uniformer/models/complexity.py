@@ -32,13 +32,14 @@ def count_parameters(model: nn.Module) -> int:
 
 
 def count_gmacs(model: nn.Module, input_shape: tuple[int, ...]) -> float:
-    """Multiply-adds (in G) of one eval forward pass on an input of ``input_shape``."""
+    """Multiply-adds (in G) of one eval forward pass on an input of ``input_shape`` (a detector's
+    ``forward_dummy``, the fixed-RoI-count pass its published GFLOPs count)."""
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
     try:
         with FlopCounterMode(display=False) as counter, torch.no_grad():
-            model(torch.zeros(input_shape, device=device))
+            getattr(model, "forward_dummy", model)(torch.zeros(input_shape, device=device))
     finally:
         model.train(was_training)
     return counter.get_total_flops() / 2e9

@@ -102,4 +102,6 @@ class PrepareInput:
 
     def __call__(self, module: nn.Module, args: tuple[Any, ...]) -> tuple[Any, ...]:
         x, *rest = args
+        if isinstance(x, (list, tuple)):  # a detector's list of (C, H, W) images
+            return (type(x)(image.to(dtype=self.dtype) for image in x), *rest)
         return (x.to(dtype=self.dtype, memory_format=self.memory_format), *rest)

@@ -41,6 +41,7 @@ from uniformer.models.checkpoint import (
     read_checkpoint,
     read_pretrained,
 )
+from uniformer.models.detector import build_mask_rcnn
 from uniformer.models.pose import build_pose_model
 from uniformer.models.segmentor import Decoder, build_segmentor, head_widths
 from uniformer.models.uniformer import UniFormer
@@ -48,6 +49,8 @@ from uniformer.models.uniformer import UniFormer
 __all__ = ["ModelInfo", "Release", "DatasetInfo", "DATASETS", "list_models", "model_info", "create_model"]
 
 _logger = logging.getLogger(__name__)
+
+Detector = Literal["mask_rcnn", "cascade_mask_rcnn"]
 
 IMAGE_HUB_REPO = "Sense-X/uniformer_image"
 VIDEO_HUB_REPO = "Sense-X/uniformer_video"
@@ -82,6 +85,8 @@ DATASETS: Mapping[str, DatasetInfo] = MappingProxyType(
         "coco-keypoints": DatasetInfo(
             "coco-keypoints", 17, IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, "COCO keypoints"
         ),
+        # mmdet img_norm_cfg of the COCO configs: the same ImageNet mean/std; 80 object classes
+        "coco": DatasetInfo("coco", 80, IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, "COCO"),
     }
 )
 
@@ -91,9 +96,9 @@ class Release:
     """One released (or published) set of weights of a model at one input size.
 
     Segmentation releases give mIoU (single-scale, and multi-scale where published) instead of top-1, pose
-    releases ``coco_metrics`` (COCO val AP, AP50, AP75, APm, APl, AR), both a ``checkpoint_url`` when the weights
-    are released off the Hub, and ``input_hw``, the (H, W) input their published GFLOPs count (otherwise
-    ``img_size`` square).
+    releases ``coco_metrics`` (COCO val AP, AP50, AP75, APm, APl, AR), detection releases box and mask AP (COCO
+    val2017, %); all three a ``checkpoint_url`` when the weights are released off the Hub, and ``input_hw``, the
+    (H, W) input their published GFLOPs count (otherwise ``img_size`` square).
     """
 
     img_size: int
@@ -106,9 +111,11 @@ class Release:
     checkpoint_url: str | None = None
     input_hw: tuple[int, int] | None = None
     coco_metrics: Mapping[str, float] = field(default_factory=dict)  # pose: published COCO val AP, AP50, ...
+    box_ap: float | None = None
+    mask_ap: float | None = None
 
 
-Task = Literal["image", "video", "segmentation", "pose"]
+Task = Literal["image", "video", "segmentation", "pose", "detection"]
 
 
 @dataclass(frozen=True)
@@ -131,6 +138,7 @@ class ModelInfo:
     pretrain: str | None = None
     notes: str = ""
     decoder: Decoder | None = None  # segmentation: the head on the dense backbone
+    detector: Detector | None = None  # detection: the detector around the dense backbone
 
     @property
     def num_classes(self) -> int:
@@ -585,6 +593,82 @@ for _row in (
     _pose(*_row)
 
 
+# detection (COCO): the dense backbone (hybrid, 14 x 14 windows) with Mask R-CNN or Cascade Mask R-CNN
+#
+# Sense-X/UniFormer object_detection/README.md: box / mask AP on val2017, params, GFLOPs at 800 x 1280, Google
+# Drive links of the released weights. Architectures: configs/_base_/models/mask_rcnn_uniformer_fpn.py,
+# cascade_mask_rcnn_uniformer_fpn.py and exp/*/config.py (hybrid=True, window_size=14; drop path 0.2 / 0.1 for
+# small 1x / 3x, 0.3 for base). Not here: the lightweight XXS/XS rows (uniformer_light.py).
+
+_COCO_HW = (800, 1280)  # the input of the published GFLOPs
+_DETECTOR_TITLES = {"mask_rcnn": "Mask R-CNN", "cascade_mask_rcnn": "Cascade Mask R-CNN"}
+# constructor options of the detector (the other overrides are the backbone's)
+_DETECTOR_OPTIONS = (
+    "mask",
+    "min_size",
+    "max_size",
+    "rpn_pre_nms_top_n",
+    "rpn_post_nms_top_n",
+    "box_detections_per_img",
+    "rpn_batch_size_per_image",
+    "box_batch_size_per_image",
+    "representation_size",
+    "mask_channels",
+    "fpn_channels",
+)
+
+
+def _detection(
+    size: str,
+    detector: Detector,
+    schedule: str,
+    box_ap: float,
+    mask_ap: float,
+    params_m: float,
+    gflops: float,
+    drive_id: str,
+) -> None:
+    backbone = dict(_VIDEO_SIZES[size][1], attn_mode="hybrid", window_size=14)
+    _add(
+        ModelInfo(
+            name=f"uniformer_{size}_h14_{detector}_coco_{schedule}",
+            task="detection",
+            dataset="coco",
+            title=f"{_VIDEO_SIZES[size][0]} h14 {_DETECTOR_TITLES[detector]} {schedule.replace('3x', '3x+MS')} (COCO)",
+            model_args=MappingProxyType(backbone),
+            releases=(
+                Release(
+                    _COCO_HW[0],
+                    None,
+                    gflops,
+                    None,
+                    crop_pct=1.0,
+                    checkpoint_url=_DRIVE.format(drive_id),
+                    input_hw=_COCO_HW,
+                    box_ap=box_ap,
+                    mask_ap=mask_ap,
+                ),
+            ),
+            params_m=params_m,
+            hub_repo="",
+            pretrain=f"uniformer_{size}_in1k.pth",
+            detector=detector,
+        )
+    )
+
+
+for _row in (
+    # size, detector, schedule, box AP, mask AP, params (M), GFLOPs, Google Drive file id
+    ("small", "mask_rcnn", "1x", 45.6, 41.6, 41, 269, "13KhBYkHKQg-CyhAgn1LQM1K0R4bwSpWT"),
+    ("small", "mask_rcnn", "3x", 48.2, 43.4, 41, 269, "13O6P-spXbWuXgUjLw8AyRITYTwhdOwuD"),
+    ("base", "mask_rcnn", "1x", 47.4, 43.1, 69, 399, "13YrVEiqFraSuX1NzdhPnhw7bFXTvEii1"),
+    ("base", "mask_rcnn", "3x", 50.3, 44.8, 69, 399, "12xyS2xqFSYMkHUiVYVGVW7gaLIxuK2q6"),
+    ("small", "cascade_mask_rcnn", "3x", 52.1, 45.2, 79, 747, "13IhpRkh2hE8WfDyw-5-NXSUVZjn9DX20"),
+    ("base", "cascade_mask_rcnn", "3x", 53.8, 46.4, 107, 878, "13G9wc73CmS1Kb-kVelFSDlK-ezUBadzQ"),
+):
+    _detection(*_row)
+
+
 # ---------------------------------------------------------------------------------------------------------
 # public API
 
@@ -657,7 +741,7 @@ def create_model(
     file = None
     if checkpoint_path is not None:
         file = checkpoint_path if isinstance(checkpoint_path, CheckpointFile) else read_checkpoint(checkpoint_path)
-        overrides = {**file.model_overrides, **overrides}
+        overrides = {**_trained_detector_options(info, file), **file.model_overrides, **overrides}
     classes = num_classes
     if classes is None:
         inflating = file is not None and info.task == "video" and is_image_state(file.state_dict)
@@ -668,12 +752,13 @@ def create_model(
     elif info.task == "pose":  # a training checkpoint brings its run's head width (head.channels)
         channels = ((file.config if file is not None else None) or {}).get("head", {}).get("channels", 256)
         model = build_pose_model(classes, {**info.model_args, **overrides}, channels=channels)
+    elif info.task == "detection":
+        model = _build_detector(info, classes, overrides)
     else:
         model = UniFormer(**{**info.model_args, **overrides}, num_classes=classes)
     if file is not None:
-        load_state(
-            model, file.state_dict, str(file.path), head="keep" if info.task in ("segmentation", "pose") else "auto"
-        )
+        keep = info.task in ("segmentation", "pose", "detection")
+        load_state(model, file.state_dict, str(file.path), head="keep" if keep else "auto")
     model.zoo_cfg = dict(
         name=name,
         overrides=dict(overrides),
@@ -681,6 +766,24 @@ def create_model(
         clip=None if file is None else file.clip,
     )
     return model
+
+
+def _trained_detector_options(info: ModelInfo, file: CheckpointFile) -> dict[str, Any]:
+    """A detection training checkpoint's detector options (its config's ``detector`` section, whose names are the
+    detector's), so that its weights get the architecture they were trained with."""
+    if info.task != "detection" or not file.is_training:
+        return {}
+    section = (file.config or {}).get("detector") or {}
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in section.items() if k in _DETECTOR_OPTIONS}
+
+
+def _build_detector(info: ModelInfo, num_classes: int, overrides: dict[str, Any]) -> nn.Module:
+    """The detector of a detection entry; ``overrides`` hold backbone arguments and the detector's options
+    (``mask``, ``min_size``, ``max_size``, ... of :class:`~uniformer.models.detector.UniFormerMaskRCNN`)."""
+    if info.detector != "mask_rcnn":
+        raise ValueError(f"{info.name}: the {_DETECTOR_TITLES[info.detector]} is not built by this package yet")
+    options = {k: overrides.pop(k) for k in _DETECTOR_OPTIONS if k in overrides}
+    return build_mask_rcnn(num_classes, {**info.model_args, **overrides}, **options)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -750,7 +853,10 @@ for _name in list_models(task="image"):
 
 
 def _metric_cell(release: Release) -> str:
-    """Published top-1, or for segmentation releases the single-scale mIoU, for pose the COCO AP, marked as such."""
+    """Published top-1, or for segmentation releases the single-scale mIoU, for pose the COCO AP, for detection the
+    box / mask AP, marked as such."""
+    if release.box_ap is not None:
+        return f"{release.box_ap:.1f} box / {release.mask_ap:.1f} mask AP"
     if release.miou is not None:
         return f"{release.miou:.1f} mIoU"
     if release.coco_metrics:

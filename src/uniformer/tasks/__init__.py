@@ -18,12 +18,14 @@ TASKS: dict[str, str] = {
     "classification": "uniformer.tasks.classification",
     "segmentation": "uniformer.tasks.segmentation",
     "pose": "uniformer.tasks.pose",
+    "detection": "uniformer.tasks.detection",
 }
 _ZOO_TASKS: dict[str, str] = {
     "image": "classification",
     "video": "classification",
     "segmentation": "segmentation",
     "pose": "pose",
+    "detection": "detection",
 }
 
 

@@ -114,8 +114,9 @@ class Task(ABC):
     def metric(self, cfg: DictConfig, dataset: torch.utils.data.Dataset, label_map: Any = None) -> MetricAccumulator:
         """A fresh accumulator over ``dataset``; ``label_map`` is what :meth:`check_eval_data` returned."""
 
-    def model_inputs(self, batch: dict[str, Any]) -> torch.Tensor:
-        """The tensor of a collated batch that the model takes."""
+    def model_inputs(self, batch: dict[str, Any]) -> Any:
+        """What the model takes from a collated batch: a tensor, or tensors in lists/tuples/dicts (a detector's
+        list of images); the evaluation loop moves every tensor in it to the device."""
         return batch["inputs"]
 
     @abstractmethod

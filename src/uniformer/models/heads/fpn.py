@@ -21,10 +21,15 @@ __all__ = ["FPN", "FPNHead"]
 class FPN(nn.Module):
     """Feature pyramid: 1x1 ``lateral_convs``, a top-down pass adding each level upsampled (nearest) to the one
     below, then 3x3 ``fpn_convs``; one ``out_channels`` map per input. As the UniFormer configs (no norm, no
-    activation, ``num_outs`` = number of inputs), the convolutions are plain with bias."""
+    activation), the convolutions are plain with bias. ``num_outs`` beyond the inputs adds levels by stride-2
+    max-pooling (kernel 1) of the last output, as mmdet's FPN with ``add_extra_convs=False`` (the detection
+    configs: ``num_outs=5``, P6 for the RPN); segmentation uses one output per input."""
 
-    def __init__(self, in_channels: Sequence[int], out_channels: int = 256) -> None:
+    def __init__(self, in_channels: Sequence[int], out_channels: int = 256, num_outs: int | None = None) -> None:
         super().__init__()
+        self.num_outs = len(in_channels) if num_outs is None else num_outs
+        if self.num_outs < len(in_channels):
+            raise ValueError(f"FPN num_outs={num_outs} is fewer than its {len(in_channels)} inputs")
         self.lateral_convs = nn.ModuleList(ConvModule(c, out_channels, 1, norm=False, act=False) for c in in_channels)
         self.fpn_convs = nn.ModuleList(
             ConvModule(out_channels, out_channels, 3, padding=1, norm=False, act=False) for _ in in_channels
@@ -36,7 +41,10 @@ class FPN(nn.Module):
         laterals = [conv(x) for conv, x in zip(self.lateral_convs, maps)]
         for i in range(len(laterals) - 1, 0, -1):
             laterals[i - 1] = laterals[i - 1] + F.interpolate(laterals[i], size=laterals[i - 1].shape[2:])
-        return tuple(conv(x) for conv, x in zip(self.fpn_convs, laterals))
+        outs = [conv(x) for conv, x in zip(self.fpn_convs, laterals)]
+        while len(outs) < self.num_outs:
+            outs.append(F.max_pool2d(outs[-1], 1, stride=2))
+        return tuple(outs)
 
 
 class FPNHead(DecodeHead):

@@ -16,14 +16,16 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-__all__ = ["SHAPE_CLASSES", "draw_sample", "write_shapes"]
+__all__ = ["SHAPE_CLASSES", "draw_sample", "shape_mask", "write_shapes"]
 
 SHAPE_CLASSES = ("background", "disc", "square", "triangle", "ring", "cross")
 RADIUS = (0.2, 0.32)  # shape radius, a fraction of the image side
 MAX_PLACEMENT_TRIES = 20  # random positions tried for a shape before it is left out
 
 
-def _shape_mask(kind: str, size: int, cy: float, cx: float, r: float) -> np.ndarray:
+def shape_mask(kind: str, size: int, cy: float, cx: float, r: float) -> np.ndarray:
+    """The (size, size) boolean region of one shape of radius ``r`` centred at (cy, cx) (also the detection
+    demo's instances)."""
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
     dy, dx = yy - cy, xx - cx
     dist = np.hypot(dy, dx)
@@ -54,12 +56,12 @@ def draw_sample(rng: np.random.Generator, size: int = 64) -> tuple[np.ndarray, n
         for _attempt in range(MAX_PLACEMENT_TRIES):
             r = rng.uniform(*RADIUS) * size
             cy, cx = rng.uniform(r, size - r, 2)
-            region = _shape_mask(SHAPE_CLASSES[label], size, cy, cx, r)
+            region = shape_mask(SHAPE_CLASSES[label], size, cy, cx, r)
             if not (region & taken).any():
                 break
         else:
             continue  # no room left for this shape
-        taken |= _shape_mask("disc", size, cy, cx, 1.2 * r + 2)
+        taken |= shape_mask("disc", size, cy, cx, 1.2 * r + 2)
         colour = rng.uniform(0, 255, 3)
         while np.linalg.norm(colour - base) < 100:  # visible against the background
             colour = rng.uniform(0, 255, 3)

@@ -1,0 +1,243 @@
+"""COCO-format detection data: ``instances_*.json`` (boxes, optionally polygon/RLE masks) and an image folder.
+
+Annotations are read as mmdet 2.x's ``CocoDataset`` reads them (``mmdet/datasets/coco.py``, ``_parse_ann_info``,
+``_filter_imgs``), and every annotation or image left out is counted in :attr:`CocoDetection.report`:
+
+* classes: the file's categories sorted by id are labels 1 .. C (0 is the background), names from the file;
+* ``iscrowd=1`` annotations are not training targets (mmdet keeps them as ``gt_bboxes_ignore``, which the
+  official assigners never read); the COCO evaluation handles them itself;
+* a box is ``[x, y, x + w, y + h]``; an annotation whose box has no overlap with the image, ``area <= 0``,
+  ``w < 1`` or ``h < 1`` is degenerate and dropped, as mmdet;
+* training skips images without any annotation (mmdet ``filter_empty_gt``); evaluation keeps every image;
+* masks (polygons or RLE, via pycocotools) when any annotation of the file has a ``segmentation``; a file
+  without any trains a box-only detector. In a file with masks, an annotation without one is dropped (counted);
+* an image that fails to decode is replaced by another one in training (logged and carried in the batch's
+  ``skipped``), and marked ``valid=False`` in evaluation, where the metric lists it.
+
+Training augmentation is the official flip (0.5) with torchvision transforms v2; the resizing (1333 x 800
+keep-ratio, or a random short side for multi-scale) happens inside the model (torchvision's
+``GeneralizedRCNNTransform``), so items keep their own size.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from pycocotools.coco import COCO
+from torchvision import tv_tensors
+from torchvision.transforms import v2
+
+__all__ = ["CocoDetection", "DataReport", "collate_detection", "load_coco"]
+
+logger = logging.getLogger("uniformer.tasks")
+
+
+@dataclass
+class DataReport:
+    """What reading the annotation file left out, per reason (annotation or image counts)."""
+
+    images: int = 0
+    annotations: int = 0
+    crowd: int = 0
+    degenerate: int = 0
+    no_mask: int = 0
+    empty_images_skipped: int = 0
+
+    def summary(self) -> str:
+        return (
+            f"{self.images} images, {self.annotations} annotations used; left out: {self.crowd} crowd, "
+            f"{self.degenerate} degenerate boxes, {self.no_mask} without a mask, "
+            f"{self.empty_images_skipped} images without annotations (training only)"
+        )
+
+
+@dataclass
+class _Entry:
+    image_id: int
+    path: str
+    height: int
+    width: int
+    annotations: list[dict[str, Any]] = field(default_factory=list)
+
+
+def load_coco(ann_file: str | os.PathLike[str]) -> COCO:
+    """The annotation file as a pycocotools ``COCO`` index (its progress prints silenced); a clear error for a
+    file that is missing or not COCO-format."""
+    if not os.path.isfile(ann_file):
+        raise FileNotFoundError(f"annotation file {ann_file} does not exist")
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            coco = COCO(str(ann_file))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f"{ann_file}: not a COCO-format annotation file ({type(exc).__name__}: {exc})") from None
+    for key in ("images", "categories"):
+        if key not in coco.dataset:
+            raise ValueError(f"{ann_file}: no {key!r} list (a COCO instances file has images, annotations, categories)")
+    return coco
+
+
+class CocoDetection(torch.utils.data.Dataset):
+    """Items ``{"image": (3, H, W) float in [0, 1], "target": {"boxes", "labels"[, "masks"]}, "image_id", "path",
+    "index", "valid", "error", "skipped"}`` of a COCO-format set (see the module docstring)."""
+
+    def __init__(
+        self,
+        ann_file: str | os.PathLike[str],
+        image_dir: str | os.PathLike[str],
+        *,
+        train: bool,
+        flip: float = 0.5,
+        max_retries: int = 10,
+        seed: int = 0,
+    ) -> None:
+        self.coco = load_coco(ann_file)
+        self.ann_file, self.image_dir, self.train = str(ann_file), str(image_dir), train
+        self.max_retries, self.seed = max_retries, seed
+        self.category_ids = sorted(c["id"] for c in self.coco.dataset["categories"])
+        names = {c["id"]: c.get("name", str(c["id"])) for c in self.coco.dataset["categories"]}
+        self.classes = [names[i] for i in self.category_ids]
+        self.label_of = {cat: i + 1 for i, cat in enumerate(self.category_ids)}
+        anns = self.coco.dataset.get("annotations", [])
+        self.has_masks = any(a.get("segmentation") for a in anns)
+        self.report = DataReport()
+        self.entries = self._entries()
+        self.transform = v2.RandomHorizontalFlip(flip) if train and flip > 0 else None
+
+    def _entries(self) -> list[_Entry]:
+        entries, report = [], self.report
+        for image_id in sorted(self.coco.imgs):
+            info = self.coco.imgs[image_id]
+            for key in ("file_name", "height", "width"):
+                if key not in info:
+                    raise ValueError(f"{self.ann_file}: image {image_id} has no {key!r}")
+            entry = _Entry(image_id, os.path.join(self.image_dir, info["file_name"]), info["height"], info["width"])
+            raw = self.coco.imgToAnns.get(image_id, [])
+            if self.train and not raw:
+                report.empty_images_skipped += 1
+                continue
+            for ann in raw:
+                if ann.get("category_id") not in self.label_of:
+                    raise ValueError(
+                        f"{self.ann_file}: annotation {ann.get('id')} has category_id {ann.get('category_id')}, "
+                        "which is not in the categories list"
+                    )
+                if ann.get("iscrowd", 0) or ann.get("ignore", False):
+                    report.crowd += 1
+                elif not _usable_box(ann, entry.width, entry.height):
+                    report.degenerate += 1
+                elif self.has_masks and not ann.get("segmentation"):
+                    report.no_mask += 1
+                else:
+                    entry.annotations.append(ann)
+            report.annotations += len(entry.annotations)
+            entries.append(entry)
+        report.images = len(entries)
+        return entries
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def __repr__(self) -> str:
+        return f"CocoDetection({self.ann_file}: {self.report.summary()}, masks={self.has_masks}, train={self.train})"
+
+    def target(self, entry: _Entry) -> dict[str, torch.Tensor]:
+        """The training target of one image: ``boxes`` (N, 4) x1 y1 x2 y2, ``labels`` (N,) 1 .. C, ``masks``
+        (N, H, W) uint8 when the set has masks."""
+        anns = entry.annotations
+        boxes = torch.tensor([[a["bbox"][0], a["bbox"][1], a["bbox"][0] + a["bbox"][2], a["bbox"][1] + a["bbox"][3]]
+                              for a in anns], dtype=torch.float32).reshape(-1, 4)  # fmt: skip
+        target = {"boxes": boxes, "labels": torch.tensor([self.label_of[a["category_id"]] for a in anns]).long()}
+        if self.has_masks:
+            masks = [self.coco.annToMask(a) for a in anns]
+            stacked = np.stack(masks) if masks else np.zeros((0, entry.height, entry.width), np.uint8)
+            target["masks"] = torch.from_numpy(stacked)
+        return target
+
+    def _load(self, entry: _Entry) -> torch.Tensor:
+        with Image.open(entry.path) as f:
+            image = np.asarray(f.convert("RGB"))
+        if image.shape[:2] != (entry.height, entry.width):
+            raise ValueError(
+                f"image is {image.shape[1]}x{image.shape[0]}, the annotation file says {entry.width}x{entry.height}"
+            )
+        return torch.from_numpy(image.copy()).permute(2, 0, 1)
+
+    def _item(self, index: int, entry: _Entry, image: torch.Tensor, target: dict, **extra: Any) -> dict[str, Any]:
+        item = {"image": image, "target": target, "image_id": entry.image_id, "path": entry.path, "index": index}
+        return {"valid": True, "error": "", "skipped": [], **item, **extra}
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        skipped: list[tuple[str, str]] = []
+        current = index
+        for attempt in range(self.max_retries + 1 if self.train else 1):
+            entry = self.entries[current]
+            try:
+                image = self._load(entry)
+            except (OSError, ValueError) as exc:
+                reason = f"unreadable image ({exc})"
+                if not self.train:
+                    blank = torch.zeros(3, 32, 32)
+                    return self._item(index, entry, blank, {}, valid=False, error=reason)
+                logger.warning("skipping image %s (%s)", entry.path, reason)
+                skipped.append((entry.path, reason))
+                generator = torch.Generator().manual_seed(self.seed * 1_000_003 + index * 101 + attempt)
+                current = int(torch.randint(len(self.entries), (), generator=generator))
+                continue
+            target = self.target(entry) if self.train else {}
+            if self.transform is not None:
+                image, target = self._augment(image, target)
+            return self._item(index, entry, image.float() / 255, target, skipped=skipped)
+        listed = "; ".join(f"{p}: {r}" for p, r in skipped)
+        raise RuntimeError(f"{len(skipped)} images in a row could not be read (is the dataset right?): {listed}")
+
+    def _augment(self, image: torch.Tensor, target: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict]:
+        size = tuple(image.shape[-2:])
+        wrapped = {"boxes": tv_tensors.BoundingBoxes(target["boxes"], format="XYXY", canvas_size=size)}
+        if "masks" in target:
+            wrapped["masks"] = tv_tensors.Mask(target["masks"])
+        image, wrapped = self.transform(tv_tensors.Image(image), wrapped)
+        out = {"boxes": wrapped["boxes"].as_subclass(torch.Tensor), "labels": target["labels"]}
+        if "masks" in wrapped:
+            out["masks"] = wrapped["masks"].as_subclass(torch.Tensor)
+        return image.as_subclass(torch.Tensor), out
+
+
+def _usable_box(ann: dict[str, Any], width: int, height: int) -> bool:
+    """mmdet's test: the box overlaps the image, its area field is positive and it is at least 1 x 1."""
+    bbox = ann.get("bbox")
+    if not isinstance(bbox, Sequence) or len(bbox) != 4:
+        return False
+    x, y, w, h = bbox
+    overlap_w = max(0.0, min(x + w, width) - max(x, 0.0))
+    overlap_h = max(0.0, min(y + h, height) - max(y, 0.0))
+    return overlap_w * overlap_h > 0 and ann.get("area", w * h) > 0 and w >= 1 and h >= 1
+
+
+def collate_detection(items: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Lists as torchvision's detectors take them: ``images`` (each (3, H, W), own size), ``targets``;
+    ``image_id``/``path``/``error`` lists, ``index`` int64, ``valid`` bool, ``skipped`` the replacements."""
+    if not items:
+        raise ValueError("collate_detection got an empty batch")
+    return {
+        "images": [b["image"] for b in items],
+        "targets": [b["target"] for b in items],
+        "image_id": [b["image_id"] for b in items],
+        "path": [b["path"] for b in items],
+        "index": torch.tensor([b["index"] for b in items], dtype=torch.long),
+        "valid": torch.tensor([b["valid"] for b in items], dtype=torch.bool),
+        "error": [b["error"] for b in items],
+        "skipped": [entry for b in items for entry in b["skipped"]],
+    }

@@ -1,0 +1,156 @@
+"""What a detection prediction is for a user: boxes, class names, scores and masks per image, and a picture.
+
+Images are read at their own size (the detector resizes them itself, as in ``uniformer eval``); detections
+below ``score_threshold`` are dropped; pictures are drawn with torchvision's ``draw_segmentation_masks`` and
+``draw_bounding_boxes``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn as nn
+from PIL import Image
+from torchvision.utils import draw_bounding_boxes, draw_segmentation_masks
+
+from uniformer.models.checkpoint import CheckpointFile
+from uniformer.models.registry import ModelInfo
+from uniformer.tasks.detection.metrics import MASK_THRESHOLD
+
+__all__ = ["Detections", "Prediction", "PredictionSetup", "draw_detections", "predict", "prediction_setup"]
+
+Run = Callable[[nn.Module, Any, Any], None]
+
+
+@dataclass(frozen=True)
+class PredictionSetup:
+    """Class names (label ``l`` is ``labels[l - 1]``) and the score below which detections are dropped."""
+
+    labels: list[str]
+    score_threshold: float = 0.3
+
+
+def prediction_setup(
+    info: ModelInfo, model: nn.Module, file: CheckpointFile | None, labels: Sequence[str] | None
+) -> PredictionSetup:
+    """Names given, else stored with the weights, else the zoo's (COCO) when the class counts match, else numbers."""
+    num_classes = model.num_classes
+    names = list(labels) if labels is not None else (None if file is None else file.class_names)
+    if names is None:
+        names = info.labels if info.num_classes == num_classes else [f"class {i + 1}" for i in range(num_classes)]
+    if len(names) != num_classes:
+        raise ValueError(f"{len(names)} class names for a {num_classes}-class detector")
+    return PredictionSetup(list(names))
+
+
+@dataclass
+class Prediction:
+    """One image's detections above the threshold: boxes (N, 4) x1 y1 x2 y2 in pixels, labels 1 .. C, names,
+    scores, and masks (N, H, W) bool for a detector with masks."""
+
+    path: str
+    boxes: np.ndarray | None = None
+    labels: list[int] = field(default_factory=list)
+    names: list[str] = field(default_factory=list)
+    scores: list[float] = field(default_factory=list)
+    masks: np.ndarray | None = None
+    error: str | None = None
+    views: int = 1
+    top: list[tuple[int, str, float]] = field(default_factory=list)  # (label, name, score), best first
+
+    def to_dict(self) -> dict[str, Any]:
+        detections = [
+            {"label": label, "name": name, "score": score, "box": [round(float(v), 2) for v in box]}
+            for label, name, score, box in zip(
+                self.labels, self.names, self.scores, [] if self.boxes is None else self.boxes
+            )
+        ]
+        return {"path": self.path, "error": self.error, "detections": detections}
+
+
+class Detections:
+    """The accumulator of a prediction run: each image's detections, or why it could not be read."""
+
+    def __init__(self, num_items: int) -> None:
+        self.num_items = num_items
+        self.outputs: dict[int, dict[str, torch.Tensor]] = {}
+        self.failed: dict[int, str] = {}
+
+    def indices(self, rank: int, world_size: int) -> list[int]:
+        return list(range(self.num_items))
+
+    def update(self, output: list[dict[str, torch.Tensor]], batch: dict[str, Any]) -> None:
+        for index, detections, ok, error in zip(
+            batch["index"].tolist(), output, batch["valid"].tolist(), batch["error"], strict=True
+        ):
+            if ok:
+                self.outputs[index] = {k: v.detach().cpu() for k, v in detections.items()}
+            else:
+                self.failed[index] = error
+
+
+class _Images(torch.utils.data.Dataset):
+    """Image files as the detection task's evaluation items (no annotations)."""
+
+    def __init__(self, paths: Sequence[str]) -> None:
+        self.paths = list(paths)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        path = self.paths[index]
+        item = {"target": {}, "image_id": index, "path": path, "index": index, "skipped": []}
+        try:
+            with Image.open(path) as f:
+                image = torch.from_numpy(np.asarray(f.convert("RGB")).copy()).permute(2, 0, 1).float() / 255
+        except (OSError, ValueError) as exc:
+            return {**item, "image": torch.zeros(3, 32, 32), "valid": False, "error": f"unreadable image ({exc})"}
+        return {**item, "image": image, "valid": True, "error": ""}
+
+
+def predict(model: nn.Module, paths: Sequence[str], setup: PredictionSetup, run: Run, topk: int) -> list[Prediction]:
+    """The detections of every image above ``setup.score_threshold`` (at most ``topk`` listed in ``top``)."""
+    missing = [p for p in paths if not os.path.isfile(p)]
+    if missing:
+        raise FileNotFoundError(f"input not found: {', '.join(missing)}")
+    dataset = _Images(paths)
+    accumulator = Detections(len(dataset))
+    run(model, dataset, accumulator)
+    out = []
+    for index, path in enumerate(paths):
+        if index in accumulator.failed:
+            out.append(Prediction(path, error=accumulator.failed[index]))
+            continue
+        found = accumulator.outputs[index]
+        keep = found["scores"] >= setup.score_threshold
+        labels = found["labels"][keep].tolist()
+        names = [setup.labels[label - 1] for label in labels]
+        scores = found["scores"][keep].tolist()
+        masks = (found["masks"][keep, 0] > MASK_THRESHOLD).numpy() if "masks" in found else None
+        top = list(zip(labels, names, scores))[:topk]
+        out.append(Prediction(path, found["boxes"][keep].numpy(), labels, names, scores, masks, top=top))
+    return out
+
+
+def draw_detections(image_path: str | os.PathLike[str], prediction: Prediction, out: str | os.PathLike[str]) -> Path:
+    """A PNG of the image with the masks (half transparent), boxes and ``name score`` captions."""
+    with Image.open(image_path) as f:
+        image = torch.from_numpy(np.asarray(f.convert("RGB")).copy()).permute(2, 0, 1)
+    rng = np.random.default_rng(0)
+    palette = [tuple(int(v) for v in rng.integers(60, 256, 3)) for _ in range(max(prediction.labels, default=0) + 1)]
+    colours = [palette[label] for label in prediction.labels]
+    if prediction.masks is not None and len(prediction.masks):
+        image = draw_segmentation_masks(image, torch.from_numpy(prediction.masks), alpha=0.5, colors=colours)
+    if prediction.boxes is not None and len(prediction.boxes):
+        captions = [f"{name} {score:.2f}" for name, score in zip(prediction.names, prediction.scores)]
+        image = draw_bounding_boxes(image, torch.from_numpy(prediction.boxes), captions, colors=colours, width=1)
+    out = Path(out)
+    Image.fromarray(image.permute(1, 2, 0).numpy()).save(out)
+    return out

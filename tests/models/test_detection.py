@@ -1,0 +1,254 @@
+"""The detector: official mmdet Mask R-CNN layout (converted, strict), mmdet semantics of its parts, torchvision API."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torchvision.models.detection import MaskRCNN
+from torchvision.models.detection.image_list import ImageList
+from torchvision.ops import roi_align
+
+import uniformer
+from uniformer import CheckpointError
+from uniformer.models.detector import (
+    AlignedMultiScaleRoIAlign,
+    MMDetAnchorGenerator,
+    UniFormerFPN,
+    build_mask_rcnn,
+    l1_box_loss,
+)
+
+TINY = dict(depth=(1, 1, 2, 1), embed_dim=(16, 32, 48, 64), head_dim=16, attn_mode="hybrid", window_size=7)
+NAME = "uniformer_small_h14_mask_rcnn_coco_1x"
+
+
+def official_mask_rcnn_layout(widths: tuple[int, ...], num_classes: int) -> dict[str, tuple[int, ...]]:
+    """mmdet 2.x key -> shape of FPN, RPNHead, Shared2FCBBoxHead and FCNMaskHead (written from mmdet's modules,
+    not from ours); the backbone's keys are the dense backbone's (tests/models/test_dense.py)."""
+    layout: dict[str, tuple[int, ...]] = {}
+    for i, c in enumerate(widths):
+        layout |= {f"neck.lateral_convs.{i}.conv.weight": (256, c, 1, 1), f"neck.lateral_convs.{i}.conv.bias": (256,)}
+    for i in range(len(widths)):
+        layout |= {f"neck.fpn_convs.{i}.conv.weight": (256, 256, 3, 3), f"neck.fpn_convs.{i}.conv.bias": (256,)}
+    layout |= {
+        "rpn_head.rpn_conv.weight": (256, 256, 3, 3),
+        "rpn_head.rpn_conv.bias": (256,),
+        "rpn_head.rpn_cls.weight": (3, 256, 1, 1),
+        "rpn_head.rpn_cls.bias": (3,),
+        "rpn_head.rpn_reg.weight": (12, 256, 1, 1),
+        "rpn_head.rpn_reg.bias": (12,),
+        "roi_head.bbox_head.fc_cls.weight": (num_classes + 1, 1024),
+        "roi_head.bbox_head.fc_cls.bias": (num_classes + 1,),
+        "roi_head.bbox_head.fc_reg.weight": (4 * num_classes, 1024),
+        "roi_head.bbox_head.fc_reg.bias": (4 * num_classes,),
+        "roi_head.bbox_head.shared_fcs.0.weight": (1024, 256 * 7 * 7),
+        "roi_head.bbox_head.shared_fcs.0.bias": (1024,),
+        "roi_head.bbox_head.shared_fcs.1.weight": (1024, 1024),
+        "roi_head.bbox_head.shared_fcs.1.bias": (1024,),
+    }
+    for i in range(4):
+        layout |= {
+            f"roi_head.mask_head.convs.{i}.conv.weight": (256, 256, 3, 3),
+            f"roi_head.mask_head.convs.{i}.conv.bias": (256,),
+        }
+    layout |= {
+        "roi_head.mask_head.upsample.weight": (256, 256, 2, 2),
+        "roi_head.mask_head.upsample.bias": (256,),
+        "roi_head.mask_head.conv_logits.weight": (num_classes, 256, 1, 1),
+        "roi_head.mask_head.conv_logits.bias": (num_classes,),
+    }
+    return layout
+
+
+def official_checkpoint(tmp_path: Path, num_classes: int = 3, drop: str | None = None, extra: str | None = None):
+    backbone = uniformer.UniFormer(**TINY, dense=True).state_dict()
+    state = {f"backbone.{k}": torch.randn(v.shape) for k, v in backbone.items()}
+    state |= {k: torch.randn(shape) for k, shape in official_mask_rcnn_layout(TINY["embed_dim"], num_classes).items()}
+    if drop:
+        del state[drop]
+    if extra:
+        state[extra] = torch.zeros(1)
+    path = tmp_path / "mask_rcnn.pth"
+    torch.save({"meta": {"epoch": 12, "CLASSES": ["a", "b", "c"]}, "state_dict": state}, path)
+    return path, state
+
+
+def test_official_mask_rcnn_checkpoint_converts_and_loads_strictly_with_class_rows_mapped(tmp_path: Path) -> None:
+    path, official = official_checkpoint(tmp_path, num_classes=3)
+    model = uniformer.create_model(NAME, checkpoint_path=path, **TINY)
+    assert isinstance(model, MaskRCNN) and model.num_classes == 3  # the class count comes from the file
+    ours = model.state_dict()
+    # background: last row in mmdet, first in torchvision; object class i (label i + 1) follows in order
+    cls_w, cls_b = ours["roi_heads.box_predictor.cls_score.weight"], ours["roi_heads.box_predictor.cls_score.bias"]
+    torch.testing.assert_close(cls_w[0], official["roi_head.bbox_head.fc_cls.weight"][3], rtol=0, atol=0)
+    torch.testing.assert_close(cls_b[0], official["roi_head.bbox_head.fc_cls.bias"][3], rtol=0, atol=0)
+    reg_w, reg_b = ours["roi_heads.box_predictor.bbox_pred.weight"], ours["roi_heads.box_predictor.bbox_pred.bias"]
+    assert not reg_w[:4].any() and not reg_b[:4].any()  # no background deltas in mmdet
+    logits = ours["roi_heads.mask_predictor.mask_fcn_logits.weight"]
+    assert not logits[0].any()
+    for i in range(3):
+        torch.testing.assert_close(cls_w[1 + i], official["roi_head.bbox_head.fc_cls.weight"][i], rtol=0, atol=0)
+        torch.testing.assert_close(cls_b[1 + i], official["roi_head.bbox_head.fc_cls.bias"][i], rtol=0, atol=0)
+        rows = slice(4 * i, 4 * i + 4)
+        torch.testing.assert_close(reg_w[4 + 4 * i : 8 + 4 * i], official["roi_head.bbox_head.fc_reg.weight"][rows])
+        torch.testing.assert_close(reg_b[4 + 4 * i : 8 + 4 * i], official["roi_head.bbox_head.fc_reg.bias"][rows])
+        torch.testing.assert_close(logits[1 + i], official["roi_head.mask_head.conv_logits.weight"][i])
+    renamed = {
+        "backbone.body.patch_embed1.proj.weight": "backbone.patch_embed1.proj.weight",
+        "backbone.fpn.lateral_convs.2.conv.weight": "neck.lateral_convs.2.conv.weight",
+        "rpn.head.conv.0.0.weight": "rpn_head.rpn_conv.weight",
+        "rpn.head.cls_logits.weight": "rpn_head.rpn_cls.weight",
+        "rpn.head.bbox_pred.bias": "rpn_head.rpn_reg.bias",
+        "roi_heads.box_head.fc6.weight": "roi_head.bbox_head.shared_fcs.0.weight",
+        "roi_heads.box_head.fc7.bias": "roi_head.bbox_head.shared_fcs.1.bias",
+        "roi_heads.mask_head.3.0.weight": "roi_head.mask_head.convs.3.conv.weight",
+        "roi_heads.mask_predictor.conv5_mask.weight": "roi_head.mask_head.upsample.weight",
+    }
+    for key, source in renamed.items():
+        torch.testing.assert_close(ours[key], official[source], rtol=0, atol=0)
+
+
+def test_a_missing_or_leftover_key_of_an_official_checkpoint_is_an_error_naming_it(tmp_path: Path) -> None:
+    path, _ = official_checkpoint(tmp_path, drop="roi_head.mask_head.upsample.bias")
+    with pytest.raises(CheckpointError, match=r"1 missing keys: roi_heads\.mask_predictor\.conv5_mask\.bias"):
+        uniformer.create_model(NAME, checkpoint_path=path, **TINY)
+    path, _ = official_checkpoint(tmp_path, extra="roi_head.bbox_head.shared_convs.0.conv.weight")
+    with pytest.raises(CheckpointError, match=r"1 keys .* no counterpart: roi_head\.bbox_head\.shared_convs"):
+        uniformer.create_model(NAME, checkpoint_path=path, **TINY)
+
+
+def test_backbone_and_fpn_equal_an_independent_computation() -> None:
+    torch.manual_seed(0)
+    neck = UniFormerFPN(uniformer.UniFormer(**TINY, dense=True)).eval()
+    for p in neck.fpn.parameters():  # the FPN initialises biases to zero: make them count
+        torch.nn.init.normal_(p, std=0.05)
+    x = torch.randn(1, 3, 128, 192)
+    with torch.no_grad():
+        ours = neck(x)
+        maps = neck.body(x)
+        lat = [F.conv2d(m, c.conv.weight, c.conv.bias) for m, c in zip(maps, neck.fpn.lateral_convs)]  # 1x1 laterals
+        for i in (3, 2, 1):  # nearest top-down: every pixel repeated 2 x 2 (the sizes halve exactly here)
+            lat[i - 1] = lat[i - 1] + lat[i].repeat_interleave(2, dim=2).repeat_interleave(2, dim=3)
+        outs = [F.conv2d(t, c.conv.weight, c.conv.bias, padding=1) for t, c in zip(lat, neck.fpn.fpn_convs)]
+        outs.append(outs[-1][:, :, ::2, ::2])  # P6: stride-2 subsampling of P5 (max-pool of kernel 1)
+    assert list(ours) == ["0", "1", "2", "3", "pool"] and neck.out_channels == 256
+    for got, expected, stride in zip(ours.values(), outs, (4, 8, 16, 32, 64)):
+        assert got.shape[-2:] == (-(-128 // stride), -(-192 // stride))
+        torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_anchors_are_mmdets_unrounded_base_anchors_at_the_level_strides() -> None:
+    generator = MMDetAnchorGenerator()
+    # stride 4, size 8 x 4 = 32: ratio h/w 0.5 -> w = 32 sqrt(2), h = 32 / sqrt(2); centred on (0, 0)
+    half = 16 * 2**0.5
+    expected = torch.tensor(
+        [[-half, -half / 2, half, half / 2], [-16, -16, 16, 16], [-half / 2, -half, half / 2, half]]
+    )
+    torch.testing.assert_close(generator.cell_anchors[0], expected)
+    # 800 x 1216: P6 is 13 x 19; its cells are 64 pixels apart (torchvision's 800 // 13 would give 61)
+    sizes = [(200, 304), (100, 152), (50, 76), (25, 38), (13, 19)]
+    images = ImageList(torch.zeros(1, 3, 800, 1216), [(800, 1216)])
+    anchors = generator(images, [torch.zeros(1, 1, h, w) for h, w in sizes])[0]
+    assert anchors.shape == (3 * sum(h * w for h, w in sizes), 4)
+    p6 = anchors[-3 * 13 * 19 :].reshape(13, 19, 3, 4)
+    torch.testing.assert_close(p6[1, 2, 1], torch.tensor([128.0 - 256, 64.0 - 256, 128.0 + 256, 64.0 + 256]))
+
+
+def test_roi_align_is_aligned_adaptive_and_mapped_to_mmdets_levels() -> None:
+    pool = AlignedMultiScaleRoIAlign(["0", "1", "2", "3"], 7)
+    maps = {str(i): torch.randn(1, 2, 256 // s, 256 // s) for i, s in enumerate((4, 8, 16, 32))}
+    # sqrt(wh) = 112 -> floor(log2(112 / 56)) = level 1 (stride 8); sqrt(wh) = 40 -> level 0; 500 -> level 3
+    boxes = torch.tensor([[10.0, 20.0, 122.0, 132.0], [0.0, 0.0, 40.0, 40.0], [0.0, 0.0, 250.0, 1000.0]])
+    out = pool(maps, [boxes], [(256, 256)])
+    for i, (level, stride) in enumerate(((1, 8), (0, 4), (3, 32))):
+        rois = torch.cat([torch.zeros(1, 1), boxes[i : i + 1]], dim=1)
+        expected = roi_align(maps[str(level)], rois, (7, 7), 1 / stride, sampling_ratio=0, aligned=True)
+        torch.testing.assert_close(out[i : i + 1], expected, rtol=0, atol=0)
+
+
+def test_box_loss_is_l1_on_the_positives_class_deltas_over_all_sampled_rois() -> None:
+    logits = torch.zeros(3, 3)
+    regression = torch.arange(36, dtype=torch.float32).reshape(3, 12) / 10
+    targets = torch.zeros(3, 4)
+    classification, box = l1_box_loss(logits, regression, [torch.tensor([0, 2, 1])], [targets])
+    assert classification.item() == pytest.approx(torch.log(torch.tensor(3.0)).item())
+    # RoI 1, class 2: columns 8..11 of row 1 (2.0 .. 2.3); RoI 2, class 1: columns 4..7 of row 2 (2.8 .. 3.1)
+    assert box.item() == pytest.approx((2.0 + 2.1 + 2.2 + 2.3 + 2.8 + 2.9 + 3.0 + 3.1) / 3)
+
+
+def _targets(size: tuple[int, int], mask: bool) -> dict[str, torch.Tensor]:
+    target = {"boxes": torch.tensor([[8.0, 8.0, 40.0, 48.0]]), "labels": torch.tensor([2])}
+    if mask:
+        target["masks"] = torch.zeros(1, *size, dtype=torch.uint8)
+        target["masks"][0, 8:48, 8:40] = 1
+    return target
+
+
+@pytest.mark.parametrize("mask", [True, False])
+def test_the_detector_follows_torchvisions_api_in_training_and_eval(mask: bool) -> None:
+    torch.manual_seed(0)
+    small = dict(rpn_pre_nms_top_n=(200, 100), rpn_post_nms_top_n=(100, 100), box_detections_per_img=10)
+    model = build_mask_rcnn(2, TINY, mask=mask, min_size=64, max_size=96, **small)
+    images = [torch.rand(3, 64, 80), torch.rand(3, 70, 64)]
+    losses = model.train()(images, [_targets((64, 80), mask), _targets((70, 64), mask)])
+    expected = {"loss_objectness", "loss_rpn_box_reg", "loss_classifier", "loss_box_reg"} | (
+        {"loss_mask"} if mask else set()
+    )
+    assert set(losses) == expected and all(torch.isfinite(v) for v in losses.values())
+    with torch.no_grad():
+        outputs = model.eval()(images)
+    assert len(outputs) == 2
+    for out, (h, w) in zip(outputs, [(64, 80), (70, 64)]):
+        assert set(out) == {"boxes", "labels", "scores"} | ({"masks"} if mask else set())
+        n = len(out["boxes"])
+        assert n <= 10 and out["boxes"].shape == (n, 4) and ((out["labels"] >= 1) & (out["labels"] <= 2)).all()
+        assert (out["boxes"][:, 2] <= w).all() and (out["boxes"][:, 3] <= h).all() and (out["scores"] >= 0.05).all()
+        if mask:
+            assert out["masks"].shape == (n, 1, h, w)
+
+
+def test_zoo_entries_carry_the_published_numbers_and_coco_classes() -> None:
+    names = uniformer.list_models(task="detection")
+    assert names == [
+        "uniformer_small_h14_mask_rcnn_coco_1x",
+        "uniformer_small_h14_mask_rcnn_coco_3x",
+        "uniformer_base_h14_mask_rcnn_coco_1x",
+        "uniformer_base_h14_mask_rcnn_coco_3x",
+        "uniformer_small_h14_cascade_mask_rcnn_coco_3x",
+        "uniformer_base_h14_cascade_mask_rcnn_coco_3x",
+    ]
+    info = uniformer.model_info("uniformer_base_h14_cascade_mask_rcnn_coco_3x")
+    release = info.release()
+    assert (release.box_ap, release.mask_ap, info.params_m, release.gflops) == (53.8, 46.4, 107, 878)
+    assert release.input_hw == (800, 1280) and info.model_args["attn_mode"] == "hybrid"
+    assert info.num_classes == 80 and info.labels[0] == "person" and info.labels[-1] == "toothbrush"
+    ids = uniformer.labels.load_category_ids("coco")
+    assert len(ids) == 80 and ids[:12] == [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 13] and ids[-1] == 90
+    with pytest.raises(ValueError, match="Cascade Mask R-CNN is not built"):
+        uniformer.create_model("uniformer_small_h14_cascade_mask_rcnn_coco_3x")
+
+
+def test_convert_writes_the_converted_layout_that_loads_strictly(tmp_path: Path) -> None:
+    path, official = official_checkpoint(tmp_path, num_classes=3)
+    written = uniformer.convert_checkpoint(path, tmp_path / "mask_rcnn.safetensors")
+    assert "roi_heads.box_predictor.cls_score.weight" in written and not any(k.startswith("roi_head.") for k in written)
+    model = uniformer.create_model(NAME, checkpoint_path=tmp_path / "mask_rcnn.safetensors", **TINY)
+    torch.testing.assert_close(
+        model.state_dict()["roi_heads.box_predictor.cls_score.weight"][0],
+        official["roi_head.bbox_head.fc_cls.weight"][3],
+    )
+
+
+def test_under_bf16_autocast_boxes_are_decoded_and_returned_in_float32() -> None:
+    torch.manual_seed(0)
+    small = dict(rpn_post_nms_top_n=(50, 50), box_detections_per_img=5, fpn_channels=16, representation_size=32)
+    model = build_mask_rcnn(2, TINY, min_size=64, max_size=64, mask_channels=16, **small).eval()
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        (out,) = model([torch.rand(3, 64, 64)])
+        features = model.backbone(torch.rand(1, 3, 64, 64))
+        logits, deltas = model.rpn.head(list(features.values()))
+    assert out["boxes"].dtype == out["scores"].dtype == out["masks"].dtype == torch.float32
+    assert all(t.dtype == torch.float32 for t in logits + deltas)

@@ -1,0 +1,286 @@
+"""The detection task: COCO-format reading (crowd, degenerate, empty, unreadable), pycocotools AP, the seam."""
+
+from __future__ import annotations
+
+import json
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+from PIL import Image
+from timm.layers import DropPath
+
+from uniformer.engine import evaluate, load_config, resolve_config, train
+from uniformer.engine.evaluate import feed
+from uniformer.engine.predict import Predictor
+from uniformer.models.registry import model_info
+from uniformer.tasks import task_for_model
+from uniformer.tasks.detection import TASK, evaluate_coco
+from uniformer.tasks.detection.data import CocoDetection, collate_detection
+from uniformer.tasks.detection.demo import run_demo
+from uniformer.tasks.detection.metrics import CocoAccumulator
+from uniformer.tasks.detection.predict import PredictionSetup, draw_detections
+from uniformer.tasks.detection.synth import INSTANCE_CLASSES, write_instances
+
+SIZES = {1: (60, 80), 2: (50, 70), 3: (40, 40)}  # image id -> (H, W)
+
+
+def _square(x: int, y: int, w: int, h: int) -> list[list[float]]:
+    return [[x, y, x + w, y, x + w, y + h, x, y + h]]
+
+
+def write_coco(root: Path, masks: bool = True, degenerate: bool = True) -> Path:
+    """Three images (one without annotations), two categories with non-contiguous ids, a crowd annotation and
+    two degenerate ones (zero width; outside the image). The evaluation scores against the file as it is, so
+    the AP tests leave the degenerate ones out (pycocotools counts them as objects no box can match)."""
+    (root / "images").mkdir(parents=True)
+    for image_id, (h, w) in SIZES.items():
+        Image.fromarray(np.full((h, w, 3), 40 * image_id, np.uint8)).save(root / "images" / f"{image_id}.png")
+    boxes = [  # (id, image, category, x, y, w, h, crowd)
+        (1, 1, 7, 10, 10, 20, 30, 0),
+        (2, 1, 3, 40, 5, 30, 20, 0),
+        (3, 2, 7, 5, 5, 40, 40, 0),
+        (4, 2, 3, 0, 0, 70, 50, 1),  # crowd
+        (5, 2, 3, 10, 10, 0, 10, 0),  # zero width
+        (6, 1, 3, 200, 200, 10, 10, 0),  # no overlap with the image
+    ]
+    anns = []
+    for ann_id, image_id, cat, x, y, w, h, crowd in boxes if degenerate else boxes[:4]:
+        ann = {"id": ann_id, "image_id": image_id, "category_id": cat, "bbox": [x, y, w, h], "area": w * h or 1}
+        ann["iscrowd"] = crowd
+        if masks:
+            ann["segmentation"] = _square(x, y, w, h)
+        anns.append(ann)
+    data = {
+        "images": [{"id": i, "file_name": f"{i}.png", "height": h, "width": w} for i, (h, w) in SIZES.items()],
+        "annotations": anns,
+        "categories": [{"id": 7, "name": "triangle"}, {"id": 3, "name": "circle"}],
+    }
+    path = root / "instances.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
+def test_annotations_are_read_as_mmdet_and_what_is_left_out_is_counted(tmp_path: Path) -> None:
+    ann = write_coco(tmp_path)
+    train = CocoDetection(ann, tmp_path / "images", train=True, flip=0.0)
+    assert train.classes == ["circle", "triangle"] and train.category_ids == [3, 7]  # sorted ids -> labels 1, 2
+    r = train.report
+    assert (r.images, r.annotations, r.crowd, r.degenerate, r.empty_images_skipped) == (2, 3, 1, 2, 1)
+    item = train[0]
+    assert item["image"].shape == (3, 60, 80) and item["image"].dtype == torch.float32 and item["image_id"] == 1
+    torch.testing.assert_close(item["target"]["boxes"], torch.tensor([[10.0, 10.0, 30.0, 40.0], [40, 5, 70, 25]]))
+    assert item["target"]["labels"].tolist() == [2, 1]
+    masks = item["target"]["masks"]
+    assert masks.shape == (2, 60, 80) and masks.dtype == torch.uint8
+    assert masks[0, 10:40, 10:30].all() and masks[0].sum() <= 31 * 21
+    test = CocoDetection(ann, tmp_path / "images", train=False)
+    assert len(test) == 3 and test.report.empty_images_skipped == 0
+    boxes_only = CocoDetection(write_coco(tmp_path / "boxes", masks=False), tmp_path / "boxes/images", train=True)
+    assert not boxes_only.has_masks and "masks" not in boxes_only[0]["target"]
+
+
+def test_flip_moves_boxes_and_masks_with_the_image(tmp_path: Path) -> None:
+    flipped = CocoDetection(write_coco(tmp_path), tmp_path / "images", train=True, flip=1.0)[0]
+    torch.testing.assert_close(flipped["target"]["boxes"][0], torch.tensor([50.0, 10.0, 70.0, 40.0]))
+    assert flipped["target"]["masks"][0, 10:40, 50:70].all()
+
+
+def test_an_unreadable_image_is_marked_in_evaluation_and_replaced_in_training(tmp_path: Path) -> None:
+    ann = write_coco(tmp_path)
+    (tmp_path / "images" / "2.png").write_bytes(b"not a png")
+    item = CocoDetection(ann, tmp_path / "images", train=False)[1]
+    assert not item["valid"] and "unreadable image" in item["error"]
+    train = CocoDetection(ann, tmp_path / "images", train=True, flip=0.0)
+    replaced = train[1]
+    assert replaced["valid"] and replaced["skipped"][0][0].endswith("2.png")
+    batch = collate_detection([train[0], replaced])
+    assert len(batch["images"]) == 2 and batch["skipped"] == replaced["skipped"]
+
+
+class _Oracle(nn.Module):
+    """Returns given detections for each image, found by its size."""
+
+    def __init__(self, detections: dict[tuple[int, int], dict[str, torch.Tensor]]) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.zeros(1))
+        self.detections = detections
+
+    def forward(self, images: list[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
+        return [self.detections[tuple(image.shape[-2:])] for image in images]
+
+
+def _ground_truth(dataset: CocoDetection) -> dict[tuple[int, int], dict[str, torch.Tensor]]:
+    out = {}
+    for entry in dataset.entries:
+        target = dataset.target(entry)
+        n = len(target["boxes"])
+        out[(entry.height, entry.width)] = {
+            "boxes": target["boxes"],
+            "labels": target["labels"],
+            "scores": torch.ones(n),
+            "masks": target["masks"][:, None].float(),
+        }
+    return out
+
+
+def test_predictions_equal_to_the_ground_truth_give_ap_one(tmp_path: Path) -> None:
+    ann = write_coco(tmp_path, degenerate=False)
+    truth = _ground_truth(CocoDetection(ann, tmp_path / "images", train=False))
+    metrics = evaluate_coco(_Oracle(truth), ann, tmp_path / "images", tmp_path / "out")
+    assert metrics["bbox_AP"] == pytest.approx(1.0) and metrics["bbox_AP50"] == pytest.approx(1.0)
+    assert metrics["segm_AP"] == pytest.approx(1.0) and metrics["failed"] == 0
+    results = json.loads((tmp_path / "out" / "segm_results.json").read_text())
+    assert len(results) == 3 and {r["category_id"] for r in results} == {3, 7}
+    assert isinstance(results[0]["segmentation"]["counts"], str)
+    box = json.loads((tmp_path / "out" / "bbox_results.json").read_text())
+    assert {tuple(r["bbox"]) for r in box} == {(10, 10, 20, 30), (40, 5, 30, 20), (5, 5, 40, 40)}
+
+
+def test_a_missed_object_gives_pycocotools_recall_limited_ap(tmp_path: Path) -> None:
+    """Category 7 has two objects; finding one (score 1) and missing the other gives precision 1 up to recall
+    0.5 and none beyond: 51 of the 101 recall points, AP = 51 / 101. Category 3's one object found: AP 1."""
+    ann = write_coco(tmp_path, degenerate=False)
+    truth = _ground_truth(CocoDetection(ann, tmp_path / "images", train=False))
+    truth[(50, 70)] = {k: v[:0] for k, v in truth[(50, 70)].items()}  # image 2's triangle missed
+    metrics = evaluate_coco(_Oracle(truth), ann, tmp_path / "images")
+    assert metrics["bbox_AP"] == pytest.approx((51 / 101 + 1) / 2)
+    assert metrics["bbox_AP50"] == pytest.approx((51 / 101 + 1) / 2)
+
+
+class _Gather:
+    """Two processes' accumulators seen from one: all_gather_object returns both parts."""
+
+    def __init__(self, parts: list) -> None:
+        self.parts = parts
+
+    def all_reduce_sum(self, tensor: torch.Tensor) -> torch.Tensor:
+        return tensor
+
+    def all_gather_object(self, obj):
+        return self.parts
+
+
+def test_results_are_gathered_across_processes_before_evaluation(tmp_path: Path) -> None:
+    ann = write_coco(tmp_path, degenerate=False)
+    dataset = CocoDetection(ann, tmp_path / "images", train=False)
+    truth = _ground_truth(dataset)
+    ids = [e.image_id for e in dataset.entries]
+    accumulators = [CocoAccumulator(dataset.coco, ids, dataset.category_ids, masks=True) for _ in range(2)]
+    for rank, acc in enumerate(accumulators):
+        for index in acc.indices(rank, 2):
+            batch = collate_detection([dataset[index]])
+            acc.update(_Oracle(truth)(batch["images"]), batch)
+    parts = [(acc.results, acc.failed) for acc in accumulators]
+    metrics = accumulators[0].compute(_Gather(parts))
+    assert metrics.values["bbox_AP"] == pytest.approx(1.0) and metrics.primary == pytest.approx(1.0)
+    alone = accumulators[0].compute(_Gather(parts[:1]))  # rank 0's share only: image 2's objects unmatched
+    assert alone.values["bbox_AP"] < 1.0
+
+
+TINY = [
+    "model.overrides.depth=[1,1,1,1]",
+    "model.overrides.embed_dim=[16,32,64,128]",
+    "model.overrides.head_dim=16",
+    "detector.min_size=[64]",
+    "detector.max_size=64",
+    "detector.fpn_channels=16",
+    "detector.representation_size=32",
+    "detector.mask_channels=16",
+    "trainer.batch_size=4",
+    "trainer.max_steps=2",
+    "trainer.max_epochs=1",
+    "trainer.val_batch_size=4",
+    "eval.batch_size=4",
+]
+
+
+def test_tiny_run_trains_and_evaluates_through_the_engine(tmp_path: Path) -> None:
+    assert task_for_model("uniformer_small_h14_mask_rcnn_coco_1x") is TASK
+    root = write_instances(tmp_path / "shapes", {"train": 8, "val": 3}, size=64, seed=1)
+    run = tmp_path / "run"
+    overrides = [f"data.root={root}", f"output_dir={run}", *TINY]
+    result = train(load_config("demo/shapes_detection_tiny", overrides))
+    assert result.steps == 2 and result.metric == "bbox_AP" and 0 <= result.best_metric <= 100
+    final = run / "checkpoints" / "best.pt"
+    report = evaluate(load_config("demo/shapes_detection_tiny", [*overrides, f"eval.checkpoint={final}"]))
+    assert report.metrics.primary == pytest.approx(result.best_metric)  # the validation of the same weights
+    assert "segm_AP" in report.metrics.values and report.summary.startswith("box AP ")
+    assert json.loads((run / "eval" / "metrics.json").read_text())["num_images"] == 3
+    assert (run / "eval" / "segm_results.json").is_file()
+    # the weights rebuild their detector (the run's detector options travel in the checkpoint) and predict
+    predictor = Predictor("uniformer_small_h14_mask_rcnn_coco_1x", final)
+    assert predictor.model.backbone.out_channels == 16 and predictor.setup.labels == list(INSTANCE_CLASSES)
+    (prediction,) = predictor.predict([root / "images" / "val" / "00000.png"])
+    assert prediction.error is None and all(s >= 0.3 for s in prediction.scores)
+
+
+def test_predictions_are_named_thresholded_and_drawn(tmp_path: Path) -> None:
+    ann = write_coco(tmp_path, degenerate=False)
+    truth = _ground_truth(CocoDetection(ann, tmp_path / "images", train=False))
+    truth[(60, 80)]["scores"] = torch.tensor([0.9, 0.2])  # the second one falls below the threshold
+    setup = PredictionSetup(["circle", "triangle"], score_threshold=0.3)
+    run = partial(feed, collate=TASK.collate, inputs=TASK.model_inputs, batch_size=2)
+    paths = [str(tmp_path / "images" / "1.png"), str(tmp_path / "images" / "3.png")]
+    (first, second) = TASK.predict(_Oracle(truth), paths, setup, run, topk=5)
+    assert first.labels == [2] and first.names == ["triangle"] and first.scores == pytest.approx([0.9])
+    assert first.masks.shape == (1, 60, 80) and first.to_dict()["detections"][0]["box"] == [10, 10, 30, 40]
+    assert second.labels == [] and second.error is None
+    picture = draw_detections(paths[0], first, tmp_path / "drawn.png")
+    drawn = np.asarray(Image.open(picture))
+    assert drawn.shape == (60, 80, 3) and (drawn != np.asarray(Image.open(paths[0]))).any()
+    with pytest.raises(FileNotFoundError, match="missing.png"):
+        TASK.predict(_Oracle(truth), [str(tmp_path / "missing.png")], setup, run, topk=5)
+
+
+RECIPES = sorted((Path(__file__).resolve().parents[2] / "src/uniformer/configs/detection").glob("[!_]*"))
+
+
+@pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.stem)
+def test_detection_recipe_names_the_official_config_and_builds_the_published_model(path: Path) -> None:
+    cfg = resolve_config(load_config(path, ["data.root=/nonexistent"]))
+    assert cfg.reproduces.startswith("Sense-X/UniFormer object_detection/exp/")
+    info = model_info(cfg.model.name)
+    with torch.device("meta"):
+        model = TASK.build_model(cfg, 80)
+    assert sum(p.numel() for p in model.parameters()) / 1e6 == pytest.approx(info.params_m, rel=0.03)
+    deepest = max(m.drop_prob for m in model.modules() if isinstance(m, DropPath))
+    assert deepest == pytest.approx(cfg.model.drop_path_rate)
+    assert model.transform.min_size[-1] == 800 and model.transform.max_size == 1333
+    assert len(RECIPES) == 4
+
+
+@pytest.mark.timeout(600)
+def test_tiny_demo_writes_its_report_and_consistent_numbers(tmp_path: Path) -> None:
+    out = tmp_path / "demo"
+    tiny = (*TINY, "trainer.tensorboard=false")
+    result = run_demo(out, train_images=8, val_images=2, size=64, overrides=tiny)
+    metrics = json.loads((out / "eval" / "metrics.json").read_text())["values"]
+    assert result["metric"] == "bbox_AP50" and result["value"] == metrics["bbox_AP50"]
+    assert json.loads((out / "result.json").read_text()) == result
+    report = (out / "report.md").read_text()
+    assert f"| bbox_AP50 | {100 * metrics['bbox_AP50']:.1f} |" in report
+    assert "![prediction_00000.png](prediction_00000.png)" in report
+    assert Image.open(out / "prediction_00001.png").size == (64, 64)
+
+
+def test_a_boxes_only_set_trains_a_detector_without_a_mask_branch(tmp_path: Path) -> None:
+    root = tmp_path / "boxes"
+    write_coco(root, masks=False)
+    overrides = [f"data.root={root}", "data.train_ann=instances.json", "data.train_images=images", *TINY]
+    cfg = resolve_config(load_config("demo/shapes_detection_tiny", overrides))
+    train_set = TASK.build_dataset(cfg, "train")
+    assert TASK.num_outputs(cfg, train_set) == 2 and cfg.detector.mask is False  # settled from the annotations
+    model = TASK.build_model(cfg, 2)
+    assert not model.roi_heads.has_mask()
+    objective = TASK.objective(cfg, 2, 2)
+    inputs, targets = objective.prepare(TASK.collate([train_set[0], train_set[1]]), torch.device("cpu"))
+    output = objective.forward(model.train(), inputs)
+    assert "loss_mask" not in output and set(output) >= {"loss_classifier", "loss_box_reg"}
+    assert objective.loss(output, targets).item() == pytest.approx(sum(v.item() for v in output.values()), rel=1e-6)
+    cfg.detector.mask = True
+    with pytest.raises(ValueError, match="detector.mask=true but .* has no segmentation annotations"):
+        TASK.num_outputs(cfg, train_set)
