@@ -9,6 +9,7 @@ import torch
 from benchmarks.bf16_agreement import bf16_agreement
 from benchmarks.memory import peak_tensor_mb
 from benchmarks.results import _inference, _speedup
+from benchmarks.segmentation import run as run_segmentation
 from uniformer.benchmarks.models import BenchmarkTable, Row
 
 
@@ -60,3 +61,14 @@ def test_the_ablation_table_adds_each_fast_path_and_measures_resident_memory() -
     assert "peak extra RSS MB" in table.format() and all(row.peak_mb is not None for row in table.rows)
     errors = [float(note.rsplit("= ", 1)[1].split()[0]) for note in table.notes if "max |logit error|" in note]
     assert len(errors) == 5 and max(errors) < 1e-4  # every fast path computes the plain model's logits
+
+
+def test_the_segmentation_peer_table_times_uniformer_next_to_deeplabv3() -> None:
+    table = run_segmentation(repeats=1, size=64, log=lambda _: None)
+    labels = [row.variant for row in table.rows]
+    assert (
+        labels[0].endswith("plain fp32 (official formulation)") and labels[-1] == "torchvision deeplabv3_resnet50 fp32"
+    )
+    assert all(row.gmacs_per_view and row.ms_per_view > 0 for row in table.rows)
+    fp32 = next(note for note in table.notes if "optimized fp32" in note)
+    assert float(fp32.rsplit("= ", 1)[1]) < 1e-4  # the inference path computes the plain segmentor's logits
