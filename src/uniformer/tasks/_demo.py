@@ -11,9 +11,10 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
-__all__ = ["prepare_output", "run_cli"]
+__all__ = ["prepare_output", "run_cli", "train_and_test"]
 
 
 def run_cli(step: str, args: list[str], capture: bool = False, env: dict[str, str] | None = None) -> tuple[float, str]:
@@ -43,3 +44,27 @@ def prepare_output(out: Path, marker: str) -> None:
             raise SystemExit(f"demo: {out} exists and is not a demo's output folder; choose another --out")
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
+
+
+def train_and_test(
+    config: str,
+    *,
+    data: Path,
+    run: Path,
+    out: Path,
+    seed: int,
+    overrides: Sequence[str],
+    steps: tuple[str, str],
+    env: dict[str, str] | None = None,
+) -> tuple[dict[str, float], Path]:
+    """``uniformer train CONFIG`` on ``data`` into ``run``, then ``uniformer eval`` of its *last* checkpoint into
+    ``out/eval`` (not ``best.pt``, which was chosen on the held-out data it would be tested on); ``steps`` are the
+    two headings. Returns the seconds per step, keyed as the demos' reports name them, and the tested checkpoint."""
+    common = [f"data.root={data}", f"output_dir={run}", f"seed={seed}", "trainer.progress=false", *overrides]
+    times: dict[str, float] = {}
+    times["train (uniformer train)"], _ = run_cli(steps[0], ["train", config, *common], env=env)
+    final = max((run / "checkpoints").glob("checkpoint-*.pt"))
+    times["test (uniformer eval)"], _ = run_cli(
+        steps[1], ["eval", config, *common, f"checkpoint={final}", f"eval.output_dir={out / 'eval'}"], env=env
+    )
+    return times, final

@@ -27,7 +27,7 @@ from uniformer._fileio import atomic_write_text
 from uniformer.configs import find_config
 from uniformer.models.checkpoint import read_checkpoint
 from uniformer.models.registry import model_info
-from uniformer.tasks._demo import prepare_output, run_cli
+from uniformer.tasks._demo import prepare_output, train_and_test
 from uniformer.tasks.pose import TASK
 from uniformer.tasks.pose.coco import read_keypoint_file
 from uniformer.tasks.pose.metrics import evaluate_coco_keypoints
@@ -86,15 +86,18 @@ def run_demo(
     print(f"=== 1/3 synthetic figures: {train_images} training and {val_images} held-out images in {data}", flush=True)
     write_figures(data, {"train": train_images, "val": val_images}, size=128, seed=seed)
     times["make the data"] = time.perf_counter() - tic
-    common = [f"data.root={data}", f"output_dir={run}", f"seed={seed}", "trainer.progress=false", *overrides]
     config = str(find_config(CONFIG))
-    times["train (uniformer train)"], _ = run_cli("2/3 training", ["train", config, *common], env=THREADS)
-    final = max((run / "checkpoints").glob("checkpoint-*.pt"))  # the last weights, not chosen on held-out images
-    times["test (uniformer eval)"], _ = run_cli(
-        "3/3 held-out test",
-        ["eval", config, *common, f"checkpoint={final}", f"eval.output_dir={out / 'eval'}"],
+    ran, final = train_and_test(
+        config,
+        data=data,
+        run=run,
+        out=out,
+        seed=seed,
+        overrides=overrides,
+        steps=("2/3 training", "3/3 held-out test"),
         env=THREADS,
     )
+    times.update(ran)
     metrics = json.loads((out / "eval" / "metrics.json").read_text())
 
     file = read_checkpoint(final)

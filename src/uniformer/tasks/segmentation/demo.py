@@ -29,7 +29,7 @@ from PIL import Image
 from uniformer._fileio import atomic_write_text
 from uniformer.configs import find_config
 from uniformer.models.registry import model_info
-from uniformer.tasks._demo import prepare_output, run_cli
+from uniformer.tasks._demo import prepare_output, run_cli, train_and_test
 from uniformer.tasks.segmentation.metrics import Areas, compute_metrics, intersect_and_union
 from uniformer.tasks.segmentation.predict import palette_for
 from uniformer.tasks.segmentation.synth import SHAPE_CLASSES, write_shapes
@@ -76,13 +76,11 @@ def run_demo(
     print(f"=== 1/4 synthetic shapes: {train_images} training and {val_images} held-out images in {data}", flush=True)
     write_shapes(data, {"train": train_images, "val": val_images}, size=64, seed=seed)
     times["make the data"] = time.perf_counter() - tic
-    common = [f"data.root={data}", f"output_dir={run}", f"seed={seed}", "trainer.progress=false", *overrides]
     config = str(find_config(CONFIG))
-    times["train (uniformer train)"], _ = run_cli("2/4 training", ["train", config, *common])
-    final = max((run / "checkpoints").glob("checkpoint-*.pt"))  # the last weights, not chosen on held-out images
-    times["test (uniformer eval)"], _ = run_cli(
-        "3/4 held-out test", ["eval", config, *common, f"checkpoint={final}", f"eval.output_dir={out / 'eval'}"]
+    ran, final = train_and_test(
+        config, data=data, run=run, out=out, seed=seed, overrides=overrides, steps=("2/4 training", "3/4 held-out test")
     )
+    times.update(ran)
     metrics = json.loads((out / "eval" / "metrics.json").read_text())
 
     stems = [p.stem for p in sorted((data / "images" / "val").glob("*.png"))[:4]]
