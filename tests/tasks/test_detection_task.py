@@ -250,6 +250,9 @@ def test_detection_recipe_names_the_official_config_and_builds_the_published_mod
     deepest = max(m.drop_prob for m in model.modules() if isinstance(m, DropPath))
     assert deepest == pytest.approx(cfg.model.drop_path_rate)
     assert model.transform.min_size[-1] == 800 and model.transform.max_size == 1333
+    milestones = [8, 11] if cfg.trainer.max_epochs == 12 else [27, 33]  # mmdet step=[8, 11] / [27, 33]
+    assert (cfg.scheduler.name, list(cfg.scheduler.milestones), cfg.scheduler.warmup_steps) == ("step", milestones, 500)
+    assert cfg.model.pretrained == cfg.model.name.split("_h14")[0]  # uniformer_{small,base}_in1k.pth
     assert len(RECIPES) == 4
 
 

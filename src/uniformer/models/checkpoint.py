@@ -417,10 +417,40 @@ def load_checkpoint(
 
 
 def load_for_fine_tuning(model: nn.Module, path: str | os.PathLike[str] | CheckpointFile) -> nn.Module:
-    """Start a fine-tuning run from ``path`` (the engine's ``model.checkpoint``): strict, image weights inflated
-    for a video model, and the classifier replaced when the checkpoint's class count differs (``head="auto"``)."""
+    """Start a fine-tuning run from ``path`` (the engine's ``model.checkpoint`` / ``model.pretrained``): strict,
+    image weights inflated for a video model, and the classifier replaced when the checkpoint's class count
+    differs (``head="auto"``).
+
+    A bare UniFormer checkpoint (ImageNet classification, or a dense backbone's) given to a model that holds a
+    dense UniFormer (segmentor, pose model, detector) initialises that backbone alone, by
+    :func:`fit_dense_backbone`'s rule, and the heads keep their initialisation: what the official dense recipes
+    do with ``pretrained=`` (Sense-X/UniFormer ``semantic_segmentation/mmseg/models/backbones/uniformer.py``
+    ``init_weights``), here strict for the backbone.
+    """
     file = path if isinstance(path, CheckpointFile) else read_checkpoint(path)
+    backbone = _backbone_for(model, file.state_dict)
+    if backbone is not None:
+        _logger.info(
+            "%s: UniFormer backbone weights loaded into %s's backbone; its heads keep their initialisation",
+            file.path,
+            type(model).__name__,
+        )
+        model = backbone
     return load_state(model, file.state_dict, str(file.path), head="auto")
+
+
+def _backbone_for(model: nn.Module, state: dict[str, torch.Tensor]) -> nn.Module | None:
+    """The dense UniFormer inside ``model`` that a bare UniFormer ``state`` is meant for, else ``None``: the
+    model is not itself a UniFormer, holds exactly one dense one, and no key of ``state`` (``backbone.`` removed)
+    names one of the model's own top-level modules."""
+    if hasattr(model, "patch_embed1"):
+        return None
+    backbones = [m for m in model.modules() if getattr(m, "dense", False) is True and hasattr(m, "patch_embed1")]
+    keys = [key.removeprefix(_BACKBONE_PREFIX) for key in state]
+    if len(backbones) != 1 or "patch_embed1.proj.weight" not in keys and "patch_embed1.proj.0.weight" not in keys:
+        return None
+    children = {name for name, _ in model.named_children()}
+    return None if any(key.split(".", 1)[0] in children for key in keys) else backbones[0]
 
 
 def fit_dense_backbone(
