@@ -15,21 +15,22 @@ import torch
 import torch.nn as nn
 from timm.layers import Mlp
 
-from uniformer.models.uniformer import ConvEmbed, ConvMlp, LocalBlock, UniFormer, set_formulation
+from uniformer.models.uniformer import ConvMlp, UniFormer, set_formulation
 
 __all__ = ["optimize_for_inference", "fold_batchnorms", "InplaceGELU", "PrepareInput"]
 
 
 def fold_batchnorms(model: nn.Module) -> nn.Module:
-    """Fold the eval-mode BatchNorms of local blocks and convolutional stems into their convolutions, in place.
+    """Fold eval-mode BatchNorms into the convolutions next to them, in place: those of every module with a
+    ``reparameterize`` method (the name timm's ``reparameterize_model`` calls), each of which knows how.
 
-    Each such module knows how (its ``reparameterize`` method, the name timm's ``reparameterize_model`` calls):
-    a local block normalises right before a point-wise convolution, the convolutional stem right after each
-    convolution. The final BatchNorm stays: the pooled features (``forward_features``) are defined after it.
+    A local block normalises right before a point-wise convolution, the convolutional stem right after each
+    convolution, the dense heads' ``ConvModule`` and the pose head's transposed convolutions right after theirs.
+    The classifier's final BatchNorm stays: the pooled features (``forward_features``) are defined after it.
     The result only makes sense in eval mode (the running statistics are baked in).
     """
-    for module in model.modules():
-        if isinstance(module, (LocalBlock, ConvEmbed)):
+    for module in list(model.modules()):
+        if callable(getattr(module, "reparameterize", None)):
             module.reparameterize()
     return model
 

@@ -46,6 +46,8 @@ __all__ = [
     "chunked_attention",
     "Formulation",
     "set_formulation",
+    "fold_into_previous_conv",
+    "fold_sequential_batchnorms",
 ]
 
 # LayerNorm epsilon inside the blocks (official ``partial(nn.LayerNorm, eps=1e-6)``); the patch embeddings
@@ -155,12 +157,23 @@ def _fold_into_next_pointwise(norm: _BatchNorm, conv: nn.Module) -> None:
 
 
 @torch.no_grad()
-def _fold_into_previous_conv(conv: nn.Module, norm: _BatchNorm) -> None:
-    """``norm(conv(x))`` -> ``conv'(x)``: exact for any convolution (the norm acts per output channel)."""
+def fold_into_previous_conv(conv: nn.Module, norm: _BatchNorm) -> None:
+    """``norm(conv(x))`` -> ``conv'(x)``, in place: exact for any convolution, transposed ones included (the norm
+    acts per output channel: dim 0 of a convolution's weight, dim 1 of a transposed convolution's)."""
     scale, shift = _bn_scale_shift(norm)
     bias = _conv_bias(conv)
     bias.mul_(scale).add_(shift)
-    conv.weight.mul_(scale.view(-1, *([1] * (conv.weight.ndim - 1))))
+    out_dim = 1 if isinstance(conv, nn.modules.conv._ConvTransposeNd) else 0
+    conv.weight.mul_(scale.view(*([1] * out_dim), -1, *([1] * (conv.weight.ndim - out_dim - 1))))
+
+
+def fold_sequential_batchnorms(layers: nn.Sequential) -> None:
+    """Fold every eval-mode BatchNorm of ``layers`` that follows a convolution into it and replace the norm by an
+    identity, in place (indices, hence state-dict keys of the rest, stay); calling it again changes nothing."""
+    for i, layer in enumerate(layers):
+        if isinstance(layer, _BatchNorm) and i > 0 and isinstance(layers[i - 1], nn.modules.conv._ConvNd):
+            fold_into_previous_conv(layers[i - 1], layer)
+            layers[i] = nn.Identity()
 
 
 class PatchEmbed(nn.Module):
@@ -240,10 +253,7 @@ class ConvEmbed(nn.Module):
         Exact: the norm acts per output channel of that convolution. The running statistics are baked in, so
         the result is for inference only; calling it again changes nothing.
         """
-        for i, layer in enumerate(self.proj):
-            if isinstance(layer, _BatchNorm):
-                _fold_into_previous_conv(self.proj[i - 1], layer)
-                self.proj[i] = nn.Identity()
+        fold_sequential_batchnorms(self.proj)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.proj(x)

@@ -10,6 +10,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from uniformer.models.uniformer import fold_into_previous_conv
+
 __all__ = ["ALIGN_CORNERS", "ConvModule", "DecodeHead", "resize"]
 
 # Every UniFormer segmentation config sets align_corners=False (heads, resizes and the final upsampling).
@@ -45,6 +47,13 @@ class ConvModule(nn.Module):
             nn.init.zeros_(self.conv.bias)
         self.bn = nn.BatchNorm2d(out_channels) if norm else nn.Identity()
         self.activate = nn.ReLU(inplace=True) if act else nn.Identity()
+
+    def reparameterize(self) -> None:
+        """Fold an eval-mode BatchNorm into the convolution, in place (for inference copies; see
+        :func:`uniformer.models.optimize.fold_batchnorms`); calling it again changes nothing."""
+        if isinstance(self.bn, nn.BatchNorm2d):
+            fold_into_previous_conv(self.conv, self.bn)
+            self.bn = nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.activate(self.bn(self.conv(x)))
