@@ -124,7 +124,7 @@ def _channels_last_norm(norm: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return norm(x.movedim(1, -1)).movedim(-1, 1)
 
 
-def _checked_formulation(formulation: str) -> Formulation:
+def check_formulation(formulation: str) -> Formulation:
     if formulation not in ("reference", "fast"):
         raise ValueError(f"formulation must be 'reference' or 'fast', got {formulation!r}")
     return formulation  # type: ignore[return-value]
@@ -210,7 +210,7 @@ class PatchEmbed(nn.Module):
 
     def set_formulation(self, formulation: Formulation) -> None:
         """``"reference"``: return a contiguous map, as the official code; ``"fast"``: the channels-last view."""
-        self.formulation = _checked_formulation(formulation)
+        self.formulation = check_formulation(formulation)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = _channels_last_norm(self.norm, self.proj(x))
@@ -406,7 +406,7 @@ class Attention(nn.Module):
 
     def set_formulation(self, formulation: Formulation) -> None:
         """``"reference"``: the explicit official formula; ``"fast"``: the fused (or chunked) kernel."""
-        self.formulation = _checked_formulation(formulation)
+        self.formulation = check_formulation(formulation)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, n, c = x.shape
@@ -514,14 +514,16 @@ def set_formulation(model: nn.Module, formulation: Formulation) -> nn.Module:
     ``"reference"`` computes what the official code computes, the way it computes it: attention spelled out
     (q @ k^T, scale, softmax, @ v) and the patch embeddings' maps copied to contiguous memory (official
     ``PatchEmbed``: ``.permute(...).contiguous()``), so the local blocks' depthwise convolutions run on the
-    layout the official model gives them. The golden tests prove that it reproduces the official outputs, so it
-    is the baseline that the benchmarks compare faster variants against. ``"fast"`` (the default of a new model)
-    uses fused attention and keeps the maps channels-last. Each module decides what the name means for it
+    layout the official model gives them, and UperNet fuses its upsampled levels by concatenation and a 3x3
+    convolution. The golden tests prove that it reproduces the official outputs, so it is the baseline that the
+    benchmarks compare faster variants against. ``"fast"`` (the default of a new model) uses fused attention,
+    keeps the maps channels-last and convolves UperNet's levels before upsampling them
+    (:func:`~uniformer.models.heads.modules.upsampled_conv3x3`). Each module decides what the name means for it
     (its ``set_formulation`` method); parameters are untouched.
     """
-    formulation = _checked_formulation(formulation)
+    formulation = check_formulation(formulation)
     for module in model.modules():
-        if isinstance(module, (Attention, PatchEmbed)):
+        if callable(getattr(module, "set_formulation", None)):
             module.set_formulation(formulation)
     return model
 
