@@ -458,7 +458,8 @@ def test_a_cascade_training_step_returns_finite_stage_losses_weighted_1_half_qua
     plain = build_detector("cascade_mask_rcnn", 2, TINY, stage_loss_weights=(1.0, 1.0, 1.0), **sizes)
     plain.load_state_dict(weighted.state_dict())
     images = [torch.rand(3, 64, 80), torch.rand(3, 70, 64)]
-    targets = [_targets((64, 80), True), _targets((70, 64), True)]
+    empty = dict(boxes=torch.zeros(0, 4), labels=torch.zeros(0, dtype=torch.int64), masks=torch.zeros(0, 70, 64))
+    targets = [_targets((64, 80), True), empty]  # an image without objects: all its RoIs are background
     losses = []
     for model in (weighted, plain):
         torch.manual_seed(1)  # the same anchor and RoI samples for both

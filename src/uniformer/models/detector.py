@@ -1,4 +1,6 @@
-"""Instance segmentation: the dense UniFormer backbone and an FPN inside torchvision's Mask R-CNN.
+"""Instance segmentation: the dense UniFormer backbone and an FPN inside torchvision's Mask R-CNN, and the
+Cascade Mask R-CNN (:class:`UniFormerCascadeMaskRCNN`, :class:`CascadeRoIHeads`: torchvision has none) on the same
+backbone, RPN and poolers; its own settings and differences are in those classes' docstrings.
 
 The official detectors (Sense-X/UniFormer ``object_detection/``, mmdet 2.11) are configured by
 ``configs/_base_/models/mask_rcnn_uniformer_fpn.py`` and ``exp/mask_rcnn_*_hybrid_*/config.py``. Here the same
@@ -404,30 +406,33 @@ class CascadeRoIHeads(RoIHeads):
 
     def _sample(
         self, stage: int, proposals: list[torch.Tensor], targets: list[dict[str, torch.Tensor]]
-    ) -> tuple[list[torch.Tensor], list[torch.Tensor], list[torch.Tensor], list[torch.Tensor]]:
-        """The stage's training RoIs per image: (boxes, labels, matched ground-truth index, is a ground-truth box),
-        the ground truth added to the proposals, matched at the stage's IoU and subsampled."""
+    ) -> tuple[list[torch.Tensor], ...]:
+        """The stage's training RoIs per image: (boxes, labels, matched ground-truth index, matched ground-truth
+        box, is a ground-truth box), the ground truth added to the proposals, matched at the stage's IoU and
+        subsampled. In an image without objects every RoI is background (matched to a zero box, never read)."""
         matcher = self.proposal_matchers[stage]
-        candidates, labels, matched = [], [], []
+        candidates, labels, matched, matched_boxes = [], [], [], []
         for boxes, target in zip(proposals, targets):
             gt = target["boxes"].to(boxes.dtype)
             boxes = torch.cat([boxes, gt])
             if len(gt):
                 index = matcher(box_iou(gt, boxes))  # the IoU thresholds are equal: below is background
                 label = torch.where(index >= 0, target["labels"][index.clamp(min=0)].long(), 0)
+                index = index.clamp(min=0)
+                matched_boxes.append(gt[index])
             else:
                 index = label = boxes.new_zeros(len(boxes), dtype=torch.int64)
+                matched_boxes.append(torch.zeros_like(boxes))
             candidates.append(boxes)
             labels.append(label)
-            matched.append(index.clamp(min=0))
-        out: tuple[list[torch.Tensor], ...] = ([], [], [], [])
-        for boxes, label, index, proposal, pos, neg in zip(
-            candidates, labels, matched, proposals, *self.fg_bg_sampler(labels)
-        ):
+            matched.append(index)
+        out: tuple[list[torch.Tensor], ...] = ([], [], [], [], [])
+        per_image = zip(candidates, labels, matched, matched_boxes, proposals, *self.fg_bg_sampler(labels))
+        for boxes, label, index, gt, proposal, pos, neg in per_image:
             keep = torch.where(pos | neg)[0]
-            for values, kept in zip(out, (boxes[keep], label[keep], index[keep], keep >= len(proposal))):
+            for values, kept in zip(out, (boxes[keep], label[keep], index[keep], gt[keep], keep >= len(proposal))):
                 values.append(kept)
-        return out  # type: ignore[return-value]
+        return out
 
     def _train(
         self,
@@ -438,12 +443,11 @@ class CascadeRoIHeads(RoIHeads):
     ) -> dict[str, torch.Tensor]:
         losses: dict[str, torch.Tensor] = {}
         for stage, weight in enumerate(self.stage_loss_weights):
-            boxes, labels, matched, is_gt = self._sample(stage, proposals, targets)
+            boxes, labels, matched, gt_boxes, is_gt = self._sample(stage, proposals, targets)
             class_logits, box_regression = self._boxes(stage, features, boxes, shapes)
             flat_labels = torch.cat(labels)
-            gt_boxes = torch.cat([t["boxes"][m] for t, m in zip(targets, matched)])
             classification, box = giou_box_loss(
-                class_logits, box_regression, torch.cat(boxes), flat_labels, gt_boxes, self.box_coders[stage]
+                class_logits, box_regression, torch.cat(boxes), flat_labels, torch.cat(gt_boxes), self.box_coders[stage]
             )
             losses[f"s{stage}.loss_classifier"] = weight * classification
             losses[f"s{stage}.loss_box_reg"] = weight * box
