@@ -479,3 +479,41 @@ def test_a_cascade_training_step_returns_finite_stage_losses_weighted_1_half_qua
         n = len(out["boxes"])
         assert set(out) == {"boxes", "labels", "scores", "masks"} and out["masks"].shape == (n, 1, h, w)
         assert ((out["labels"] >= 1) & (out["labels"] <= 2)).all() and (out["scores"] >= 0.05).all()
+
+
+class _Recording(_Ones):
+    """:class:`_Ones` that keeps the boxes of every call (the RoIs each stage pools)."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__(size)
+        self.calls: list[list[torch.Tensor]] = []
+
+    def forward(self, features: Any, boxes: list[torch.Tensor], shapes: Any) -> torch.Tensor:
+        self.calls.append([b.clone() for b in boxes])
+        return super().forward(features, boxes, shapes)
+
+
+def test_in_training_each_stage_refines_the_previous_stages_sampled_rois_without_the_ground_truth() -> None:
+    pool = _Recording(1)
+    # stage 0: classes (background, 1, 2) scored (0, 0, 1); class 1 moves x by 0.1 w, class 2 moves y by 0.1 h
+    first = _predictor([0.0, 0.0, 1.0], [0, 0, 0, 0, 1.0, 0, 0, 0, 0, 1.0, 0, 0])
+    heads = CascadeRoIHeads(
+        pool,
+        [nn.Flatten() for _ in range(3)],
+        [first, _predictor([0.0] * 3, [0.0] * 12), _predictor([0.0] * 3, [0.0] * 12)],
+    ).train()
+    gt = torch.tensor([[0.0, 0.0, 20.0, 20.0]])
+    proposals = torch.tensor([[0.0, 0.0, 20.0, 18.0], [40.0, 40.0, 60.0, 60.0]])  # IoU 0.9 (class 1) and 0
+    _, losses = heads({}, [proposals], [(64, 64)], [{"boxes": gt, "labels": torch.tensor([1])}])
+    assert len(pool.calls) == 3
+    torch.testing.assert_close(pool.calls[0][0], torch.cat([proposals, gt]))  # the ground truth added
+    # the positive by its class 1 (x + 2), the background RoI by its best object class 2 (y + 2), the ground-truth
+    # box dropped after stage 0 and added again by stage 1
+    refined = torch.tensor([[2.0, 0.0, 22.0, 18.0], [40.0, 42.0, 60.0, 62.0]])
+    torch.testing.assert_close(pool.calls[1][0], torch.cat([refined, gt]))
+    # stage 1 regresses nothing: stage 2 sees the same RoIs
+    torch.testing.assert_close(pool.calls[2][0], torch.cat([refined, gt]))
+    # stage 2's positives at IoU 0.7: (2, 0, 22, 18) (IoU 324 / 436; enclosing box 440) and the ground truth
+    # (GIoU 1); x 10 over the 3 sampled RoIs, x the stage weight 0.25
+    giou = 324 / 436 - (440 - 436) / 440
+    assert losses["s2.loss_box_reg"].item() == pytest.approx(0.25 * 10 * (1 - giou) / 3, rel=1e-5)
