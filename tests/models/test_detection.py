@@ -250,6 +250,8 @@ def test_zoo_entries_carry_the_published_numbers_and_coco_classes() -> None:
     with torch.device("meta"):
         cascade = uniformer.create_model("uniformer_small_h14_cascade_mask_rcnn_coco_3x")
     assert isinstance(cascade, UniFormerCascadeMaskRCNN) and cascade.roi_heads.num_stages == 3
+    with pytest.raises(ValueError, match="unknown detector 'htc'; known: mask_rcnn, cascade_mask_rcnn"):
+        build_detector("htc", 2, TINY)
 
 
 def test_convert_writes_the_converted_layout_that_loads_strictly(tmp_path: Path) -> None:
