@@ -162,6 +162,11 @@ class Task(ABC):
         """Write the files a prediction makes (e.g. label maps and overlays) into ``out_dir``; returns them."""
         raise ValueError(f"the {self.name} task writes no prediction files (drop --out-dir)")
 
+    def draw_prediction(self, prediction: Any, setup: Any) -> Any:
+        """A picture of one readable prediction (a PIL image: the overlay, skeletons or boxes the task's
+        prediction files show), for a page such as ``uniformer app``; ``None`` for a task without one."""
+        return None
+
     def features(
         self, model: nn.Module, paths: Sequence[str], setup: Any, run: Any, stage_maps: bool
     ) -> tuple[dict[str, torch.Tensor], dict[int, str]]:

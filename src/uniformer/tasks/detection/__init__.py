@@ -24,7 +24,13 @@ from uniformer.tasks.base import Metrics, Objective, Task
 from uniformer.tasks.detection.config import DataConfig, DetectorConfig, resolve
 from uniformer.tasks.detection.data import CocoDetection, collate_detection
 from uniformer.tasks.detection.metrics import CocoAccumulator, write_report
-from uniformer.tasks.detection.predict import Prediction, PredictionSetup, predict, prediction_setup
+from uniformer.tasks.detection.predict import (
+    Prediction,
+    PredictionSetup,
+    detections_image,
+    predict,
+    prediction_setup,
+)
 
 __all__ = ["TASK", "DetectionTask", "evaluate_coco"]
 
@@ -212,6 +218,10 @@ class DetectionTask(Task):
         self, model: nn.Module, paths: Sequence[str], setup: PredictionSetup, run: Any, topk: int
     ) -> list[Prediction]:
         return predict(model, paths, setup, run, topk)
+
+    def draw_prediction(self, prediction: Prediction, setup: PredictionSetup) -> Any:
+        """The masks, boxes and ``name score`` captions over the image."""
+        return detections_image(prediction.path, prediction)
 
     def run_demo(self, out_dir: Path) -> dict[str, Any]:
         from uniformer.tasks.detection.demo import run_demo  # the demo's CLI runs, imported on demand

@@ -23,7 +23,15 @@ from uniformer.models.checkpoint import CheckpointFile
 from uniformer.models.registry import ModelInfo
 from uniformer.tasks.detection.metrics import MASK_THRESHOLD
 
-__all__ = ["Detections", "Prediction", "PredictionSetup", "draw_detections", "predict", "prediction_setup"]
+__all__ = [
+    "Detections",
+    "Prediction",
+    "PredictionSetup",
+    "detections_image",
+    "draw_detections",
+    "predict",
+    "prediction_setup",
+]
 
 Run = Callable[[nn.Module, Any, Any], None]
 
@@ -140,7 +148,14 @@ def predict(model: nn.Module, paths: Sequence[str], setup: PredictionSetup, run:
 
 
 def draw_detections(image_path: str | os.PathLike[str], prediction: Prediction, out: str | os.PathLike[str]) -> Path:
-    """A PNG of the image with the masks (half transparent), boxes and ``name score`` captions."""
+    """:func:`detections_image` written as a PNG to ``out``."""
+    out = Path(out)
+    detections_image(image_path, prediction).save(out)
+    return out
+
+
+def detections_image(image_path: str | os.PathLike[str], prediction: Prediction) -> Image.Image:
+    """The image with the masks (half transparent), boxes and ``name score`` captions."""
     with Image.open(image_path) as f:
         image = torch.from_numpy(np.asarray(f.convert("RGB")).copy()).permute(2, 0, 1)
     rng = np.random.default_rng(0)
@@ -151,6 +166,4 @@ def draw_detections(image_path: str | os.PathLike[str], prediction: Prediction, 
     if prediction.boxes is not None and len(prediction.boxes):
         captions = [f"{name} {score:.2f}" for name, score in zip(prediction.names, prediction.scores)]
         image = draw_bounding_boxes(image, torch.from_numpy(prediction.boxes), captions, colors=colours, width=1)
-    out = Path(out)
-    Image.fromarray(image.permute(1, 2, 0).numpy()).save(out)
-    return out
+    return Image.fromarray(image.permute(1, 2, 0).numpy())
