@@ -36,9 +36,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     p = subparsers.add_parser(
         "app",
-        help="a web page (Gradio) that classifies an uploaded video or image with a model",
-        description="Serves a page where a video or image is uploaded (or a shipped example picked); it shows the "
-        "top-5 classes, the frames the model saw and the time taken. Needs the app extra (pip install "
+        help="a web page (Gradio) that shows a model's predictions on an uploaded video or image",
+        description="Serves a page where a video or image is uploaded (or a shipped example picked). A "
+        "classification model's page shows the top-5 classes, the frames the model saw and the time taken; a "
+        "segmentation model's the colour overlay with the legend of the classes present and their shares of the "
+        "pixels; a pose model's the skeleton (the whole image taken as one person); a detector's the boxes and "
+        "masks with class names and scores, above a score-threshold slider. Needs the app extra (pip install "
         "'uniformer[app]').",
     )
     p.add_argument("--model", required=True, help="zoo name (`uniformer models`)")
