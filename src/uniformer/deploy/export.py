@@ -289,7 +289,10 @@ def export_model(
     kind = exportable_task(name) if name else "classification"
     if kind == "classification":
         if input_size is not None:
-            raise ValueError(f"{name}: a classification model exports at its clip's size; pass clip= instead")
+            raise ValueError(
+                f"{name}: a classification model exports at its clip's size (the test views of its weights); "
+                "an input size is for segmentation and pose models"
+            )
         config = hub_config(model, model_name, class_names=class_names, clip=clip)
         program = export_program(model, config)
     else:
