@@ -14,9 +14,9 @@ from PIL import Image
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
-from uniformer.engine import load_config, resolve_config
+from uniformer.engine import load_config, resolve_config, train
 from uniformer.tasks.detection import TASK
-from uniformer.tasks.detection.data import CocoDetection, RandomSizeCrop, train_transform
+from uniformer.tasks.detection.data import CocoDetection, RandomSizeCrop, collate_detection, train_transform
 
 CONFIGS = Path(__file__).resolve().parents[2] / "src/uniformer/configs/detection"
 
@@ -149,3 +149,26 @@ def test_bad_crop_settings_are_named(tmp_path: Path) -> None:
         resolve_config(load_config(path, ["data.root=/x", "data.crop_size=[600,384]"]))
     with pytest.raises(ValueError, match="data.crop_prob must be a probability"):
         resolve_config(load_config(path, ["data.root=/x", "data.crop_prob=2"]))
+
+
+def test_training_batches_hold_images_of_one_aspect_ratio_class(tmp_path: Path, monkeypatch) -> None:
+    sizes = {1: (60, 80), 2: (90, 40), 3: (50, 70), 4: (80, 60), 5: (40, 40), 6: (64, 96)}  # 40 x 40 is not wide
+    write_set(tmp_path, sizes, {i: [[5, 5, 20, 20]] for i in sizes})
+    overrides = [f"data.root={tmp_path}", "data.train_ann=instances.json", "data.train_images=images"]
+    overrides += ["data.val_ann=none.json", "data.flip=0", "trainer.batch_size=3", "trainer.max_epochs=1"]
+    cfg = resolve_config(load_config("demo/shapes_detection_tiny", overrides))
+    assert TASK.batch_groups(cfg, TASK.build_dataset(cfg, "train")) == [1, 0, 1, 0, 0, 1]  # mmdet: w / h > 1
+    cfg.data.group_by_aspect = False
+    assert TASK.batch_groups(cfg, TASK.build_dataset(cfg, "train")) is None
+    wide: list[set[bool]] = []
+
+    def collate(items: Any) -> dict[str, Any]:
+        wide.append({item["image"].shape[-1] > item["image"].shape[-2] for item in items})
+        return collate_detection(items)
+
+    monkeypatch.setattr(TASK, "collate", collate)
+    result = train(load_config("demo/shapes_detection_tiny", [*overrides, f"output_dir={tmp_path / 'run'}"]))
+    assert result.steps == 2 and sorted(tuple(w) for w in wide) == [
+        (False,),
+        (True,),
+    ]  # the engine drew each batch from one group

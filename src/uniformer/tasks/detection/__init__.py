@@ -186,6 +186,10 @@ class DetectionTask(Task):
     def objective(self, cfg: DictConfig, num_outputs: int, micro_batch: int) -> Objective:
         return _Detect()
 
+    def batch_groups(self, cfg: DictConfig, train_set: CocoDetection) -> list[int] | None:
+        """mmdet's aspect-ratio flag (1: wider than tall) when ``data.group_by_aspect``."""
+        return train_set.aspect_groups() if cfg.data.group_by_aspect else None
+
     def metric(self, cfg: DictConfig, dataset: CocoDetection, label_map: Any = None) -> CocoAccumulator:
         return accumulator_for(dataset, model_masks=cfg.detector.mask is not False)
 

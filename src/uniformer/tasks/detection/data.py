@@ -151,6 +151,10 @@ class CocoDetection(torch.utils.data.Dataset):
         report.images = len(entries)
         return entries
 
+    def aspect_groups(self) -> list[int]:
+        """1 for an image wider than tall, else 0, per item (mmdet ``CustomDataset._set_group_flag``: w / h > 1)."""
+        return [int(e.width / e.height > 1) for e in self.entries]
+
     @property
     def num_classes(self) -> int:
         return len(self.classes)
