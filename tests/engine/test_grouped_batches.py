@@ -66,3 +66,9 @@ def test_bad_groups_are_refused() -> None:
         EpochSampler(8, plan, groups=[0] * 8, repeated_aug=2)
     with pytest.raises(ValueError, match="single-group micro-batches"):
         EpochSampler(6, plan, groups=[0, 0, 0, 1, 1, 1])  # no group fills a micro-batch of 4
+
+
+def test_a_single_group_keeps_the_ungrouped_order() -> None:
+    plan = BatchPlan(4, 1, 1, 4)
+    grouped, plain = EpochSampler(10, plan, seed=2, groups=[3] * 10), EpochSampler(10, plan, seed=2)
+    assert grouped.groups is None and list(grouped) == list(plain)

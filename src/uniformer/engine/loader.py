@@ -173,8 +173,10 @@ class EpochSampler(Sampler[list[tuple[int, int, int]]]):
                 raise ValueError(f"batch groups: {ids.numel()} group ids for {num_items} items")
             if repeated_aug > 1:
                 raise ValueError("grouped batches do not combine with repeated augmentation (data.repeated_aug)")
-            self.groups = [torch.nonzero(ids == g).flatten() for g in torch.unique(ids)]
-            drawn = sum(len(m) // plan.micro_batch for m in self.groups) * plan.micro_batch
+            members = [torch.nonzero(ids == g).flatten() for g in torch.unique(ids)]
+            if len(members) > 1:  # one group is no grouping: the same order as without groups
+                self.groups = members
+                drawn = sum(len(m) // plan.micro_batch for m in members) * plan.micro_batch
         self.steps_per_epoch = drawn // plan.global_batch
         if self.steps_per_epoch == 0:
             raise ValueError(
