@@ -28,7 +28,7 @@ from torchvision.models.detection import maskrcnn_resnet50_fpn_v2
 from uniformer.benchmarks.models import BenchmarkTable, machine_description, measure_table
 from uniformer.models.complexity import count_gmacs
 from uniformer.models.detector import UniFormerMaskRCNN
-from uniformer.models.optimize import optimize_for_inference
+from uniformer.models.optimize import optimize_for_inference, warn_if_cpu_bf16_is_slow
 from uniformer.models.registry import create_model, model_info
 from uniformer.models.uniformer import UniFormer, set_formulation
 
@@ -79,6 +79,10 @@ def run(
     ``precisions``: fp32 and/or bf16 (autocast); ``proposals``: 1000 as both official test configs."""
     if not precisions or set(precisions) - {"fp32", "bf16"}:
         raise ValueError(f"precisions must be fp32 and/or bf16, got {list(precisions)}")
+    slow_bf16 = "bf16" in precisions and warn_if_cpu_bf16_is_slow("benchmarks.detection")
+    precisions = [p for p in precisions if p != "bf16" or not slow_bf16]
+    if not precisions:
+        raise ValueError("only bf16 was asked for, and this CPU has no native bfloat16")
     torch.manual_seed(0)
     plain = _full_test_path(set_formulation(create_model(NAME).eval(), "reference"), height, width, proposals)
     fast = optimize_for_inference(plain)
@@ -128,6 +132,8 @@ def run(
         f"{NAME} optimized fp32: max |FPN feature error| / max |feature| = {error:.2e}; "
         f"backbone found: {found}, {folded} BatchNorms folded"
     )
+    if slow_bf16:
+        table.notes.append("no bf16 rows: this CPU has no native bfloat16 (reference kernels, not worth timing)")
     table.notes.append("detections per image: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
     release = model_info(NAME).release()
     table.notes.append(f"published COCO box AP: {NAME} {release.box_ap}, {PEER} 47.4 (torchvision's weights)")

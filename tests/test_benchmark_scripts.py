@@ -85,7 +85,7 @@ def test_the_detection_peer_table_times_uniformer_next_to_torchvision_mask_rcnn(
     assert ours != theirs  # each detector's own count
     features = next(note for note in table.notes if "FPN feature error" in note)
     assert float(features.split("= ")[1].split(";")[0]) < 1e-4 and "backbone found: True" in features
-    assert "14 BatchNorms folded" in features  # the fast path reached the backbone inside the detector
+    assert int(features.split("True, ")[1].split()[0]) > 0  # BatchNorms folded inside the detector's backbone
     detections = next(note for note in table.notes if note.startswith("detections per image"))
     counts = [int(entry.rsplit(" ", 1)[1]) for entry in detections.split(": ", 1)[1].split(", ")]
     assert counts == [1, 1, 1]  # a tenth of the 10 proposals for every variant: the mask head ran

@@ -130,8 +130,9 @@ def _recipe_set(cfg_name: str, tmp_path: Path) -> CocoDetection:
 
 
 @pytest.mark.parametrize("size", ["small", "base"])
-def test_the_3x_recipes_build_the_crop_policy_and_the_1x_ones_do_not(size: str, tmp_path: Path) -> None:
-    train_set = _recipe_set(f"mask_rcnn_uniformer_{size}_h14_coco_3x.yaml", tmp_path / "3x")
+@pytest.mark.parametrize("detector", ["mask_rcnn", "cascade_mask_rcnn"])
+def test_the_3x_recipes_build_the_crop_policy_and_the_1x_ones_do_not(detector: str, size: str, tmp_path: Path) -> None:
+    train_set = _recipe_set(f"{detector}_uniformer_{size}_h14_coco_3x.yaml", tmp_path / "3x")
     flip, policy = train_set.transform.transforms
     assert isinstance(flip, v2.RandomHorizontalFlip) and flip.p == 0.5
     assert isinstance(policy, v2.RandomApply) and policy.p == 0.5
