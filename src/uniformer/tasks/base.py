@@ -110,6 +110,11 @@ class Task(ABC):
     @abstractmethod
     def objective(self, cfg: DictConfig, num_outputs: int, micro_batch: int) -> Objective: ...
 
+    def batch_groups(self, cfg: DictConfig, train_set: torch.utils.data.Dataset) -> Sequence[int] | None:
+        """A group id per training item; every training micro-batch then holds items of one group (images of
+        one aspect ratio class pad little). ``None`` (default): no grouping."""
+        return None
+
     @abstractmethod
     def metric(self, cfg: DictConfig, dataset: torch.utils.data.Dataset, label_map: Any = None) -> MetricAccumulator:
         """A fresh accumulator over ``dataset``; ``label_map`` is what :meth:`check_eval_data` returned."""
