@@ -163,10 +163,11 @@ def measure_table(
     step: bool = False,
     memory: Memory = cuda_peak_mb,
     tensor_memory: Memory = cuda_peak_mb,
+    clock: Callable[[], float] = time.perf_counter,
 ) -> BenchmarkTable:
-    """Times ``variants`` interleaved, then measures each one's peak memory with ``memory`` (and, for training
-    steps, ``tensor_memory``) in calls of their own."""
-    times = interleaved(variants, repeats, device, log)
+    """Times ``variants`` interleaved with ``clock`` (see :func:`interleaved`), then measures each one's peak
+    memory with ``memory`` (and, for training steps, ``tensor_memory``) in calls of their own."""
+    times = interleaved(variants, repeats, device, log, clock=clock)
     peaks = {name: memory(fn, device) for name, fn in variants.items()}
     tensors = {name: tensor_memory(fn, device) if step else None for name, fn in variants.items()}
     rows = [Row(name, times[name], batch_size, gmacs[name], peaks[name], tensors[name]) for name in variants]
