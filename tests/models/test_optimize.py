@@ -9,6 +9,7 @@ from safetensors.torch import load_file
 
 from uniformer import UniFormer, load_checkpoint, optimize_for_inference, set_formulation
 from uniformer.models.optimize import InplaceGELU, fold_batchnorms
+from uniformer.models.pose import build_pose_model
 from uniformer.models.uniformer import Attention, chunked_attention
 
 from golden import GOLDEN, assert_close_to_golden, assert_outputs_match_golden, golden_cases, golden_model_kwargs
@@ -156,3 +157,19 @@ def test_modules_fold_their_own_batchnorms_as_timm_reparameterize_model_asks(kwa
     state = {k: v.clone() for k, v in folded.state_dict().items()}
     fold_batchnorms(folded)
     assert all(torch.equal(value, state[key]) for key, value in folded.state_dict().items())
+
+
+def test_the_pose_heads_batchnorms_fold_into_its_transposed_convolutions() -> None:
+    """A pose model's inference copy keeps no BatchNorm (the head's three fold into the ConvTranspose2d before
+    each) and computes the same heatmaps."""
+    model = build_pose_model(17, {**TINY, "num_classes": 0}, channels=16)
+    _with_trained_batchnorm_statistics(model)
+    fast = optimize_for_inference(model)
+    assert any(isinstance(m, _BatchNorm) for m in model.keypoint_head.modules())
+    assert not any(isinstance(m, _BatchNorm) for m in fast.modules())
+    assert all(deconv.bias is not None for deconv in fast.keypoint_head.deconv_layers[::3])
+    x = torch.randn(2, 3, 96, 64)
+    with torch.no_grad():
+        expected = model(x)
+        assert expected.shape == (2, 17, 24, 16)
+        assert_close_to_golden(fast(x), expected)

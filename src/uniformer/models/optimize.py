@@ -15,21 +15,24 @@ import torch
 import torch.nn as nn
 from timm.layers import Mlp
 
+from uniformer.models.heads.topdown import TopDownSimpleHead
 from uniformer.models.uniformer import ConvEmbed, ConvMlp, LocalBlock, UniFormer, set_formulation
 
 __all__ = ["optimize_for_inference", "fold_batchnorms", "InplaceGELU", "PrepareInput"]
 
 
 def fold_batchnorms(model: nn.Module) -> nn.Module:
-    """Fold the eval-mode BatchNorms of local blocks and convolutional stems into their convolutions, in place.
+    """Fold the eval-mode BatchNorms of local blocks, convolutional stems and the pose head into their
+    convolutions, in place.
 
     Each such module knows how (its ``reparameterize`` method, the name timm's ``reparameterize_model`` calls):
     a local block normalises right before a point-wise convolution, the convolutional stem right after each
-    convolution. The final BatchNorm stays: the pooled features (``forward_features``) are defined after it.
-    The result only makes sense in eval mode (the running statistics are baked in).
+    convolution, the pose head (:class:`TopDownSimpleHead`) right after each transposed convolution. The
+    backbone's final BatchNorm stays: the pooled features (``forward_features``) are defined after it. The
+    result only makes sense in eval mode (the running statistics are baked in).
     """
     for module in model.modules():
-        if isinstance(module, (LocalBlock, ConvEmbed)):
+        if isinstance(module, (LocalBlock, ConvEmbed, TopDownSimpleHead)):
             module.reparameterize()
     return model
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 __all__ = ["TopDownSimpleHead"]
 
@@ -36,6 +37,15 @@ class TopDownSimpleHead(nn.Module):
         self.final_layer = nn.Conv2d(channels, num_keypoints, kernel_size=1)
         nn.init.normal_(self.final_layer.weight, std=0.001)
         nn.init.zeros_(self.final_layer.bias)
+
+    def reparameterize(self) -> None:
+        """Fold each eval-mode BatchNorm into the transposed convolution before it, in place (timm's name for it;
+        ``torch.nn.utils.fusion`` does the arithmetic). Exact: the norm acts per output channel. The running
+        statistics are baked in, so the result is for inference only; calling it again changes nothing."""
+        for i, layer in enumerate(self.deconv_layers):
+            if isinstance(layer, nn.BatchNorm2d):
+                self.deconv_layers[i - 1] = fuse_conv_bn_eval(self.deconv_layers[i - 1], layer, transpose=True)
+                self.deconv_layers[i] = nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Heatmaps (B, num_keypoints, H * 2**num_deconv, W * 2**num_deconv) of a map (B, in_channels, H, W)."""
