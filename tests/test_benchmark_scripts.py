@@ -8,6 +8,7 @@ import torch
 
 from benchmarks.bf16_agreement import bf16_agreement
 from benchmarks.memory import peak_tensor_mb
+from benchmarks.pose import run as run_pose
 from benchmarks.results import _inference, _speedup
 from benchmarks.segmentation import run as run_segmentation
 from uniformer.benchmarks.models import BenchmarkTable, Row
@@ -72,3 +73,21 @@ def test_the_segmentation_peer_table_times_uniformer_next_to_deeplabv3() -> None
     assert all(row.gmacs_per_view and row.ms_per_view > 0 for row in table.rows)
     fp32 = next(note for note in table.notes if "optimized fp32" in note)
     assert float(fp32.rsplit("= ", 1)[1]) < 1e-4  # the inference path computes the plain segmentor's logits
+
+
+def test_the_pose_peer_table_times_uniformer_next_to_simplebaseline_resnet50() -> None:
+    table = run_pose(repeats=1, batch_size=2, size=(64, 64), log=lambda _: None)
+    labels = [row.variant for row in table.rows]
+    assert labels == [
+        "uniformer_small_topdown_coco_256x192 plain fp32 (official formulation)",
+        "uniformer_small_topdown_coco_256x192 optimized fp32",
+        "SimpleBaseline ResNet-50 (folded, channels-last) fp32",
+        "uniformer_small_topdown_coco_256x192 optimized bf16",
+        "SimpleBaseline ResNet-50 (folded, channels-last) bf16",
+    ]
+    assert all(row.batch_size == 2 and row.gmacs_per_view and row.ms_per_view > 0 for row in table.rows)
+    assert [note.split(":")[0] for note in table.notes[:2]] == ["fp32", "bf16"]
+    errors = {note.split(":")[0]: float(note.rsplit("= ", 1)[1]) for note in table.notes if "heatmap error" in note}
+    assert len(errors) == 4
+    # the fast paths compute the eager models' heatmaps: to float rounding in fp32, to bf16's 8 bits in bf16
+    assert max(errors[label] for label in labels[1:3]) < 1e-4 and max(errors[label] for label in labels[3:]) < 5e-2
