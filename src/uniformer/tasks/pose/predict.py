@@ -57,7 +57,7 @@ PERSON_SCORE_THRESHOLD = 0.3
 @dataclass(frozen=True)
 class PersonDetector:
     """A detection zoo model finding the people a top-down pose model then looks at: its boxes of the class named
-    ``person`` scoring at least ``score_threshold``, as mmpose's demo with an mmdet detector does.
+    ``person`` scoring at least ``setup.score_threshold``, as mmpose's demo with an mmdet detector does.
 
     The detector runs through the detection task's own prediction (:meth:`~uniformer.tasks.Task.predict`: the
     images at their size, its class names), one image per forward pass; :meth:`load` builds one from a zoo name.
