@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import argparse
 import copy
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -23,7 +23,7 @@ import torch.nn as nn
 from torch.fx.experimental.optimization import fuse
 from torchvision.models import resnet50
 
-from uniformer.benchmarks.models import BenchmarkTable, machine_description, measure_table, no_grad_call
+from uniformer.benchmarks.models import DTYPES, BenchmarkTable, machine_description, measure_table, no_grad_call
 from uniformer.models.complexity import count_gmacs
 from uniformer.models.heads.topdown import TopDownSimpleHead
 from uniformer.models.optimize import PrepareInput, optimize_for_inference
@@ -57,22 +57,25 @@ def _relative_error(output: torch.Tensor, reference: torch.Tensor) -> float:
 
 
 def run(
-    repeats: int = 3, batch_size: int = 32, size: tuple[int, int] = (256, 192), log: Callable[[str], Any] = print
+    repeats: int = 3,
+    batch_size: int = 32,
+    size: tuple[int, int] = (256, 192),
+    precisions: Sequence[str] = ("fp32", "bf16"),
+    log: Callable[[str], Any] = print,
 ) -> BenchmarkTable:
     """The table (ms/crop, crops/s as "clips/s", GMAC/s, ratio to the plain UniFormer row) and notes with the
     UniFormer-to-peer ratios per precision and the fast paths' largest heatmap error against eager fp32."""
+    if not precisions or any(p not in DTYPES for p in precisions):
+        raise ValueError(f"precisions must be some of {', '.join(DTYPES)}; got {list(precisions)}")
     torch.manual_seed(0)
     plain = set_formulation(create_model(NAME).eval(), "reference")
     torch.manual_seed(0)
     peer = simple_baseline_resnet50().eval()
     ours_label, peer_label = f"{NAME} optimized", f"{PEER} (folded, channels-last)"
-    models = {
-        f"{NAME} plain fp32 (official formulation)": plain,
-        f"{ours_label} fp32": optimize_for_inference(plain),
-        f"{peer_label} fp32": optimize_peer(peer),
-        f"{ours_label} bf16": optimize_for_inference(plain, torch.bfloat16),
-        f"{peer_label} bf16": optimize_peer(peer, torch.bfloat16),
-    }
+    models = {f"{NAME} plain fp32 (official formulation)": plain}
+    for precision in precisions:
+        models[f"{ours_label} {precision}"] = optimize_for_inference(plain, DTYPES[precision])
+        models[f"{peer_label} {precision}"] = optimize_peer(peer, DTYPES[precision])
     shape = (batch_size, 3, *size)
     x = torch.randn(shape)
     ours, theirs = count_gmacs(plain, (1, 3, *size)), count_gmacs(peer, (1, 3, *size))
@@ -87,7 +90,7 @@ def run(
         log=log,
     )
     rows = {row.variant: row for row in table.rows}
-    for precision in ("fp32", "bf16"):
+    for precision in precisions:
         mine, other = rows[f"{ours_label} {precision}"], rows[f"{peer_label} {precision}"]
         table.notes.append(
             f"{precision}: UniFormer-S {1000 / mine.ms_per_view:.1f} crops/s, {PEER} {1000 / other.ms_per_view:.1f} "
@@ -112,8 +115,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3, help="timed rounds after one warm-up round")
     parser.add_argument("--batch-size", type=int, default=32, help="person crops per call")
     parser.add_argument("--size", type=int, nargs=2, default=(256, 192), metavar=("H", "W"), help="crop size")
+    parser.add_argument("--precisions", nargs="+", choices=list(DTYPES), default=list(DTYPES))
     args = parser.parse_args(argv)
-    print(run(args.repeats, args.batch_size, tuple(args.size)).format())
+    print(run(args.repeats, args.batch_size, tuple(args.size), args.precisions).format(), flush=True)
     return 0
 
 
