@@ -10,6 +10,7 @@ from benchmarks.bf16_agreement import bf16_agreement
 from benchmarks.detection import PEER as DETECTION_PEER
 from benchmarks.detection import run as run_detection
 from benchmarks.memory import peak_tensor_mb
+from benchmarks.pose import run as run_pose
 from benchmarks.results import _inference, _speedup
 from benchmarks.segmentation import run as run_segmentation
 from uniformer.benchmarks.models import BenchmarkTable, Row
@@ -91,3 +92,18 @@ def test_the_detection_peer_table_times_uniformer_next_to_torchvision_mask_rcnn(
     assert counts == [1, 1, 1]  # a tenth of the 10 proposals for every variant: the mask head ran
     ratio = next(note for note in table.notes if note.startswith("fp32: fastest UniFormer / peer time"))
     assert float(ratio.rsplit("= ", 1)[1]) > 0
+
+
+def test_the_pose_peer_table_times_uniformer_next_to_simplebaseline_resnet50() -> None:
+    table = run_pose(repeats=1, batch_size=2, size=(64, 64), precisions=("fp32",), log=lambda _: None)
+    labels = [row.variant for row in table.rows]
+    assert labels == [
+        "uniformer_small_topdown_coco_256x192 plain fp32 (official formulation)",
+        "uniformer_small_topdown_coco_256x192 optimized fp32",
+        "SimpleBaseline ResNet-50 (folded, channels-last) fp32",
+    ]
+    assert all(row.batch_size == 2 and row.gmacs_per_view and row.ms_per_view > 0 for row in table.rows)
+    assert table.notes[0].startswith("fp32: UniFormer-S")
+    errors = {note.split(":")[0]: float(note.rsplit("= ", 1)[1]) for note in table.notes if "heatmap error" in note}
+    assert set(errors) == set(labels[1:])  # the fast paths compute the eager models' heatmaps to float rounding
+    assert max(errors.values()) < 1e-4

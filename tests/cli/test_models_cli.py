@@ -70,3 +70,21 @@ def test_info_of_detection_and_pose_entries_gives_their_published_ap(
         k, _, value = line.partition("  ")
         rows[k.strip()] = value.strip()
     assert rows[key].startswith(published) and "published top-1" not in rows and "test views" not in rows
+
+
+@pytest.mark.parametrize(
+    "task, first, metric",
+    [
+        ("pose", "uniformer_small_topdown_coco_256x192", "74.0 AP"),
+        ("segmentation", "uniformer_small_upernet_ade20k", "47.6 mIoU"),
+        ("detection", "uniformer_small_h14_mask_rcnn_coco_1x", "45.6 box / 41.6 mask AP"),
+    ],
+)
+def test_models_lists_the_zoo_of_one_task(task: str, first: str, metric: str, capsys: pytest.CaptureFixture) -> None:
+    assert main(["models", "--task", task]) == 0
+    rows = capsys.readouterr().out.splitlines()[1:]
+    assert [row.split()[0] for row in rows] == uniformer.list_models(task=task) and len(rows) >= 6
+    assert rows[0].startswith(first) and metric in rows[0]
+    assert all(uniformer.model_info(row.split()[0]).task == task for row in rows)
+    assert main(["models", "--task", task, "*_base_*"]) == 0
+    assert all("_base_" in row.split()[0] for row in capsys.readouterr().out.splitlines()[1:])

@@ -60,6 +60,24 @@ def test_outputs_are_the_output_norms_of_the_maps_the_next_stage_reads() -> None
         torch.testing.assert_close(ours, norm(raw.permute(0, 2, 3, 1)).permute(0, 3, 1, 2))
 
 
+def test_selected_stages_give_the_same_maps_and_run_no_stage_after_the_last(monkeypatch: pytest.MonkeyPatch) -> None:
+    model = dense().eval()
+    x = torch.randn(2, 3, 64, 96)
+    with torch.no_grad():
+        maps = model(x)
+        ran = []
+        run_stage = model._run_stage
+        monkeypatch.setattr(model, "_run_stage", lambda i, y: ran.append(i) or run_stage(i, y))
+        assert [m.shape for m in model.forward_dense(x, indices=(1,))] == [maps[1].shape]
+        assert ran == [0, 1]
+        for indices in [(3,), (0, 2)]:
+            selected = model.forward_dense(x, indices=indices)
+            assert all(torch.equal(a, maps[i]) for a, i in zip(selected, indices, strict=True))
+    for bad in [(), (2, 1), (1, 1), (4,)]:
+        with pytest.raises(ValueError, match="indices must be increasing stages in 0..3"):
+            model.forward_dense(x, indices=bad)
+
+
 def test_hybrid_keeps_every_fourth_stage3_block_global_and_stage4_global() -> None:
     model = dense(depth=(1, 1, 8, 2), attn_mode="hybrid", window_size=14)
     assert [b.window_size for b in model.blocks3] == [14, 14, 14, None, 14, 14, 14, None]

@@ -15,12 +15,15 @@ from uniformer.cli import main
 from uniformer.engine import evaluate, load_config, train
 from uniformer.engine.config import resolve_config
 from uniformer.engine.evaluate import feed
-from uniformer.models.checkpoint import read_checkpoint
-from uniformer.models.registry import model_info
+from uniformer.models.checkpoint import TRAIN_FORMAT, read_checkpoint
+from uniformer.models.detector import UniFormerMaskRCNN
+from uniformer.models.pose import build_pose_model
+from uniformer.models.registry import create_model, model_info
 from uniformer.tasks import get_task, task_for_model
 from uniformer.tasks.pose import TASK, PoseTask, decode_heatmaps, evaluate_coco_keypoints, keypoint_mse_loss
 from uniformer.tasks.pose.coco import COCO_SIGMAS, read_keypoint_file
 from uniformer.tasks.pose.metrics import KeypointAccumulator, oks_iou, oks_nms, rescore
+from uniformer.tasks.pose.predict import PERSON_SCORE_THRESHOLD
 from uniformer.tasks.pose.synth import write_figures
 from uniformer.tasks.pose.transforms import (
     TrainTransform,
@@ -350,7 +353,7 @@ def test_tiny_run_trains_evaluates_and_predicts_skeletons(tmp_path: Path, capsys
     boxes.write_text(json.dumps({"00000.png": [[5, 5, 40, 50, 0.9], [10, 10, 30, 30]]}))
     setup = TASK.prediction_options(setup, ["--boxes", str(boxes), "--out", str(tmp_path / "drawn")])
     with pytest.raises(ValueError, match="unknown option"):
-        TASK.prediction_options(setup, ["--detector", "x"])
+        TASK.prediction_options(setup, ["--frobnicate", "x"])
     run_loop = partial(feed, collate=TASK.collate, inputs=TASK.model_inputs, batch_size=2)
     image = str(root / "val" / "00000.png")
     (two,) = TASK.predict(model, [image], setup, run_loop, topk=5)
@@ -367,7 +370,116 @@ def test_tiny_run_trains_evaluates_and_predicts_skeletons(tmp_path: Path, capsys
     assert main(cli) == 0
     printed = json.loads(capsys.readouterr().out)["predictions"][0]
     assert [p["box"] for p in printed["persons"]] == [p["box"] for p in two.persons]
-    assert main(cli[:-2] + ["--detector", "x"]) == 2 and "unknown option(s) for pose models" in capsys.readouterr().err
+    assert main([*cli, "--frobnicate"]) == 2 and "unknown option(s) for pose models" in capsys.readouterr().err
+
+
+DETECTOR = "uniformer_small_h14_mask_rcnn_coco_1x"
+TINY_DETECTOR = dict(min_size=(64,), max_size=64, mask=False, fpn_channels=16, representation_size=32)
+
+
+def _detector_checkpoint(path: Path) -> Path:
+    """A tiny two-class detector ("ball", then "person") saved as ``uniformer train`` saves it, so that the
+    weights bring their architecture and class names."""
+    overrides = dict(depth=[1, 1, 1, 1], embed_dim=[16, 32, 48, 64], head_dim=16, window_size=2)
+    model = create_model(DETECTOR, num_classes=2, **overrides, **TINY_DETECTOR)
+    config = {"model": {"name": DETECTOR, "overrides": overrides}, "detector": {**TINY_DETECTOR, "min_size": [64]}}
+    torch.save(
+        {"format": TRAIN_FORMAT, "model": model.state_dict(), "config": config, "classes": ["ball", "person"]}, path
+    )
+    return path
+
+
+POSE = "uniformer_small_topdown_coco_256x192"
+TINY_POSE = dict(depth=[1, 1, 1, 1], embed_dim=[16, 32, 48, 64], head_dim=16)
+
+
+def _pose_checkpoint(path: Path) -> Path:
+    """A tiny pose model (16-wide head, 64 x 48 crops) saved as ``uniformer train`` saves it."""
+    model = build_pose_model(17, {**model_info(POSE).model_args, **TINY_POSE}, channels=16)
+    config = {
+        "model": {"name": POSE, "overrides": TINY_POSE},
+        "head": {"channels": 16},
+        "data": {"input_size": [64, 48]},
+    }
+    torch.save({"format": TRAIN_FORMAT, "model": model.state_dict(), "config": config}, path)
+    return path
+
+
+def _detections(monkeypatch: pytest.MonkeyPatch, found: dict[str, torch.Tensor]) -> list[tuple[int, int]]:
+    """Make every detector return ``found`` for each image; returns the (H, W) of the images it was given."""
+    seen = []
+
+    def forward(self, images: list[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
+        seen.extend(tuple(image.shape[-2:]) for image in images)
+        return [dict(found) for _ in images]
+
+    monkeypatch.setattr(UniFormerMaskRCNN, "forward", forward)
+    return seen
+
+
+def test_detector_person_boxes_above_the_threshold_are_what_the_pose_model_crops(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = write_figures(tmp_path / "figures", {"val": 2}, size=64, seed=3)
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"not a png")
+    seen = _detections(
+        monkeypatch,
+        {  # labels: 1 ball, 2 person (the checkpoint's class names)
+            "boxes": torch.tensor(
+                [[4.0, 6.0, 20.0, 40.0], [1.0, 1.0, 9.0, 9.0], [10.0, 10.0, 30.0, 30.0], [30, 2, 60, 50]]
+            ),
+            "labels": torch.tensor([2, 1, 2, 2]),
+            "scores": torch.tensor([0.9, 0.95, 0.4, 0.6]),
+        },
+    )
+    model = create_model(POSE, checkpoint_path=_pose_checkpoint(tmp_path / "pose.pt"))
+    setup = TASK.prediction_setup(model_info(POSE), model, None, None)
+    options = ["--detector", DETECTOR, "--detector-checkpoint", str(_detector_checkpoint(tmp_path / "det.pt"))]
+    setup = TASK.prediction_options(setup, [*options, "--person-score-threshold", "0.5", "--out", str(tmp_path / "o")])
+    assert setup.detector.label == 2 and setup.detector.setup.score_threshold == 0.5 and setup.boxes is None
+    cropped = []
+
+    def run(model, dataset, accumulator) -> None:
+        cropped.append([(Path(inst.image).name, inst.box, inst.score) for inst in dataset.instances])
+        feed(model, dataset, accumulator, collate=TASK.collate, inputs=TASK.model_inputs, batch_size=4)
+
+    images = [str(root / "val" / "00000.png"), str(broken), str(root / "val" / "00001.png")]
+    first, bad, second = TASK.predict(model.eval(), images, setup, run, topk=5)
+    assert seen[0] == seen[-1] == (64, 64)  # the images at their own size
+    person = [((4.0, 6.0, 16.0, 34.0), pytest.approx(0.9)), ((30.0, 2.0, 30.0, 48.0), pytest.approx(0.6))]
+    assert cropped == [[(name, box, score) for name in ("00000.png", "00001.png") for box, score in person]]
+    assert bad.error.startswith("unreadable image") and bad.persons == []
+    assert sorted(p["box"] for p in first.persons) == [[4.0, 6.0, 16.0, 34.0], [30.0, 2.0, 30.0, 48.0]]
+    written = json.loads((tmp_path / "o" / "00000_keypoints.json").read_text())
+    assert written["persons"] == first.persons and len(written["persons"][0]["keypoints"]) == 17
+    assert (tmp_path / "o" / "00001_pose.png").stat().st_size > 0
+
+
+def test_predict_command_finds_people_with_a_detector_and_refuses_what_is_not_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    root = write_figures(tmp_path / "figures", {"val": 1}, size=64, seed=4)
+    _detections(
+        monkeypatch,
+        {"boxes": torch.tensor([[8.0, 4.0, 40.0, 60.0]]), "labels": torch.tensor([2]), "scores": torch.tensor([0.31])},
+    )
+    checkpoint = str(_detector_checkpoint(tmp_path / "det.pt"))
+    image, pose = str(root / "val" / "00000.png"), str(_pose_checkpoint(tmp_path / "pose.pt"))
+    cli = ["predict", image, "--model", POSE, "--checkpoint", pose, "--json", "--detector", DETECTOR]
+    cli += ["--detector-checkpoint", checkpoint]
+    assert main([*cli, "--out", str(tmp_path / "o")]) == 0
+    (printed,) = json.loads(capsys.readouterr().out)["predictions"]
+    assert PERSON_SCORE_THRESHOLD == 0.3 and [p["box"] for p in printed["persons"]] == [[8.0, 4.0, 32.0, 56.0]]
+    assert json.loads((tmp_path / "o" / "00000_keypoints.json").read_text())["persons"] == printed["persons"]
+    assert main([*cli, "--person-score-threshold", "0.5"]) == 0  # the one person scores 0.31
+    assert json.loads(capsys.readouterr().out)["predictions"][0]["persons"] == []
+    assert main([*cli[:7], "--detector", POSE]) == 2
+    assert f"--detector {POSE}: a pose model, not a detection model" in capsys.readouterr().err
+    boxes = tmp_path / "boxes.json"
+    boxes.write_text(json.dumps({"00000.png": [[0, 0, 10, 10]]}))
+    assert main([*cli, "--boxes", str(boxes)]) == 2 and "not both" in capsys.readouterr().err
+    assert main([*cli[:7], "--person-score-threshold", "0.5"]) == 2 and "need --detector" in capsys.readouterr().err
 
 
 POSE_RECIPES = sorted((Path(__file__).resolve().parents[2] / "src/uniformer/configs/pose").glob("[!_]*"))

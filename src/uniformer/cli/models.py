@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import typing
+
+from uniformer.models.registry import Task
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("models", help="list the model zoo")
     p.add_argument("pattern", nargs="?", default=None, help="shell-style filter, e.g. '*k400*'")
-    p.add_argument("--task", choices=["image", "video"], default=None)
+    p.add_argument("--task", choices=typing.get_args(Task), default=None, help="only the zoo models of this task")
     p.add_argument("--markdown", action="store_true", help="print a Markdown table (as in the README)")
     p.set_defaults(func=_models)
 

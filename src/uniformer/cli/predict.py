@@ -21,11 +21,13 @@ def _common(parser: argparse.ArgumentParser) -> None:
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "predict",
+        allow_abbrev=False,  # a task's option (pose's --out) must reach the task, not match --out-dir by prefix
         help="classify videos, frame folders or images with the model's official test views",
         description="Runs every test view of the zoo model (clips x crops, its sampling) and prints the top "
         "classes with probabilities (softmax of the mean view logits). Options this command does not know go "
-        "to the model's task: pose models take --boxes FILE (person boxes per image; default: the whole "
-        "image) and --out DIR (skeleton drawings and keypoints JSON).",
+        "to the model's task: pose models take --boxes FILE (person boxes per image) or --detector NAME "
+        "[--detector-checkpoint FILE] [--person-score-threshold T] (a detection model finds the people; default: "
+        "the whole image is one person) and --out DIR (skeleton drawings and keypoints JSON).",
     )
     _common(p)
     p.add_argument("--topk", type=int, default=5)

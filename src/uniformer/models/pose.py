@@ -60,8 +60,9 @@ class TopDownPoseModel(nn.Module):
         self.flip_test = False
 
     def heatmaps(self, crops: torch.Tensor) -> torch.Tensor:
-        """One forward pass: the head on the backbone's last map."""
-        return self.keypoint_head(self.backbone(crops)[-1])
+        """One forward pass: the head on the backbone's last map (the only one computed)."""
+        (last,) = self.backbone.forward_dense(crops, indices=(3,))
+        return self.keypoint_head(last)
 
     def forward(self, crops: torch.Tensor) -> torch.Tensor:
         if self.training or not self.flip_test:

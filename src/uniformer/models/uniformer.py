@@ -22,7 +22,7 @@ input size divisible by 32 works, and layer scale is an argument rather than mod
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from functools import partial
 from typing import Literal
@@ -853,16 +853,21 @@ class UniFormer(nn.Module):
             return logits
         return logits + 0.5 * self.aux_head(tokens).max(dim=1).values
 
-    def forward_dense(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """The dense backbone's output: the four stage maps after ``norm1`` .. ``norm4``, channels-first,
-        (B, embed_dim[s], floor(H / 2**(s+2)), floor(W / 2**(s+2))) for s = 0 .. 3."""
+    def forward_dense(self, x: torch.Tensor, indices: Sequence[int] = (0, 1, 2, 3)) -> tuple[torch.Tensor, ...]:
+        """The dense backbone's output: the stage maps after ``norm1`` .. ``norm4``, channels-first,
+        (B, embed_dim[s], floor(H / 2**(s+2)), floor(W / 2**(s+2))) for each stage s in ``indices`` (increasing).
+        Only those stages' norms run, and no stage after the last one: a pose head that reads the stride-32 map
+        (``indices=(3,)``) skips the three other norms and their copies to contiguous maps."""
         if not self.dense:
             raise ValueError("forward_dense needs a dense backbone (UniFormer(dense=True))")
+        if not indices or list(indices) != sorted(set(indices)) or not 0 <= indices[0] <= indices[-1] <= 3:
+            raise ValueError(f"forward_dense: indices must be increasing stages in 0..3, got {tuple(indices)}")
         self.check_input(x)
         maps = []
-        for i in range(4):
+        for i in range(indices[-1] + 1):
             x = self._run_stage(i, x)
-            maps.append(_channels_last_norm(getattr(self, f"norm{i + 1}"), x).contiguous())
+            if i in indices:
+                maps.append(_channels_last_norm(getattr(self, f"norm{i + 1}"), x).contiguous())
         return tuple(maps)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:

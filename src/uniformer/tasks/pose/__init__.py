@@ -176,7 +176,9 @@ class PoseTask(Task):
         return prediction_setup(info, model, checkpoint, labels)
 
     def prediction_options(self, setup: PredictionSetup, args: Sequence[str]) -> PredictionSetup:
-        """``--boxes FILE`` (person boxes per image) and ``--out DIR`` (skeleton PNGs, keypoints JSON)."""
+        """``--boxes FILE`` (person boxes per image) or ``--detector NAME [--detector-checkpoint FILE]
+        [--person-score-threshold T]`` (a detection model's person boxes), and ``--out DIR`` (skeleton PNGs,
+        keypoints JSON)."""
         return parse_options(setup, args)
 
     def predict(

@@ -1,8 +1,9 @@
 """What a pose prediction is for a user: the people in an image, each a box, 2-D keypoints with confidences and
 a score, drawn as skeletons (``torchvision.utils.draw_keypoints``) and written as JSON.
 
-People come from a boxes file (``--boxes FILE``: ``{"image name or path": [[x, y, w, h(, score)], ...]}``) or,
-without one, the whole image is one person box. Each box is cropped and tested as ``uniformer eval`` tests (flip
+People come from a boxes file (``--boxes FILE``: ``{"image name or path": [[x, y, w, h(, score)], ...]}``), from a
+detection zoo model (``--detector NAME``: :class:`PersonDetector`, its ``person`` boxes), or, without either, the
+whole image is one person box. Each box is cropped and tested as ``uniformer eval`` tests (flip
 test, :func:`~uniformer.tasks.pose.metrics.decode_heatmaps`, the person score of mmpose's rescoring).
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -20,17 +22,21 @@ import numpy as np
 import torch
 import torch.nn as nn
 from PIL import Image
+from torchvision.ops import box_convert
 from torchvision.utils import draw_keypoints
 
 from uniformer._fileio import atomic_write_text
-from uniformer.models.checkpoint import CheckpointFile
-from uniformer.models.registry import ModelInfo
+from uniformer.models.checkpoint import CheckpointFile, read_checkpoint
+from uniformer.models.optimize import optimize_for_inference
+from uniformer.models.registry import ModelInfo, create_model, model_info
+from uniformer.tasks import get_task
 from uniformer.tasks.pose.coco import COCO_SIGMAS, COCO_SKELETON, Instance
 from uniformer.tasks.pose.data import PoseDataset, read_image
 from uniformer.tasks.pose.metrics import decode_heatmaps, rescore
 from uniformer.tasks.pose.transforms import EvalTransform
 
 __all__ = [
+    "PersonDetector",
     "Prediction",
     "PredictionSetup",
     "draw_people",
@@ -42,6 +48,75 @@ __all__ = [
 ]
 
 Run = Callable[[nn.Module, Any, Any], None]
+
+logger = logging.getLogger("uniformer.tasks")
+
+# mmpose 0.x demo/top_down_img_demo_with_mmdet.py: --det-cat-id 1 (person), --bbox-thr 0.3
+PERSON_SCORE_THRESHOLD = 0.3
+
+
+@dataclass(frozen=True)
+class PersonDetector:
+    """A detection zoo model finding the people a top-down pose model then looks at: its boxes of the class named
+    ``person`` scoring at least ``setup.score_threshold``, as mmpose's demo with an mmdet detector does.
+
+    The detector runs through the detection task's own prediction (:meth:`~uniformer.tasks.Task.predict`: the
+    images at their size, its class names), one image per forward pass; :meth:`load` builds one from a zoo name.
+    """
+
+    model: nn.Module
+    setup: Any  # the detection task's prediction setup (class names, score threshold)
+    label: int  # the detector's label of the person class
+
+    @classmethod
+    def load(
+        cls,
+        name: str,
+        checkpoint: str | os.PathLike[str] | None = None,
+        score_threshold: float = PERSON_SCORE_THRESHOLD,
+    ) -> PersonDetector:
+        """Zoo detector ``name`` with the weights of ``checkpoint`` (random without one: a warning says so), as
+        ``uniformer predict --model NAME`` runs it (the fp32 :func:`optimize_for_inference` copy)."""
+        info = model_info(name)
+        if info.task != "detection":
+            raise ValueError(
+                f"--detector {name}: a {info.task} model, not a detection model (`uniformer models "
+                "--task detection` lists them)"
+            )
+        if not 0 <= score_threshold <= 1:
+            raise ValueError(f"--person-score-threshold must be in [0, 1], got {score_threshold}")
+        file = None if checkpoint is None else read_checkpoint(checkpoint)
+        if file is None:
+            logger.warning("--detector %s: no --detector-checkpoint: the weights are random, so are the boxes", name)
+        model = create_model(name, checkpoint_path=file).eval()
+        task = get_task("detection")
+        setup = replace(task.prediction_setup(info, model, file, None), score_threshold=score_threshold)
+        if "person" not in setup.labels:
+            shown = ", ".join(setup.labels[:8]) + (", ..." if len(setup.labels) > 8 else "")
+            raise ValueError(f"--detector {name}: its classes ({shown}) have no 'person'")
+        return cls(optimize_for_inference(model), setup, setup.labels.index("person") + 1)
+
+    def people(self, paths: Sequence[str]) -> tuple[dict[str, list[list[float]]], dict[int, str]]:
+        """The person boxes ``[x, y, w, h, score]`` of every readable image (by path), and the unreadable ones
+        (input index -> reason)."""
+        task = get_task("detection")
+
+        def run(model: nn.Module, dataset: Any, accumulator: Any) -> None:
+            with torch.inference_mode():
+                for index in accumulator.indices(0, 1):
+                    batch = task.collate([dataset[index]])
+                    accumulator.update(model(task.model_inputs(batch)), batch)
+
+        boxes, errors = {}, {}
+        for n, found in enumerate(task.predict(self.model, paths, self.setup, run, topk=0)):
+            if found.error:
+                errors[n] = found.error
+                continue
+            person = torch.tensor(found.labels, dtype=torch.long) == self.label
+            xywh = box_convert(torch.as_tensor(found.boxes).reshape(-1, 4)[person], "xyxy", "xywh")
+            scores = torch.tensor(found.scores)[person]
+            boxes[found.path] = [[*map(float, box), float(score)] for box, score in zip(xywh, scores, strict=True)]
+        return boxes, errors
 
 
 @dataclass(frozen=True)
@@ -55,6 +130,7 @@ class PredictionSetup:
     std: list[float]
     vis_thr: float = 0.2
     boxes: dict[str, list[list[float]]] | None = None
+    detector: PersonDetector | None = None
     out_dir: Path | None = None
 
 
@@ -102,20 +178,37 @@ def read_boxes(path: str | os.PathLike[str]) -> dict[str, list[list[float]]]:
 
 
 def parse_options(setup: PredictionSetup, args: Sequence[str]) -> PredictionSetup:
-    """The pose task's ``uniformer predict`` options: ``--boxes FILE`` and ``--out DIR`` (skeleton PNGs and
-    keypoints JSON per image)."""
+    """The pose task's ``uniformer predict`` options: the people from ``--boxes FILE`` or from ``--detector NAME
+    [--detector-checkpoint FILE] [--person-score-threshold T]`` (:class:`PersonDetector`), and ``--out DIR``
+    (skeleton PNGs and keypoints JSON per image)."""
     parser = argparse.ArgumentParser(prog="uniformer predict (pose options)", add_help=False, exit_on_error=False)
     parser.add_argument("--boxes", default=None)
+    parser.add_argument("--detector", default=None)
+    parser.add_argument("--detector-checkpoint", default=None)
+    parser.add_argument("--person-score-threshold", type=float, default=None)
     parser.add_argument("--out", default=None)
     try:
         options, unknown = parser.parse_known_args(list(args))
     except argparse.ArgumentError as exc:
         raise ValueError(f"pose options: {exc}") from None
     if unknown:
-        raise ValueError(f"unknown option(s) for pose models: {' '.join(unknown)} (pose takes --boxes FILE, --out DIR)")
+        raise ValueError(
+            f"unknown option(s) for pose models: {' '.join(unknown)} (pose takes --boxes FILE or --detector NAME "
+            "[--detector-checkpoint FILE] [--person-score-threshold T], and --out DIR)"
+        )
+    if options.boxes and options.detector:
+        raise ValueError("pose options: give the people by --boxes FILE or by --detector NAME, not both")
+    threshold = options.person_score_threshold
+    if options.detector is None and (options.detector_checkpoint or threshold is not None):
+        raise ValueError("pose options: --detector-checkpoint and --person-score-threshold need --detector NAME")
+    detector = None
+    if options.detector:
+        threshold = PERSON_SCORE_THRESHOLD if threshold is None else threshold
+        detector = PersonDetector.load(options.detector, options.detector_checkpoint, threshold)
     return replace(
         setup,
         boxes=read_boxes(options.boxes) if options.boxes else None,
+        detector=detector,
         out_dir=Path(options.out) if options.out else None,
     )
 
@@ -177,15 +270,21 @@ def pose_image(path: str | os.PathLike[str], persons: Sequence[dict[str, Any]], 
 
 
 def predict(model: nn.Module, paths: Sequence[str], setup: PredictionSetup, run: Run, topk: int) -> list[Prediction]:
-    """The people of every image (boxes from ``setup.boxes``, else the whole image), in input order; with
-    ``setup.out_dir`` each image's skeletons (``<stem>_pose.png``) and keypoints (``<stem>_keypoints.json``)."""
+    """The people of every image (boxes from ``setup.boxes`` or ``setup.detector``, else the whole image), in
+    input order; with ``setup.out_dir`` each image's skeletons (``<stem>_pose.png``) and keypoints
+    (``<stem>_keypoints.json``)."""
     missing = [p for p in paths if not os.path.isfile(p)]
     if missing:
         raise FileNotFoundError(f"input not found: {', '.join(missing)}")
-    instances, owner, errors = [], [], {}
+    given, errors = setup.boxes, {}
+    if setup.detector is not None:
+        given, errors = setup.detector.people(paths)
+    instances, owner = [], []
     for n, path in enumerate(paths):
-        if setup.boxes is not None:
-            boxes = setup.boxes.get(path, setup.boxes.get(os.path.basename(path), []))
+        if n in errors:
+            continue
+        if given is not None:
+            boxes = given.get(path, given.get(os.path.basename(path), []))
         else:
             try:
                 with Image.open(path) as f:
