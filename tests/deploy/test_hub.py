@@ -129,3 +129,17 @@ def test_hf_hub_source_reads_the_same_files(tmp_path):
     x = torch.randn(1, 3, 8, 64, 64)
     with torch.no_grad():
         assert torch.equal(loaded(x), model(x))
+
+
+def test_a_detector_with_its_own_options_round_trips_through_the_hub_layout(tmp_path):
+    # detector options (test sizes) travel in config.json next to the backbone's, and the outputs are identical
+    tiny = dict(depth=(1, 1, 2, 1), embed_dim=(16, 32, 48, 64), head_dim=16, attn_mode="hybrid", window_size=7)
+    name = "uniformer_small_h14_mask_rcnn_coco_1x"
+    model = uniformer.create_model(name, num_classes=3, **tiny, min_size=(96,), max_size=128).eval()
+    uniformer.save_pretrained(model, tmp_path, class_names=["a", "b", "c"])
+    again = uniformer.create_model(name, pretrained=f"local-dir:{tmp_path}").eval()
+    assert (tuple(again.transform.min_size), again.transform.max_size) == ((96,), 128)
+    images = [torch.rand(3, 100, 120)]
+    with torch.no_grad():
+        ours, theirs = model(images)[0], again(images)[0]
+    assert all(torch.equal(ours[key], theirs[key]) for key in ours)

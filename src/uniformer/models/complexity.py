@@ -15,6 +15,7 @@ import torch.nn as nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from uniformer.models.registry import create_model, model_info
+from uniformer.models.uniformer import set_formulation
 
 __all__ = ["Complexity", "count_parameters", "count_gmacs", "measure_model"]
 
@@ -46,7 +47,9 @@ def count_gmacs(model: nn.Module, input_shape: tuple[int, ...]) -> float:
 
 
 def measure_model(name: str, img_size: int | None = None, num_frames: int | None = None) -> Complexity:
-    """Parameters and GMACs per view of zoo model ``name`` at its test input (built on the meta device)."""
+    """Parameters and GMACs per view of zoo model ``name`` at its test input (built on the meta device), counted
+    in the official (``"reference"``) formulation, which the published GFLOPs count: the fast one does fewer
+    multiply-adds for the same result (UperNet's fusion, see ``heads.modules.upsampled_conv3x3``)."""
     info = model_info(name)
     shape = list(info.input_shape(img_size))
     if num_frames is not None:
@@ -54,5 +57,5 @@ def measure_model(name: str, img_size: int | None = None, num_frames: int | None
             raise ValueError(f"{name} is an image model; num_frames does not apply")
         shape[2] = num_frames
     with torch.device("meta"):
-        model = create_model(name, img_size=img_size)
+        model = set_formulation(create_model(name, img_size=img_size), "reference")
     return Complexity(count_parameters(model), count_gmacs(model, tuple(shape)), tuple(shape))

@@ -780,8 +780,9 @@ def _trained_detector_options(info: ModelInfo, file: CheckpointFile) -> dict[str
 def _build_detector(info: ModelInfo, num_classes: int, overrides: dict[str, Any]) -> nn.Module:
     """The detector of a detection entry; ``overrides`` hold backbone arguments and the detector's options
     (``mask``, ``min_size``, ``max_size``, ... of :class:`~uniformer.models.detector.UniFormerMaskRCNN`)."""
-    options = {k: overrides.pop(k) for k in _DETECTOR_OPTIONS if k in overrides}
-    return build_detector(info.detector, num_classes, {**info.model_args, **overrides}, **options)
+    options = {k: v for k, v in overrides.items() if k in _DETECTOR_OPTIONS}
+    backbone = {k: v for k, v in overrides.items() if k not in _DETECTOR_OPTIONS}
+    return build_detector(info.detector, num_classes, {**info.model_args, **backbone}, **options)
 
 
 # ---------------------------------------------------------------------------------------------------------
