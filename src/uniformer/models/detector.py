@@ -109,7 +109,7 @@ class MMDetAnchorGenerator(AnchorGenerator):
     def __init__(
         self,
         strides: Sequence[int] = FPN_STRIDES,
-        octave_scale: int = 8,
+        octave_scale: float = 8,
         ratios: Sequence[float] = (0.5, 1.0, 2.0),
     ) -> None:
         self.strides = tuple(strides)
@@ -289,7 +289,8 @@ class UniFormerMaskRCNN(MaskRCNN):
     ``mask=False`` gives the box-only detector (no mask branch, no ``masks`` in the outputs). ``min_size`` is the
     short side the transform resizes to (several: one drawn per training image, the last at test time), within
     ``max_size`` on the long side (official 800 / 1333). The sampling sizes and head widths (official 256 / 512
-    RoIs, 1024-wide box FCs, 256-wide mask convolutions) are options for small experiments such as the demo."""
+    RoIs, 1024-wide box FCs, 256-wide mask convolutions) and the anchor size in strides (official 8: 32 .. 512
+    pixels) are options for small experiments such as the demo."""
 
     def __init__(
         self,
@@ -306,11 +307,12 @@ class UniFormerMaskRCNN(MaskRCNN):
         box_batch_size_per_image: int = 512,
         representation_size: int = 1024,
         mask_channels: int = 256,
+        anchor_scale: float = 8,
     ) -> None:
         if num_classes < 1:
             raise ValueError(f"a detector needs at least one object class, got num_classes={num_classes}")
         width = backbone.out_channels
-        anchors = MMDetAnchorGenerator()
+        anchors = MMDetAnchorGenerator(octave_scale=anchor_scale)
         rpn = L1RegionProposalNetwork(
             anchors,
             Float32RPNHead(width, anchors.num_anchors_per_location()[0]),
