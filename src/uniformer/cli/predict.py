@@ -25,13 +25,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Runs every test view of the zoo model (clips x crops, its sampling) and prints the top "
         "classes with probabilities (softmax of the mean view logits). Options this command does not know go "
         "to the model's task: pose models take --boxes FILE (person boxes per image; default: the whole "
-        "image) and --out DIR (skeleton drawings and keypoints JSON).",
+        "image) and --out DIR (skeleton drawings and keypoints JSON); detection models take --score-threshold T "
+        "(keep detections scoring above T, default 0.3).",
     )
     _common(p)
     p.add_argument("--topk", type=int, default=5)
     p.add_argument("--labels", default=None, help="class-name file (one per line) overriding the model's")
     p.add_argument("--json", action="store_true", help="one JSON document on stdout, for scripts")
-    p.add_argument("--out-dir", default=None, help="segmentation: write each label map and colour overlay here")
+    p.add_argument(
+        "--out-dir",
+        default=None,
+        help="segmentation: each label map and colour overlay; detection: each picture and detections JSON",
+    )
     p.set_defaults(func=_predict, task_args=[])
 
     p = subparsers.add_parser(

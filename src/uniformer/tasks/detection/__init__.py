@@ -24,7 +24,14 @@ from uniformer.tasks.base import Metrics, Objective, Task
 from uniformer.tasks.detection.config import DataConfig, DetectorConfig, resolve
 from uniformer.tasks.detection.data import CocoDetection, collate_detection
 from uniformer.tasks.detection.metrics import CocoAccumulator, write_report
-from uniformer.tasks.detection.predict import Prediction, PredictionSetup, predict, prediction_setup
+from uniformer.tasks.detection.predict import (
+    Prediction,
+    PredictionSetup,
+    parse_options,
+    predict,
+    prediction_setup,
+    write_predictions,
+)
 
 __all__ = ["TASK", "DetectionTask", "evaluate_coco"]
 
@@ -173,6 +180,7 @@ class DetectionTask(Task):
         backbone = {**info.model_args, **cfg.model.overrides, "drop_path_rate": cfg.model.drop_path_rate}
         try:
             options = {**det, "mask": mask, "min_size": tuple(det.min_size)}
+            options["rpn_pre_nms_top_n"] = tuple(det.rpn_pre_nms_top_n)
             options["rpn_post_nms_top_n"] = tuple(det.rpn_post_nms_top_n)
             return build_mask_rcnn(num_outputs, backbone, **options)
         except TypeError as exc:
@@ -208,10 +216,18 @@ class DetectionTask(Task):
     ) -> PredictionSetup:
         return prediction_setup(info, model, checkpoint, labels)
 
+    def prediction_options(self, setup: PredictionSetup, args: Sequence[str]) -> PredictionSetup:
+        """``--score-threshold T``: keep the detections scoring above T (default 0.3)."""
+        return parse_options(setup, args)
+
     def predict(
         self, model: nn.Module, paths: Sequence[str], setup: PredictionSetup, run: Any, topk: int
     ) -> list[Prediction]:
         return predict(model, paths, setup, run, topk)
+
+    def write_predictions(self, predictions: Sequence[Prediction], setup: PredictionSetup, out_dir: Path) -> list[Path]:
+        """Each image's picture (boxes, masks, names and scores) and detections JSON."""
+        return write_predictions(predictions, setup, out_dir)
 
     def run_demo(self, out_dir: Path) -> dict[str, Any]:
         from uniformer.tasks.detection.demo import run_demo  # the demo's CLI runs, imported on demand
