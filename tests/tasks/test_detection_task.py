@@ -216,6 +216,7 @@ def test_tiny_run_trains_and_evaluates_through_the_engine(tmp_path: Path, capsys
     # the weights rebuild their detector (the run's detector options travel in the checkpoint) and predict
     predictor = Predictor("uniformer_small_h14_mask_rcnn_coco_1x", final)
     assert predictor.model.backbone.out_channels == 16 and predictor.setup.labels == list(INSTANCE_CLASSES)
+    assert predictor.model.rpn.anchor_generator.sizes == ((16,), (32,), (64,), (128,), (256,))  # anchor_scale 4
     (prediction,) = predictor.predict([root / "images" / "val" / "00000.png"])
     assert prediction.error is None and all(s > 0.3 for s in prediction.scores)
     # the command line: pictures and JSON in --out-dir, the threshold applied, one JSON document on stdout

@@ -23,13 +23,12 @@ import numpy as np
 import torch
 import torch.nn as nn
 from PIL import Image
-from pycocotools import mask as mask_utils
 from torchvision.utils import draw_bounding_boxes, draw_segmentation_masks
 
 from uniformer._fileio import atomic_write_text
 from uniformer.models.checkpoint import CheckpointFile
 from uniformer.models.registry import ModelInfo
-from uniformer.tasks.detection.metrics import MASK_THRESHOLD
+from uniformer.tasks.detection.metrics import MASK_THRESHOLD, encode_mask
 
 __all__ = [
     "Detections",
@@ -108,8 +107,7 @@ class Prediction:
             )
         ]
         for detection, mask in zip(detections, [] if self.masks is None else self.masks):
-            rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
-            detection["mask"] = {"size": [int(v) for v in rle["size"]], "counts": rle["counts"].decode("ascii")}
+            detection["mask"] = encode_mask(mask)
         return {"path": self.path, "error": self.error, "detections": detections}
 
 
