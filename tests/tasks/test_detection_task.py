@@ -312,6 +312,19 @@ def test_score_threshold_options_are_checked_and_a_low_one_reaches_the_detector(
     assert seen == [0.01, 0.05] and model.roi_heads.score_thresh == 0.05  # lowered for the run, then restored
 
 
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("detector.rpn_pre_nms_top_n=[500]", "detector.rpn_pre_nms_top_n must be two positive counts .* got \\[500\\]"),
+        ("detector.rpn_post_nms_top_n=[0,100]", "detector.rpn_post_nms_top_n must be two positive counts"),
+        ("detector.anchor_scale=0", "detector.anchor_scale must be positive; got 0"),
+    ],
+)
+def test_bad_detector_sampling_settings_are_refused_naming_the_field(override: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        resolve_config(load_config("demo/shapes_detection_tiny", ["data.root=/nonexistent", override]))
+
+
 RECIPES = sorted((Path(__file__).resolve().parents[2] / "src/uniformer/configs/detection").glob("[!_]*"))
 
 

@@ -62,3 +62,9 @@ def resolve(cfg: DictConfig) -> None:
             "config: detector.min_size must be positive sizes no larger than detector.max_size; got "
             f"{list(det.min_size)} and {det.max_size}"
         )
+    for name in ("rpn_pre_nms_top_n", "rpn_post_nms_top_n"):
+        counts = list(det[name])
+        if len(counts) != 2 or min(counts) <= 0:
+            raise ValueError(f"config: detector.{name} must be two positive counts (training, testing); got {counts}")
+    if det.anchor_scale <= 0:
+        raise ValueError(f"config: detector.anchor_scale must be positive; got {det.anchor_scale}")
