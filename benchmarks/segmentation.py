@@ -2,7 +2,8 @@
 
 Run from the repository root: ``.venv/bin/python -m benchmarks.segmentation [--repeats 3]``. Random weights, one
 input, every variant timed interleaved in one process (``uniformer.benchmarks.models.measure_table``). UniFormer
-runs as the plain model (official formulation) and through ``optimize_for_inference`` (fp32, bf16); the peer runs
+runs as the plain model (official formulation) and through ``optimize_for_inference`` (fp32, and bf16 where the CPU
+computes it natively); the peer runs
 in eager fp32 as torchvision ships it (its ``out`` head only). Published ADE20K mIoU is read from the registry for
 UniFormer; the peer has no ADE20K release in torchvision (its weights are COCO-VOC), so none is quoted for it.
 """
@@ -19,7 +20,7 @@ from torchvision.models.segmentation import deeplabv3_resnet50
 
 from uniformer.benchmarks.models import BenchmarkTable, machine_description, measure_table, no_grad_call
 from uniformer.models.complexity import count_gmacs
-from uniformer.models.optimize import optimize_for_inference
+from uniformer.models.optimize import optimize_for_inference, warn_if_cpu_bf16_is_slow
 from uniformer.models.registry import create_model, model_info
 from uniformer.models.uniformer import set_formulation
 
@@ -46,9 +47,11 @@ def run(repeats: int = 3, size: int = 512, log: Callable[[str], Any] = print) ->
     models = {
         f"{NAME} plain fp32 (official formulation)": plain,
         f"{NAME} optimized fp32": optimize_for_inference(plain),
-        f"{NAME} optimized bf16": optimize_for_inference(plain, torch.bfloat16),
-        "torchvision deeplabv3_resnet50 fp32": peer,
     }
+    slow_bf16 = warn_if_cpu_bf16_is_slow("benchmarks.segmentation")
+    if not slow_bf16:
+        models[f"{NAME} optimized bf16"] = optimize_for_inference(plain, torch.bfloat16)
+    models["torchvision deeplabv3_resnet50 fp32"] = peer
     shape = (1, 3, size, size)
     x = torch.randn(shape)
     ours, theirs = count_gmacs(plain, shape), count_gmacs(peer, shape)
@@ -64,9 +67,11 @@ def run(repeats: int = 3, size: int = 512, log: Callable[[str], Any] = print) ->
     )
     with torch.no_grad():
         reference = plain(x)
-        for label in list(models)[1:3]:
+        for label in [label for label in models if "optimized" in label]:
             error = (models[label](x).float() - reference).abs().max() / reference.abs().max()
             table.notes.append(f"{label}: max |logit error| / max |logit| = {error:.2e}")
+    if slow_bf16:
+        table.notes.append("no bf16 row: this CPU has no native bfloat16 (reference kernels, not worth timing)")
     table.notes.append(f"published ADE20K mIoU of {NAME}: {model_info(NAME).release().miou}")
     table.notes.append(machine_description())
     return table

@@ -10,7 +10,7 @@ import torch
 
 import uniformer
 from uniformer import CheckpointError, UniFormer, load_checkpoint
-from uniformer.models.checkpoint import read_state_dict
+from uniformer.models.checkpoint import load_for_fine_tuning, read_state_dict
 
 from golden import GOLDEN, golden_cases, golden_model_kwargs, golden_state_dict
 
@@ -179,3 +179,43 @@ def test_checkpoint_num_recomputes_the_first_blocks_of_each_stage_with_the_same_
     assert twice == ["blocks1.0", "blocks3.0", "blocks3.1"] and len(calls) == 7
     for (name, p), q in zip(plain.named_parameters(), ckpt.parameters()):
         torch.testing.assert_close(p.grad, q.grad, msg=name)
+
+
+@pytest.mark.parametrize(
+    ("name", "extra"),
+    [
+        ("uniformer_small_upernet_ade20k", {}),
+        ("uniformer_small_topdown_coco_256x192", {}),
+        ("uniformer_small_h14_mask_rcnn_coco_1x", {"attn_mode": "hybrid", "window_size": 7}),
+    ],
+)
+def test_an_imagenet_checkpoint_starts_the_backbone_of_a_whole_dense_model(tmp_path: Path, name: str, extra) -> None:
+    # model.pretrained / model.checkpoint with a classification file: the backbone takes it by the dense rule,
+    # heads and the output norms keep their initialisation, a file of the whole model still loads whole.
+    dims = dict(depth=(1, 1, 2, 1), embed_dim=(16, 32, 48, 64), head_dim=16)
+    classifier = uniformer.UniFormer(**dims, num_classes=10)
+    torch.save({"model": classifier.state_dict()}, tmp_path / "in1k.pth")
+    model = uniformer.create_model(name, **dims, **extra)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    load_for_fine_tuning(model, tmp_path / "in1k.pth")
+    backbone = next(m for m in model.modules() if isinstance(m, uniformer.UniFormer))
+    prefix = next(k for k, m in model.named_modules() if m is backbone) + "."
+    for key, value in model.state_dict().items():
+        inner = key.removeprefix(prefix)
+        if key.startswith(prefix) and not inner.startswith(("norm1.", "norm2.", "norm3.", "norm4.")):
+            torch.testing.assert_close(value, classifier.state_dict()[inner], rtol=0, atol=0, msg=key)
+        else:
+            torch.testing.assert_close(value, before[key], rtol=0, atol=0, msg=key)
+    torch.save(model.state_dict(), tmp_path / "whole.pth")
+    again = uniformer.create_model(name, **dims, **extra)
+    load_for_fine_tuning(again, tmp_path / "whole.pth")
+    for key, value in again.state_dict().items():
+        torch.testing.assert_close(value, model.state_dict()[key], rtol=0, atol=0, msg=key)
+
+
+def test_a_backbone_file_with_a_foreign_key_is_refused_by_a_whole_dense_model(tmp_path: Path) -> None:
+    dims = dict(depth=(1, 1, 1, 1), embed_dim=(16, 32, 48, 64), head_dim=16)
+    state = uniformer.UniFormer(**dims, num_classes=10).state_dict() | {"extra.weight": torch.zeros(1)}
+    torch.save(state, tmp_path / "in1k.pth")
+    with pytest.raises(CheckpointError, match=r"unexpected keys: extra\.weight"):
+        load_for_fine_tuning(uniformer.create_model("uniformer_small_upernet_ade20k", **dims), tmp_path / "in1k.pth")

@@ -9,6 +9,8 @@ from safetensors.torch import load_file
 
 from uniformer import UniFormer, load_checkpoint, optimize_for_inference, set_formulation
 from uniformer.models.optimize import InplaceGELU, fold_batchnorms
+from uniformer.models.pose import build_pose_model
+from uniformer.models.segmentor import build_segmentor
 from uniformer.models.uniformer import Attention, chunked_attention
 
 from golden import GOLDEN, assert_close_to_golden, assert_outputs_match_golden, golden_cases, golden_model_kwargs
@@ -156,3 +158,21 @@ def test_modules_fold_their_own_batchnorms_as_timm_reparameterize_model_asks(kwa
     state = {k: v.clone() for k, v in folded.state_dict().items()}
     fold_batchnorms(folded)
     assert all(torch.equal(value, state[key]) for key, value in folded.state_dict().items())
+
+
+@pytest.mark.parametrize("kind", ["upernet", "fpn", "pose"])
+def test_dense_models_lose_every_batchnorm_and_keep_their_outputs(kind: str) -> None:
+    # The heads' ConvModules (UperNet, FPN) and the pose head's transposed convolutions fold theirs too.
+    dense = dict(depth=(1, 1, 1, 1), embed_dim=(16, 32, 48, 64), head_dim=16)
+    if kind == "pose":
+        model = build_pose_model(17, dense, channels=16)
+    else:
+        model = build_segmentor(kind, 5, dense, channels=16, aux_channels=8, neck_channels=8)
+    model = _with_trained_batchnorm_statistics(model)
+    assert any(isinstance(m, _BatchNorm) for name, m in model.named_modules() if not name.startswith("backbone"))
+    fast = optimize_for_inference(model)
+    assert not any(isinstance(m, _BatchNorm) for m in fast.modules())
+    x = torch.randn(2, 3, 64, 96)
+    with torch.no_grad():
+        expected = model(x)
+        assert_close_to_golden(fast(x), expected)

@@ -13,6 +13,7 @@ import uniformer
 from uniformer import CheckpointError, load_checkpoint
 from uniformer.labels import load_palette
 from uniformer.models.heads import FPN, PPM, ConvModule, FCNHead, FPNHead, UPerHead
+from uniformer.models.heads.modules import resize, upsampled_conv3x3
 from uniformer.models.registry import zoo_table
 from uniformer.models.segmentor import (
     InferenceConfig,
@@ -322,3 +323,30 @@ def test_create_model_builds_the_head_widths_the_weights_were_trained_with(
     images = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
         torch.testing.assert_close(model(images), trained(images))
+
+
+@pytest.mark.parametrize(
+    ("small", "size"),
+    [((3, 4), (12, 16)), ((1, 1), (4, 4)), ((5, 7), (9, 13)), ((6, 6), (6, 6)), ((8, 8), (5, 3))],
+    ids=["x4", "one-pixel", "odd", "same", "down"],
+)
+def test_upsampled_conv3x3_is_the_convolution_of_the_resized_map(small: tuple, size: tuple) -> None:
+    x = torch.randn(2, 5, *small).to(memory_format=torch.channels_last)
+    weight = torch.randn(7, 5, 3, 3)
+    expected = F.conv2d(resize(x, size), weight, padding=1)
+    assert_close_to_golden(upsampled_conv3x3(x, weight, size), expected)
+
+
+def test_uperhead_fast_fusion_equals_the_official_concatenation() -> None:
+    head = UPerHead((8, 16, 24, 32), 12, 5).eval()
+    for module in head.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.normal_()
+            module.running_var.uniform_(0.5, 1.5)
+    maps = [torch.randn(2, c, 33 // 2**i, 47 // 2**i) for i, c in enumerate((8, 16, 24, 32))]
+    with torch.no_grad():
+        fast = head(maps)
+        head.set_formulation("reference")
+        reference = head(maps)
+    assert fast.shape == (2, 5, 33, 47)
+    assert_close_to_golden(fast, reference)

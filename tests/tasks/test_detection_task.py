@@ -18,6 +18,7 @@ from uniformer.cli import main
 from uniformer.engine import evaluate, load_config, resolve_config, train
 from uniformer.engine.evaluate import feed
 from uniformer.engine.predict import Predictor
+from uniformer.models.detector import UniFormerCascadeMaskRCNN
 from uniformer.models.registry import model_info
 from uniformer.tasks import task_for_model
 from uniformer.tasks.detection import TASK, evaluate_coco
@@ -339,7 +340,13 @@ def test_detection_recipe_names_the_official_config_and_builds_the_published_mod
     deepest = max(m.drop_prob for m in model.modules() if isinstance(m, DropPath))
     assert deepest == pytest.approx(cfg.model.drop_path_rate)
     assert model.transform.min_size[-1] == 800 and model.transform.max_size == 1333
-    assert len(RECIPES) == 4
+    milestones = [8, 11] if cfg.trainer.max_epochs == 12 else [27, 33]  # mmdet step=[8, 11] / [27, 33]
+    assert (cfg.scheduler.name, list(cfg.scheduler.milestones), cfg.scheduler.warmup_steps) == ("step", milestones, 500)
+    assert cfg.model.pretrained == cfg.model.name.split("_h14")[0]  # uniformer_{small,base}_in1k.pth
+    cascade = info.detector == "cascade_mask_rcnn"
+    assert isinstance(model, UniFormerCascadeMaskRCNN) == cascade == ("/cascade_mask_rcnn_3x_" in cfg.reproduces)
+    assert model.rpn._post_nms_top_n["training"] == (2000 if cascade else 1000)  # rpn_proposal.max_per_img
+    assert len(RECIPES) == 6
 
 
 @pytest.mark.timeout(600)

@@ -388,8 +388,9 @@ def test_pose_recipes_follow_the_official_configs(path: Path, tmp_path: Path) ->
     info = model_info(cfg.model.name)
     assert (cfg.optimizer.lr, cfg.model.drop_path_rate, cfg.trainer.batch_size) == (lr, drop_path, batch)
     assert cfg.optimizer.name == "adamw" and cfg.optimizer.weight_decay == 0.01 and cfg.trainer.max_epochs == 210
-    assert cfg.scheduler.warmup_epochs == pytest.approx(500 / (149813 / batch), abs=0.005)
-    assert cfg.scheduler.warmup_lr == pytest.approx(lr * 1e-3) and cfg.scheduler.min_lr == pytest.approx(lr * 1e-2)
+    assert (cfg.scheduler.name, list(cfg.scheduler.milestones), cfg.scheduler.warmup_steps) == ("step", [170, 200], 500)
+    assert cfg.scheduler.warmup_lr == pytest.approx(lr * 1e-3) and cfg.scheduler.decay_rate == 0.1
+    assert cfg.model.pretrained == cfg.model.name.split("_topdown")[0]  # uniformer_{small,base}_in1k.pth
     assert tuple(cfg.data.input_size) == info.release().input_hw
     assert cfg.data.sigma == (2.0 if cfg.data.input_size[0] == 256 else 3.0)
     assert cfg.reproduces.endswith(f"top_down_{path.stem[-7:]}_global_{path.stem.split('_')[2]}/config.py")

@@ -16,7 +16,7 @@ import torch
 import torch.nn as nn
 from omegaconf import DictConfig
 from timm.optim import create_optimizer_v2
-from timm.scheduler import CosineLRScheduler, PolyLRScheduler
+from timm.scheduler import CosineLRScheduler, MultiStepLRScheduler, PolyLRScheduler
 
 from uniformer.engine.config import learning_rate
 from uniformer.models.checkpoint import download_checkpoint
@@ -67,23 +67,37 @@ def build_optimizer(cfg: DictConfig, model: nn.Module, global_batch: int) -> tor
 
 
 def build_scheduler(cfg: DictConfig, optimizer: torch.optim.Optimizer, total_steps: int, steps_per_epoch: int) -> Any:
-    """Linear warm-up over ``scheduler.warmup_epochs`` from ``warmup_lr`` to the peak, then, in steps:
+    """Linear warm-up over ``scheduler.warmup_steps`` (else ``warmup_epochs`` epochs) from ``warmup_lr`` to the
+    peak, then, in steps:
 
     * ``cosine``: cosine to ``min_lr`` over the rest of the run (PySlowFast's ``COSINE_AFTER_WARMUP``; timm
       ``CosineLRScheduler`` with ``warmup_prefix``);
     * ``poly``: ``min_lr + (peak - min_lr) * (1 - step / total_steps) ** power``, counted from step 0 over the
       whole run as mmcv's ``PolyLrUpdaterHook`` (mmseg ``policy='poly'``; timm ``PolyLRScheduler``). mmcv's
       linear warm-up ramps to the poly value of its last warm-up step, timm's to the peak: the two differ by a
-      factor ``1 - warmup / total`` (0.99 for the UperNet recipes) at the end of the warm-up only.
+      factor ``1 - warmup / total`` (0.99 for the UperNet recipes) at the end of the warm-up only;
+    * ``step``: the peak times ``decay_rate`` after each epoch of ``milestones`` (mmcv's ``StepLrUpdaterHook``,
+      ``policy='step'``, ``step=[8, 11]`` in mmdet's 1x; timm ``MultiStepLRScheduler``), at the optimizer step
+      where that epoch ends. mmcv's linear warm-up from ``warmup_ratio * lr`` is the same line as timm's.
     """
     s = cfg.scheduler
-    warmup = min(round(s.warmup_epochs * steps_per_epoch), total_steps)
+    warmup = s.warmup_steps if s.warmup_steps is not None else round(s.warmup_epochs * steps_per_epoch)
+    warmup = min(warmup, total_steps)
     common = {"lr_min": s.min_lr, "warmup_t": warmup, "warmup_lr_init": s.warmup_lr, "t_in_epochs": False}
     if s.name == "poly":
         return PolyLRScheduler(optimizer, t_initial=max(total_steps, 1), power=s.power, **common)
     if s.name == "cosine":
         return CosineLRScheduler(optimizer, t_initial=max(total_steps - warmup, 1), warmup_prefix=True, **common)
-    raise ValueError(f"config: scheduler.name must be cosine or poly; got {s.name!r}")
+    if s.name == "step":
+        # timm decays at schedule index t when t + 1 reaches a milestone; the engine passes the 0-based index of
+        # the step about to run, and the first step of epoch e is index e * steps_per_epoch (not shifted by the
+        # warm-up, as mmcv counts epochs from the start of the run).
+        milestones = [epoch * steps_per_epoch + 1 for epoch in s.milestones]
+        del common["lr_min"]
+        return MultiStepLRScheduler(
+            optimizer, decay_t=milestones, decay_rate=s.decay_rate, warmup_prefix=False, **common
+        )
+    raise ValueError(f"config: scheduler.name must be cosine, poly or step; got {s.name!r}")
 
 
 def steps_for(cfg: DictConfig, steps_per_epoch: int) -> tuple[int, int]:

@@ -50,7 +50,7 @@ __all__ = [
 ]
 
 PRECISIONS = ("fp32", "bf16", "fp16")
-SCHEDULERS = ("cosine", "poly")
+SCHEDULERS = ("cosine", "poly", "step")
 logger = logging.getLogger("uniformer.engine")
 
 
@@ -85,14 +85,20 @@ class OptimizerConfig:
 
 @dataclass
 class SchedulerConfig:
-    """Linear warm-up from ``warmup_lr``, then decay to ``min_lr``, updated every optimizer step: ``cosine``
-    over the steps after the warm-up, or ``poly`` (mmseg's, ``(1 - step / total) ** power`` over the whole run)."""
+    """Linear warm-up from ``warmup_lr``, then decay, updated every optimizer step: ``cosine`` to ``min_lr`` over
+    the steps after the warm-up, ``poly`` (mmseg's, ``(1 - step / total) ** power`` over the whole run, floor
+    ``min_lr``), or ``step`` (mmdet's and mmpose's: times ``decay_rate`` at each epoch of ``milestones``).
+    The warm-up lasts ``warmup_steps`` optimizer steps when set (the official recipes count iterations), else
+    ``warmup_epochs`` epochs."""
 
-    name: str = "cosine"  # cosine | poly
+    name: str = "cosine"  # cosine | poly | step
     warmup_epochs: float = 0.0
+    warmup_steps: Optional[int] = None
     warmup_lr: float = 1e-6
     min_lr: float = 1e-6
     power: float = 1.0  # poly only
+    milestones: List[int] = field(default_factory=list)  # step only: epochs after which the rate decays
+    decay_rate: float = 0.1  # step only
 
 
 @dataclass
@@ -278,10 +284,29 @@ def resolve_config(cfg: DictConfig) -> DictConfig:
         "scheduler.power",
     ):
         _check_positive(OmegaConf.select(cfg, key), key)
-    for key in ("trainer.max_nan_skips", "scheduler.warmup_epochs"):
+    for key in ("trainer.max_nan_skips", "scheduler.warmup_epochs", "scheduler.warmup_steps"):
         _check_positive(OmegaConf.select(cfg, key), key, allow_zero=True)
+    _check_schedule(cfg.scheduler)
     task_of(cfg).resolve(cfg)
     return cfg
+
+
+def _check_schedule(s: DictConfig) -> None:
+    if s.warmup_steps is not None and s.warmup_epochs:
+        raise ValueError(
+            f"config: scheduler.warmup_steps={s.warmup_steps} and scheduler.warmup_epochs={s.warmup_epochs} are both "
+            "set; give the warm-up one way"
+        )
+    milestones = list(s.milestones)
+    if s.name == "step":
+        if not milestones or any(m <= 0 for m in milestones) or milestones != sorted(set(milestones)):
+            raise ValueError(
+                f"config: scheduler.milestones must be increasing positive epochs for scheduler.name=step; "
+                f"got {milestones}"
+            )
+        _check_positive(s.decay_rate, "scheduler.decay_rate")
+    elif milestones:
+        raise ValueError(f"config: scheduler.milestones is set but scheduler.name={s.name!r} (only step uses it)")
 
 
 def learning_rate(cfg: DictConfig, global_batch: int) -> float:

@@ -15,6 +15,8 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from uniformer.models.optimize import warn_if_cpu_bf16_is_slow
+
 __all__ = [
     "DistContext",
     "autocast_context",
@@ -94,4 +96,6 @@ def autocast_context(precision: str, device: torch.device) -> AbstractContextMan
         return nullcontext()
     if precision == "fp16" and device.type != "cuda":
         raise ValueError("trainer.precision=fp16 needs a CUDA device; use bf16 or fp32 on CPU")
+    if precision == "bf16" and device.type == "cpu":
+        warn_if_cpu_bf16_is_slow("precision bf16")
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)

@@ -14,9 +14,9 @@ and ``eval`` all go through it.
 Loading is strict: a missing or unexpected key or a shape mismatch is an error that lists all of them.
 A dense backbone (``UniFormer(dense=True)``) also reads the official dense checkpoints, whose keys may carry the
 ``backbone.`` prefix of a segmentor or detector, and classification checkpoints by one stated rule
-(:func:`fit_dense_backbone`). An official mmdet 2.x Mask R-CNN state dict (``backbone.*``, ``neck.*``, ``rpn_head.*``,
-``roi_head.*``) is mapped to the torchvision layout of :mod:`uniformer.models.detector` as it is read
-(:func:`from_mmdet_detector`), so every path (``create_model``, ``convert``, ``eval``) sees one layout.
+(:func:`fit_dense_backbone`). An official mmdet 2.x Mask R-CNN or Cascade Mask R-CNN state dict (``backbone.*``,
+``neck.*``, ``rpn_head.*``, ``roi_head.*``) is mapped to the torchvision layout of :mod:`uniformer.models.detector`
+as it is read (:func:`from_mmdet_detector`), so every path (``create_model``, ``convert``, ``eval``) sees one layout.
 ``.pth`` files are read with :func:`torch_load` (``weights_only=True`` with a small allow-list), the one
 ``torch.load`` of the package, so a pickle that would run code is refused.
 """
@@ -75,7 +75,8 @@ _HEADS = ("head.", "aux_head.")
 _BACKBONE_PREFIX = "backbone."
 _DENSE_OUTPUT_NORMS = ("norm1.", "norm2.", "norm3.", "norm4.")
 _CLASSIFIER_ONLY = (*_HEADS, "norm.")  # what a classification model has and a dense backbone lacks
-_DETECTOR_CLASSIFIER = "roi_heads.box_predictor.cls_score.weight"
+# the box classifier of a Mask R-CNN and of a Cascade Mask R-CNN's first stage
+_DETECTOR_CLASSIFIERS = ("roi_heads.box_predictor.cls_score.weight", "roi_heads.box_predictor.0.cls_score.weight")
 _LISTED = 12  # keys named per category in error messages (the count is always complete)
 _JSON_METADATA = ("classes", "clip", "overrides")
 # timm's Hub layout (``save_for_hf``): the architecture and its settings, and the weights, in one folder
@@ -136,23 +137,34 @@ def _unwrap(obj: Any, source: str) -> dict[str, torch.Tensor]:
     return from_mmdet_detector(state, source) if is_mmdet_detector_state(state) else state
 
 
-# mmdet 2.x Mask R-CNN (Sense-X/UniFormer object_detection, RPNHead, Shared2FCBBoxHead, FCNMaskHead, FPN) ->
-# uniformer.models.detector.UniFormerMaskRCNN (torchvision's MaskRCNN layout); prefixes, first match wins
-_MMDET_RENAMES = (
-    ("backbone.", "backbone.body."),
-    ("neck.", "backbone.fpn."),
-    ("rpn_head.rpn_conv.", "rpn.head.conv.0.0."),
-    ("rpn_head.rpn_cls.", "rpn.head.cls_logits."),
-    ("rpn_head.rpn_reg.", "rpn.head.bbox_pred."),
-    ("roi_head.bbox_head.shared_fcs.0.", "roi_heads.box_head.fc6."),
-    ("roi_head.bbox_head.shared_fcs.1.", "roi_heads.box_head.fc7."),
-    ("roi_head.bbox_head.fc_cls.", "roi_heads.box_predictor.cls_score."),
-    ("roi_head.bbox_head.fc_reg.", "roi_heads.box_predictor.bbox_pred."),
-    ("roi_head.mask_head.upsample.", "roi_heads.mask_predictor.conv5_mask."),
-    ("roi_head.mask_head.conv_logits.", "roi_heads.mask_predictor.mask_fcn_logits."),
+# mmdet 2.x Mask R-CNN (RPNHead, Shared2FCBBoxHead, FCNMaskHead, FPN) and Cascade Mask R-CNN (a ConvFCBBoxHead
+# with 4 conv + 1 fc and an FCNMaskHead per stage, ``roi_head.{bbox,mask}_head.<stage>.``) of Sense-X/UniFormer
+# object_detection -> uniformer.models.detector.UniFormerMaskRCNN / UniFormerCascadeMaskRCNN (torchvision's
+# layouts; a cascade stage s is index s of the ModuleLists): patterns, first match wins. In the cascade box head
+# (torchvision FastRCNNConvFCHead) module i < 4 is conv i (``.0`` conv, ``.1`` BatchNorm), 4 the flatten, 5 the fc.
+_MMDET_RENAMES = tuple(
+    (re.compile(pattern), replacement)
+    for pattern, replacement in (
+        (r"backbone\.", "backbone.body."),
+        (r"neck\.", "backbone.fpn."),
+        (r"rpn_head\.rpn_conv\.", "rpn.head.conv.0.0."),
+        (r"rpn_head\.rpn_cls\.", "rpn.head.cls_logits."),
+        (r"rpn_head\.rpn_reg\.", "rpn.head.bbox_pred."),
+        (r"roi_head\.bbox_head\.shared_fcs\.0\.", "roi_heads.box_head.fc6."),
+        (r"roi_head\.bbox_head\.shared_fcs\.1\.", "roi_heads.box_head.fc7."),
+        (r"roi_head\.bbox_head\.(\d+)\.shared_convs\.([0-3])\.conv\.", r"roi_heads.box_head.\1.\2.0."),
+        (r"roi_head\.bbox_head\.(\d+)\.shared_convs\.([0-3])\.bn\.", r"roi_heads.box_head.\1.\2.1."),
+        (r"roi_head\.bbox_head\.(\d+)\.shared_fcs\.0\.", r"roi_heads.box_head.\1.5."),
+        (r"roi_head\.bbox_head\.(\d+\.)?fc_cls\.", r"roi_heads.box_predictor.\1cls_score."),
+        (r"roi_head\.bbox_head\.(\d+\.)?fc_reg\.", r"roi_heads.box_predictor.\1bbox_pred."),
+        (r"roi_head\.mask_head\.(\d+\.)?convs\.(\d+)\.conv\.", r"roi_heads.mask_head.\1\2.0."),
+        (r"roi_head\.mask_head\.(\d+\.)?upsample\.", r"roi_heads.mask_predictor.\1conv5_mask."),
+        (r"roi_head\.mask_head\.(\d+\.)?conv_logits\.", r"roi_heads.mask_predictor.\1mask_fcn_logits."),
+    )
 )
-_MMDET_MASK_CONV = re.compile(r"roi_head\.mask_head\.convs\.(\d+)\.conv\.")
-_MMDET_CASCADE = re.compile(r"roi_head\.(bbox|mask)_head\.\d+\.")
+_CLASS_ROWS = re.compile(
+    r"roi_heads\.(box_predictor\.(?:\d+\.)?(cls_score|bbox_pred)|mask_predictor\.(?:\d+\.)?mask_fcn_logits)\."
+)
 
 
 def is_mmdet_detector_state(state: dict[str, torch.Tensor]) -> bool:
@@ -160,9 +172,18 @@ def is_mmdet_detector_state(state: dict[str, torch.Tensor]) -> bool:
     return any(k.startswith("rpn_head.") for k in state) and any(k.startswith("roi_head.") for k in state)
 
 
+def _mmdet_key(key: str) -> str | None:
+    for pattern, replacement in _MMDET_RENAMES:
+        if pattern.match(key):
+            return pattern.sub(replacement, key, count=1)
+    return None
+
+
 def from_mmdet_detector(state: dict[str, torch.Tensor], source: str = "checkpoint") -> dict[str, torch.Tensor]:
-    """An official mmdet 2.x Mask R-CNN state dict in :class:`~uniformer.models.detector.UniFormerMaskRCNN`'s
-    layout: keys renamed (``_MMDET_RENAMES``), and the class rows moved to torchvision's order, background first:
+    """An official mmdet 2.x Mask R-CNN or Cascade Mask R-CNN state dict in the layout of
+    :class:`~uniformer.models.detector.UniFormerMaskRCNN` / ``UniFormerCascadeMaskRCNN``: keys renamed
+    (``_MMDET_RENAMES``), and the class rows of every (stage's) predictor moved to torchvision's order,
+    background first:
 
     * ``fc_cls`` (C + 1 rows, background last in mmdet) -> ``cls_score`` rows (background, class 1, ..., class C);
     * ``fc_reg`` (4 C rows, no background deltas) -> ``bbox_pred`` (4 (C + 1) rows, the background's 4 zero);
@@ -170,25 +191,19 @@ def from_mmdet_detector(state: dict[str, torch.Tensor], source: str = "checkpoin
 
     A key no rule maps is an error listing every such key; missing keys surface when the state is loaded.
     """
-    if any(_MMDET_CASCADE.match(k) for k in state):
-        raise CheckpointError(
-            f"{source}: an mmdet Cascade R-CNN checkpoint (roi_head.bbox_head.<stage>.*); this package loads "
-            "mmdet Mask R-CNN checkpoints only for now"
-        )
     out: dict[str, torch.Tensor] = {}
     unknown = []
     for key, value in state.items():
-        new = _MMDET_MASK_CONV.sub(lambda m: f"roi_heads.mask_head.{m.group(1)}.0.", key, count=1)
-        if new == key:
-            new = next((dst + key[len(src) :] for src, dst in _MMDET_RENAMES if key.startswith(src)), None)
+        new = _mmdet_key(key)
         if new is None:
             unknown.append(key)
             continue
-        if new.startswith("roi_heads.box_predictor.cls_score."):
+        rows = _CLASS_ROWS.match(new)
+        if rows and rows.group(2) == "cls_score":
             value = torch.cat([value[-1:], value[:-1]])
-        elif new.startswith(("roi_heads.box_predictor.bbox_pred.", "roi_heads.mask_predictor.mask_fcn_logits.")):
-            rows = 4 if "bbox_pred" in new else 1
-            value = torch.cat([value.new_zeros((rows, *value.shape[1:])), value])
+        elif rows:
+            width = 4 if rows.group(2) == "bbox_pred" else 1
+            value = torch.cat([value.new_zeros((width, *value.shape[1:])), value])
         out[new] = value
     if unknown:
         raise CheckpointError(
@@ -417,10 +432,40 @@ def load_checkpoint(
 
 
 def load_for_fine_tuning(model: nn.Module, path: str | os.PathLike[str] | CheckpointFile) -> nn.Module:
-    """Start a fine-tuning run from ``path`` (the engine's ``model.checkpoint``): strict, image weights inflated
-    for a video model, and the classifier replaced when the checkpoint's class count differs (``head="auto"``)."""
+    """Start a fine-tuning run from ``path`` (the engine's ``model.checkpoint`` / ``model.pretrained``): strict,
+    image weights inflated for a video model, and the classifier replaced when the checkpoint's class count
+    differs (``head="auto"``).
+
+    A bare UniFormer checkpoint (ImageNet classification, or a dense backbone's) given to a model that holds a
+    dense UniFormer (segmentor, pose model, detector) initialises that backbone alone, by
+    :func:`fit_dense_backbone`'s rule, and the heads keep their initialisation: what the official dense recipes
+    do with ``pretrained=`` (Sense-X/UniFormer ``semantic_segmentation/mmseg/models/backbones/uniformer.py``
+    ``init_weights``), here strict for the backbone.
+    """
     file = path if isinstance(path, CheckpointFile) else read_checkpoint(path)
+    backbone = _backbone_for(model, file.state_dict)
+    if backbone is not None:
+        _logger.info(
+            "%s: UniFormer backbone weights loaded into %s's backbone; its heads keep their initialisation",
+            file.path,
+            type(model).__name__,
+        )
+        model = backbone
     return load_state(model, file.state_dict, str(file.path), head="auto")
+
+
+def _backbone_for(model: nn.Module, state: dict[str, torch.Tensor]) -> nn.Module | None:
+    """The dense UniFormer inside ``model`` that a bare UniFormer ``state`` is meant for, else ``None``: the
+    model is not itself a UniFormer, holds exactly one dense one, and no key of ``state`` (``backbone.`` removed)
+    names one of the model's own top-level modules."""
+    if hasattr(model, "patch_embed1"):
+        return None
+    backbones = [m for m in model.modules() if getattr(m, "dense", False) is True and hasattr(m, "patch_embed1")]
+    keys = [key.removeprefix(_BACKBONE_PREFIX) for key in state]
+    if len(backbones) != 1 or "patch_embed1.proj.weight" not in keys and "patch_embed1.proj.0.weight" not in keys:
+        return None
+    children = {name for name, _ in model.named_children()}
+    return None if any(key.split(".", 1)[0] in children for key in keys) else backbones[0]
 
 
 def fit_dense_backbone(
@@ -557,7 +602,7 @@ def head_classes(state: dict[str, torch.Tensor]) -> int | None:
     head = state.get("head.weight", state.get("decode_head.conv_seg.weight"))
     if head is not None:
         return int(head.shape[0])
-    box = state.get(_DETECTOR_CLASSIFIER)
+    box = next((state[k] for k in _DETECTOR_CLASSIFIERS if k in state), None)
     return None if box is None else int(box.shape[0]) - 1
 
 

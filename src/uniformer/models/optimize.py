@@ -9,27 +9,32 @@ step bought on the reference machine is in the ablation rows of ``benchmarks/RES
 from __future__ import annotations
 
 import copy
+import functools
+import logging
 from typing import Any
 
 import torch
 import torch.nn as nn
 from timm.layers import Mlp
 
-from uniformer.models.uniformer import ConvEmbed, ConvMlp, LocalBlock, UniFormer, set_formulation
+from uniformer.models.uniformer import ConvMlp, UniFormer, set_formulation
 
-__all__ = ["optimize_for_inference", "fold_batchnorms", "InplaceGELU", "PrepareInput"]
+__all__ = ["optimize_for_inference", "fold_batchnorms", "InplaceGELU", "PrepareInput", "warn_if_cpu_bf16_is_slow"]
+
+_logger = logging.getLogger(__name__)
 
 
 def fold_batchnorms(model: nn.Module) -> nn.Module:
-    """Fold the eval-mode BatchNorms of local blocks and convolutional stems into their convolutions, in place.
+    """Fold eval-mode BatchNorms into the convolutions next to them, in place: those of every module with a
+    ``reparameterize`` method (the name timm's ``reparameterize_model`` calls), each of which knows how.
 
-    Each such module knows how (its ``reparameterize`` method, the name timm's ``reparameterize_model`` calls):
-    a local block normalises right before a point-wise convolution, the convolutional stem right after each
-    convolution. The final BatchNorm stays: the pooled features (``forward_features``) are defined after it.
+    A local block normalises right before a point-wise convolution, the convolutional stem right after each
+    convolution, the dense heads' ``ConvModule`` and the pose head's transposed convolutions right after theirs.
+    The classifier's final BatchNorm stays: the pooled features (``forward_features``) are defined after it.
     The result only makes sense in eval mode (the running statistics are baked in).
     """
-    for module in model.modules():
-        if isinstance(module, (LocalBlock, ConvEmbed)):
+    for module in list(model.modules()):
+        if callable(getattr(module, "reparameterize", None)):
             module.reparameterize()
     return model
 
@@ -64,6 +69,26 @@ def _inplace_mlp_activations(model: nn.Module) -> nn.Module:
     return model
 
 
+@functools.cache
+def warn_if_cpu_bf16_is_slow(what: str) -> bool:
+    """Warn (once per ``what``) when this CPU has no native bfloat16 arithmetic, and say so (``True``).
+
+    oneDNN computes bfloat16 convolutions only with AVX-512 (BF16) or AMX; elsewhere (e.g. an AVX2-only CPU)
+    PyTorch falls back to its reference kernels, one depthwise channel at a time: UniFormer-S UperNet took ten
+    times longer in bf16 than in fp32 on such a machine (``benchmarks/RESULTS.md``).
+    """
+    check = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
+    if check is None or check():
+        return False
+    _logger.warning(
+        "%s: this CPU has no native bfloat16 (oneDNN needs AVX-512 BF16 or AMX; capability %s), so bfloat16 "
+        "convolutions run on slow reference kernels, several times slower than float32: use fp32 here",
+        what,
+        torch.backends.cpu.get_cpu_capability(),
+    )
+    return True
+
+
 def optimize_for_inference(model: UniFormer, dtype: torch.dtype = torch.float32, compile: bool = False) -> nn.Module:
     """A faster copy of ``model`` for inference; ``model`` itself is left as it is.
 
@@ -83,6 +108,8 @@ def optimize_for_inference(model: UniFormer, dtype: torch.dtype = torch.float32,
     """
     if dtype not in (torch.float32, torch.bfloat16):
         raise ValueError(f"dtype must be torch.float32 or torch.bfloat16, got {dtype}")
+    if dtype == torch.bfloat16 and all(p.device.type == "cpu" for p in model.parameters()):
+        warn_if_cpu_bf16_is_slow("optimize_for_inference(dtype=torch.bfloat16)")
     fast = set_formulation(fold_batchnorms(copy.deepcopy(model).eval()), "fast")
     _inplace_mlp_activations(fast)
     video = any(m.video for m in fast.modules() if isinstance(m, UniFormer))  # a segmentor or pose model holds one

@@ -41,7 +41,7 @@ from uniformer.models.checkpoint import (
     read_checkpoint,
     read_pretrained,
 )
-from uniformer.models.detector import build_mask_rcnn
+from uniformer.models.detector import build_detector
 from uniformer.models.pose import build_pose_model
 from uniformer.models.segmentor import Decoder, build_segmentor, head_widths
 from uniformer.models.uniformer import UniFormer
@@ -781,10 +781,8 @@ def _trained_detector_options(info: ModelInfo, file: CheckpointFile) -> dict[str
 def _build_detector(info: ModelInfo, num_classes: int, overrides: dict[str, Any]) -> nn.Module:
     """The detector of a detection entry; ``overrides`` hold backbone arguments and the detector's options
     (``mask``, ``min_size``, ``max_size``, ... of :class:`~uniformer.models.detector.UniFormerMaskRCNN`)."""
-    if info.detector != "mask_rcnn":
-        raise ValueError(f"{info.name}: the {_DETECTOR_TITLES[info.detector]} is not built by this package yet")
     options = {k: overrides.pop(k) for k in _DETECTOR_OPTIONS if k in overrides}
-    return build_mask_rcnn(num_classes, {**info.model_args, **overrides}, **options)
+    return build_detector(info.detector, num_classes, {**info.model_args, **overrides}, **options)
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -46,6 +46,8 @@ __all__ = [
     "chunked_attention",
     "Formulation",
     "set_formulation",
+    "fold_into_previous_conv",
+    "fold_sequential_batchnorms",
 ]
 
 # LayerNorm epsilon inside the blocks (official ``partial(nn.LayerNorm, eps=1e-6)``); the patch embeddings
@@ -122,7 +124,7 @@ def _channels_last_norm(norm: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return norm(x.movedim(1, -1)).movedim(-1, 1)
 
 
-def _checked_formulation(formulation: str) -> Formulation:
+def check_formulation(formulation: str) -> Formulation:
     if formulation not in ("reference", "fast"):
         raise ValueError(f"formulation must be 'reference' or 'fast', got {formulation!r}")
     return formulation  # type: ignore[return-value]
@@ -155,12 +157,23 @@ def _fold_into_next_pointwise(norm: _BatchNorm, conv: nn.Module) -> None:
 
 
 @torch.no_grad()
-def _fold_into_previous_conv(conv: nn.Module, norm: _BatchNorm) -> None:
-    """``norm(conv(x))`` -> ``conv'(x)``: exact for any convolution (the norm acts per output channel)."""
+def fold_into_previous_conv(conv: nn.Module, norm: _BatchNorm) -> None:
+    """``norm(conv(x))`` -> ``conv'(x)``, in place: exact for any convolution, transposed ones included (the norm
+    acts per output channel: dim 0 of a convolution's weight, dim 1 of a transposed convolution's)."""
     scale, shift = _bn_scale_shift(norm)
     bias = _conv_bias(conv)
     bias.mul_(scale).add_(shift)
-    conv.weight.mul_(scale.view(-1, *([1] * (conv.weight.ndim - 1))))
+    out_dim = 1 if isinstance(conv, nn.modules.conv._ConvTransposeNd) else 0
+    conv.weight.mul_(scale.view(*([1] * out_dim), -1, *([1] * (conv.weight.ndim - out_dim - 1))))
+
+
+def fold_sequential_batchnorms(layers: nn.Sequential) -> None:
+    """Fold every eval-mode BatchNorm of ``layers`` that follows a convolution into it and replace the norm by an
+    identity, in place (indices, hence state-dict keys of the rest, stay); calling it again changes nothing."""
+    for i, layer in enumerate(layers):
+        if isinstance(layer, _BatchNorm) and i > 0 and isinstance(layers[i - 1], nn.modules.conv._ConvNd):
+            fold_into_previous_conv(layers[i - 1], layer)
+            layers[i] = nn.Identity()
 
 
 class PatchEmbed(nn.Module):
@@ -197,7 +210,7 @@ class PatchEmbed(nn.Module):
 
     def set_formulation(self, formulation: Formulation) -> None:
         """``"reference"``: return a contiguous map, as the official code; ``"fast"``: the channels-last view."""
-        self.formulation = _checked_formulation(formulation)
+        self.formulation = check_formulation(formulation)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = _channels_last_norm(self.norm, self.proj(x))
@@ -240,10 +253,7 @@ class ConvEmbed(nn.Module):
         Exact: the norm acts per output channel of that convolution. The running statistics are baked in, so
         the result is for inference only; calling it again changes nothing.
         """
-        for i, layer in enumerate(self.proj):
-            if isinstance(layer, _BatchNorm):
-                _fold_into_previous_conv(self.proj[i - 1], layer)
-                self.proj[i] = nn.Identity()
+        fold_sequential_batchnorms(self.proj)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.proj(x)
@@ -396,7 +406,7 @@ class Attention(nn.Module):
 
     def set_formulation(self, formulation: Formulation) -> None:
         """``"reference"``: the explicit official formula; ``"fast"``: the fused (or chunked) kernel."""
-        self.formulation = _checked_formulation(formulation)
+        self.formulation = check_formulation(formulation)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, n, c = x.shape
@@ -504,14 +514,16 @@ def set_formulation(model: nn.Module, formulation: Formulation) -> nn.Module:
     ``"reference"`` computes what the official code computes, the way it computes it: attention spelled out
     (q @ k^T, scale, softmax, @ v) and the patch embeddings' maps copied to contiguous memory (official
     ``PatchEmbed``: ``.permute(...).contiguous()``), so the local blocks' depthwise convolutions run on the
-    layout the official model gives them. The golden tests prove that it reproduces the official outputs, so it
-    is the baseline that the benchmarks compare faster variants against. ``"fast"`` (the default of a new model)
-    uses fused attention and keeps the maps channels-last. Each module decides what the name means for it
+    layout the official model gives them, and UperNet fuses its upsampled levels by concatenation and a 3x3
+    convolution. The golden tests prove that it reproduces the official outputs, so it is the baseline that the
+    benchmarks compare faster variants against. ``"fast"`` (the default of a new model) uses fused attention,
+    keeps the maps channels-last and convolves UperNet's levels before upsampling them
+    (:func:`~uniformer.models.heads.modules.upsampled_conv3x3`). Each module decides what the name means for it
     (its ``set_formulation`` method); parameters are untouched.
     """
-    formulation = _checked_formulation(formulation)
+    formulation = check_formulation(formulation)
     for module in model.modules():
-        if isinstance(module, (Attention, PatchEmbed)):
+        if callable(getattr(module, "set_formulation", None)):
             module.set_formulation(formulation)
     return model
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
+from uniformer.models.uniformer import fold_sequential_batchnorms
+
 __all__ = ["TopDownSimpleHead"]
 
 
@@ -36,6 +38,11 @@ class TopDownSimpleHead(nn.Module):
         self.final_layer = nn.Conv2d(channels, num_keypoints, kernel_size=1)
         nn.init.normal_(self.final_layer.weight, std=0.001)
         nn.init.zeros_(self.final_layer.bias)
+
+    def reparameterize(self) -> None:
+        """Fold the eval-mode BatchNorms into the transposed convolutions before them, in place (inference copies;
+        see :func:`uniformer.models.optimize.fold_batchnorms`)."""
+        fold_sequential_batchnorms(self.deconv_layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Heatmaps (B, num_keypoints, H * 2**num_deconv, W * 2**num_deconv) of a map (B, in_channels, H, W)."""

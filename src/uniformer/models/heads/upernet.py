@@ -9,8 +9,10 @@ from collections.abc import Sequence
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
-from uniformer.models.heads.modules import ConvModule, DecodeHead, resize
+from uniformer.models.heads.modules import ConvModule, DecodeHead, resize, upsampled_conv3x3
+from uniformer.models.uniformer import Formulation, check_formulation
 
 __all__ = ["PPM", "UPerHead"]
 
@@ -55,6 +57,7 @@ class UPerHead(DecodeHead):
         self.lateral_convs = nn.ModuleList(ConvModule(width, channels, 1) for width in lower)
         self.fpn_convs = nn.ModuleList(ConvModule(channels, channels, 3, padding=1) for _ in lower)
         self.fpn_bottleneck = ConvModule(len(in_channels) * channels, channels, 3, padding=1)
+        self.formulation: Formulation = "fast"
 
     def forward(self, maps: Sequence[torch.Tensor]) -> torch.Tensor:
         """Logits at the resolution of ``maps[0]`` (stride 4)."""
@@ -64,6 +67,23 @@ class UPerHead(DecodeHead):
         for i in range(len(laterals) - 1, 0, -1):
             laterals[i - 1] = laterals[i - 1] + resize(laterals[i], laterals[i - 1].shape[2:])
         outs = [conv(x) for conv, x in zip(self.fpn_convs, laterals)] + [laterals[-1]]
+        return self.cls_seg(self._fuse(outs))
+
+    def set_formulation(self, formulation: Formulation) -> None:
+        """``"reference"``: upsample every level, concatenate, convolve (mmseg); ``"fast"``: the same 3x3
+        ``fpn_bottleneck`` as a sum over levels, each coarse level convolved before it is upsampled
+        (:func:`upsampled_conv3x3`, exact in real arithmetic, about 6x fewer multiply-adds at 512 x 512)."""
+        self.formulation = check_formulation(formulation)
+
+    def _fuse(self, outs: list[torch.Tensor]) -> torch.Tensor:
         size = outs[0].shape[2:]
-        fused = torch.cat([outs[0], *(resize(x, size) for x in outs[1:])], dim=1)
-        return self.cls_seg(self.fpn_bottleneck(fused))
+        if self.formulation == "reference":
+            return self.fpn_bottleneck(torch.cat([outs[0], *(resize(x, size) for x in outs[1:])], dim=1))
+        conv = self.fpn_bottleneck.conv
+        weights = conv.weight.split([x.shape[1] for x in outs], dim=1)
+        fused = F.conv2d(outs[0], weights[0], conv.bias, padding=1)
+        for x, weight in zip(outs[1:], weights[1:]):
+            fused = fused + (
+                upsampled_conv3x3(x, weight, size) if x.shape[2:] != size else F.conv2d(x, weight, padding=1)
+            )
+        return self.fpn_bottleneck.activate(self.fpn_bottleneck.bn(fused))

@@ -18,7 +18,7 @@ import torch
 import torch.nn as nn
 from omegaconf import DictConfig
 
-from uniformer.models.detector import build_mask_rcnn
+from uniformer.models.detector import build_detector
 from uniformer.models.registry import model_info
 from uniformer.tasks.base import Metrics, Objective, Task
 from uniformer.tasks.detection.config import DataConfig, DetectorConfig, resolve
@@ -182,7 +182,7 @@ class DetectionTask(Task):
             options = {**det, "mask": mask, "min_size": tuple(det.min_size)}
             options["rpn_pre_nms_top_n"] = tuple(det.rpn_pre_nms_top_n)
             options["rpn_post_nms_top_n"] = tuple(det.rpn_post_nms_top_n)
-            return build_mask_rcnn(num_outputs, backbone, **options)
+            return build_detector(info.detector, num_outputs, backbone, **options)
         except TypeError as exc:
             raise ValueError(f"config: model.overrides: {exc}") from None
 
