@@ -7,6 +7,8 @@ import pytest
 import torch
 
 from benchmarks.bf16_agreement import bf16_agreement
+from benchmarks.detection import PEER as DETECTION_PEER
+from benchmarks.detection import run as run_detection
 from benchmarks.memory import peak_tensor_mb
 from benchmarks.results import _inference, _speedup
 from benchmarks.segmentation import run as run_segmentation
@@ -72,3 +74,20 @@ def test_the_segmentation_peer_table_times_uniformer_next_to_deeplabv3() -> None
     assert all(row.gmacs_per_view and row.ms_per_view > 0 for row in table.rows)
     fp32 = next(note for note in table.notes if "optimized fp32" in note)
     assert float(fp32.rsplit("= ", 1)[1]) < 1e-4  # the inference path computes the plain segmentor's logits
+
+
+def test_the_detection_peer_table_times_uniformer_next_to_torchvision_mask_rcnn() -> None:
+    table = run_detection(repeats=1, height=64, width=96, precisions=("fp32",), proposals=10, log=lambda _: None)
+    labels = [row.variant for row in table.rows]
+    assert labels[0].endswith("plain fp32 (official formulation)") and labels[-1] == f"{DETECTION_PEER} fp32"
+    assert all(row.gmacs_per_view and row.ms_per_view > 0 for row in table.rows)
+    ours, theirs = table.rows[0].gmacs_per_view, table.rows[-1].gmacs_per_view
+    assert ours != theirs  # each detector's own count
+    features = next(note for note in table.notes if "FPN feature error" in note)
+    assert float(features.split("= ")[1].split(";")[0]) < 1e-4 and "backbone found: True" in features
+    assert int(features.split("True, ")[1].split()[0]) > 0  # BatchNorms folded inside the detector's backbone
+    detections = next(note for note in table.notes if note.startswith("detections per image"))
+    counts = [int(entry.rsplit(" ", 1)[1]) for entry in detections.split(": ", 1)[1].split(", ")]
+    assert counts == [1, 1, 1]  # a tenth of the 10 proposals for every variant: the mask head ran
+    ratio = next(note for note in table.notes if note.startswith("fp32: fastest UniFormer / peer time"))
+    assert float(ratio.rsplit("= ", 1)[1]) > 0

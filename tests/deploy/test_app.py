@@ -1,12 +1,18 @@
-"""The web page in a real browser: headless Chromium (selenium) uploads a video, presses Classify, reads the top-5."""
+"""The web page in a real browser: headless Chromium (selenium) uploads a video, presses Classify, reads the top-5;
+and a segmentation page: uploads an image, presses Predict, sees the overlay and reads the class shares."""
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import socket
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
+import torch
+from PIL import Image
 
 gr = pytest.importorskip("gradio", reason="needs the app extra: pip install 'uniformer[app]'")
 webdriver = pytest.importorskip("selenium.webdriver", reason="needs the app extra: pip install 'uniformer[app]'")
@@ -16,7 +22,7 @@ from selenium.webdriver.support import expected_conditions as ec  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
 from uniformer.data.synth import render_clip, write_video  # noqa: E402
-from uniformer.deploy.app import build_app, seen_frames  # noqa: E402
+from uniformer.deploy.app import build_app, dense_view, seen_frames  # noqa: E402
 from uniformer.engine.predict import Predictor  # noqa: E402
 
 MODEL = "uniformer_tiny_motion"
@@ -39,8 +45,6 @@ def video(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def predictor():
-    import torch
-
     torch.manual_seed(0)
     return Predictor(MODEL)  # random weights: the page must show exactly what `uniformer predict` computes
 
@@ -52,11 +56,8 @@ def test_seen_frames_are_the_centre_view(predictor, video):
     assert all(f.shape == (spec.crop_size, spec.crop_size, 3) and f.dtype == np.uint8 for f in frames)
 
 
-@pytest.mark.skipif(BROWSER is None or DRIVER is None, reason="no chromium / chromedriver (.ci/run installs them)")
-def test_page_in_a_browser_shows_the_top5(predictor, video):
-    expected = predictor.predict([video], topk=5)[0].top
-    page = build_app(predictor)
-    port = _free_port()
+def _in_browser(page: gr.Blocks, port: int, interact) -> Any:
+    """Serve ``page`` at ``port``, run ``interact(driver, wait)`` in headless Chromium, stop both whatever happens."""
     page.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
     options = webdriver.ChromeOptions()
     options.binary_location = BROWSER
@@ -66,25 +67,65 @@ def test_page_in_a_browser_shows_the_top5(predictor, video):
     try:
         driver = webdriver.Chrome(service=webdriver.ChromeService(executable_path=DRIVER), options=options)
         driver.get(f"http://127.0.0.1:{port}/")
-        wait = WebDriverWait(driver, 60)
-        upload = wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "#upload input[type=file]")))
-        upload.send_keys(video)
-        wait.until(ec.text_to_be_present_in_element((By.ID, "upload"), "moving_right"))  # uploaded
-        driver.find_element(By.ID, "classify").click()
-        wait.until(lambda d: "ms for" in d.find_element(By.CSS_SELECTOR, "#timing textarea").get_attribute("value"))
-        shown = driver.find_element(By.ID, "top5").text
-        timing = driver.find_element(By.CSS_SELECTOR, "#timing textarea").get_attribute("value")
-        pictures = driver.find_elements(By.CSS_SELECTOR, "#frames img")
+        return interact(driver, WebDriverWait(driver, 60))
     finally:
         if driver is not None:
             driver.quit()
         page.close()
+
+
+def _upload_and_press(driver, wait, path: str, button: str) -> None:
+    upload = wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "#upload input[type=file]")))
+    upload.send_keys(path)
+    wait.until(ec.text_to_be_present_in_element((By.ID, "upload"), Path(path).stem))  # uploaded
+    driver.find_element(By.ID, button).click()
+
+
+@pytest.mark.skipif(BROWSER is None or DRIVER is None, reason="no chromium / chromedriver (.ci/run installs them)")
+def test_page_in_a_browser_shows_the_top5(predictor, video):
+    expected = predictor.predict([video], topk=5)[0].top
+    port = _free_port()
+
+    def interact(driver, wait):
+        _upload_and_press(driver, wait, video, "classify")
+        wait.until(lambda d: "ms for" in d.find_element(By.CSS_SELECTOR, "#timing textarea").get_attribute("value"))
+        shown = driver.find_element(By.ID, "top5").text
+        timing = driver.find_element(By.CSS_SELECTOR, "#timing textarea").get_attribute("value")
+        return shown, timing, driver.find_elements(By.CSS_SELECTOR, "#frames img")
+
+    shown, timing, pictures = _in_browser(build_app(predictor), port, interact)
     names = [name for _, name, _ in expected]
     positions = [shown.find(name) for name in names]
     assert all(p >= 0 for p in positions) and positions == sorted(positions), shown  # all five, in rank order
     assert f"{round(100 * expected[0][2])}%" in shown
     assert timing.endswith("ms for 2 views")  # the demo model's test views: 2 clips x 1 crop
     assert len(pictures) == predictor.setup.spec.num_frames
+    with socket.socket() as sock:  # the server is gone
+        assert sock.connect_ex(("127.0.0.1", port)) != 0
+
+
+@pytest.mark.skipif(BROWSER is None or DRIVER is None, reason="no chromium / chromedriver (.ci/run installs them)")
+def test_segmentation_page_in_a_browser_shows_the_overlay_and_class_shares(tmp_path):
+    torch.manual_seed(0)
+    tiny = dict(depth=(1, 1, 1, 1), embed_dim=(16, 32, 64, 128), head_dim=16, num_classes=3)
+    predictor = Predictor("uniformer_small_fpn_ade20k", overrides=tiny, labels=["sky", "road", "car"])
+    predictor.setup = dataclasses.replace(predictor.setup, scale=[64, 64])  # tested at the image's own size
+    image = tmp_path / "street.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(image)
+    expected = dense_view(predictor, str(image)).rows
+    port = _free_port()
+
+    def interact(driver, wait):
+        _upload_and_press(driver, wait, str(image), "predict")
+        wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "#timing textarea").get_attribute("value"))
+        wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "#picture img")))
+        return driver.find_element(By.ID, "table").text
+
+    table = _in_browser(build_app(predictor), port, interact)
+    assert "share of the pixels" in table
+    positions = [table.find(f"{name}") for name, _ in expected]
+    assert all(p >= 0 for p in positions) and positions == sorted(positions), table  # largest share first
+    assert all(share in table for _, share in expected), table
     with socket.socket() as sock:  # the server is gone
         assert sock.connect_ex(("127.0.0.1", port)) != 0
 

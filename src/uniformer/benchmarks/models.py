@@ -129,18 +129,24 @@ def _timed(fn: Callable[[], Any]) -> float:
 
 
 def interleaved(
-    variants: dict[str, Callable[[], Any]], repeats: int, device: torch.device, log: Callable[[str], None]
+    variants: dict[str, Callable[[], Any]],
+    repeats: int,
+    device: torch.device,
+    log: Callable[[str], None],
+    clock: Callable[[], float] = time.perf_counter,
 ) -> dict[str, list[float]]:
-    """Milliseconds per call of each variant: one warm-up round, then ``repeats`` rounds, one call each."""
+    """Milliseconds per call of each variant: one warm-up round, then ``repeats`` rounds, one call each.
+    ``clock``: wall time by default; ``time.thread_time`` counts the CPU time of the calling thread, which on a
+    machine shared with other jobs measures single-threaded work without the time it waited for a core."""
     times: dict[str, list[float]] = {name: [] for name in variants}
     for round_index in range(repeats + 1):
         for name, fn in variants.items():
             _sync(device)
-            start = time.perf_counter()
+            start = clock()
             fn()
             _sync(device)
             if round_index:
-                times[name].append((time.perf_counter() - start) * 1000)
+                times[name].append((clock() - start) * 1000)
         log(f"round {round_index}/{repeats} done" if round_index else "warm-up done")
     return times
 

@@ -11,6 +11,7 @@ Needs the ``export`` extra.
 from __future__ import annotations
 
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -47,18 +48,23 @@ def run_onnx_benchmark(
     img_size: int | None = None,
     num_frames: int | None = None,
     threads: int | None = None,
+    cpu_time: bool = False,
     log: Callable[[str], None] = lambda _: None,
 ) -> BenchmarkTable:
     """ms per view of the three runtimes on one (batch_size, 3, [T,] H, W) input of zoo model ``name``.
 
     ``threads``: intra-op threads of both PyTorch (``torch.set_num_threads``) and onnxruntime (default: PyTorch's
     current count). On a machine shared with other jobs, one thread each keeps the comparison fair: PyTorch's
-    OpenMP threads wait for each other at every operator, so a core taken away stalls them all.
+    OpenMP threads wait for each other at every operator, so a core taken away stalls them all. ``cpu_time``
+    (one thread only, where every runtime computes on the calling thread) times CPU time instead of wall time
+    (:func:`~uniformer.benchmarks.models.interleaved`), which a loaded machine does not inflate.
     """
     import onnxruntime as ort  # the export extra
 
     if threads is not None:
         torch.set_num_threads(threads)
+    if cpu_time and torch.get_num_threads() != 1:
+        raise ValueError("--cpu-time measures one thread's work: pass --threads 1")
 
     info = model_info(name)
     if info.task not in ("image", "video"):
@@ -96,10 +102,13 @@ def run_onnx_benchmark(
         return lambda: torch.from_numpy(sessions[label].run(["logits"], feed)[0])
 
     calls = {EAGER: eager_call, FAST: fast_call, ORT: ort_call(ORT), ORT_BASIC: ort_call(ORT_BASIC)}
-    times = interleaved(calls, repeats, torch.device("cpu"), log)
+    times = interleaved(
+        calls, repeats, torch.device("cpu"), log, clock=time.thread_time if cpu_time else time.perf_counter
+    )
     gmacs = count_gmacs(model, (1, *shape[1:]))
     rows = [Row(label, times[label], batch_size, gmacs) for label in calls]
-    table = BenchmarkTable(f"{name} fp32 inference, input {tuple(shape)}: onnxruntime vs PyTorch", rows)
+    clock = "CPU time of the calling thread" if cpu_time else "wall time"
+    table = BenchmarkTable(f"{name} fp32 inference, input {tuple(shape)}: onnxruntime vs PyTorch ({clock})", rows)
     reference = eager_call()
     for label in (FAST, ORT, ORT_BASIC):
         error = (calls[label]() - reference).abs().max().item() / reference.abs().max().item()
@@ -111,8 +120,9 @@ def run_onnx_benchmark(
     )
     table.notes.append(
         "basic graph optimisations (onnxruntime's level 1): constant folding, redundant-node removal and the "
-        "Conv + Add/Mul/BatchNorm fusions; the default level adds the extended fusions (GELU, LayerNorm, "
-        "attention, MatMul + Add) and the blocked NCHWc layout of its convolutions"
+        "Conv + Add/Mul/BatchNorm fusions; the default level adds the extended fusions where their patterns "
+        "match (GELU, LayerNorm, attention, MatMul + Add) and the blocked NCHWc layout of its convolutions (on "
+        "UniFormer-S only the NCHWc convolutions, FusedMatMul and Split apply: benchmarks/RESULTS.md)"
     )
     table.notes.append(machine_description())
     return table

@@ -67,6 +67,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     onnx.add_argument("--img-size", type=int, default=None, help="input height = width (default: the model's)")
     onnx.add_argument("--num-frames", type=int, default=None, help="input frames of a video model")
     onnx.add_argument("--threads", type=int, default=None, help="intra-op threads of both (default: PyTorch's)")
+    onnx.add_argument(
+        "--cpu-time",
+        action="store_true",
+        help="time the calling thread's CPU time instead of wall time (with --threads 1; fair on a loaded machine)",
+    )
     onnx.set_defaults(func=_onnx)
 
 
@@ -125,6 +130,7 @@ def _onnx(args: argparse.Namespace) -> int:
         img_size=args.img_size,
         num_frames=args.num_frames,
         threads=args.threads,
+        cpu_time=args.cpu_time,
         log=print,
     )
     print(table.format())

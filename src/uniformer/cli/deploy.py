@@ -9,23 +9,39 @@ import sys
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "export",
-        help="write a classification model as ONNX or a torch.export .pt2 (dynamic batch, metadata inside)",
-        description="Exports the inference graph (BatchNorms folded, fused attention) at the model's test input "
-        "(its clip: frames and crop size) with a dynamic batch axis. ONNX files carry the class names and the "
-        "preprocessing (mean, std, input size, frames, the clip) as metadata_props; .pt2 archives a config.json.",
+        help="write a classification, segmentation or pose model as ONNX or a torch.export .pt2 (metadata inside)",
+        description="Exports the inference graph (BatchNorms folded, fused attention) with a dynamic batch axis: "
+        "classification models at their test input (the clip: frames and crop size), segmentation models at "
+        "--input-size with a dynamic height and width (fixed in the ONNX file of an UperNet, whose pyramid pooling "
+        "does not translate at symbolic sizes), pose models at their crop. ONNX files carry the class names and "
+        "the preprocessing (mean, std, input size, frames, the clip; palette and test resize for segmentation; "
+        "keypoint names, limbs and flip pairs for pose) as metadata_props; .pt2 archives a config.json. "
+        "Detection models are refused (torchvision's Mask R-CNN does not trace).",
     )
     p.add_argument("name", help="zoo name (`uniformer models`)")
     p.add_argument("--checkpoint", default=None, help="weights: a file (.pth, .safetensors, .pt) or a saved folder")
     p.add_argument("--format", choices=["onnx", "exported-program"], default="onnx")
     p.add_argument("--output", required=True, help="OUT.onnx or OUT.pt2")
     p.add_argument("--opset", type=int, default=None, help="ONNX opset (default: 18)")
+    p.add_argument(
+        "--input-size",
+        type=int,
+        nargs=2,
+        metavar=("H", "W"),
+        default=None,
+        help="segmentation / pose: the exported input size (default: 512 512 for segmentation, the test crop "
+        "for pose; a dynamic size is traced here: multiples of 32)",
+    )
     p.set_defaults(func=_export)
 
     p = subparsers.add_parser(
         "app",
-        help="a web page (Gradio) that classifies an uploaded video or image with a model",
-        description="Serves a page where a video or image is uploaded (or a shipped example picked); it shows the "
-        "top-5 classes, the frames the model saw and the time taken. Needs the app extra (pip install "
+        help="a web page (Gradio) that shows a model's predictions on an uploaded video or image",
+        description="Serves a page where a video or image is uploaded (or a shipped example picked). A "
+        "classification model's page shows the top-5 classes, the frames the model saw and the time taken; a "
+        "segmentation model's the colour overlay with the legend of the classes present and their shares of the "
+        "pixels; a pose model's the skeleton (the whole image taken as one person); a detector's the boxes and "
+        "masks with class names and scores, above a score-threshold slider. Needs the app extra (pip install "
         "'uniformer[app]').",
     )
     p.add_argument("--model", required=True, help="zoo name (`uniformer models`)")
@@ -36,15 +52,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from uniformer.deploy.export import OPSET, export_model
+    from uniformer.deploy.export import OPSET, export_model, exportable_task
     from uniformer.models.checkpoint import read_checkpoint
     from uniformer.models.registry import create_model
 
+    exportable_task(args.name)  # a detector is refused before anything is built
     file = None if args.checkpoint is None else read_checkpoint(args.checkpoint)
     if file is None:
         print(f"warning: no --checkpoint: {args.name} is exported with random weights", file=sys.stderr)
     model = create_model(args.name, checkpoint_path=file)
-    path = export_model(model, args.output, args.format, opset=args.opset or OPSET)
+    path = export_model(
+        model, args.output, args.format, checkpoint=file, input_size=args.input_size, opset=args.opset or OPSET
+    )
     print(f"wrote {path} ({args.format}, {path.stat().st_size / 1e6:.1f} MB)")
     return 0
 

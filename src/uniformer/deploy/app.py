@@ -1,10 +1,15 @@
-"""``uniformer app``: a web page (Gradio) that shows a classification model to people.
+"""``uniformer app``: a web page (Gradio) that shows a model to people.
 
-The user uploads a video or an image (or picks an example), presses *Classify*, and sees the top-5 classes
-with probabilities, the frames the model saw (the centre view after the test transforms, normalisation undone)
-and the time the prediction took. Predictions go through :class:`uniformer.engine.predict.Predictor`, i.e. the
-model's official test views on its :func:`~uniformer.optimize_for_inference` copy, exactly as
-``uniformer predict`` scores them. The server binds 127.0.0.1 unless told otherwise.
+Classification: the user uploads a video or an image (or picks an example), presses *Classify*, and sees the
+top-5 classes with probabilities, the frames the model saw (the centre view after the test transforms,
+normalisation undone) and the time the prediction took. Segmentation, pose and detection: the user uploads an
+image, presses *Predict*, and sees the task's picture of the prediction (:meth:`~uniformer.tasks.Task.draw_prediction`:
+the colour overlay with the legend of the classes present, the skeletons of the whole image taken as one
+person box, the boxes and masks with class names), a table of what it found (class shares, persons, detections
+with scores) and the time; a detector's page has a score-threshold slider. Predictions go through
+:class:`uniformer.engine.predict.Predictor`, i.e. the model's test mode on its
+:func:`~uniformer.optimize_for_inference` copy, exactly as ``uniformer predict`` scores them. The server binds
+127.0.0.1 unless told otherwise.
 
 Needs the ``app`` extra (``pip install 'uniformer[app]'``).
 """
@@ -12,11 +17,13 @@ Needs the ``app`` extra (``pip install 'uniformer[app]'``).
 from __future__ import annotations
 
 import atexit
+import dataclasses
 import os
 import shutil
 import tempfile
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,10 +39,43 @@ try:
 except ImportError as exc:  # the app extra
     raise ImportError("uniformer app needs gradio: pip install 'uniformer[app]'") from exc
 
-__all__ = ["build_app", "demo_examples", "seen_frames", "serve"]
+__all__ = ["DenseView", "build_app", "demo_examples", "dense_view", "seen_frames", "serve"]
 
 TOPK = 5
 _DEMO_DATASET = "synthetic-motion"
+_ROWS = 100  # table rows of a dense prediction (a detector keeps at most 100 detections)
+# the table of a dense page: its header, and how a row's value (Prediction.top's third field) is shown
+_TABLES = {
+    "segmentation": (["class", "share of the pixels"], lambda v: f"{100 * v:.1f}%"),
+    "pose": (["person", "score"], lambda v: f"{v:.3f}"),
+    "detection": (["detection", "score"], lambda v: f"{v:.3f}"),
+}
+
+
+@dataclass
+class DenseView:
+    """What a dense page shows for one image: the picture (H, W, 3) uint8, the table rows and the time taken."""
+
+    picture: np.ndarray
+    rows: list[list[str]]
+    timing: str
+
+
+def dense_view(predictor: Predictor, path: str, score_threshold: float | None = None) -> DenseView:
+    """Predict ``path`` with ``predictor`` (a segmentation, pose or detection model) and render it: the task's
+    :meth:`~uniformer.tasks.Task.draw_prediction` picture and one row per entry of the prediction's ``top``
+    (largest class share, best person or detection first). ``score_threshold`` replaces a detector's."""
+    if score_threshold is not None:
+        predictor.setup = dataclasses.replace(predictor.setup, score_threshold=score_threshold)
+    start = time.perf_counter()
+    (prediction,) = predictor.predict([path], topk=_ROWS)
+    elapsed = time.perf_counter() - start
+    if prediction.error:
+        raise ValueError(f"{Path(path).name} could not be read: {prediction.error}")
+    picture = np.asarray(predictor.task.draw_prediction(prediction, predictor.setup).convert("RGB"))
+    show = _TABLES[predictor.task.name][1]
+    rows = [[name, show(value)] for _, name, value in prediction.top]
+    return DenseView(picture, rows, f"{1000 * elapsed:.0f} ms")
 
 
 def seen_frames(predictor: Predictor, path: str) -> list[np.ndarray]:
@@ -66,9 +106,9 @@ def demo_examples(folder: str | os.PathLike[str], count: int = 3, seed: int = 0)
 
 
 def build_app(predictor: Predictor, examples: Sequence[str] = ()) -> gr.Blocks:
-    """The page around ``predictor`` (a classification model); ``examples`` are offered under the upload box."""
+    """The page around ``predictor`` (any task's model); ``examples`` are offered under the upload box."""
     if predictor.task.name != "classification":
-        raise ValueError(f"{predictor.info.name}: the page shows classification models (image and video)")
+        return _dense_page(predictor, examples)
     info, spec = predictor.info, predictor.setup.spec
     kind = "video" if info.task == "video" else "image"
 
@@ -102,6 +142,48 @@ def build_app(predictor: Predictor, examples: Sequence[str] = ()) -> gr.Blocks:
                 timing = gr.Textbox(label="time", interactive=False, elem_id="timing")
         frames = gr.Gallery(label="the frames the model saw (centre view)", columns=8, elem_id="frames")
         button.click(classify, inputs=[upload], outputs=[top, frames, timing])
+    return page
+
+
+def _dense_page(predictor: Predictor, examples: Sequence[str]) -> gr.Blocks:
+    """The page of a segmentation, pose or detection model (see :func:`dense_view`)."""
+    info, task = predictor.info, predictor.task.name
+    if task not in _TABLES:
+        raise ValueError(f"{info.name}: the page shows classification, segmentation, pose and detection models")
+    threshold = getattr(predictor.setup, "score_threshold", None)
+
+    def run(path: str | None, *score: float) -> tuple[np.ndarray, list[list[str]], str]:
+        if not path:
+            raise gr.Error("upload an image first")
+        try:
+            view = dense_view(predictor, path, *score)
+        except ValueError as exc:
+            raise gr.Error(str(exc)) from None
+        return view.picture, view.rows, view.timing
+
+    setup = predictor.setup
+    if task == "pose":  # the whole image is one person box
+        about = f"{len(setup.keypoints)} keypoints; the whole image is taken as one person"
+    else:
+        about = f"{len(setup.labels)} classes"
+    with gr.Blocks(title=f"UniFormer: {info.name}", analytics_enabled=False) as page:
+        gr.Markdown(f"## {info.title}\n`{info.name}`: {about}")
+        with gr.Row():
+            with gr.Column():
+                upload = gr.File(label="an image", file_types=["image"], type="filepath", elem_id="upload")
+                inputs = [upload]
+                if threshold is not None:
+                    inputs.append(
+                        gr.Slider(0.0, 1.0, value=threshold, step=0.05, label="score threshold", elem_id="threshold")
+                    )
+                button = gr.Button("Predict", variant="primary", elem_id="predict")
+                if examples:
+                    gr.Examples(examples=[[e] for e in examples], inputs=[upload], label="examples")
+                table = gr.Dataframe(headers=_TABLES[task][0], interactive=False, label="found", elem_id="table")
+                timing = gr.Textbox(label="time", interactive=False, elem_id="timing")
+            with gr.Column():
+                picture = gr.Image(label="prediction", type="numpy", interactive=False, elem_id="picture")
+        button.click(run, inputs=inputs, outputs=[picture, table, timing])
     return page
 
 

@@ -8,6 +8,9 @@ Three rules make a run reproducible to the bit on CPU, resumable mid-epoch, and 
    consecutive micro-batches ("shards"); process ``r`` takes shards ``r * accum_steps ... + accum_steps - 1``.
    So 2 processes x 1 micro-batch and 1 process x 2 micro-batches see exactly the same micro-batches, and
    BatchNorm statistics match too. Resuming at step ``s`` is just starting the order at global batch ``s``.
+   With ``groups`` (a task's :meth:`~uniformer.tasks.base.Task.batch_groups`, e.g. detection's aspect-ratio
+   flag), the order is built from single-group chunks of one micro-batch, so every micro-batch holds one group
+   (mmdet's ``GroupSampler`` / ``DistributedGroupSampler``) and the rest of the rule is unchanged.
 2. **Augmentation seeded per sample.** :class:`SeededItems` seeds Python's, NumPy's and torch's CPU generators
    from ``(seed, epoch, position in the global order)`` around each ``dataset[index]`` call, so a clip's crop,
    flip, RandAugment and erasing do not depend on which worker (or process) loads it.
@@ -19,7 +22,7 @@ Three rules make a run reproducible to the bit on CPU, resumable mid-epoch, and 
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -139,8 +142,11 @@ class EpochSampler(Sampler[list[tuple[int, int, int]]]):
         subsample: with repeated augmentation, an epoch draws ``num_items`` items (DeiT's RASampler: fewer
             distinct samples per epoch) instead of ``repeated_aug * num_items`` (PySlowFast's NUM_SAMPLE).
         shuffle: random order (training) or dataset order.
+        groups: a group id per item; each micro-batch is then drawn from one group: the epoch shuffles each
+            group, cuts it into micro-batch chunks and shuffles the chunks of all groups together.
 
-    Items that do not fill a last global batch are left out of that epoch (a different set every epoch).
+    Items that do not fill a last global batch (with ``groups``: nor a last chunk of their group) are left out
+    of that epoch, a different set every epoch; mmdet's group samplers pad with repeated items instead.
     """
 
     def __init__(
@@ -153,17 +159,30 @@ class EpochSampler(Sampler[list[tuple[int, int, int]]]):
         repeated_aug: int = 1,
         subsample: bool = False,
         shuffle: bool = True,
+        groups: Sequence[int] | None = None,
     ) -> None:
         if not 0 <= rank < plan.world_size:
             raise ValueError(f"rank {rank} is outside a world of {plan.world_size} process(es)")
         self.num_items, self.plan, self.rank, self.seed = num_items, plan, rank, seed
         self.repeated_aug, self.subsample, self.shuffle = repeated_aug, subsample, shuffle
         drawn = num_items if subsample else num_items * repeated_aug
+        self.groups: list[torch.Tensor] | None = None
+        if groups is not None:
+            ids = torch.as_tensor(groups, dtype=torch.long)
+            if ids.shape != (num_items,):
+                raise ValueError(f"batch groups: {ids.numel()} group ids for {num_items} items")
+            if repeated_aug > 1:
+                raise ValueError("grouped batches do not combine with repeated augmentation (data.repeated_aug)")
+            members = [torch.nonzero(ids == g).flatten() for g in torch.unique(ids)]
+            if len(members) > 1:  # one group is no grouping: the same order as without groups
+                self.groups = members
+                drawn = sum(len(m) // plan.micro_batch for m in members) * plan.micro_batch
         self.steps_per_epoch = drawn // plan.global_batch
         if self.steps_per_epoch == 0:
             raise ValueError(
                 f"trainer.batch_size={plan.global_batch} is larger than one epoch ({drawn} items from {num_items} "
-                f"samples{f' x {repeated_aug} repeats' if repeated_aug > 1 and not subsample else ''}); "
+                f"samples{f' x {repeated_aug} repeats' if repeated_aug > 1 and not subsample else ''}"
+                f"{' in single-group micro-batches' if groups is not None else ''}); "
                 "lower the batch size"
             )
         self.epoch = 0
@@ -177,14 +196,28 @@ class EpochSampler(Sampler[list[tuple[int, int, int]]]):
 
     def global_order(self, epoch: int) -> list[int]:
         """Dataset indices of epoch ``epoch`` in the order all processes together consume them."""
-        if self.shuffle:
-            generator = torch.Generator().manual_seed(derive_seed(self.seed, 2, epoch))
+        generator = torch.Generator().manual_seed(derive_seed(self.seed, 2, epoch))
+        if self.groups is not None:
+            order = self._grouped_order(self.groups, generator)
+        elif self.shuffle:
             order = torch.randperm(self.num_items, generator=generator)
         else:
             order = torch.arange(self.num_items)
         if self.repeated_aug > 1:
             order = order.repeat_interleave(self.repeated_aug)
         return order[: self.steps_per_epoch * self.plan.global_batch].tolist()
+
+    def _grouped_order(self, groups: list[torch.Tensor], generator: torch.Generator) -> torch.Tensor:
+        """Each group shuffled and cut into whole micro-batch chunks; the chunks of all groups shuffled."""
+        micro, chunks = self.plan.micro_batch, []
+        for members in groups:
+            if self.shuffle:
+                members = members[torch.randperm(len(members), generator=generator)]
+            chunks.append(members[: len(members) // micro * micro].view(-1, micro))
+        stacked = torch.cat(chunks)
+        if self.shuffle:
+            stacked = stacked[torch.randperm(len(stacked), generator=generator)]
+        return stacked.flatten()
 
     def __iter__(self) -> Iterator[list[tuple[int, int, int]]]:
         order, plan = self.global_order(self.epoch), self.plan

@@ -197,6 +197,7 @@ class Trainer:
             seed=cfg.seed,
             repeated_aug=OmegaConf.select(cfg, "data.repeated_aug", default=1),
             subsample=OmegaConf.select(cfg, "data.repeated_aug_subsample", default=False),
+            groups=task.batch_groups(cfg, self.train_set),
         )
         self.steps_per_epoch = self.sampler.steps_per_epoch
         self.total_steps, self.num_epochs = steps_for(cfg, self.steps_per_epoch)

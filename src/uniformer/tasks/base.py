@@ -110,6 +110,11 @@ class Task(ABC):
     @abstractmethod
     def objective(self, cfg: DictConfig, num_outputs: int, micro_batch: int) -> Objective: ...
 
+    def batch_groups(self, cfg: DictConfig, train_set: torch.utils.data.Dataset) -> Sequence[int] | None:
+        """A group id per training item; every training micro-batch then holds items of one group (images of
+        one aspect ratio class pad little). ``None`` (default): no grouping."""
+        return None
+
     @abstractmethod
     def metric(self, cfg: DictConfig, dataset: torch.utils.data.Dataset, label_map: Any = None) -> MetricAccumulator:
         """A fresh accumulator over ``dataset``; ``label_map`` is what :meth:`check_eval_data` returned."""
@@ -161,6 +166,11 @@ class Task(ABC):
     def write_predictions(self, predictions: Sequence[Any], setup: Any, out_dir: Path) -> list[Path]:
         """Write the files a prediction makes (e.g. label maps and overlays) into ``out_dir``; returns them."""
         raise ValueError(f"the {self.name} task writes no prediction files (drop --out-dir)")
+
+    def draw_prediction(self, prediction: Any, setup: Any) -> Any:
+        """A picture of one readable prediction (a PIL image: the overlay, skeletons or boxes the task's
+        prediction files show), for a page such as ``uniformer app``; ``None`` for a task without one."""
+        return None
 
     def features(
         self, model: nn.Module, paths: Sequence[str], setup: Any, run: Any, stage_maps: bool

@@ -22,11 +22,12 @@ from uniformer.models.detector import build_detector
 from uniformer.models.registry import model_info
 from uniformer.tasks.base import Metrics, Objective, Task
 from uniformer.tasks.detection.config import DataConfig, DetectorConfig, resolve
-from uniformer.tasks.detection.data import CocoDetection, collate_detection
+from uniformer.tasks.detection.data import CocoDetection, collate_detection, train_transform
 from uniformer.tasks.detection.metrics import CocoAccumulator, write_report
 from uniformer.tasks.detection.predict import (
     Prediction,
     PredictionSetup,
+    detections_image,
     parse_options,
     predict,
     prediction_setup,
@@ -132,16 +133,21 @@ class DetectionTask(Task):
         resolve(cfg)
 
     def build_dataset(self, cfg: DictConfig, split: str) -> CocoDetection:
-        """``"train"`` (flipped, images without annotations skipped) or ``"val"``/``"test"`` (every image)."""
+        """``"train"`` (flipped, cropped as ``data.crop_prob`` says, images without annotations skipped) or
+        ``"val"``/``"test"`` (every image)."""
         if split not in ("train", "val", "test"):
             raise ValueError(f"split must be 'train', 'val' or 'test', got {split!r}")
         data, train = cfg.data, split == "train"
         ann, images = (data.train_ann, data.train_images) if train else (data.val_ann, data.val_images)
+        crop = None
+        if train and data.crop_prob > 0:
+            crop = train_transform(data.crop_prob, data.crop_scales, data.crop_size, cfg.detector.max_size)
         dataset = CocoDetection(
             os.path.join(data.root, ann),
             os.path.join(data.root, images),
             train=train,
             flip=data.flip,
+            crop=crop,
             max_retries=data.max_retries,
             seed=cfg.seed,
         )
@@ -189,6 +195,10 @@ class DetectionTask(Task):
     def objective(self, cfg: DictConfig, num_outputs: int, micro_batch: int) -> Objective:
         return _Detect()
 
+    def batch_groups(self, cfg: DictConfig, train_set: CocoDetection) -> list[int] | None:
+        """mmdet's aspect-ratio flag (1: wider than tall) when ``data.group_by_aspect``."""
+        return train_set.aspect_groups() if cfg.data.group_by_aspect else None
+
     def metric(self, cfg: DictConfig, dataset: CocoDetection, label_map: Any = None) -> CocoAccumulator:
         return accumulator_for(dataset, model_masks=cfg.detector.mask is not False)
 
@@ -228,6 +238,10 @@ class DetectionTask(Task):
     def write_predictions(self, predictions: Sequence[Prediction], setup: PredictionSetup, out_dir: Path) -> list[Path]:
         """Each image's picture (boxes, masks, names and scores) and detections JSON."""
         return write_predictions(predictions, setup, out_dir)
+
+    def draw_prediction(self, prediction: Prediction, setup: PredictionSetup) -> Any:
+        """The masks, boxes and ``name score`` captions over the image."""
+        return detections_image(prediction.path, prediction)
 
     def run_demo(self, out_dir: Path) -> dict[str, Any]:
         from uniformer.tasks.detection.demo import run_demo  # the demo's CLI runs, imported on demand

@@ -2,7 +2,9 @@
 
 Defaults follow mmdet 2.x's ``coco_instance.py`` that the UniFormer configs inherit (Sense-X/UniFormer
 ``object_detection/configs/_base_/datasets/coco_instance.py``): ``img_scale=(1333, 800)`` keep-ratio, flip 0.5,
-pad to a multiple of 32; the 3x+MS recipes draw the short side from 480 .. 800 (step 32) per image.
+pad to a multiple of 32; the 3x+MS recipes draw the short side from 480 .. 800 (step 32) per image and, with
+probability 0.5, resize to 400/500/600 and crop 384 .. 600 before that (``data.crop_prob``; the official
+``exp/mask_rcnn_3x_ms_hybrid_*/config.py``).
 """
 
 from __future__ import annotations
@@ -25,6 +27,11 @@ class DataConfig:
     val_ann: str = "annotations/instances_val2017.json"  # also what `uniformer eval` tests on
     val_images: str = "val2017"
     flip: float = 0.5
+    # the DETR-style crop policy of the 3x+MS recipes (tasks.detection.data.train_transform); 0: off
+    crop_prob: float = 0.0
+    crop_scales: List[int] = field(default_factory=lambda: [400, 500, 600])  # short side before the crop
+    crop_size: List[int] = field(default_factory=lambda: [384, 600])  # crop height and width drawn in [min, max]
+    group_by_aspect: bool = True  # training batches of images all wider than tall, or all not (mmdet GroupSampler)
     num_workers: int = 4
     max_retries: int = 10  # training: replacement images tried for an unreadable one before giving up
 
@@ -55,6 +62,12 @@ def resolve(cfg: DictConfig) -> None:
     data, det = cfg.data, cfg.detector
     if not 0 <= data.flip <= 1:
         raise ValueError(f"config: data.flip must be a probability in [0, 1]; got {data.flip}")
+    if not 0 <= data.crop_prob <= 1:
+        raise ValueError(f"config: data.crop_prob must be a probability in [0, 1]; got {data.crop_prob}")
+    if data.crop_prob > 0 and (not data.crop_scales or min(data.crop_scales) <= 0):
+        raise ValueError(f"config: data.crop_scales must be positive short sides; got {list(data.crop_scales)}")
+    if data.crop_prob > 0 and not (len(data.crop_size) == 2 and 0 < data.crop_size[0] <= data.crop_size[1]):
+        raise ValueError(f"config: data.crop_size must be [min, max] with 0 < min <= max; got {list(data.crop_size)}")
     if data.num_workers < 0:
         raise ValueError(f"config: data.num_workers must be >= 0; got {data.num_workers}")
     if not det.min_size or min(det.min_size) <= 0 or det.max_size < max(det.min_size):

@@ -14,9 +14,10 @@ Annotations are read as mmdet 2.x's ``CocoDataset`` reads them (``mmdet/datasets
 * an image that fails to decode is replaced by another one in training (logged and carried in the batch's
   ``skipped``), and marked ``valid=False`` in evaluation, where the metric lists it.
 
-Training augmentation is the official flip (0.5) with torchvision transforms v2; the resizing (1333 x 800
-keep-ratio, or a random short side for multi-scale) happens inside the model (torchvision's
-``GeneralizedRCNNTransform``), so items keep their own size.
+Training augmentation is the official flip (0.5) with torchvision transforms v2, and, for the 3x+MS recipes,
+the DETR-style crop (:func:`train_transform`). The final resizing (1333 x 800 keep-ratio, or a random short
+side for multi-scale) happens inside the model (torchvision's ``GeneralizedRCNNTransform``), so items keep
+their own size.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from pycocotools.coco import COCO
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
-__all__ = ["CocoDetection", "DataReport", "collate_detection", "load_coco"]
+__all__ = ["CocoDetection", "DataReport", "RandomSizeCrop", "collate_detection", "load_coco", "train_transform"]
 
 logger = logging.getLogger("uniformer.tasks")
 
@@ -87,7 +88,11 @@ def load_coco(ann_file: str | os.PathLike[str]) -> COCO:
 
 class CocoDetection(torch.utils.data.Dataset):
     """Items ``{"image": (3, H, W) float in [0, 1], "target": {"boxes", "labels"[, "masks"]}, "image_id", "path",
-    "index", "valid", "error", "skipped"}`` of a COCO-format set (see the module docstring)."""
+    "index", "valid", "error", "skipped"}`` of a COCO-format set (see the module docstring).
+
+    ``crop``: a training transform applied after the flip (:func:`train_transform`'s crop policy); boxes it
+    leaves without area are removed with their labels and masks.
+    """
 
     def __init__(
         self,
@@ -96,6 +101,7 @@ class CocoDetection(torch.utils.data.Dataset):
         *,
         train: bool,
         flip: float = 0.5,
+        crop: v2.Transform | None = None,
         max_retries: int = 10,
         seed: int = 0,
     ) -> None:
@@ -110,7 +116,9 @@ class CocoDetection(torch.utils.data.Dataset):
         self.has_masks = any(a.get("segmentation") for a in anns)
         self.report = DataReport()
         self.entries = self._entries()
-        self.transform = v2.RandomHorizontalFlip(flip) if train and flip > 0 else None
+        steps = [v2.RandomHorizontalFlip(flip)] if flip > 0 else []
+        steps += [crop] if crop is not None else []
+        self.transform = v2.Compose(steps) if train and steps else None
 
     def _entries(self) -> list[_Entry]:
         entries, report = [], self.report
@@ -142,6 +150,10 @@ class CocoDetection(torch.utils.data.Dataset):
             entries.append(entry)
         report.images = len(entries)
         return entries
+
+    def aspect_groups(self) -> list[int]:
+        """1 for an image wider than tall, else 0, per item (mmdet ``CustomDataset._set_group_flag``: w / h > 1)."""
+        return [int(e.width / e.height > 1) for e in self.entries]
 
     @property
     def num_classes(self) -> int:
@@ -209,10 +221,58 @@ class CocoDetection(torch.utils.data.Dataset):
         if "masks" in target:
             wrapped["masks"] = tv_tensors.Mask(target["masks"])
         image, wrapped = self.transform(tv_tensors.Image(image), wrapped)
-        out = {"boxes": wrapped["boxes"].as_subclass(torch.Tensor), "labels": target["labels"]}
+        boxes = wrapped["boxes"].as_subclass(torch.Tensor)
+        # mmdet RandomCrop's rule: keep the boxes with positive width and height after clipping (v2's
+        # SanitizeBoundingBoxes needs min_size >= 1 and would also drop sub-pixel boxes mmdet trains on)
+        keep = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+        out = {"boxes": boxes[keep], "labels": target["labels"][keep]}
         if "masks" in wrapped:
-            out["masks"] = wrapped["masks"].as_subclass(torch.Tensor)
+            out["masks"] = wrapped["masks"].as_subclass(torch.Tensor)[keep]
         return image.as_subclass(torch.Tensor), out
+
+
+class RandomSizeCrop(v2.Transform):
+    """mmdet 2.x ``RandomCrop(crop_type="absolute_range", crop_size=(lo, hi), allow_negative_crop=True)`` on
+    images, boxes and masks together (mmdet/datasets/pipelines/transforms.py in Sense-X/UniFormer).
+
+    The crop is ``h x w`` with ``h`` uniform in ``[min(H, lo), min(H, hi)]`` and ``w`` likewise from ``W``, at an
+    offset uniform over the positions that keep it inside the image; boxes are shifted and clipped to it, masks
+    cut with the image. Removing the boxes left without area is :class:`CocoDetection`'s job (the boxes, labels
+    and masks are separate inputs here); a crop left without any box is kept (``allow_negative_crop``).
+    """
+
+    def __init__(self, min_size: int, max_size: int) -> None:
+        super().__init__()
+        if not 0 < min_size <= max_size:
+            raise ValueError(f"crop sizes must satisfy 0 < min_size <= max_size; got {min_size}, {max_size}")
+        self.min_size, self.max_size = min_size, max_size
+
+    def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:
+        height, width = v2.query_size(flat_inputs)
+        crop_h = int(torch.randint(min(height, self.min_size), min(height, self.max_size) + 1, ()))
+        crop_w = int(torch.randint(min(width, self.min_size), min(width, self.max_size) + 1, ()))
+        top = int(torch.randint(height - crop_h + 1, ()))
+        left = int(torch.randint(width - crop_w + 1, ()))
+        return {"top": top, "left": left, "height": crop_h, "width": crop_w}
+
+    def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
+        return self._call_kernel(v2.functional.crop, inpt, **params)
+
+
+def train_transform(prob: float, scales: Sequence[int], crop_size: Sequence[int], max_size: int) -> v2.Transform:
+    """The crop policy of the official 3x+MS recipes (AutoAugment in ``exp/mask_rcnn_3x_ms_hybrid_*/config.py``,
+    after DETR): with probability ``prob``, resize the short side to one of ``scales`` (long side at most
+    ``max_size``), then :class:`RandomSizeCrop` of ``crop_size`` = (lo, hi). Either way the detector's
+    multi-scale resize follows (``detector.min_size``), which is the official other policy and the last step of
+    this one (mmdet ``Resize(override=True)``), so both policies end at a short side of 480 .. 800.
+
+    Resizing is bilinear without antialiasing as mmcv's ``imrescale`` (cv2) and torchvision's detector
+    transform; masks nearest. Sizes are truncated (``int(side * scale)``) where mmcv rounds.
+    """
+    if len(crop_size) != 2:
+        raise ValueError(f"crop_size must be (min, max); got {list(crop_size)}")
+    resize = v2.RandomShortestSize(list(scales), max_size=max_size, antialias=False)
+    return v2.RandomApply([v2.Compose([resize, RandomSizeCrop(*crop_size)])], p=prob)
 
 
 def _usable_box(ann: dict[str, Any], width: int, height: int) -> bool:

@@ -34,6 +34,7 @@ __all__ = [
     "Detections",
     "Prediction",
     "PredictionSetup",
+    "detections_image",
     "draw_detections",
     "parse_options",
     "predict",
@@ -193,7 +194,14 @@ def predict(model: nn.Module, paths: Sequence[str], setup: PredictionSetup, run:
 
 
 def draw_detections(image_path: str | os.PathLike[str], prediction: Prediction, out: str | os.PathLike[str]) -> Path:
-    """A PNG of the image with the masks (half transparent), boxes and ``name score`` captions."""
+    """:func:`detections_image` written as a PNG to ``out``."""
+    out = Path(out)
+    detections_image(image_path, prediction).save(out)
+    return out
+
+
+def detections_image(image_path: str | os.PathLike[str], prediction: Prediction) -> Image.Image:
+    """The image with the masks (half transparent), boxes and ``name score`` captions."""
     with Image.open(image_path) as f:
         image = torch.from_numpy(np.asarray(f.convert("RGB")).copy()).permute(2, 0, 1)
     rng = np.random.default_rng(0)
@@ -204,9 +212,7 @@ def draw_detections(image_path: str | os.PathLike[str], prediction: Prediction, 
     if prediction.boxes is not None and len(prediction.boxes):
         captions = [f"{name} {score:.2f}" for name, score in zip(prediction.names, prediction.scores)]
         image = draw_bounding_boxes(image, torch.from_numpy(prediction.boxes), captions, colors=colours, width=1)
-    out = Path(out)
-    Image.fromarray(image.permute(1, 2, 0).numpy()).save(out)
-    return out
+    return Image.fromarray(image.permute(1, 2, 0).numpy())
 
 
 def write_predictions(

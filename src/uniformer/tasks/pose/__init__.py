@@ -26,7 +26,14 @@ from uniformer.tasks.pose.coco import COCO_SIGMAS, read_detections, read_keypoin
 from uniformer.tasks.pose.config import DataConfig, HeadConfig, PoseEvalConfig, resolve
 from uniformer.tasks.pose.data import PoseDataset, collate_persons
 from uniformer.tasks.pose.metrics import KeypointAccumulator, decode_heatmaps, evaluate_coco_keypoints, write_report
-from uniformer.tasks.pose.predict import Prediction, PredictionSetup, parse_options, predict, prediction_setup
+from uniformer.tasks.pose.predict import (
+    Prediction,
+    PredictionSetup,
+    parse_options,
+    pose_image,
+    predict,
+    prediction_setup,
+)
 from uniformer.tasks.pose.transforms import EvalTransform, TrainTransform
 
 __all__ = ["TASK", "PoseTask", "decode_heatmaps", "evaluate_coco_keypoints", "keypoint_mse_loss"]
@@ -176,6 +183,10 @@ class PoseTask(Task):
         self, model: nn.Module, paths: Sequence[str], setup: PredictionSetup, run: Any, topk: int
     ) -> list[Prediction]:
         return predict(model, paths, setup, run, topk)
+
+    def draw_prediction(self, prediction: Prediction, setup: PredictionSetup) -> Any:
+        """The skeletons over the image, as ``--out`` writes them."""
+        return pose_image(prediction.path, prediction.persons, setup)
 
     def run_demo(self, out_dir: Path) -> dict[str, Any]:
         from uniformer.tasks.pose.demo import run_demo  # the demo's drawing and data, imported on demand

@@ -30,7 +30,16 @@ from uniformer.tasks.pose.data import PoseDataset, read_image
 from uniformer.tasks.pose.metrics import decode_heatmaps, rescore
 from uniformer.tasks.pose.transforms import EvalTransform
 
-__all__ = ["Prediction", "PredictionSetup", "draw_people", "parse_options", "predict", "prediction_setup", "read_boxes"]
+__all__ = [
+    "Prediction",
+    "PredictionSetup",
+    "draw_people",
+    "parse_options",
+    "pose_image",
+    "predict",
+    "prediction_setup",
+    "read_boxes",
+]
 
 Run = Callable[[nn.Module, Any, Any], None]
 
@@ -161,6 +170,12 @@ def draw_people(
     )
 
 
+def pose_image(path: str | os.PathLike[str], persons: Sequence[dict[str, Any]], setup: PredictionSetup) -> Image.Image:
+    """The image at ``path`` with the skeletons of ``persons`` drawn (:func:`draw_people`)."""
+    drawn = draw_people(read_image(os.fspath(path)), persons, setup.skeleton, setup.vis_thr)
+    return Image.fromarray(drawn.permute(1, 2, 0).numpy())
+
+
 def predict(model: nn.Module, paths: Sequence[str], setup: PredictionSetup, run: Run, topk: int) -> list[Prediction]:
     """The people of every image (boxes from ``setup.boxes``, else the whole image), in input order; with
     ``setup.out_dir`` each image's skeletons (``<stem>_pose.png``) and keypoints (``<stem>_keypoints.json``)."""
@@ -206,8 +221,7 @@ def predict(model: nn.Module, paths: Sequence[str], setup: PredictionSetup, run:
         if setup.out_dir is not None:
             setup.out_dir.mkdir(parents=True, exist_ok=True)
             stem = Path(path).stem
-            drawn = draw_people(read_image(path), people, setup.skeleton, setup.vis_thr)
-            Image.fromarray(drawn.permute(1, 2, 0).numpy()).save(setup.out_dir / f"{stem}_pose.png")
+            pose_image(path, people, setup).save(setup.out_dir / f"{stem}_pose.png")
             record = {"image": path, "keypoint_names": setup.keypoints, "persons": people}
             atomic_write_text(setup.out_dir / f"{stem}_keypoints.json", json.dumps(record, indent=1) + "\n")
             prediction.files = [str(setup.out_dir / f"{stem}_pose.png"), str(setup.out_dir / f"{stem}_keypoints.json")]

@@ -43,6 +43,7 @@ from uniformer.tasks.segmentation.metrics import IoUAccumulator, write_report
 from uniformer.tasks.segmentation.predict import (
     Prediction,
     PredictionSetup,
+    overlay_image,
     predict,
     prediction_setup,
     write_predictions,
@@ -215,6 +216,10 @@ class SegmentationTask(Task):
 
     def write_predictions(self, predictions: Sequence[Prediction], setup: PredictionSetup, out_dir: Path) -> list[Path]:
         return write_predictions(predictions, setup, out_dir)
+
+    def draw_prediction(self, prediction: Prediction, setup: PredictionSetup) -> Any:
+        """The colour overlay with the legend of the classes present, as ``--out-dir`` writes it."""
+        return overlay_image(prediction.path, prediction.label_map, setup.palette, labels=setup.labels)
 
     def run_demo(self, out_dir: Path) -> dict[str, Any]:
         from uniformer.tasks.segmentation.demo import run_demo  # the demo's plotting stack, imported on demand

@@ -26,6 +26,7 @@ from uniformer.tasks.segmentation.metrics import label_maps
 __all__ = [
     "LabelMaps",
     "Prediction",
+    "overlay_image",
     "PredictionSetup",
     "palette_for",
     "predict",
@@ -149,6 +150,24 @@ def predict(model: nn.Module, paths: Sequence[str], setup: PredictionSetup, run:
     return out
 
 
+def overlay_image(
+    image_path: str | os.PathLike[str],
+    label_map: np.ndarray,
+    palette: Sequence[tuple[int, int, int]],
+    alpha: float = 0.5,
+    labels: Sequence[str] | None = None,
+) -> Image.Image:
+    """The image blended with the class colours of ``label_map`` (``alpha`` of colour); with ``labels``, a
+    legend of the classes present (colour and name, largest share first) to its right."""
+    with Image.open(image_path) as f:
+        image = np.asarray(f.convert("RGB"), dtype=np.float32)
+    if image.shape[:2] != label_map.shape:
+        raise ValueError(f"label map {label_map.shape} does not match the image {image.shape[:2]}")
+    colours = np.asarray(palette, dtype=np.float32)[label_map]
+    blended = Image.fromarray(((1 - alpha) * image + alpha * colours).round().astype(np.uint8))
+    return blended if labels is None else _with_legend(blended, label_map, palette, labels)
+
+
 def write_overlay(
     image_path: str | os.PathLike[str],
     label_map: np.ndarray,
@@ -157,18 +176,9 @@ def write_overlay(
     alpha: float = 0.5,
     labels: Sequence[str] | None = None,
 ) -> Path:
-    """A PNG of the image blended with the class colours of ``label_map`` (``alpha`` of colour); with
-    ``labels``, a legend of the classes present (colour and name, largest share first) to its right."""
-    with Image.open(image_path) as f:
-        image = np.asarray(f.convert("RGB"), dtype=np.float32)
-    if image.shape[:2] != label_map.shape:
-        raise ValueError(f"label map {label_map.shape} does not match the image {image.shape[:2]}")
-    colours = np.asarray(palette, dtype=np.float32)[label_map]
-    blended = Image.fromarray(((1 - alpha) * image + alpha * colours).round().astype(np.uint8))
-    if labels is not None:
-        blended = _with_legend(blended, label_map, palette, labels)
+    """:func:`overlay_image` written as a PNG to ``out``."""
     out = Path(out)
-    blended.save(out)
+    overlay_image(image_path, label_map, palette, alpha, labels).save(out)
     return out
 
 
