@@ -11,8 +11,10 @@ import pytest
 import torch
 import torch.nn as nn
 from PIL import Image
+from pycocotools import mask as mask_utils
 from timm.layers import DropPath
 
+from uniformer.cli import main
 from uniformer.engine import evaluate, load_config, resolve_config, train
 from uniformer.engine.evaluate import feed
 from uniformer.engine.predict import Predictor
@@ -199,7 +201,7 @@ TINY = [
 ]
 
 
-def test_tiny_run_trains_and_evaluates_through_the_engine(tmp_path: Path) -> None:
+def test_tiny_run_trains_and_evaluates_through_the_engine(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert task_for_model("uniformer_small_h14_mask_rcnn_coco_1x") is TASK
     root = write_instances(tmp_path / "shapes", {"train": 8, "val": 3}, size=64, seed=1)
     run = tmp_path / "run"
@@ -215,8 +217,19 @@ def test_tiny_run_trains_and_evaluates_through_the_engine(tmp_path: Path) -> Non
     # the weights rebuild their detector (the run's detector options travel in the checkpoint) and predict
     predictor = Predictor("uniformer_small_h14_mask_rcnn_coco_1x", final)
     assert predictor.model.backbone.out_channels == 16 and predictor.setup.labels == list(INSTANCE_CLASSES)
+    assert predictor.model.rpn.anchor_generator.sizes == ((16,), (32,), (64,), (128,), (256,))  # anchor_scale 4
     (prediction,) = predictor.predict([root / "images" / "val" / "00000.png"])
-    assert prediction.error is None and all(s >= 0.3 for s in prediction.scores)
+    assert prediction.error is None and all(s > 0.3 for s in prediction.scores)
+    # the command line: pictures and JSON in --out-dir, the threshold applied, one JSON document on stdout
+    image = str(root / "images" / "val" / "00001.png")
+    argv = ["predict", image, "--model", "uniformer_small_h14_mask_rcnn_coco_1x", "--checkpoint", str(final)]
+    assert main([*argv, "--out-dir", str(tmp_path / "pred"), "--score-threshold", "0", "--json"]) == 0
+    document = json.loads(capsys.readouterr().out)
+    assert document["files"] == [str(tmp_path / "pred" / f"00001_detections.{ext}") for ext in ("png", "json")]
+    assert Image.open(tmp_path / "pred" / "00001_detections.png").size == (64, 64)
+    (listed,) = document["predictions"]
+    assert json.loads((tmp_path / "pred" / "00001_detections.json").read_text())["detections"] == listed["detections"]
+    assert listed["detections"] and all(d["score"] > 0 and "mask" in d for d in listed["detections"])
 
 
 def test_predictions_are_named_thresholded_and_drawn(tmp_path: Path) -> None:
@@ -235,6 +248,82 @@ def test_predictions_are_named_thresholded_and_drawn(tmp_path: Path) -> None:
     assert drawn.shape == (60, 80, 3) and (drawn != np.asarray(Image.open(paths[0]))).any()
     with pytest.raises(FileNotFoundError, match="missing.png"):
         TASK.predict(_Oracle(truth), [str(tmp_path / "missing.png")], setup, run, topk=5)
+
+
+def test_the_score_threshold_keeps_exactly_the_detections_above_it_and_the_files_hold_them(tmp_path: Path) -> None:
+    ann = write_coco(tmp_path, degenerate=False)
+    truth = _ground_truth(CocoDetection(ann, tmp_path / "images", train=False))
+    box = torch.tensor([[5.0, 6.0, 25.0, 36.0]])
+    masks = torch.zeros(4, 1, 60, 80)
+    masks[:, 0, 6:36, 5:25] = 0.9
+    truth[(60, 80)] = {  # four detections of one image: scores above, at and below the threshold
+        "boxes": box.repeat(4, 1) + torch.arange(4.0)[:, None],
+        "labels": torch.tensor([1, 2, 1, 2]),
+        "scores": torch.tensor([0.95, 0.6, 0.5, 0.2]),
+        "masks": masks,
+    }
+    run = partial(feed, collate=TASK.collate, inputs=TASK.model_inputs, batch_size=2)
+    setup = TASK.prediction_options(PredictionSetup(["circle", "triangle"]), ["--score-threshold", "0.5"])
+    assert setup.score_threshold == 0.5 and PredictionSetup(["a"]).score_threshold == 0.3  # the default
+    path = str(tmp_path / "images" / "1.png")
+    (kept,) = TASK.predict(_Oracle(truth), [path], setup, run, topk=5)
+    assert kept.scores == pytest.approx([0.95, 0.6]) and kept.names == ["circle", "triangle"]  # 0.5 is not above
+    assert kept.boxes.tolist() == [[5, 6, 25, 36], [6, 7, 26, 37]] and kept.masks.shape == (2, 60, 80)
+    (everything,) = TASK.predict(
+        _Oracle(truth), [path], TASK.prediction_options(setup, ["--score-threshold=0"]), run, 5
+    )
+    assert len(everything.scores) == 4
+
+    written = TASK.write_predictions([kept], setup, tmp_path / "out")
+    assert [p.name for p in written] == ["1_detections.png", "1_detections.json"]
+    assert Image.open(written[0]).size == (80, 60)  # the input's width and height
+    record = json.loads(written[1].read_text())
+    assert record["path"] == path and (record["width"], record["height"]) == (80, 60)
+    assert record["score_threshold"] == 0.5 and record["error"] is None
+    first = record["detections"][0]
+    assert {k: first[k] for k in ("label", "name", "box")} == {"label": 1, "name": "circle", "box": [5, 6, 25, 36]}
+    assert first["score"] == pytest.approx(0.95)
+    mask = mask_utils.decode({**first["mask"], "counts": first["mask"]["counts"].encode()})
+    assert mask.shape == (60, 80) and mask.sum() == 30 * 20 and mask[6:36, 5:25].all()
+
+
+def test_score_threshold_options_are_checked_and_a_low_one_reaches_the_detector(tmp_path: Path) -> None:
+    setup = PredictionSetup(["circle"])
+    with pytest.raises(ValueError, match="must be in \\[0, 1\\]; got 1.5"):
+        TASK.prediction_options(setup, ["--score-threshold", "1.5"])
+    with pytest.raises(ValueError, match="unknown option\\(s\\) for detection models: --boxes"):
+        TASK.prediction_options(setup, ["--boxes", "b.json"])
+    with pytest.raises(ValueError, match="detection options: argument --score-threshold"):
+        TASK.prediction_options(setup, ["--score-threshold", "high"])
+    ann = write_coco(tmp_path, degenerate=False)
+    seen = []
+
+    class Detector(_Oracle):  # a torchvision R-CNN's own test threshold, recorded when the model runs
+        roi_heads = type("Heads", (), {"score_thresh": 0.05})()
+
+        def forward(self, images: list[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
+            seen.append(self.roi_heads.score_thresh)
+            return super().forward(images)
+
+    model = Detector(_ground_truth(CocoDetection(ann, tmp_path / "images", train=False)))
+    run = partial(feed, collate=TASK.collate, inputs=TASK.model_inputs, batch_size=1)
+    path = [str(tmp_path / "images" / "3.png")]
+    TASK.predict(model, path, PredictionSetup(["circle", "triangle"], score_threshold=0.01), run, topk=1)
+    TASK.predict(model, path, PredictionSetup(["circle", "triangle"], score_threshold=0.3), run, topk=1)
+    assert seen == [0.01, 0.05] and model.roi_heads.score_thresh == 0.05  # lowered for the run, then restored
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("detector.rpn_pre_nms_top_n=[500]", "detector.rpn_pre_nms_top_n must be two positive counts .* got \\[500\\]"),
+        ("detector.rpn_post_nms_top_n=[0,100]", "detector.rpn_post_nms_top_n must be two positive counts"),
+        ("detector.anchor_scale=0", "detector.anchor_scale must be positive; got 0"),
+    ],
+)
+def test_bad_detector_sampling_settings_are_refused_naming_the_field(override: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        resolve_config(load_config("demo/shapes_detection_tiny", ["data.root=/nonexistent", override]))
 
 
 RECIPES = sorted((Path(__file__).resolve().parents[2] / "src/uniformer/configs/detection").glob("[!_]*"))

@@ -27,13 +27,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "classes with probabilities (softmax of the mean view logits). Options this command does not know go "
         "to the model's task: pose models take --boxes FILE (person boxes per image) or --detector NAME "
         "[--detector-checkpoint FILE] [--person-score-threshold T] (a detection model finds the people; default: "
-        "the whole image is one person) and --out DIR (skeleton drawings and keypoints JSON).",
+        "the whole image is one person) and --out DIR (skeleton drawings and keypoints JSON); detection models "
+        "take --score-threshold T (keep detections scoring above T, default 0.3).",
     )
     _common(p)
     p.add_argument("--topk", type=int, default=5)
     p.add_argument("--labels", default=None, help="class-name file (one per line) overriding the model's")
     p.add_argument("--json", action="store_true", help="one JSON document on stdout, for scripts")
-    p.add_argument("--out-dir", default=None, help="segmentation: write each label map and colour overlay here")
+    p.add_argument(
+        "--out-dir",
+        default=None,
+        help="segmentation: each label map and colour overlay; detection: each picture and detections JSON",
+    )
     p.set_defaults(func=_predict, task_args=[])
 
     p = subparsers.add_parser(

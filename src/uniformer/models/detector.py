@@ -116,7 +116,7 @@ class MMDetAnchorGenerator(AnchorGenerator):
     def __init__(
         self,
         strides: Sequence[int] = FPN_STRIDES,
-        octave_scale: int = 8,
+        octave_scale: float = 8,
         ratios: Sequence[float] = (0.5, 1.0, 2.0),
     ) -> None:
         self.strides = tuple(strides)
@@ -520,10 +520,11 @@ def _rpn(
     pre_nms_top_n: tuple[int, int],
     post_nms_top_n: tuple[int, int],
     batch_size_per_image: int,
+    anchor_scale: float = 8,
 ) -> RegionProposalNetwork:
     """The official RPN (mmdet anchors, 256 anchors sampled 1/2 positive at IoU 0.7/0.3, NMS 0.7), top-n
-    (training, testing) before and after NMS; ``network`` sets the loss."""
-    anchors = MMDetAnchorGenerator()
+    (training, testing) before and after NMS, anchors ``anchor_scale`` strides wide; ``network`` sets the loss."""
+    anchors = MMDetAnchorGenerator(octave_scale=anchor_scale)
     return network(
         anchors,
         Float32RPNHead(width, anchors.num_anchors_per_location()[0]),
@@ -572,7 +573,8 @@ class UniFormerMaskRCNN(MaskRCNN):
     ``mask=False`` gives the box-only detector (no mask branch, no ``masks`` in the outputs). ``min_size`` is the
     short side the transform resizes to (several: one drawn per training image, the last at test time), within
     ``max_size`` on the long side (official 800 / 1333). The sampling sizes and head widths (official 256 / 512
-    RoIs, 1024-wide box FCs, 256-wide mask convolutions) are options for small experiments such as the demo."""
+    RoIs, 1024-wide box FCs, 256-wide mask convolutions) and the anchor size in strides (official 8: 32 .. 512
+    pixels) are options for small experiments such as the demo."""
 
     def __init__(
         self,
@@ -589,10 +591,18 @@ class UniFormerMaskRCNN(MaskRCNN):
         box_batch_size_per_image: int = 512,
         representation_size: int = 1024,
         mask_channels: int = 256,
+        anchor_scale: float = 8,
     ) -> None:
         _check_classes(num_classes)
         width = backbone.out_channels
-        rpn = _rpn(L1RegionProposalNetwork, width, rpn_pre_nms_top_n, rpn_post_nms_top_n, rpn_batch_size_per_image)
+        rpn = _rpn(
+            L1RegionProposalNetwork,
+            width,
+            rpn_pre_nms_top_n,
+            rpn_post_nms_top_n,
+            rpn_batch_size_per_image,
+            anchor_scale,
+        )
         box_head = TwoMLPHead(width * 7 * 7, representation_size)
         box_predictor = FastRCNNPredictor(representation_size, num_classes + 1)
         _init_box_branch(box_head, box_predictor)
@@ -660,10 +670,13 @@ class UniFormerCascadeMaskRCNN(MaskRCNN):
         representation_size: int = 1024,
         mask_channels: int = 256,
         stage_loss_weights: Sequence[float] = CASCADE_LOSS_WEIGHTS,
+        anchor_scale: float = 8,
     ) -> None:
         _check_classes(num_classes)
         width = backbone.out_channels
-        rpn = _rpn(RegionProposalNetwork, width, rpn_pre_nms_top_n, rpn_post_nms_top_n, rpn_batch_size_per_image)
+        rpn = _rpn(
+            RegionProposalNetwork, width, rpn_pre_nms_top_n, rpn_post_nms_top_n, rpn_batch_size_per_image, anchor_scale
+        )
         stages = range(len(stage_loss_weights))
         box_heads = [
             FastRCNNConvFCHead((width, 7, 7), [width] * 4, [representation_size], norm_layer=nn.BatchNorm2d)

@@ -615,6 +615,7 @@ _DETECTOR_OPTIONS = (
     "representation_size",
     "mask_channels",
     "fpn_channels",
+    "anchor_scale",
 )
 
 

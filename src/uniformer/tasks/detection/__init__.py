@@ -28,8 +28,10 @@ from uniformer.tasks.detection.predict import (
     Prediction,
     PredictionSetup,
     detections_image,
+    parse_options,
     predict,
     prediction_setup,
+    write_predictions,
 )
 
 __all__ = ["TASK", "DetectionTask", "evaluate_coco"]
@@ -184,6 +186,7 @@ class DetectionTask(Task):
         backbone = {**info.model_args, **cfg.model.overrides, "drop_path_rate": cfg.model.drop_path_rate}
         try:
             options = {**det, "mask": mask, "min_size": tuple(det.min_size)}
+            options["rpn_pre_nms_top_n"] = tuple(det.rpn_pre_nms_top_n)
             options["rpn_post_nms_top_n"] = tuple(det.rpn_post_nms_top_n)
             return build_detector(info.detector, num_outputs, backbone, **options)
         except TypeError as exc:
@@ -223,10 +226,18 @@ class DetectionTask(Task):
     ) -> PredictionSetup:
         return prediction_setup(info, model, checkpoint, labels)
 
+    def prediction_options(self, setup: PredictionSetup, args: Sequence[str]) -> PredictionSetup:
+        """``--score-threshold T``: keep the detections scoring above T (default 0.3)."""
+        return parse_options(setup, args)
+
     def predict(
         self, model: nn.Module, paths: Sequence[str], setup: PredictionSetup, run: Any, topk: int
     ) -> list[Prediction]:
         return predict(model, paths, setup, run, topk)
+
+    def write_predictions(self, predictions: Sequence[Prediction], setup: PredictionSetup, out_dir: Path) -> list[Path]:
+        """Each image's picture (boxes, masks, names and scores) and detections JSON."""
+        return write_predictions(predictions, setup, out_dir)
 
     def draw_prediction(self, prediction: Prediction, setup: PredictionSetup) -> Any:
         """The masks, boxes and ``name score`` captions over the image."""

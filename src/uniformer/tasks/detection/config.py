@@ -49,10 +49,12 @@ class DetectorConfig:
     # sampling and widths (official values; smaller ones serve small experiments such as the demo)
     rpn_batch_size_per_image: int = 256  # anchors sampled per image for the RPN loss
     box_batch_size_per_image: int = 512  # RoIs sampled per image for the box and mask losses
+    rpn_pre_nms_top_n: List[int] = field(default_factory=lambda: [2000, 1000])  # per level before NMS (train, test)
     rpn_post_nms_top_n: List[int] = field(default_factory=lambda: [1000, 1000])  # proposals kept (train, test)
     fpn_channels: int = 256
     representation_size: int = 1024  # box head FCs
     mask_channels: int = 256
+    anchor_scale: float = 8.0  # anchor side in strides (mmdet octave_base_scale): 32 .. 512 pixels on P2 .. P6
 
 
 def resolve(cfg: DictConfig) -> None:
@@ -73,3 +75,9 @@ def resolve(cfg: DictConfig) -> None:
             "config: detector.min_size must be positive sizes no larger than detector.max_size; got "
             f"{list(det.min_size)} and {det.max_size}"
         )
+    for name in ("rpn_pre_nms_top_n", "rpn_post_nms_top_n"):
+        counts = list(det[name])
+        if len(counts) != 2 or min(counts) <= 0:
+            raise ValueError(f"config: detector.{name} must be two positive counts (training, testing); got {counts}")
+    if det.anchor_scale <= 0:
+        raise ValueError(f"config: detector.anchor_scale must be positive; got {det.anchor_scale}")

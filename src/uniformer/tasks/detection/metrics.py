@@ -26,10 +26,24 @@ from pycocotools.cocoeval import COCOeval
 from uniformer._fileio import atomic_write_text
 from uniformer.tasks.base import Collectives, MetricAccumulator, Metrics
 
-__all__ = ["STAT_NAMES", "CocoAccumulator", "DetectionMetrics", "coco_results", "run_cocoeval", "write_report"]
+__all__ = [
+    "STAT_NAMES",
+    "CocoAccumulator",
+    "DetectionMetrics",
+    "coco_results",
+    "encode_mask",
+    "run_cocoeval",
+    "write_report",
+]
 
 STAT_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl")
 MASK_THRESHOLD = 0.5
+
+
+def encode_mask(mask: np.ndarray) -> dict[str, Any]:
+    """A binary (H, W) mask as COCO's JSON RLE: ``{"size": [H, W], "counts": str}`` (pycocotools' encoding)."""
+    rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
+    return {"size": [int(v) for v in rle["size"]], "counts": rle["counts"].decode("ascii")}
 
 
 def coco_results(
@@ -45,10 +59,7 @@ def coco_results(
     segm = []
     if "masks" in output:
         binary = (output["masks"][:, 0] > MASK_THRESHOLD).cpu().numpy().astype(np.uint8)
-        for entry, mask in zip(base, binary):
-            rle = mask_utils.encode(np.asfortranarray(mask))
-            rle = {"size": [int(v) for v in rle["size"]], "counts": rle["counts"].decode("ascii")}
-            segm.append({**entry, "segmentation": rle})
+        segm = [{**entry, "segmentation": encode_mask(mask)} for entry, mask in zip(base, binary)]
     return bbox, segm
 
 

@@ -1,15 +1,21 @@
 """What a detection prediction is for a user: boxes, class names, scores and masks per image, and a picture.
 
-Images are read at their own size (the detector resizes them itself, as in ``uniformer eval``); detections
-below ``score_threshold`` are dropped; pictures are drawn with torchvision's ``draw_segmentation_masks`` and
-``draw_bounding_boxes``.
+Images are read at their own size (the detector resizes them itself, as in ``uniformer eval``); only detections
+scoring above ``score_threshold`` (``uniformer predict --score-threshold T``, default 0.3) are kept, strictly
+above as torchvision's ``box_score_thresh`` and mmdet's ``show_result(score_thr)``; a threshold under the
+detector's own test threshold (0.05, the config's ``score_thr``) lowers it for the run. ``--out-dir`` gets a
+picture per image drawn with torchvision's ``draw_segmentation_masks`` and ``draw_bounding_boxes`` and its
+detections as JSON (masks as COCO RLE).
 """
 
 from __future__ import annotations
 
+import argparse
+import contextlib
+import json
 import os
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +25,10 @@ import torch.nn as nn
 from PIL import Image
 from torchvision.utils import draw_bounding_boxes, draw_segmentation_masks
 
+from uniformer._fileio import atomic_write_text
 from uniformer.models.checkpoint import CheckpointFile
 from uniformer.models.registry import ModelInfo
-from uniformer.tasks.detection.metrics import MASK_THRESHOLD
+from uniformer.tasks.detection.metrics import MASK_THRESHOLD, encode_mask
 
 __all__ = [
     "Detections",
@@ -29,8 +36,10 @@ __all__ = [
     "PredictionSetup",
     "detections_image",
     "draw_detections",
+    "parse_options",
     "predict",
     "prediction_setup",
+    "write_predictions",
 ]
 
 Run = Callable[[nn.Module, Any, Any], None]
@@ -38,7 +47,7 @@ Run = Callable[[nn.Module, Any, Any], None]
 
 @dataclass(frozen=True)
 class PredictionSetup:
-    """Class names (label ``l`` is ``labels[l - 1]``) and the score below which detections are dropped."""
+    """Class names (label ``l`` is ``labels[l - 1]``) and the score detections must exceed to be kept."""
 
     labels: list[str]
     score_threshold: float = 0.3
@@ -57,6 +66,23 @@ def prediction_setup(
     return PredictionSetup(list(names))
 
 
+def parse_options(setup: PredictionSetup, args: Sequence[str]) -> PredictionSetup:
+    """The detection task's ``uniformer predict`` option: ``--score-threshold T`` (in [0, 1])."""
+    parser = argparse.ArgumentParser(prog="uniformer predict (detection options)", add_help=False, exit_on_error=False)
+    parser.add_argument("--score-threshold", type=float, default=setup.score_threshold)
+    try:
+        options, unknown = parser.parse_known_args(list(args))
+    except argparse.ArgumentError as exc:
+        raise ValueError(f"detection options: {exc}") from None
+    if unknown:
+        raise ValueError(
+            f"unknown option(s) for detection models: {' '.join(unknown)} (detection takes --score-threshold T)"
+        )
+    if not 0 <= options.score_threshold <= 1:
+        raise ValueError(f"--score-threshold must be in [0, 1]; got {options.score_threshold}")
+    return replace(setup, score_threshold=options.score_threshold)
+
+
 @dataclass
 class Prediction:
     """One image's detections above the threshold: boxes (N, 4) x1 y1 x2 y2 in pixels, labels 1 .. C, names,
@@ -73,12 +99,16 @@ class Prediction:
     top: list[tuple[int, str, float]] = field(default_factory=list)  # (label, name, score), best first
 
     def to_dict(self) -> dict[str, Any]:
+        """``path``, ``error`` and ``detections``: ``label``, ``name``, ``score``, ``box`` (x1 y1 x2 y2) and, for a
+        detector with masks, ``mask`` as COCO RLE (``{"size": [H, W], "counts": str}``, pycocotools' encoding)."""
         detections = [
             {"label": label, "name": name, "score": score, "box": [round(float(v), 2) for v in box]}
             for label, name, score, box in zip(
                 self.labels, self.names, self.scores, [] if self.boxes is None else self.boxes
             )
         ]
+        for detection, mask in zip(detections, [] if self.masks is None else self.masks):
+            detection["mask"] = encode_mask(mask)
         return {"path": self.path, "error": self.error, "detections": detections}
 
 
@@ -123,21 +153,37 @@ class _Images(torch.utils.data.Dataset):
         return {**item, "image": image, "valid": True, "error": ""}
 
 
+@contextlib.contextmanager
+def _detector_threshold(model: nn.Module, threshold: float) -> Iterator[None]:
+    """A torchvision R-CNN's own test score threshold lowered to ``threshold`` while the block runs (when lower)."""
+    heads = getattr(model, "roi_heads", None)
+    saved = getattr(heads, "score_thresh", None)
+    if saved is None or threshold >= saved:
+        yield
+        return
+    heads.score_thresh = threshold
+    try:
+        yield
+    finally:
+        heads.score_thresh = saved
+
+
 def predict(model: nn.Module, paths: Sequence[str], setup: PredictionSetup, run: Run, topk: int) -> list[Prediction]:
-    """The detections of every image above ``setup.score_threshold`` (at most ``topk`` listed in ``top``)."""
+    """The detections of every image scoring above ``setup.score_threshold`` (at most ``topk`` listed in ``top``)."""
     missing = [p for p in paths if not os.path.isfile(p)]
     if missing:
         raise FileNotFoundError(f"input not found: {', '.join(missing)}")
     dataset = _Images(paths)
     accumulator = Detections(len(dataset))
-    run(model, dataset, accumulator)
+    with _detector_threshold(model, setup.score_threshold):
+        run(model, dataset, accumulator)
     out = []
     for index, path in enumerate(paths):
         if index in accumulator.failed:
             out.append(Prediction(path, error=accumulator.failed[index]))
             continue
         found = accumulator.outputs[index]
-        keep = found["scores"] >= setup.score_threshold
+        keep = found["scores"] > setup.score_threshold
         labels = found["labels"][keep].tolist()
         names = [setup.labels[label - 1] for label in labels]
         scores = found["scores"][keep].tolist()
@@ -167,3 +213,26 @@ def detections_image(image_path: str | os.PathLike[str], prediction: Prediction)
         captions = [f"{name} {score:.2f}" for name, score in zip(prediction.names, prediction.scores)]
         image = draw_bounding_boxes(image, torch.from_numpy(prediction.boxes), captions, colors=colours, width=1)
     return Image.fromarray(image.permute(1, 2, 0).numpy())
+
+
+def write_predictions(
+    predictions: Sequence[Prediction], setup: PredictionSetup, out_dir: str | os.PathLike[str]
+) -> list[Path]:
+    """For each readable image ``NAME``: ``NAME_detections.png`` (:func:`draw_detections`) and
+    ``NAME_detections.json`` (:meth:`Prediction.to_dict` with the image size and the threshold) in ``out_dir``;
+    returns the files written. Images of the same name get their input position appended."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    stems = [Path(p.path).stem for p in predictions]
+    written = []
+    for index, (prediction, stem) in enumerate(zip(predictions, stems, strict=True)):
+        if prediction.error is not None:
+            continue
+        name = stem if stems.count(stem) == 1 else f"{stem}_{index}"
+        picture = draw_detections(prediction.path, prediction, out / f"{name}_detections.png")
+        with Image.open(picture) as f:
+            width, height = f.size
+        record = {**prediction.to_dict(), "width": width, "height": height, "score_threshold": setup.score_threshold}
+        atomic_write_text(out / f"{name}_detections.json", json.dumps(record, indent=1) + "\n")
+        written += [picture, out / f"{name}_detections.json"]
+    return written
