@@ -157,6 +157,7 @@ def test_training_batches_hold_images_of_one_aspect_ratio_class(tmp_path: Path, 
     write_set(tmp_path, sizes, {i: [[5, 5, 20, 20]] for i in sizes})
     overrides = [f"data.root={tmp_path}", "data.train_ann=instances.json", "data.train_images=images"]
     overrides += ["data.val_ann=none.json", "data.flip=0", "trainer.batch_size=3", "trainer.max_epochs=1"]
+    overrides += ["data.num_workers=0"]  # the patched collate runs in this process
     cfg = resolve_config(load_config("demo/shapes_detection_tiny", overrides))
     assert TASK.batch_groups(cfg, TASK.build_dataset(cfg, "train")) == [1, 0, 1, 0, 0, 1]  # mmdet: w / h > 1
     cfg.data.group_by_aspect = False
