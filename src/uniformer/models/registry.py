@@ -867,7 +867,8 @@ def _metric_cell(release: Release) -> str:
 def zoo_table(names: list[str] | None = None, markdown: bool = True) -> str:
     """The model-zoo table (one row per release) as Markdown or aligned plain text.
 
-    Columns: name, dataset, frames x stride (or segments), test views (clips x crops), crop size,
+    Columns: name, dataset, frames x stride (or segments), test views (clips x crops), crop size (a pose model's
+    H x W),
     published top-1 (segmentation: mIoU), published parameters, published GFLOPs per view, released checkpoint
     file (or its download address when it is not on the Hub).
     """
@@ -883,7 +884,7 @@ def zoo_table(names: list[str] | None = None, markdown: bool = True) -> str:
                     DATASETS[info.dataset].title,
                     info.frames_label,
                     f"{info.test_clips}x{info.test_crops}",
-                    str(rel.img_size),
+                    "x".join(map(str, rel.input_hw)) if info.task == "pose" and rel.input_hw else str(rel.img_size),
                     _metric_cell(rel),
                     f"{info.params_m:g}",
                     f"{rel.gflops:g}",
