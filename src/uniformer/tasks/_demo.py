@@ -1,4 +1,5 @@
-"""What every task's demo shares: running ``uniformer ...`` as a user would, and claiming its output folder.
+"""What every task's demo shares: running ``uniformer ...`` as a user would, and claiming its output folder; and
+what the dense demos share: their data, training and held-out test steps (:func:`train_and_test`).
 
 A demo drives the real commands in child processes (tasks do not import the engine), so what it measures is
 what a user gets from the command line.
@@ -6,15 +7,20 @@ what a user gets from the command line.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-__all__ = ["prepare_output", "run_cli", "train_and_test"]
+from uniformer.configs import find_config
+
+__all__ = ["DemoRun", "prepare_output", "run_cli", "train_and_test"]
 
 
 def run_cli(step: str, args: list[str], capture: bool = False, env: dict[str, str] | None = None) -> tuple[float, str]:
@@ -46,25 +52,48 @@ def prepare_output(out: Path, marker: str) -> None:
     out.mkdir(parents=True, exist_ok=True)
 
 
+@dataclass(frozen=True)
+class DemoRun:
+    """What :func:`train_and_test` leaves for a dense demo's own last step and report: the data and run folders,
+    the seconds per step (keyed as the reports name them), the tested checkpoint and its ``metrics.json``."""
+
+    data: Path
+    run: Path
+    times: dict[str, float]
+    final: Path
+    metrics: dict[str, Any]
+
+
 def train_and_test(
-    config: str,
-    *,
-    data: Path,
-    run: Path,
     out: Path,
+    marker: str,
+    make_data: Callable[[Path], object],
+    heading: str,
+    recipe: str,
+    *,
     seed: int,
     overrides: Sequence[str],
     steps: tuple[str, str],
     env: dict[str, str] | None = None,
-) -> tuple[dict[str, float], Path]:
-    """``uniformer train CONFIG`` on ``data`` into ``run``, then ``uniformer eval`` of its *last* checkpoint into
-    ``out/eval`` (not ``best.pt``, which was chosen on the held-out data it would be tested on); ``steps`` are the
-    two headings. Returns the seconds per step, keyed as the demos' reports name them, and the tested checkpoint."""
-    common = [f"data.root={data}", f"output_dir={run}", f"seed={seed}", "trainer.progress=false", *overrides]
+) -> DemoRun:
+    """The steps the dense demos share: claim ``out`` (:func:`prepare_output` with ``marker``), write the data
+    into ``out/data`` with ``make_data`` under the step heading ``heading`` (the folder appended), then
+    ``uniformer train`` of the shipped recipe ``recipe`` into ``out/run`` and ``uniformer eval`` of its *last*
+    checkpoint into ``out/eval`` (not ``best.pt``, which was chosen on the held-out data it would be tested on);
+    ``steps`` are the two commands' headings, ``env`` is added to their environment."""
+    prepare_output(out, marker)
+    data, run = out / "data", out / "run"
     times: dict[str, float] = {}
+    tic = time.perf_counter()
+    print(f"=== {heading} in {data}", flush=True)
+    make_data(data)
+    times["make the data"] = time.perf_counter() - tic
+    config = str(find_config(recipe))
+    common = [f"data.root={data}", f"output_dir={run}", f"seed={seed}", "trainer.progress=false", *overrides]
     times["train (uniformer train)"], _ = run_cli(steps[0], ["train", config, *common], env=env)
     final = max((run / "checkpoints").glob("checkpoint-*.pt"))
     times["test (uniformer eval)"], _ = run_cli(
         steps[1], ["eval", config, *common, f"checkpoint={final}", f"eval.output_dir={out / 'eval'}"], env=env
     )
-    return times, final
+    metrics = json.loads((out / "eval" / "metrics.json").read_text())
+    return DemoRun(data, run, times, final, metrics)

@@ -20,10 +20,9 @@ import torch
 from omegaconf import OmegaConf
 
 from uniformer._fileio import atomic_write_text
-from uniformer.configs import find_config
 from uniformer.models.checkpoint import read_checkpoint
 from uniformer.models.registry import model_info
-from uniformer.tasks._demo import prepare_output, train_and_test
+from uniformer.tasks._demo import train_and_test
 from uniformer.tasks.detection import TASK
 from uniformer.tasks.detection.predict import draw_detections
 from uniformer.tasks.detection.synth import INSTANCE_CLASSES, write_instances
@@ -53,26 +52,18 @@ def run_demo(
 ) -> dict[str, Any]:
     """Run the demo into ``out`` (an earlier demo's output there is replaced); returns ``result.json``'s content."""
     started = time.perf_counter()
-    prepare_output(out, "data/annotations/instances_val.json")
-    data, run = out / "data", out / "run"
-    times: dict[str, float] = {}
-    tic = time.perf_counter()
-    print(f"=== 1/3 synthetic shapes: {train_images} training and {val_images} held-out images in {data}", flush=True)
-    write_instances(data, {"train": train_images, "val": val_images}, size=size, seed=seed)
-    times["make the data"] = time.perf_counter() - tic
-    config = str(find_config(CONFIG))
-    ran, final = train_and_test(
-        config,
-        data=data,
-        run=run,
-        out=out,
+    ran = train_and_test(
+        out,
+        "data/annotations/instances_val.json",
+        lambda data: write_instances(data, {"train": train_images, "val": val_images}, size=size, seed=seed),
+        f"1/3 synthetic shapes: {train_images} training and {val_images} held-out images",
+        CONFIG,
         seed=seed,
         overrides=overrides,
         steps=("2/3 training", "3/3 held-out test"),
         env=THREADS,
     )
-    times.update(ran)
-    metrics = json.loads((out / "eval" / "metrics.json").read_text())["values"]
+    data, run, times, final, metrics = ran.data, ran.run, ran.times, ran.final, ran.metrics["values"]
 
     file = read_checkpoint(final)
     resolved = OmegaConf.create(file.config or {})

@@ -24,10 +24,9 @@ from omegaconf import OmegaConf
 from PIL import Image
 
 from uniformer._fileio import atomic_write_text
-from uniformer.configs import find_config
 from uniformer.models.checkpoint import read_checkpoint
 from uniformer.models.registry import model_info
-from uniformer.tasks._demo import prepare_output, train_and_test
+from uniformer.tasks._demo import train_and_test
 from uniformer.tasks.pose import TASK
 from uniformer.tasks.pose.coco import read_keypoint_file
 from uniformer.tasks.pose.metrics import evaluate_coco_keypoints
@@ -79,26 +78,18 @@ def run_demo(
 ) -> dict[str, Any]:
     """Run the demo into ``out`` (an earlier demo's output there is replaced); returns ``result.json``'s content."""
     started = time.perf_counter()
-    prepare_output(out, "data/annotations/person_keypoints_val.json")
-    data, run = out / "data", out / "run"
-    times: dict[str, float] = {}
-    tic = time.perf_counter()
-    print(f"=== 1/3 synthetic figures: {train_images} training and {val_images} held-out images in {data}", flush=True)
-    write_figures(data, {"train": train_images, "val": val_images}, size=128, seed=seed)
-    times["make the data"] = time.perf_counter() - tic
-    config = str(find_config(CONFIG))
-    ran, final = train_and_test(
-        config,
-        data=data,
-        run=run,
-        out=out,
+    ran = train_and_test(
+        out,
+        "data/annotations/person_keypoints_val.json",
+        lambda data: write_figures(data, {"train": train_images, "val": val_images}, size=128, seed=seed),
+        f"1/3 synthetic figures: {train_images} training and {val_images} held-out images",
+        CONFIG,
         seed=seed,
         overrides=overrides,
         steps=("2/3 training", "3/3 held-out test"),
         env=THREADS,
     )
-    times.update(ran)
-    metrics = json.loads((out / "eval" / "metrics.json").read_text())
+    data, run, times, final, metrics = ran.data, ran.run, ran.times, ran.final, ran.metrics
 
     file = read_checkpoint(final)
     cfg = OmegaConf.create(file.config or {})

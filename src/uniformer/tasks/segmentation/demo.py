@@ -27,9 +27,8 @@ import torch
 from PIL import Image
 
 from uniformer._fileio import atomic_write_text
-from uniformer.configs import find_config
 from uniformer.models.registry import model_info
-from uniformer.tasks._demo import prepare_output, run_cli, train_and_test
+from uniformer.tasks._demo import run_cli, train_and_test
 from uniformer.tasks.segmentation.metrics import Areas, compute_metrics, intersect_and_union
 from uniformer.tasks.segmentation.predict import palette_for
 from uniformer.tasks.segmentation.synth import SHAPE_CLASSES, write_shapes
@@ -69,19 +68,17 @@ def run_demo(
 ) -> dict[str, Any]:
     """Run the demo into ``out`` (an earlier demo's output there is replaced); returns ``result.json``'s content."""
     started = time.perf_counter()
-    prepare_output(out, "data/classes.txt")
-    data, run = out / "data", out / "run"
-    times: dict[str, float] = {}
-    tic = time.perf_counter()
-    print(f"=== 1/4 synthetic shapes: {train_images} training and {val_images} held-out images in {data}", flush=True)
-    write_shapes(data, {"train": train_images, "val": val_images}, size=64, seed=seed)
-    times["make the data"] = time.perf_counter() - tic
-    config = str(find_config(CONFIG))
-    ran, final = train_and_test(
-        config, data=data, run=run, out=out, seed=seed, overrides=overrides, steps=("2/4 training", "3/4 held-out test")
+    ran = train_and_test(
+        out,
+        "data/classes.txt",
+        lambda data: write_shapes(data, {"train": train_images, "val": val_images}, size=64, seed=seed),
+        f"1/4 synthetic shapes: {train_images} training and {val_images} held-out images",
+        CONFIG,
+        seed=seed,
+        overrides=overrides,
+        steps=("2/4 training", "3/4 held-out test"),
     )
-    times.update(ran)
-    metrics = json.loads((out / "eval" / "metrics.json").read_text())
+    data, run, times, final, metrics = ran.data, ran.run, ran.times, ran.final, ran.metrics
 
     stems = [p.stem for p in sorted((data / "images" / "val").glob("*.png"))[:4]]
     predicted = out / "predictions"
