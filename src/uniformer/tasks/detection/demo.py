@@ -17,11 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from omegaconf import OmegaConf
 
 from uniformer._fileio import atomic_write_text
 from uniformer.models.checkpoint import read_checkpoint
-from uniformer.models.registry import model_info
+from uniformer.models.registry import create_model, model_info
 from uniformer.tasks._demo import train_and_test
 from uniformer.tasks.detection import TASK
 from uniformer.tasks.detection.predict import draw_detections
@@ -65,14 +64,12 @@ def run_demo(
     )
     data, run, times, final, metrics = ran.data, ran.run, ran.times, ran.final, ran.metrics["values"]
 
-    file = read_checkpoint(final)
-    resolved = OmegaConf.create(file.config or {})
-    model = TASK.build_model(resolved, len(INSTANCE_CLASSES))
-    model.load_state_dict(file.state_dict)
-    setup = TASK.prediction_setup(model_info(resolved.model.name), model, file, None)
+    file = read_checkpoint(final)  # the trained detector, as `uniformer predict --checkpoint` builds it
+    model = create_model(file.model_name, checkpoint_path=file).eval()
+    setup = TASK.prediction_setup(model_info(file.model_name), model, file, None)
     images = sorted((data / "images" / "val").glob("*.png"))[:8]
     pictures = []
-    for prediction in TASK.predict(model.eval(), [str(p) for p in images], setup, _feed, topk=10):
+    for prediction in TASK.predict(model, [str(p) for p in images], setup, _feed, topk=10):
         name = f"prediction_{Path(prediction.path).stem}.png"
         draw_detections(prediction.path, prediction, out / name)
         pictures.append(name)

@@ -20,12 +20,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from omegaconf import OmegaConf
 from PIL import Image
 
 from uniformer._fileio import atomic_write_text
 from uniformer.models.checkpoint import read_checkpoint
-from uniformer.models.registry import model_info
+from uniformer.models.registry import create_model, model_info
 from uniformer.tasks._demo import train_and_test
 from uniformer.tasks.pose import TASK
 from uniformer.tasks.pose.coco import read_keypoint_file
@@ -91,20 +90,16 @@ def run_demo(
     )
     data, run, times, final, metrics = ran.data, ran.run, ran.times, ran.final, ran.metrics
 
-    file = read_checkpoint(final)
-    cfg = OmegaConf.create(file.config or {})
-    model = TASK.build_model(cfg, cfg.model.num_classes)
-    model.load_state_dict(file.state_dict)
-    setup = TASK.prediction_setup(model_info(cfg.model.name), model, file, None)
+    file = read_checkpoint(final)  # the trained model, as `uniformer predict --checkpoint` builds it
+    model = create_model(file.model_name, checkpoint_path=file).eval()
+    setup = TASK.prediction_setup(model_info(file.model_name), model, file, None)  # the run's crop and names
     val_ann = data / "annotations" / "person_keypoints_val.json"
     annotations = read_keypoint_file(val_ann, data / "val")
     shown = annotations.instances[:6]
     boxes = {Path(inst.image).name: [list(inst.box)] for inst in shown}
     setup = replace(setup, boxes=boxes)  # the held-out ground-truth boxes, as the test uses them
     drawings = []
-    for inst, prediction in zip(
-        shown, TASK.predict(model.eval(), [i.image for i in shown], setup, _feed, 1), strict=True
-    ):
+    for inst, prediction in zip(shown, TASK.predict(model, [i.image for i in shown], setup, _feed, 1), strict=True):
         image = torch.from_numpy(np.asarray(Image.open(inst.image).convert("RGB")).copy()).permute(2, 0, 1)
         truth = draw_people(image, [{"keypoints": inst.keypoints.tolist()}], setup.skeleton, 0.5)
         predicted = draw_people(image, prediction.persons, setup.skeleton, setup.vis_thr)
@@ -113,7 +108,7 @@ def run_demo(
         Image.fromarray(pair.permute(1, 2, 0).numpy()).save(out / name)
         drawings.append(name)
 
-    height, width = cfg.data.input_size
+    height, width = setup.input_size
     chance = mean_pose_ap(data / "annotations" / "person_keypoints_train.json", val_ann, width / height)
     result = {
         "metric": "AP",
