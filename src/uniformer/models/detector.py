@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -566,7 +566,40 @@ def _forward_dummy(
     return outputs
 
 
-class UniFormerMaskRCNN(MaskRCNN):
+class _UniFormerRCNN(MaskRCNN):
+    """What both official detectors assemble alike, in this order (so a seed gives the same weights): the class
+    count checked, the RPN (``rpn_network`` sets its loss) on the FPN's width, the RoI poolers (the mask pooler
+    only with ``mask``), the detector's RoI heads from ``roi_heads(width, box_pool, mask_pool)`` (``mask_pool``
+    ``None``: box-only), the transform and ``num_classes``. The options are those of :class:`UniFormerMaskRCNN`."""
+
+    def __init__(
+        self,
+        backbone: UniFormerFPN,
+        num_classes: int,
+        rpn_network: type[RegionProposalNetwork],
+        roi_heads: Callable[[int, nn.Module, nn.Module | None], RoIHeads],
+        *,
+        mask: bool,
+        min_size: int | tuple[int, ...],
+        max_size: int,
+        rpn_pre_nms_top_n: tuple[int, int],
+        rpn_post_nms_top_n: tuple[int, int],
+        rpn_batch_size_per_image: int,
+        anchor_scale: float,
+    ) -> None:
+        _check_classes(num_classes)
+        width = backbone.out_channels
+        rpn = _rpn(rpn_network, width, rpn_pre_nms_top_n, rpn_post_nms_top_n, rpn_batch_size_per_image, anchor_scale)
+        names = ["0", "1", "2", "3"]
+        heads = roi_heads(
+            width, AlignedMultiScaleRoIAlign(names, 7), AlignedMultiScaleRoIAlign(names, 14) if mask else None
+        )
+        # MaskRCNN's own constructor would build torchvision's RPN and heads: assemble ours instead
+        GeneralizedRCNN.__init__(self, backbone, rpn, heads, _transform(min_size, max_size))
+        self.num_classes = num_classes
+
+
+class UniFormerMaskRCNN(_UniFormerRCNN):
     """A :class:`~torchvision.models.detection.MaskRCNN` on :class:`UniFormerFPN` with the official
     configuration (see the module docstring). ``num_classes`` counts the object classes (80 for COCO); the
     predictors have one more row, the background, first (torchvision's layout; labels are 1 .. num_classes).
@@ -593,39 +626,41 @@ class UniFormerMaskRCNN(MaskRCNN):
         mask_channels: int = 256,
         anchor_scale: float = 8,
     ) -> None:
-        _check_classes(num_classes)
-        width = backbone.out_channels
-        rpn = _rpn(
+        def roi_heads(width: int, box_pool: nn.Module, mask_pool: nn.Module | None) -> RoIHeads:
+            box_head = TwoMLPHead(width * 7 * 7, representation_size)
+            box_predictor = FastRCNNPredictor(representation_size, num_classes + 1)
+            _init_box_branch(box_head, box_predictor)
+            masked = mask_pool is not None
+            return UniFormerRoIHeads(
+                box_pool,
+                box_head,
+                box_predictor,
+                fg_iou_thresh=0.5,
+                bg_iou_thresh=0.5,
+                batch_size_per_image=box_batch_size_per_image,
+                positive_fraction=0.25,
+                bbox_reg_weights=BOX_WEIGHTS,
+                score_thresh=0.05,
+                nms_thresh=0.5,
+                detections_per_img=box_detections_per_img,
+                mask_roi_pool=mask_pool,
+                mask_head=MaskRCNNHeads(width, (mask_channels,) * 4, 1) if masked else None,
+                mask_predictor=MaskRCNNPredictor(mask_channels, mask_channels, num_classes + 1) if masked else None,
+            )
+
+        super().__init__(
+            backbone,
+            num_classes,
             L1RegionProposalNetwork,
-            width,
-            rpn_pre_nms_top_n,
-            rpn_post_nms_top_n,
-            rpn_batch_size_per_image,
-            anchor_scale,
+            roi_heads,
+            mask=mask,
+            min_size=min_size,
+            max_size=max_size,
+            rpn_pre_nms_top_n=rpn_pre_nms_top_n,
+            rpn_post_nms_top_n=rpn_post_nms_top_n,
+            rpn_batch_size_per_image=rpn_batch_size_per_image,
+            anchor_scale=anchor_scale,
         )
-        box_head = TwoMLPHead(width * 7 * 7, representation_size)
-        box_predictor = FastRCNNPredictor(representation_size, num_classes + 1)
-        _init_box_branch(box_head, box_predictor)
-        names = ["0", "1", "2", "3"]
-        roi_heads = UniFormerRoIHeads(
-            AlignedMultiScaleRoIAlign(names, 7),
-            box_head,
-            box_predictor,
-            fg_iou_thresh=0.5,
-            bg_iou_thresh=0.5,
-            batch_size_per_image=box_batch_size_per_image,
-            positive_fraction=0.25,
-            bbox_reg_weights=BOX_WEIGHTS,
-            score_thresh=0.05,
-            nms_thresh=0.5,
-            detections_per_img=box_detections_per_img,
-            mask_roi_pool=AlignedMultiScaleRoIAlign(names, 14) if mask else None,
-            mask_head=MaskRCNNHeads(width, (mask_channels,) * 4, 1) if mask else None,
-            mask_predictor=MaskRCNNPredictor(mask_channels, mask_channels, num_classes + 1) if mask else None,
-        )
-        # MaskRCNN's own constructor would build torchvision's RPN and heads: assemble ours instead
-        GeneralizedRCNN.__init__(self, backbone, rpn, roi_heads, _transform(min_size, max_size))
-        self.num_classes = num_classes
 
     def forward_dummy(self, images: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """The computation mmdet's ``get_flops`` counts (see :func:`_forward_dummy`), for
@@ -635,7 +670,7 @@ class UniFormerMaskRCNN(MaskRCNN):
         return _forward_dummy(self, images, [(heads.box_head, heads.box_predictor)], masks)
 
 
-class UniFormerCascadeMaskRCNN(MaskRCNN):
+class UniFormerCascadeMaskRCNN(_UniFormerRCNN):
     """Cascade Mask R-CNN (official ``cascade_mask_rcnn_uniformer_fpn.py`` + ``exp/cascade_mask_rcnn_3x_ms_hybrid_*``)
     as a :class:`~torchvision.models.detection.MaskRCNN` (the same API as :class:`UniFormerMaskRCNN`; the training
     loss dict holds the RPN's two losses and per-stage ``s<i>.loss_*``, already weighted 1 / 0.5 / 0.25).
@@ -672,35 +707,45 @@ class UniFormerCascadeMaskRCNN(MaskRCNN):
         stage_loss_weights: Sequence[float] = CASCADE_LOSS_WEIGHTS,
         anchor_scale: float = 8,
     ) -> None:
-        _check_classes(num_classes)
-        width = backbone.out_channels
-        rpn = _rpn(
-            RegionProposalNetwork, width, rpn_pre_nms_top_n, rpn_post_nms_top_n, rpn_batch_size_per_image, anchor_scale
+        def roi_heads(width: int, box_pool: nn.Module, mask_pool: nn.Module | None) -> RoIHeads:
+            stages = range(len(stage_loss_weights))
+            box_heads = [
+                FastRCNNConvFCHead((width, 7, 7), [width] * 4, [representation_size], norm_layer=nn.BatchNorm2d)
+                for _ in stages
+            ]
+            box_predictors = [FastRCNNPredictor(representation_size, num_classes + 1) for _ in stages]
+            for head, predictor in zip(box_heads, box_predictors):
+                _init_box_branch(head, predictor)
+            masked = mask_pool is not None
+            return CascadeRoIHeads(
+                box_pool,
+                box_heads,
+                box_predictors,
+                stage_loss_weights=stage_loss_weights,
+                batch_size_per_image=box_batch_size_per_image,
+                detections_per_img=box_detections_per_img,
+                mask_roi_pool=mask_pool,
+                mask_heads=[MaskRCNNHeads(width, (mask_channels,) * 4, 1) for _ in stages] if masked else None,
+                mask_predictors=(
+                    [MaskRCNNPredictor(mask_channels, mask_channels, num_classes + 1) for _ in stages]
+                    if masked
+                    else None
+                ),
+            )
+
+        super().__init__(
+            backbone,
+            num_classes,
+            RegionProposalNetwork,
+            roi_heads,
+            mask=mask,
+            min_size=min_size,
+            max_size=max_size,
+            rpn_pre_nms_top_n=rpn_pre_nms_top_n,
+            rpn_post_nms_top_n=rpn_post_nms_top_n,
+            rpn_batch_size_per_image=rpn_batch_size_per_image,
+            anchor_scale=anchor_scale,
         )
-        stages = range(len(stage_loss_weights))
-        box_heads = [
-            FastRCNNConvFCHead((width, 7, 7), [width] * 4, [representation_size], norm_layer=nn.BatchNorm2d)
-            for _ in stages
-        ]
-        box_predictors = [FastRCNNPredictor(representation_size, num_classes + 1) for _ in stages]
-        for head, predictor in zip(box_heads, box_predictors):
-            _init_box_branch(head, predictor)
-        names = ["0", "1", "2", "3"]
-        roi_heads = CascadeRoIHeads(
-            AlignedMultiScaleRoIAlign(names, 7),
-            box_heads,
-            box_predictors,
-            stage_loss_weights=stage_loss_weights,
-            batch_size_per_image=box_batch_size_per_image,
-            detections_per_img=box_detections_per_img,
-            mask_roi_pool=AlignedMultiScaleRoIAlign(names, 14) if mask else None,
-            mask_heads=[MaskRCNNHeads(width, (mask_channels,) * 4, 1) for _ in stages] if mask else None,
-            mask_predictors=(
-                [MaskRCNNPredictor(mask_channels, mask_channels, num_classes + 1) for _ in stages] if mask else None
-            ),
-        )
-        GeneralizedRCNN.__init__(self, backbone, rpn, roi_heads, _transform(min_size, max_size))
-        self.num_classes = num_classes
 
     def forward_dummy(self, images: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """mmdet's ``CascadeRoIHead.forward_dummy``: every stage's box branch on 1000 RoIs and mask branch on 100
