@@ -23,7 +23,14 @@ import torch.nn as nn
 from torch.fx.experimental.optimization import fuse
 from torchvision.models import resnet50
 
-from uniformer.benchmarks.models import DTYPES, BenchmarkTable, machine_description, measure_table, no_grad_call
+from uniformer.benchmarks.models import (
+    DTYPES,
+    BenchmarkTable,
+    machine_description,
+    measure_table,
+    no_grad_call,
+    paired_speedup,
+)
 from uniformer.models.complexity import count_gmacs
 from uniformer.models.heads.topdown import TopDownSimpleHead
 from uniformer.models.optimize import PrepareInput, optimize_for_inference, warn_if_cpu_bf16_is_slow
@@ -96,9 +103,11 @@ def run(
     rows = {row.variant: row for row in table.rows}
     for precision in precisions:
         mine, other = rows[f"{ours_label} {precision}"], rows[f"{peer_label} {precision}"]
+        paired, wins = paired_speedup(mine, other)
         table.notes.append(
             f"{precision}: UniFormer-S {1000 / mine.ms_per_view:.1f} crops/s, {PEER} {1000 / other.ms_per_view:.1f} "
-            f"crops/s: UniFormer-S / peer speed = {other.ms_per_view / mine.ms_per_view:.2f}x"
+            f"crops/s: UniFormer-S / peer speed = {other.ms_per_view / mine.ms_per_view:.2f}x (medians); "
+            f"round by round {paired:.2f}x, UniFormer-S faster in {wins} of {len(mine.ms)} rounds"
         )
     with torch.no_grad():
         references = {"ours": plain(x), "peer": peer(x)}

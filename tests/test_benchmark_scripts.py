@@ -13,7 +13,7 @@ from benchmarks.memory import peak_tensor_mb
 from benchmarks.pose import run as run_pose
 from benchmarks.results import _inference, _speedup
 from benchmarks.segmentation import run as run_segmentation
-from uniformer.benchmarks.models import BenchmarkTable, Row
+from uniformer.benchmarks.models import BenchmarkTable, Row, paired_speedup
 
 
 def test_peak_tensor_memory_counts_what_tensors_hold_at_once() -> None:
@@ -47,6 +47,14 @@ def test_a_missed_speedup_target_says_when_it_is_above_the_ceiling() -> None:
     )
     assert _speedup("x", table, "fast", 2, 200) == "| x | 1.25x | NOT met |"
     assert _speedup("x", table, "fast", 1.2, 112) == "| x | 1.25x | met |"
+
+
+def test_the_paired_speedup_compares_rounds_not_medians() -> None:
+    # a slow swing in round 2 hits both variants; round by round ours is 2x, 2x, 0.5x faster
+    ours, peer = Row("ours", [10.0, 40.0, 30.0], 1, None), Row("peer", [20.0, 80.0, 15.0], 1, None)
+    assert paired_speedup(ours, peer) == (2.0, 2)
+    with pytest.raises(ValueError):
+        paired_speedup(ours, Row("peer", [20.0], 1, None))
 
 
 def test_the_ablation_table_adds_each_fast_path_and_measures_resident_memory() -> None:

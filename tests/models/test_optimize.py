@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import timm.utils
 import torch
 from safetensors.torch import load_file
 
 from uniformer import UniFormer, load_checkpoint, optimize_for_inference, set_formulation
-from uniformer.models.optimize import InplaceGELU, fold_batchnorms
+from uniformer.models import optimize
+from uniformer.models.optimize import FusedMlp, InplaceGELU, fold_batchnorms
 from uniformer.models.pose import build_pose_model
 from uniformer.models.segmentor import build_segmentor
-from uniformer.models.uniformer import Attention, chunked_attention
+from uniformer.models.uniformer import Attention, ConvMlp, chunked_attention
 
 from golden import GOLDEN, assert_close_to_golden, assert_outputs_match_golden, golden_cases, golden_model_kwargs
 
@@ -124,8 +127,42 @@ def test_inplace_gelu_overwrites_its_input_with_fp32_gelu_values(dtype: torch.dt
         expected = torch.nn.functional.gelu(x.float().contiguous()).to(dtype)
         assert InplaceGELU()(x) is x and torch.equal(x, expected) and x.is_contiguous(memory_format=layout)
     fast = optimize_for_inference(_tiny(True), dtype=dtype)
-    acts = [block.mlp.act for block in [*fast.blocks1, *fast.blocks2, *fast.blocks3, *fast.blocks4]]
-    assert all(isinstance(act, InplaceGELU) for act in acts)
+    mlps = [block.mlp for block in [*fast.blocks1, *fast.blocks2, *fast.blocks3, *fast.blocks4]]
+    assert all(isinstance(mlp, FusedMlp) and isinstance(mlp.act, InplaceGELU) for mlp in mlps)
+
+
+@pytest.mark.parametrize("rows_per_block", [None, 7], ids=["one-block", "ragged-blocks"])
+@pytest.mark.parametrize("kind", ["conv2d", "conv3d", "linear"])
+def test_fused_mlp_equals_the_mlp_it_replaces_and_runs_onednn_fused_kernels(
+    kind: str, rows_per_block: int | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """GELU inside fc1's oneDNN kernel, rows in blocks: the fp32 result is the plain MLP's to float rounding (also
+    when the rows span several blocks), bf16 stays within bf16 rounding of it, the fp64 fallback (plain ops) is
+    exact, and the CPU profile shows the fused kernel."""
+    torch.manual_seed(0)
+    if kind == "linear":
+        mlp, x = timm.layers.Mlp(24, 96), torch.randn(2, 50, 24)
+    else:
+        video = kind == "conv3d"
+        mlp = ConvMlp(24, 96, video=video)
+        x = torch.randn(2, 24, 3, 10, 10) if video else torch.randn(2, 24, 10, 10)
+        x = x.contiguous(memory_format=torch.channels_last_3d if video else torch.channels_last)
+    mlp.eval()
+    fused = FusedMlp(mlp.fc1, mlp.fc2)
+    if rows_per_block:  # fp32 hidden rows of 96 values
+        monkeypatch.setattr(optimize, "_HIDDEN_BLOCK_BYTES", rows_per_block * 96 * 4)
+    with torch.no_grad():
+        expected = mlp(x)
+        with torch.profiler.profile() as profile:
+            out = fused(x)
+        torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
+        assert out.stride() == expected.stride()  # the layout a plain layer gives: channels-last maps stay so
+        low = copy.deepcopy(fused).to(torch.bfloat16)(x.to(torch.bfloat16)).float()
+        torch.testing.assert_close(fused.double()(x.double()), mlp.double()(x.double()), rtol=0, atol=1e-12)
+    assert "mkldnn::_linear_pointwise" in {event.name for event in profile.events()}
+    assert (low - expected).abs().max() <= 2e-2 * expected.abs().max()
+    with pytest.raises(TypeError, match=r"needs a Linear or point-wise Conv2d/Conv3d fc1, got Conv2d\(4, 4, kernel"):
+        FusedMlp(torch.nn.Conv2d(4, 4, 3), mlp.fc2)
 
 
 def test_unsupported_dtype_is_rejected() -> None:

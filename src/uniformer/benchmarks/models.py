@@ -38,6 +38,7 @@ __all__ = [
     "machine_description",
     "measure_table",
     "no_grad_call",
+    "paired_speedup",
     "plain_model",
     "run_model_benchmark",
     "run_train_benchmark",
@@ -70,6 +71,15 @@ class Row:
         ratio = f"{baseline.ms_per_view / per_view:.2f}x" if baseline is not None else "-"
         clips = 1000 / per_view
         return f"| {self.variant} | {per_view:.1f} | {spread} | {clips:.2f} | {gmac_s} | {peaks} | {ratio} |"
+
+
+def paired_speedup(ours: Row, peer: Row) -> tuple[float, int]:
+    """How much faster ``ours`` ran than ``peer`` round by round: the median over the timed rounds of peer time /
+    our time, and in how many of them ours was faster. The two ran back to back in each round
+    (:func:`interleaved`), so a round's ratio cancels the slow swings of a shared machine that widen each row's
+    own spread."""
+    ratios = [theirs / mine for mine, theirs in zip(ours.ms, peer.ms, strict=True)]
+    return statistics.median(ratios), sum(ratio > 1 for ratio in ratios)
 
 
 @dataclass

@@ -19,7 +19,14 @@ from timm.layers import Mlp
 
 from uniformer.models.uniformer import ConvMlp, UniFormer, set_formulation
 
-__all__ = ["optimize_for_inference", "fold_batchnorms", "InplaceGELU", "PrepareInput", "warn_if_cpu_bf16_is_slow"]
+__all__ = [
+    "optimize_for_inference",
+    "fold_batchnorms",
+    "FusedMlp",
+    "InplaceGELU",
+    "PrepareInput",
+    "warn_if_cpu_bf16_is_slow",
+]
 
 _logger = logging.getLogger(__name__)
 
@@ -62,10 +69,82 @@ class InplaceGELU(nn.GELU):
         return x
 
 
-def _inplace_mlp_activations(model: nn.Module) -> nn.Module:
-    for module in model.modules():
-        if isinstance(module, (ConvMlp, Mlp)) and type(module.act) is nn.GELU:
-            module.act = InplaceGELU(approximate=module.act.approximate)
+def _onednn_fusable(x: torch.Tensor) -> bool:
+    """Whether oneDNN's fused point-wise kernels can run on ``x`` here: a CPU tensor in fp32 or bf16, in eager
+    mode (a compiler or exporter gets the plain ops, which it fuses or writes out itself)."""
+    return (
+        x.device.type == "cpu"
+        and x.dtype in (torch.float32, torch.bfloat16)
+        and torch.backends.mkldnn.is_available()
+        and not (torch.jit.is_scripting() or torch.jit.is_tracing() or torch.compiler.is_compiling())
+    )
+
+
+# Rows of hidden activations per block of FusedMlp, in bytes. A block this size is served from the heap and
+# reused, not mapped afresh (page faults) as a whole stage-1 hidden map is (100 MB for pose UniFormer-S at batch
+# 32 in fp32). Ad-hoc fp32 measurement, the stage-1 MLP of that model: 78 ms unblocked, 54 ms with 4 or 16 MB.
+_HIDDEN_BLOCK_BYTES = 8 * 2**20
+
+
+def _is_pointwise(layer: nn.Module) -> bool:
+    if isinstance(layer, nn.Linear):
+        return True
+    return (
+        isinstance(layer, (nn.Conv2d, nn.Conv3d))
+        and layer.groups == 1
+        and all(k == 1 for k in layer.kernel_size)
+        and all(s == 1 for s in layer.stride)
+        and all(p == 0 for p in layer.padding)  # an int or str padding is not what the MLPs here hold
+    )
+
+
+class FusedMlp(nn.Module):
+    """fc1 -> GELU -> fc2 of an inference copy, computed on CPU as matrix products in blocks of rows with the GELU
+    inside fc1's kernel.
+
+    Built from a local block's :class:`~uniformer.models.uniformer.ConvMlp` (1x1 convolutions) or a global
+    block's timm ``Mlp`` (linear layers), keeping their ``fc1`` / ``fc2`` modules, hence the state-dict keys. A
+    channels-last map is a (positions, channels) matrix in memory, so both kinds run as the same two products over
+    blocks of rows: fc1 through oneDNN with GELU as a post-op (``torch.ops.mkldnn._linear_pointwise``, the kernel
+    ``torch.compile``'s CPU backend fuses such layers into; the exact erf GELU on the fp32 accumulator), fc2 with
+    ``torch.addmm`` into the block's rows of the output. The hidden activations, four times the block's width and
+    the largest tensors of the high-resolution stages, are then written once per block of
+    ``_HIDDEN_BLOCK_BYTES``, never re-read by a separate GELU pass nor allocated whole. ``benchmarks/RESULTS.md``
+    has what it saves. Elsewhere (CUDA, a compiler or exporter tracing the copy, a map that is not channels-last)
+    the layers and an in-place GELU run as plain ops.
+    """
+
+    def __init__(self, fc1: nn.Module, fc2: nn.Module, approximate: str = "none") -> None:
+        super().__init__()
+        for name, layer in (("fc1", fc1), ("fc2", fc2)):
+            if not _is_pointwise(layer):
+                raise TypeError(f"FusedMlp needs a Linear or point-wise Conv2d/Conv3d {name}, got {layer}")
+        self.fc1, self.act, self.fc2 = fc1, InplaceGELU(approximate=approximate), fc2
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        rows = x if isinstance(self.fc1, nn.Linear) else x.movedim(1, -1)
+        if not (_onednn_fusable(x) and rows.is_contiguous()):
+            return self.fc2(self.act(self.fc1(x)))
+        w1, w2 = self.fc1.weight.flatten(1), self.fc2.weight.flatten(1)
+        out = x.new_empty((*rows.shape[:-1], w2.shape[0]))
+        flat_in, flat_out = rows.reshape(-1, w1.shape[1]), out.view(-1, w2.shape[0])
+        step = max(1, _HIDDEN_BLOCK_BYTES // (w1.shape[0] * x.element_size()))
+        for start in range(0, flat_in.shape[0], step):
+            block = slice(start, start + step)
+            hidden = torch.ops.mkldnn._linear_pointwise(
+                flat_in[block], w1, self.fc1.bias, "gelu", [], self.act.approximate
+            )
+            torch.addmm(self.fc2.bias, hidden, w2.t(), out=flat_out[block])
+        return out if isinstance(self.fc1, nn.Linear) else out.movedim(-1, 1)
+
+
+def _fuse_mlp_activations(model: nn.Module) -> nn.Module:
+    """Replace every GELU MLP of an eval-mode copy by its :class:`FusedMlp` (dropout is the identity there)."""
+    for module in list(model.modules()):
+        for name, child in module.named_children():
+            plain = isinstance(getattr(child, "norm", None), (nn.Identity, type(None)))  # timm's Mlp may hold a norm
+            if isinstance(child, (ConvMlp, Mlp)) and type(child.act) is nn.GELU and plain:
+                setattr(module, name, FusedMlp(child.fc1, child.fc2, child.act.approximate))
     return model
 
 
@@ -92,16 +171,16 @@ def warn_if_cpu_bf16_is_slow(what: str) -> bool:
 def optimize_for_inference(model: UniFormer, dtype: torch.dtype = torch.float32, compile: bool = False) -> nn.Module:
     """A faster copy of ``model`` for inference; ``model`` itself is left as it is.
 
-    The copy is in eval mode with BatchNorms folded (:func:`fold_batchnorms`), MLP activations computed in
-    place (:class:`InplaceGELU`), the ``"fast"`` formulation (:func:`~uniformer.models.uniformer.set_formulation`):
-    fused attention
-    (``F.scaled_dot_product_attention``; for bf16 on CPU :func:`~uniformer.models.uniformer.chunked_attention`,
-    which is faster there), weights in ``dtype`` and in channels-last layout (the layout oneDNN's convolutions
-    prefer, in which the attention blocks' map-to-token reshapes are free views), and a forward pre-hook that
-    brings inputs to that dtype and layout, so callers pass ordinary (B, C, [T,] H, W) tensors. Outputs come
-    back in ``dtype``. In channels-last layout the bfloat16 convolutions, the depthwise 3-D ones included, run
-    through oneDNN (``aten::mkldnn_convolution`` in the profile). ``compile=True`` additionally wraps the copy
-    in ``torch.compile`` (fuses the elementwise work; the first call compiles).
+    The copy is in eval mode with BatchNorms folded (:func:`fold_batchnorms`), each MLP's GELU fused into its
+    first layer on CPU (:class:`FusedMlp`), the ``"fast"`` formulation
+    (:func:`~uniformer.models.uniformer.set_formulation`): fused attention (``F.scaled_dot_product_attention``;
+    for bf16 on a CPU without AMX :func:`~uniformer.models.uniformer.chunked_attention`, which is faster there),
+    weights in ``dtype`` and in channels-last layout (the layout oneDNN's convolutions prefer, in which the
+    attention blocks' map-to-token reshapes are free views), and a forward pre-hook that brings inputs to that
+    dtype and layout, so callers pass ordinary (B, C, [T,] H, W) tensors. Outputs come back in ``dtype``. In
+    channels-last layout the bfloat16 convolutions, the depthwise 3-D ones included, run through oneDNN
+    (``aten::mkldnn_convolution`` in the profile). ``compile=True`` additionally wraps the copy in
+    ``torch.compile`` (fuses the elementwise work; the first call compiles).
 
     fp32 outputs equal the plain model's within 1e-4 of the largest logit; bf16 agrees in top-1 on almost
     all inputs (see ``benchmarks/RESULTS.md`` for the measured agreement and the largest logit error).
@@ -111,7 +190,7 @@ def optimize_for_inference(model: UniFormer, dtype: torch.dtype = torch.float32,
     if dtype == torch.bfloat16 and all(p.device.type == "cpu" for p in model.parameters()):
         warn_if_cpu_bf16_is_slow("optimize_for_inference(dtype=torch.bfloat16)")
     fast = set_formulation(fold_batchnorms(copy.deepcopy(model).eval()), "fast")
-    _inplace_mlp_activations(fast)
+    _fuse_mlp_activations(fast)
     video = any(m.video for m in fast.modules() if isinstance(m, UniFormer))  # a segmentor or pose model holds one
     memory_format = torch.channels_last_3d if video else torch.channels_last
     fast = fast.to(dtype=dtype, memory_format=memory_format)

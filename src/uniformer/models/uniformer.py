@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, nullcontext
-from functools import partial
+from functools import cache, partial
 from typing import Literal
 
 import torch
@@ -343,9 +343,10 @@ def chunked_attention(
 ) -> torch.Tensor:
     """softmax(q k^T * scale) v in blocks of ``chunk`` query rows.
 
-    On CPU in bfloat16 this is faster than ``F.scaled_dot_product_attention``, whose bf16 kernel is no faster
-    than its fp32 one here, while bf16 matrix products run at several times the fp32 rate. ``q`` is scaled
-    before the product (N x d multiplies instead of N x N) and the softmax runs on the bf16 scores directly:
+    On a CPU with AVX-512 BF16 but no AMX (Zen 4) this is faster in bfloat16 than
+    ``F.scaled_dot_product_attention``, whose bf16 kernel is no faster than its fp32 one there, while bf16
+    matrix products run at several times the fp32 rate (:func:`_chunked_is_faster` owns the choice). ``q`` is
+    scaled before the product (N x d multiplies instead of N x N) and the softmax runs on the bf16 scores directly:
     PyTorch's CPU kernel accumulates in fp32 and rounds once, so the result equals an fp32 softmax rounded to
     bf16 (same max error against fp32 attention in our measurement) without two N x N dtype copies. UniFormer-S
     16x224, stage 3 (5 heads x 1568 tokens), 2 Zen 4 cores: 6.9 ms per call against 27 ms with an explicit
@@ -359,15 +360,27 @@ def chunked_attention(
     return torch.cat(blocks, dim=-2)
 
 
+@cache
+def _chunked_is_faster() -> bool:
+    """Whether :func:`chunked_attention` beats the fused kernel for bf16 inference on this CPU: only without AMX.
+
+    PyTorch's fused CPU kernel computes bf16 attention with AMX tiles where the CPU has them. Measured (ad hoc,
+    2 cores, torch 2.14.1, ms per call, chunked vs fused): Zen 4 (AVX-512 BF16, no AMX), video UniFormer-S
+    stage 3 (5 heads x 1568 tokens) 6.9 vs 17; Xeon with AMX, the same shape 19.8 vs 12.1 and pose UniFormer-S
+    stage 3 at batch 32 (5 heads x 192 tokens) 7.8 vs 5.8.
+    """
+    return not torch.cpu._is_amx_tile_supported()
+
+
 # torch.fx.wrap: the kernel depends on dtype and device, which a traced proxy does not have (see _depthwise_conv).
 @torch.fx.wrap
 def _fused_attention(qkv: torch.Tensor, scale: float, dropout_p: float, inference: bool) -> torch.Tensor:
     """softmax(q k^T * scale) v of a stacked (3, B, heads, N, d) ``qkv`` with a fused kernel.
 
-    :func:`chunked_attention` for bf16 inference on CPU, where it is faster; ``F.scaled_dot_product_attention``
-    otherwise.
+    :func:`chunked_attention` for bf16 inference on a CPU without AMX, where it is faster;
+    ``F.scaled_dot_product_attention`` otherwise.
     """
-    if inference and qkv.dtype == torch.bfloat16 and qkv.device.type == "cpu":
+    if inference and qkv.dtype == torch.bfloat16 and qkv.device.type == "cpu" and _chunked_is_faster():
         # One copy to (3, B, heads, N, d) here spares a copy of q, k^T and v in every block of queries.
         q, k, v = qkv.contiguous().unbind(0)
         return chunked_attention(q, k, v, scale)
@@ -379,8 +392,8 @@ class Attention(nn.Module):
     """Multi-head self-attention over tokens (B, N, C), parameters ``qkv`` and ``proj`` as official.
 
     The ``"fast"`` formulation (default) computes softmax(q k^T * scale) v with
-    ``F.scaled_dot_product_attention`` (with :func:`chunked_attention` for bf16 inference on CPU, where that is
-    faster); ``"reference"`` spells the official formula out (q @ k^T, scale, softmax, @ v). Both agree to
+    ``F.scaled_dot_product_attention`` (with :func:`chunked_attention` for bf16 inference on a CPU without AMX,
+    where that is faster); ``"reference"`` spells the official formula out (q @ k^T, scale, softmax, @ v). Both agree to
     float rounding; the explicit form exists as the reference the fused one is tested against.
     """
 
