@@ -137,8 +137,8 @@ def test_fused_mlp_equals_the_mlp_it_replaces_and_runs_onednn_fused_kernels(
     kind: str, rows_per_block: int | None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """GELU inside fc1's oneDNN kernel, rows in blocks: the fp32 result is the plain MLP's to float rounding (also
-    when the rows span several blocks), bf16 stays within bf16 rounding of it, the fp64 fallback (plain ops) is
-    exact, and the CPU profile shows the fused kernel."""
+    when the rows span several blocks), bf16 stays within bf16 rounding of it (also under autocast, where the
+    plain ops run), the fp64 fallback is exact, and the CPU profile shows the fused kernel."""
     torch.manual_seed(0)
     if kind == "linear":
         mlp, x = timm.layers.Mlp(24, 96), torch.randn(2, 50, 24)
@@ -158,9 +158,12 @@ def test_fused_mlp_equals_the_mlp_it_replaces_and_runs_onednn_fused_kernels(
         torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
         assert out.stride() == expected.stride()  # the layout a plain layer gives: channels-last maps stay so
         low = copy.deepcopy(fused).to(torch.bfloat16)(x.to(torch.bfloat16)).float()
+        with torch.autocast("cpu", dtype=torch.bfloat16):  # fp32 weights, bf16 maps: the plain ops take over
+            autocast = fused(x.to(torch.bfloat16)).float()
         torch.testing.assert_close(fused.double()(x.double()), mlp.double()(x.double()), rtol=0, atol=1e-12)
     assert "mkldnn::_linear_pointwise" in {event.name for event in profile.events()}
     assert (low - expected).abs().max() <= 2e-2 * expected.abs().max()
+    assert (autocast - expected).abs().max() <= 2e-2 * expected.abs().max()
     with pytest.raises(TypeError, match=r"needs a Linear or point-wise Conv2d/Conv3d fc1, got Conv2d\(4, 4, kernel"):
         FusedMlp(torch.nn.Conv2d(4, 4, 3), mlp.fc2)
 

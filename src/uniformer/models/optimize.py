@@ -69,13 +69,16 @@ class InplaceGELU(nn.GELU):
         return x
 
 
-def _onednn_fusable(x: torch.Tensor) -> bool:
-    """Whether oneDNN's fused point-wise kernels can run on ``x`` here: a CPU tensor in fp32 or bf16, in eager
-    mode (a compiler or exporter gets the plain ops, which it fuses or writes out itself)."""
+def _onednn_fusable(x: torch.Tensor, weight: torch.Tensor) -> bool:
+    """Whether oneDNN's fused kernels can run on ``x`` here: a CPU tensor in fp32 or bf16, the dtype of ``weight``,
+    in eager mode without autocast (a compiler or exporter gets the plain ops, which it fuses or writes out itself;
+    under autocast the plain ops choose their own dtypes)."""
     return (
         x.device.type == "cpu"
         and x.dtype in (torch.float32, torch.bfloat16)
+        and x.dtype == weight.dtype
         and torch.backends.mkldnn.is_available()
+        and not torch.is_autocast_enabled("cpu")
         and not (torch.jit.is_scripting() or torch.jit.is_tracing() or torch.compiler.is_compiling())
     )
 
@@ -123,7 +126,7 @@ class FusedMlp(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         rows = x if isinstance(self.fc1, nn.Linear) else x.movedim(1, -1)
-        if not (_onednn_fusable(x) and rows.is_contiguous()):
+        if not (_onednn_fusable(x, self.fc1.weight) and rows.is_contiguous()):
             return self.fc2(self.act(self.fc1(x)))
         w1, w2 = self.fc1.weight.flatten(1), self.fc2.weight.flatten(1)
         out = x.new_empty((*rows.shape[:-1], w2.shape[0]))
