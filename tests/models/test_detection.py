@@ -519,3 +519,10 @@ def test_in_training_each_stage_refines_the_previous_stages_sampled_rois_without
     # (GIoU 1); x 10 over the 3 sampled RoIs, x the stage weight 0.25
     giou = 324 / 436 - (440 - 436) / 440
     assert losses["s2.loss_box_reg"].item() == pytest.approx(0.25 * 10 * (1 - giou) / 3, rel=1e-5)
+
+
+def test_create_model_passes_the_cascade_stage_loss_weights_to_the_detector() -> None:
+    cascade = uniformer.create_model(CASCADE, stage_loss_weights=(1.0, 1.0, 0.5), **TINY, **NARROW)
+    assert cascade.roi_heads.stage_loss_weights == (1.0, 1.0, 0.5)
+    with pytest.raises(TypeError, match="stage_loss_weights"):  # a Mask R-CNN has one stage: refused by name
+        uniformer.create_model("uniformer_small_h14_mask_rcnn_coco_1x", stage_loss_weights=(1.0,), **TINY, **NARROW)

@@ -616,6 +616,7 @@ _DETECTOR_OPTIONS = (
     "mask_channels",
     "fpn_channels",
     "anchor_scale",
+    "stage_loss_weights",  # Cascade Mask R-CNN only
 )
 
 
