@@ -77,7 +77,11 @@ def test_detection_page_filters_by_the_score_threshold(image):
     everything = dense_view(predictor, image, score_threshold=0.0)
     assert everything.picture.shape == (48, 80, 3)
     assert everything.rows and all(name in ("cat", "dog") for name, _ in everything.rows)
-    exact = predictor.predict([image], topk=100)[0].scores  # at the threshold the page set
+    # the page's threshold holds for its request only: the shared predictor keeps its own
+    assert predictor.setup.score_threshold == 0.3
+    exact = predictor.predict([image], topk=100, setup=dataclasses.replace(predictor.setup, score_threshold=0.0))[
+        0
+    ].scores
     assert [score for _, score in everything.rows] == [f"{s:.3f}" for s in exact]
     cut = sorted(exact)[len(exact) // 2]
     kept = dense_view(predictor, image, score_threshold=cut).rows

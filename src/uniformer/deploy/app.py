@@ -64,15 +64,17 @@ class DenseView:
 def dense_view(predictor: Predictor, path: str, score_threshold: float | None = None) -> DenseView:
     """Predict ``path`` with ``predictor`` (a segmentation, pose or detection model) and render it: the task's
     :meth:`~uniformer.tasks.Task.draw_prediction` picture and one row per entry of the prediction's ``top``
-    (largest class share, best person or detection first). ``score_threshold`` replaces a detector's."""
+    (largest class share, best person or detection first). ``score_threshold`` replaces a detector's for this
+    request only: the predictor is shared by every visitor of the page and is left as it is."""
+    setup = predictor.setup
     if score_threshold is not None:
-        predictor.setup = dataclasses.replace(predictor.setup, score_threshold=score_threshold)
+        setup = dataclasses.replace(setup, score_threshold=score_threshold)
     start = time.perf_counter()
-    (prediction,) = predictor.predict([path], topk=_ROWS)
+    (prediction,) = predictor.predict([path], topk=_ROWS, setup=setup)
     elapsed = time.perf_counter() - start
     if prediction.error:
         raise ValueError(f"{Path(path).name} could not be read: {prediction.error}")
-    picture = np.asarray(predictor.task.draw_prediction(prediction, predictor.setup).convert("RGB"))
+    picture = np.asarray(predictor.task.draw_prediction(prediction, setup).convert("RGB"))
     show = _TABLES[predictor.task.name][1]
     rows = [[name, show(value)] for _, name, value in prediction.top]
     return DenseView(picture, rows, f"{1000 * elapsed:.0f} ms")

@@ -98,10 +98,15 @@ class Predictor:
             self._fast = optimize_for_inference(self.model, dtype=dtype)
         return self._fast
 
-    def predict(self, paths: Sequence[str | os.PathLike[str]], topk: int = 5, progress: bool = False) -> list[Any]:
-        """One prediction per input, in input order (the task's kind: top classes with names for classification)."""
+    def predict(
+        self, paths: Sequence[str | os.PathLike[str]], topk: int = 5, progress: bool = False, setup: Any = None
+    ) -> list[Any]:
+        """One prediction per input, in input order (the task's kind: top classes with names for classification).
+        ``setup`` replaces :attr:`setup` for this call only (e.g. a web page's own score threshold), so that
+        callers sharing one predictor never see each other's choices."""
         run = partial(self._feed, precision="fp32", progress=progress)  # the copy computes in its own dtype
-        return self.task.predict(self._inference_copy(), [os.fspath(p) for p in paths], self.setup, run, topk=topk)
+        setup = self.setup if setup is None else setup
+        return self.task.predict(self._inference_copy(), [os.fspath(p) for p in paths], setup, run, topk=topk)
 
     def features(
         self, paths: Sequence[str | os.PathLike[str]], stage_maps: bool = False, progress: bool = False
