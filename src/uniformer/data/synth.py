@@ -1,10 +1,11 @@
 """A synthetic video classification set whose classes exist only in motion.
 
 Each video shows a random polygon filled with a random blocky texture (random shape, colours, size, position and
-speed) over a dark background, sometimes with a static distractor shape. The class is the direction of its motion: moving right / left / down / up, rotating
-clockwise / anticlockwise, approaching (growing) / receding (shrinking). Any single frame is consistent with
-every class of its family, so a model must compare frames to classify, and shuffling the frames in time destroys
-the signal: the demo uses exactly that to show a video model uses time.
+speed) over a dark background, sometimes with a static distractor shape. The class is the direction of its
+motion: moving right / left / down / up, rotating clockwise / anticlockwise, approaching (growing) / receding
+(shrinking). Any single frame is consistent with every class of its family, so a model must compare frames to
+classify, and shuffling the frames in time destroys the signal: the demo uses exactly that to show a video model
+uses time.
 
 Videos are real H.264 mp4 files from PyAV's bundled FFmpeg (mpeg4 if libx264 is missing), with Kinetics-style
 ``train.txt`` / ``val.txt`` (``path label``) and ``classes.txt``, all determined by the seed.

@@ -297,7 +297,8 @@ class EvalTransform:
         return normalize(clip, self.mean, self.std, channel_dim=1).permute(1, 0, 2, 3).contiguous()
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(crop_size={self.crop_size}, short_side={self.short_side}, num_crops={self.num_crops})"
+        name = type(self).__name__
+        return f"{name}(crop_size={self.crop_size}, short_side={self.short_side}, num_crops={self.num_crops})"
 
 
 class VideoMixup:
