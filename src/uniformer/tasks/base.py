@@ -11,8 +11,9 @@ never the engine. Collectives reach a task as a :class:`Collectives` object (the
 
 from __future__ import annotations
 
+import argparse
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
@@ -21,7 +22,7 @@ import torch
 import torch.nn as nn
 from omegaconf import DictConfig
 
-__all__ = ["Collectives", "MetricAccumulator", "Metrics", "Objective", "Task"]
+__all__ = ["Collectives", "MetricAccumulator", "Metrics", "Objective", "Task", "parse_task_options"]
 
 
 class Collectives(Protocol):
@@ -181,3 +182,22 @@ class Task(ABC):
     @abstractmethod
     def run_demo(self, out_dir: Path) -> dict[str, Any]:
         """The task's end-to-end demo; returns ``{"metric", "value", "chance", "seconds"}`` (fractions)."""
+
+
+def parse_task_options(
+    task: str, args: Sequence[str], usage: str, options: Mapping[str, Mapping[str, Any]]
+) -> argparse.Namespace:
+    """Parse the words of a ``uniformer predict`` command line that belong to ``task`` (a
+    :meth:`Task.prediction_options`): ``options`` maps each flag to its ``add_argument`` keywords. A malformed
+    value or a word the task does not take is a ``ValueError`` naming the task; ``usage`` (what the task takes)
+    ends the message for unknown words."""
+    parser = argparse.ArgumentParser(prog=f"uniformer predict ({task} options)", add_help=False, exit_on_error=False)
+    for flag, keywords in options.items():
+        parser.add_argument(flag, **keywords)
+    try:
+        parsed, unknown = parser.parse_known_args(list(args))
+    except argparse.ArgumentError as exc:
+        raise ValueError(f"{task} options: {exc}") from None
+    if unknown:
+        raise ValueError(f"unknown option(s) for {task} models: {' '.join(unknown)} ({task} takes {usage})")
+    return parsed

@@ -10,7 +10,6 @@ detections as JSON (masks as COCO RLE).
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import os
@@ -28,6 +27,7 @@ from torchvision.utils import draw_bounding_boxes, draw_segmentation_masks
 from uniformer._fileio import atomic_write_text
 from uniformer.models.checkpoint import CheckpointFile
 from uniformer.models.registry import ModelInfo
+from uniformer.tasks.base import parse_task_options
 from uniformer.tasks.detection.metrics import MASK_THRESHOLD, encode_mask
 
 __all__ = [
@@ -68,16 +68,8 @@ def prediction_setup(
 
 def parse_options(setup: PredictionSetup, args: Sequence[str]) -> PredictionSetup:
     """The detection task's ``uniformer predict`` option: ``--score-threshold T`` (in [0, 1])."""
-    parser = argparse.ArgumentParser(prog="uniformer predict (detection options)", add_help=False, exit_on_error=False)
-    parser.add_argument("--score-threshold", type=float, default=setup.score_threshold)
-    try:
-        options, unknown = parser.parse_known_args(list(args))
-    except argparse.ArgumentError as exc:
-        raise ValueError(f"detection options: {exc}") from None
-    if unknown:
-        raise ValueError(
-            f"unknown option(s) for detection models: {' '.join(unknown)} (detection takes --score-threshold T)"
-        )
+    flags = {"--score-threshold": {"type": float, "default": setup.score_threshold}}
+    options = parse_task_options("detection", args, "--score-threshold T", flags)
     if not 0 <= options.score_threshold <= 1:
         raise ValueError(f"--score-threshold must be in [0, 1]; got {options.score_threshold}")
     return replace(setup, score_threshold=options.score_threshold)

@@ -9,7 +9,6 @@ test, :func:`~uniformer.tasks.pose.metrics.decode_heatmaps`, the person score of
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import os
@@ -30,6 +29,7 @@ from uniformer.models.checkpoint import CheckpointFile, read_checkpoint
 from uniformer.models.optimize import optimize_for_inference
 from uniformer.models.registry import ModelInfo, create_model, model_info
 from uniformer.tasks import get_task
+from uniformer.tasks.base import parse_task_options
 from uniformer.tasks.pose.coco import COCO_SIGMAS, COCO_SKELETON, Instance
 from uniformer.tasks.pose.data import PoseDataset, read_image
 from uniformer.tasks.pose.metrics import decode_heatmaps, rescore
@@ -181,21 +181,15 @@ def parse_options(setup: PredictionSetup, args: Sequence[str]) -> PredictionSetu
     """The pose task's ``uniformer predict`` options: the people from ``--boxes FILE`` or from ``--detector NAME
     [--detector-checkpoint FILE] [--person-score-threshold T]`` (:class:`PersonDetector`), and ``--out DIR``
     (skeleton PNGs and keypoints JSON per image)."""
-    parser = argparse.ArgumentParser(prog="uniformer predict (pose options)", add_help=False, exit_on_error=False)
-    parser.add_argument("--boxes", default=None)
-    parser.add_argument("--detector", default=None)
-    parser.add_argument("--detector-checkpoint", default=None)
-    parser.add_argument("--person-score-threshold", type=float, default=None)
-    parser.add_argument("--out", default=None)
-    try:
-        options, unknown = parser.parse_known_args(list(args))
-    except argparse.ArgumentError as exc:
-        raise ValueError(f"pose options: {exc}") from None
-    if unknown:
-        raise ValueError(
-            f"unknown option(s) for pose models: {' '.join(unknown)} (pose takes --boxes FILE or --detector NAME "
-            "[--detector-checkpoint FILE] [--person-score-threshold T], and --out DIR)"
-        )
+    flags = {
+        "--boxes": {"default": None},
+        "--detector": {"default": None},
+        "--detector-checkpoint": {"default": None},
+        "--person-score-threshold": {"type": float, "default": None},
+        "--out": {"default": None},
+    }
+    usage = "--boxes FILE or --detector NAME [--detector-checkpoint FILE] [--person-score-threshold T], and --out DIR"
+    options = parse_task_options("pose", args, usage, flags)
     if options.boxes and options.detector:
         raise ValueError("pose options: give the people by --boxes FILE or by --detector NAME, not both")
     threshold = options.person_score_threshold
