@@ -25,10 +25,10 @@ import torch
 import torch.nn as nn
 from torchvision.models.detection import maskrcnn_resnet50_fpn_v2
 
-from uniformer.benchmarks.models import BenchmarkTable, machine_description, measure_table
+from uniformer.benchmarks.models import BenchmarkTable, machine_description, measure_table, native_precisions
 from uniformer.models.complexity import count_gmacs
 from uniformer.models.detector import UniFormerMaskRCNN
-from uniformer.models.optimize import optimize_for_inference, warn_if_cpu_bf16_is_slow
+from uniformer.models.optimize import optimize_for_inference
 from uniformer.models.registry import create_model, model_info
 from uniformer.models.uniformer import UniFormer, set_formulation
 
@@ -77,12 +77,7 @@ def run(
     """The table: ms/image, GMAC/s and the ratio to the plain UniFormer row, for each variant; the notes give
     UniFormer's ratio to the peer and check that the fast path computes the plain detector's features.
     ``precisions``: fp32 and/or bf16 (autocast); ``proposals``: 1000 as both official test configs."""
-    if not precisions or set(precisions) - {"fp32", "bf16"}:
-        raise ValueError(f"precisions must be fp32 and/or bf16, got {list(precisions)}")
-    slow_bf16 = "bf16" in precisions and warn_if_cpu_bf16_is_slow("benchmarks.detection")
-    precisions = [p for p in precisions if p != "bf16" or not slow_bf16]
-    if not precisions:
-        raise ValueError("only bf16 was asked for, and this CPU has no native bfloat16")
+    precisions, slow_bf16 = native_precisions(precisions, "benchmarks.detection")
     torch.manual_seed(0)
     plain = _full_test_path(set_formulation(create_model(NAME).eval(), "reference"), height, width, proposals)
     fast = optimize_for_inference(plain)

@@ -28,12 +28,13 @@ from uniformer.benchmarks.models import (
     BenchmarkTable,
     machine_description,
     measure_table,
+    native_precisions,
     no_grad_call,
     paired_speedup,
 )
 from uniformer.models.complexity import count_gmacs
 from uniformer.models.heads.topdown import TopDownSimpleHead
-from uniformer.models.optimize import PrepareInput, optimize_for_inference, warn_if_cpu_bf16_is_slow
+from uniformer.models.optimize import PrepareInput, optimize_for_inference
 from uniformer.models.registry import create_model, model_info
 from uniformer.models.uniformer import set_formulation
 
@@ -72,12 +73,7 @@ def run(
 ) -> BenchmarkTable:
     """The table (ms/crop, crops/s as "clips/s", GMAC/s, ratio to the plain UniFormer row) and notes with the
     UniFormer-to-peer ratios per precision and the fast paths' largest heatmap error against eager fp32."""
-    if not precisions or any(p not in DTYPES for p in precisions):
-        raise ValueError(f"precisions must be some of {', '.join(DTYPES)}; got {list(precisions)}")
-    slow_bf16 = "bf16" in precisions and warn_if_cpu_bf16_is_slow("benchmarks.pose")
-    precisions = [p for p in precisions if p != "bf16" or not slow_bf16]
-    if not precisions:
-        raise ValueError("only bf16 was asked for, and this CPU has no native bfloat16")
+    precisions, slow_bf16 = native_precisions(precisions, "benchmarks.pose")
     torch.manual_seed(0)
     plain = set_formulation(create_model(NAME).eval(), "reference")
     torch.manual_seed(0)

@@ -13,7 +13,8 @@ from benchmarks.memory import peak_tensor_mb
 from benchmarks.pose import run as run_pose
 from benchmarks.results import _inference, _speedup
 from benchmarks.segmentation import run as run_segmentation
-from uniformer.benchmarks.models import BenchmarkTable, Row, paired_speedup
+from uniformer.benchmarks import models as benchmark_models
+from uniformer.benchmarks.models import BenchmarkTable, Row, native_precisions, paired_speedup
 
 
 def test_peak_tensor_memory_counts_what_tensors_hold_at_once() -> None:
@@ -55,6 +56,19 @@ def test_the_paired_speedup_compares_rounds_not_medians() -> None:
     assert paired_speedup(ours, peer) == (2.0, 2)
     with pytest.raises(ValueError):
         paired_speedup(ours, Row("peer", [20.0], 1, None))
+
+
+def test_bf16_is_left_out_only_where_the_cpu_has_no_native_bfloat16(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(ValueError, match=r"precisions must be some of fp32, bf16; got \['fp16'\]"):
+        native_precisions(["fp16"], "test")
+    with pytest.raises(ValueError, match=r"got \[\]"):
+        native_precisions([], "test")
+    monkeypatch.setattr(benchmark_models, "warn_if_cpu_bf16_is_slow", lambda what: False)
+    assert native_precisions(["fp32", "bf16"], "test") == (["fp32", "bf16"], False)
+    monkeypatch.setattr(benchmark_models, "warn_if_cpu_bf16_is_slow", lambda what: True)
+    assert native_precisions(["fp32", "bf16"], "test") == (["fp32"], True)
+    with pytest.raises(ValueError, match="only bf16 was asked for"):
+        native_precisions(["bf16"], "test")
 
 
 def test_the_ablation_table_adds_each_fast_path_and_measures_resident_memory() -> None:

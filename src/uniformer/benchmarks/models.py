@@ -15,7 +15,7 @@ import os
 import platform
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,7 +24,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from uniformer.models.complexity import count_gmacs
-from uniformer.models.optimize import optimize_for_inference
+from uniformer.models.optimize import optimize_for_inference, warn_if_cpu_bf16_is_slow
 from uniformer.models.registry import create_model, model_info
 from uniformer.models.uniformer import set_formulation
 
@@ -37,6 +37,7 @@ __all__ = [
     "interleaved",
     "machine_description",
     "measure_table",
+    "native_precisions",
     "no_grad_call",
     "paired_speedup",
     "plain_model",
@@ -45,6 +46,20 @@ __all__ = [
 ]
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+
+
+def native_precisions(precisions: Sequence[str], what: str) -> tuple[list[str], bool]:
+    """The ``precisions`` (names of :data:`DTYPES`) worth timing on this CPU, and whether bf16 was left out: it is
+    when the CPU has no native bfloat16 (:func:`~uniformer.models.optimize.warn_if_cpu_bf16_is_slow` warns once
+    for ``what``), where its reference kernels would time PyTorch's fallback, not the model. An empty or unknown
+    request, or one for bf16 alone on such a CPU, is a ``ValueError``."""
+    if not precisions or any(p not in DTYPES for p in precisions):
+        raise ValueError(f"precisions must be some of {', '.join(DTYPES)}; got {list(precisions)}")
+    slow_bf16 = "bf16" in precisions and warn_if_cpu_bf16_is_slow(what)
+    kept = [p for p in precisions if p != "bf16" or not slow_bf16]
+    if not kept:
+        raise ValueError("only bf16 was asked for, and this CPU has no native bfloat16")
+    return kept, slow_bf16
 
 
 @dataclass
