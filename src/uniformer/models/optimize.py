@@ -97,7 +97,7 @@ def _is_pointwise(layer: nn.Module) -> bool:
         and layer.groups == 1
         and all(k == 1 for k in layer.kernel_size)
         and all(s == 1 for s in layer.stride)
-        and all(p == 0 for p in layer.padding)  # an int or str padding is not what the MLPs here hold
+        and all(p == 0 for p in layer.padding)  # a string padding ("same") compares unequal: refused
     )
 
 
