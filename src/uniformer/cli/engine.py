@@ -140,7 +140,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 def _eval(args: argparse.Namespace) -> int:
     from uniformer.engine import evaluate, load_config
-    from uniformer.engine.distributed import cleanup_distributed
+    from uniformer.runtime import cleanup_distributed
 
     overrides = []
     for item in args.overrides:

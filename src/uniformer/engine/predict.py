@@ -3,7 +3,7 @@
 The weights file is read once (:func:`uniformer.models.checkpoint.read_checkpoint`) and loaded by the one rule of
 :func:`uniformer.create_model`; what travels with trained weights (class names, view settings, architecture
 overrides) is honoured. The task turns the files into a test-mode dataset (the builder ``uniformer eval`` uses),
-scores it with the engine's evaluation loop (:func:`uniformer.engine.evaluate.feed`) and renders one prediction
+scores it with the runtime's evaluation loop (:func:`uniformer.runtime.feed`) and renders one prediction
 per input (:meth:`uniformer.tasks.Task.predict`).
 """
 
@@ -18,10 +18,10 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from uniformer.engine.evaluate import feed
 from uniformer.models.checkpoint import CheckpointFile, read_checkpoint
 from uniformer.models.optimize import optimize_for_inference
 from uniformer.models.registry import ModelInfo, create_model, model_info
+from uniformer.runtime import feed
 from uniformer.tasks import task_for_model
 
 __all__ = ["Predictor"]

@@ -6,7 +6,7 @@ compute the loss, to accumulate a metric that is correct under DDP, and to descr
 one package under :mod:`uniformer.tasks` that subclasses :class:`Task`, plus its configs; no engine file changes.
 
 Imports point down: the engine imports tasks, tasks import :mod:`uniformer.models` and :mod:`uniformer.data`,
-never the engine. Collectives reach a task as a :class:`Collectives` object (the engine's ``DistContext``).
+never the engine; what both need at run time (the collectives, the evaluation loop) is in :mod:`uniformer.runtime`.
 """
 
 from __future__ import annotations
@@ -16,21 +16,15 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar
 
 import torch
 import torch.nn as nn
 from omegaconf import DictConfig
 
-__all__ = ["Collectives", "MetricAccumulator", "Metrics", "Objective", "Task", "parse_task_options"]
+from uniformer.runtime import DistContext
 
-
-class Collectives(Protocol):
-    """The two collectives a metric needs (a world of one makes both no-ops)."""
-
-    def all_reduce_sum(self, tensor: torch.Tensor) -> torch.Tensor: ...
-
-    def all_gather_object(self, obj: Any) -> list[Any]: ...
+__all__ = ["MetricAccumulator", "Metrics", "Objective", "Task", "parse_task_options"]
 
 
 @dataclass
@@ -58,7 +52,7 @@ class MetricAccumulator(ABC):
     def update(self, output: torch.Tensor, batch: dict[str, Any]) -> None: ...
 
     @abstractmethod
-    def compute(self, comm: Collectives) -> Metrics: ...
+    def compute(self, comm: DistContext) -> Metrics: ...
 
 
 class Objective(ABC):

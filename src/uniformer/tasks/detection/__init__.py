@@ -20,6 +20,7 @@ from omegaconf import DictConfig
 
 from uniformer.models.detector import build_detector
 from uniformer.models.registry import model_info
+from uniformer.runtime import DistContext, feed
 from uniformer.tasks.base import Metrics, Objective, Task
 from uniformer.tasks.detection.config import DataConfig, DetectorConfig, resolve
 from uniformer.tasks.detection.data import CocoDetection, collate_detection, train_transform
@@ -56,16 +57,6 @@ class _Detect(Objective):
         return sum(output.values())
 
 
-class _OneProcess:
-    """The collectives of a world of one (:func:`evaluate_coco` runs in the calling process)."""
-
-    def all_reduce_sum(self, tensor: torch.Tensor) -> torch.Tensor:
-        return tensor
-
-    def all_gather_object(self, obj: Any) -> list[Any]:
-        return [obj]
-
-
 def _has_masks(model: nn.Module) -> bool | None:
     """Whether a torchvision R-CNN has a mask branch (``None`` for other models: not known)."""
     roi_heads = getattr(model, "roi_heads", None)
@@ -80,7 +71,6 @@ def accumulator_for(
     return CocoAccumulator(dataset.coco, ids, category_ids or dataset.category_ids, dataset.has_masks and model_masks)
 
 
-@torch.no_grad()
 def evaluate_coco(
     model: nn.Module,
     ann_file: str | os.PathLike[str],
@@ -106,18 +96,18 @@ def evaluate_coco(
     dataset = CocoDetection(ann_file, image_dir, train=False)
     model_masks = _has_masks(model)
     accumulator = accumulator_for(dataset, (model_masks is not False) if masks is None else masks, category_ids)
-    loader = torch.utils.data.DataLoader(
-        dataset, batch_size=batch_size, collate_fn=collate_detection, num_workers=num_workers
+    ctx = DistContext(device=next(model.parameters()).device)
+    feed(
+        model,
+        dataset,
+        accumulator,
+        collate=collate_detection,
+        inputs=TASK.model_inputs,
+        batch_size=batch_size,
+        ctx=ctx,
+        num_workers=num_workers,
     )
-    device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    try:
-        for batch in loader:
-            accumulator.update(model([image.to(device) for image in batch["images"]]), batch)
-    finally:
-        model.train(was_training)
-    metrics = accumulator.compute(_OneProcess())
+    metrics = accumulator.compute(ctx)
     if output_dir is not None:
         logger.info("%s", write_report(Path(output_dir), metrics.detail))
     return dict(metrics.values)

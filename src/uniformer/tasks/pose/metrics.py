@@ -30,7 +30,8 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from uniformer._fileio import atomic_write_text
-from uniformer.tasks.base import Collectives, MetricAccumulator, Metrics
+from uniformer.runtime import DistContext
+from uniformer.tasks.base import MetricAccumulator, Metrics
 from uniformer.tasks.pose.coco import COCO_SIGMAS
 from uniformer.tasks.pose.transforms import PIXEL_STD
 
@@ -214,7 +215,7 @@ class KeypointAccumulator(MetricAccumulator):
                 }
             )
 
-    def compute(self, comm: Collectives) -> Metrics:
+    def compute(self, comm: DistContext) -> Metrics:
         persons = sorted((p for part in comm.all_gather_object(self.persons) for p in part), key=lambda p: p["index"])
         failed: dict[str, str] = {}
         for part in comm.all_gather_object(self.failed):
