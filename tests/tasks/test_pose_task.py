@@ -14,6 +14,7 @@ import torch
 from uniformer.cli import main
 from uniformer.engine import evaluate, load_config, train
 from uniformer.engine.config import resolve_config
+from uniformer.engine.predict import Predictor
 from uniformer.models.checkpoint import TRAIN_FORMAT, read_checkpoint
 from uniformer.models.detector import UniFormerMaskRCNN
 from uniformer.models.pose import build_pose_model
@@ -433,11 +434,12 @@ def test_detector_person_boxes_above_the_threshold_are_what_the_pose_model_crops
             "scores": torch.tensor([0.9, 0.95, 0.4, 0.6]),
         },
     )
-    model = create_model(POSE, checkpoint_path=_pose_checkpoint(tmp_path / "pose.pt"))
-    setup = TASK.prediction_setup(model_info(POSE), model, None, None)
     options = ["--detector", DETECTOR, "--detector-checkpoint", str(_detector_checkpoint(tmp_path / "det.pt"))]
-    setup = TASK.prediction_options(setup, [*options, "--person-score-threshold", "0.5", "--out", str(tmp_path / "o")])
-    assert setup.detector.label == 2 and setup.detector.setup.score_threshold == 0.5 and setup.boxes is None
+    options += ["--person-score-threshold", "0.5", "--out", str(tmp_path / "o")]
+    predictor = Predictor(POSE, _pose_checkpoint(tmp_path / "pose.pt"), task_args=options)  # the engine's detector
+    model, setup = predictor.model, predictor.setup
+    assert setup.detector.label == 2 and setup.detector.predictor.setup.score_threshold == 0.5 and setup.boxes is None
+    assert setup.detector_request is None and setup.detector.predictor.task.name == "detection"
     cropped = []
 
     def run(model, dataset, accumulator) -> None:

@@ -22,7 +22,7 @@ from uniformer.models.checkpoint import CheckpointFile, read_checkpoint
 from uniformer.models.optimize import optimize_for_inference
 from uniformer.models.registry import ModelInfo, create_model, model_info
 from uniformer.runtime import feed
-from uniformer.tasks import task_for_model
+from uniformer.tasks import PredictorRequest, task_for_model
 
 __all__ = ["Predictor"]
 
@@ -73,10 +73,25 @@ class Predictor:
         self.model: nn.Module = create_model(
             model_name, pretrained=pretrained and file is None, checkpoint_path=file, **(overrides or {})
         ).eval()
+        self.precision, self.batch_size, self.num_workers = precision, batch_size, num_workers
         self.setup = self.task.prediction_setup(self.info, self.model, file, labels)  # e.g. class names, views
         self.setup = self.task.prediction_options(self.setup, task_args)
-        self.precision, self.batch_size, self.num_workers = precision, batch_size, num_workers
+        for request in self.task.requests(self.setup):
+            self.setup = self.task.attach(self.setup, request, self._requested(request))
         self._fast: nn.Module | None = None
+
+    def _requested(self, request: PredictorRequest) -> Predictor:
+        """The predictor of the other zoo model a task asked for (pose's person detector): read as this class
+        reads any model, run in fp32 one input per forward pass (a detector's images stay at their own size)."""
+        info = model_info(request.model)
+        if info.task != request.task:
+            raise ValueError(
+                f"{request.flag} {request.model}: a {info.task} model, not a {request.task} model (`uniformer models "
+                f"--task {request.task}` lists them)"
+            )
+        return Predictor(
+            request.model, request.checkpoint, batch_size=1, num_workers=self.num_workers, task_args=request.task_args
+        )
 
     def _feed(self, model: nn.Module, dataset: Any, accumulator: Any, *, precision: str, progress: bool) -> None:
         feed(

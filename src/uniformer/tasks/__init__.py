@@ -9,9 +9,18 @@ from __future__ import annotations
 import importlib
 
 from uniformer.models.registry import model_info
-from uniformer.tasks.base import MetricAccumulator, Metrics, Objective, Task
+from uniformer.tasks.base import MetricAccumulator, Metrics, Objective, PredictorRequest, Task
 
-__all__ = ["TASKS", "MetricAccumulator", "Metrics", "Objective", "Task", "get_task", "task_for_model"]
+__all__ = [
+    "TASKS",
+    "MetricAccumulator",
+    "Metrics",
+    "Objective",
+    "PredictorRequest",
+    "Task",
+    "get_task",
+    "task_for_model",
+]
 
 # task name -> module holding ``TASK``; and the zoo's ``ModelInfo.task`` values each task serves
 TASKS: dict[str, str] = {

@@ -24,7 +24,23 @@ from omegaconf import DictConfig
 
 from uniformer.runtime import DistContext
 
-__all__ = ["MetricAccumulator", "Metrics", "Objective", "Task", "parse_task_options"]
+__all__ = ["MetricAccumulator", "PredictorRequest", "Metrics", "Objective", "Task", "parse_task_options"]
+
+
+@dataclass(frozen=True)
+class PredictorRequest:
+    """Another zoo model whose predictions a task's prediction uses (pose's person detector, from ``--detector``).
+
+    A task never builds or reaches another task itself: it asks with this request (:meth:`Task.requests`), the
+    engine builds the predictor and hands it back (:meth:`Task.attach`). ``task`` is the zoo kind the model must
+    be; ``flag`` names the option that asked, for messages; ``task_args`` are the other task's own options.
+    """
+
+    model: str
+    task: str
+    flag: str
+    checkpoint: str | None = None
+    task_args: tuple[str, ...] = ()
 
 
 @dataclass
@@ -153,6 +169,14 @@ class Task(ABC):
         if args:
             raise ValueError(f"unknown option(s) for {self.name} models: {' '.join(args)}")
         return setup
+
+    def requests(self, setup: Any) -> Sequence[PredictorRequest]:
+        """The other models' predictors ``setup`` asks for (built by the engine, given to :meth:`attach`)."""
+        return ()
+
+    def attach(self, setup: Any, request: PredictorRequest, predictor: Any) -> Any:
+        """``setup`` with ``predictor``, the engine's answer to one of :meth:`requests`, in place of the request."""
+        raise ValueError(f"the {self.name} task uses no other model's predictions")
 
     @abstractmethod
     def predict(self, model: nn.Module, paths: Sequence[str], setup: Any, run: Any, topk: int) -> list[Any]:

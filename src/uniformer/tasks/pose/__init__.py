@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -21,12 +22,14 @@ from omegaconf import DictConfig
 
 from uniformer.models.pose import COCO_FLIP_PAIRS, build_pose_model
 from uniformer.models.registry import model_info
-from uniformer.tasks.base import Metrics, Objective, Task
+from uniformer.tasks.base import Metrics, Objective, PredictorRequest, Task
 from uniformer.tasks.pose.coco import COCO_SIGMAS, read_detections, read_keypoint_file
 from uniformer.tasks.pose.config import DataConfig, HeadConfig, PoseEvalConfig, resolve
 from uniformer.tasks.pose.data import PoseDataset, collate_persons
 from uniformer.tasks.pose.metrics import KeypointAccumulator, decode_heatmaps, evaluate_coco_keypoints, write_report
 from uniformer.tasks.pose.predict import (
+    DetectionPredictor,
+    PersonDetector,
     Prediction,
     PredictionSetup,
     parse_options,
@@ -180,6 +183,17 @@ class PoseTask(Task):
         [--person-score-threshold T]`` (a detection model's person boxes), and ``--out DIR`` (skeleton PNGs,
         keypoints JSON)."""
         return parse_options(setup, args)
+
+    def requests(self, setup: PredictionSetup) -> tuple[PredictorRequest, ...]:
+        """The detection model of ``--detector``, if any."""
+        return () if setup.detector_request is None else (setup.detector_request,)
+
+    def attach(
+        self, setup: PredictionSetup, request: PredictorRequest, predictor: DetectionPredictor
+    ) -> PredictionSetup:
+        """``setup`` finding its people with ``predictor``, the engine's predictor of ``setup.detector_request``."""
+        detector = PersonDetector.of(predictor, request.flag, request.model)
+        return replace(setup, detector_request=None, detector=detector)
 
     def predict(
         self, model: nn.Module, paths: Sequence[str], setup: PredictionSetup, run: Any, topk: int

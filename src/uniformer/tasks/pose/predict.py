@@ -2,20 +2,19 @@
 a score, drawn as skeletons (``torchvision.utils.draw_keypoints``) and written as JSON.
 
 People come from a boxes file (``--boxes FILE``: ``{"image name or path": [[x, y, w, h(, score)], ...]}``), from a
-detection zoo model (``--detector NAME``: :class:`PersonDetector`, its ``person`` boxes), or, without either, the
-whole image is one person box. Each box is cropped and tested as ``uniformer eval`` tests (flip
+detection zoo model (``--detector NAME``: the engine builds its predictor, :class:`PersonDetector` keeps its
+``person`` boxes), or, without either, the whole image is one person box. Each box is cropped and tested as ``uniformer eval`` tests (flip
 test, :func:`~uniformer.tasks.pose.metrics.decode_heatmaps`, the person score of mmpose's rescoring).
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -25,17 +24,16 @@ from torchvision.ops import box_convert
 from torchvision.utils import draw_keypoints
 
 from uniformer._fileio import atomic_write_text
-from uniformer.models.checkpoint import CheckpointFile, read_checkpoint
-from uniformer.models.optimize import optimize_for_inference
-from uniformer.models.registry import ModelInfo, create_model, model_info
-from uniformer.tasks import get_task
-from uniformer.tasks.base import parse_task_options
+from uniformer.models.checkpoint import CheckpointFile
+from uniformer.models.registry import ModelInfo
+from uniformer.tasks.base import PredictorRequest, parse_task_options
 from uniformer.tasks.pose.coco import COCO_SIGMAS, COCO_SKELETON, Instance
 from uniformer.tasks.pose.data import PoseDataset, read_image
 from uniformer.tasks.pose.metrics import decode_heatmaps, rescore
 from uniformer.tasks.pose.transforms import EvalTransform
 
 __all__ = [
+    "DetectionPredictor",
     "PersonDetector",
     "Prediction",
     "PredictionSetup",
@@ -49,66 +47,46 @@ __all__ = [
 
 Run = Callable[[nn.Module, Any, Any], None]
 
-logger = logging.getLogger("uniformer.tasks")
-
 # mmpose 0.x demo/top_down_img_demo_with_mmdet.py: --det-cat-id 1 (person), --bbox-thr 0.3
 PERSON_SCORE_THRESHOLD = 0.3
 
 
+class _Labelled(Protocol):
+    labels: list[str]
+
+
+class DetectionPredictor(Protocol):
+    """What pose uses of a detector: the engine's :class:`~uniformer.engine.Predictor` of a detection zoo model
+    (its setup's class names; per image its boxes, class names and scores, or why it could not be read)."""
+
+    @property
+    def setup(self) -> _Labelled: ...
+
+    def predict(self, paths: Sequence[str], topk: int = 5, progress: bool = False) -> list[Any]: ...
+
+
 @dataclass(frozen=True)
 class PersonDetector:
-    """A detection zoo model finding the people a top-down pose model then looks at: its boxes of the class named
-    ``person`` scoring at least ``setup.score_threshold``, as mmpose's demo with an mmdet detector does.
+    """The people a top-down pose model then looks at: ``predictor``'s boxes of the class named ``person`` (label
+    ``label``) scoring above its score threshold, as mmpose's demo with an mmdet detector finds them."""
 
-    The detector runs through the detection task's own prediction (:meth:`~uniformer.tasks.Task.predict`: the
-    images at their size, its class names), one image per forward pass; :meth:`load` builds one from a zoo name.
-    """
-
-    model: nn.Module
-    setup: Any  # the detection task's prediction setup (class names, score threshold)
+    predictor: DetectionPredictor
     label: int  # the detector's label of the person class
 
     @classmethod
-    def load(
-        cls,
-        name: str,
-        checkpoint: str | os.PathLike[str] | None = None,
-        score_threshold: float = PERSON_SCORE_THRESHOLD,
-    ) -> PersonDetector:
-        """Zoo detector ``name`` with the weights of ``checkpoint`` (random without one: a warning says so), as
-        ``uniformer predict --model NAME`` runs it (the fp32 :func:`optimize_for_inference` copy)."""
-        info = model_info(name)
-        if info.task != "detection":
-            raise ValueError(
-                f"--detector {name}: a {info.task} model, not a detection model (`uniformer models "
-                "--task detection` lists them)"
-            )
-        if not 0 <= score_threshold <= 1:
-            raise ValueError(f"--person-score-threshold must be in [0, 1], got {score_threshold}")
-        file = None if checkpoint is None else read_checkpoint(checkpoint)
-        if file is None:
-            logger.warning("--detector %s: no --detector-checkpoint: the weights are random, so are the boxes", name)
-        model = create_model(name, checkpoint_path=file).eval()
-        task = get_task("detection")
-        setup = replace(task.prediction_setup(info, model, file, None), score_threshold=score_threshold)
-        if "person" not in setup.labels:
-            shown = ", ".join(setup.labels[:8]) + (", ..." if len(setup.labels) > 8 else "")
-            raise ValueError(f"--detector {name}: its classes ({shown}) have no 'person'")
-        return cls(optimize_for_inference(model), setup, setup.labels.index("person") + 1)
+    def of(cls, predictor: DetectionPredictor, flag: str, name: str) -> PersonDetector:
+        """The person class of ``predictor`` (zoo model ``name``, given by option ``flag``); refused without one."""
+        labels = predictor.setup.labels
+        if "person" not in labels:
+            shown = ", ".join(labels[:8]) + (", ..." if len(labels) > 8 else "")
+            raise ValueError(f"{flag} {name}: its classes ({shown}) have no 'person'")
+        return cls(predictor, labels.index("person") + 1)
 
     def people(self, paths: Sequence[str]) -> tuple[dict[str, list[list[float]]], dict[int, str]]:
         """The person boxes ``[x, y, w, h, score]`` of every readable image (by path), and the unreadable ones
         (input index -> reason)."""
-        task = get_task("detection")
-
-        def run(model: nn.Module, dataset: Any, accumulator: Any) -> None:
-            with torch.inference_mode():
-                for index in accumulator.indices(0, 1):
-                    batch = task.collate([dataset[index]])
-                    accumulator.update(model(task.model_inputs(batch)), batch)
-
         boxes, errors = {}, {}
-        for n, found in enumerate(task.predict(self.model, paths, self.setup, run, topk=0)):
+        for n, found in enumerate(self.predictor.predict(paths, topk=0)):
             if found.error:
                 errors[n] = found.error
                 continue
@@ -130,6 +108,7 @@ class PredictionSetup:
     std: list[float]
     vis_thr: float = 0.2
     boxes: dict[str, list[list[float]]] | None = None
+    detector_request: PredictorRequest | None = None  # from --detector, until the engine builds it
     detector: PersonDetector | None = None
     out_dir: Path | None = None
 
@@ -195,14 +174,18 @@ def parse_options(setup: PredictionSetup, args: Sequence[str]) -> PredictionSetu
     threshold = options.person_score_threshold
     if options.detector is None and (options.detector_checkpoint or threshold is not None):
         raise ValueError("pose options: --detector-checkpoint and --person-score-threshold need --detector NAME")
-    detector = None
+    request = None
     if options.detector:
         threshold = PERSON_SCORE_THRESHOLD if threshold is None else threshold
-        detector = PersonDetector.load(options.detector, options.detector_checkpoint, threshold)
+        if not 0 <= threshold <= 1:
+            raise ValueError(f"--person-score-threshold must be in [0, 1], got {threshold}")
+        args = ("--score-threshold", repr(threshold))
+        request = PredictorRequest(options.detector, "detection", "--detector", options.detector_checkpoint, args)
     return replace(
         setup,
         boxes=read_boxes(options.boxes) if options.boxes else None,
-        detector=detector,
+        detector_request=request,
+        detector=None,
         out_dir=Path(options.out) if options.out else None,
     )
 
