@@ -25,7 +25,7 @@ from uniformer.tasks.detection import TASK, evaluate_coco
 from uniformer.tasks.detection.data import CocoDetection, collate_detection
 from uniformer.tasks.detection.demo import run_demo
 from uniformer.tasks.detection.metrics import CocoAccumulator
-from uniformer.tasks.detection.predict import PredictionSetup, draw_detections
+from uniformer.tasks.detection.predict import Prediction, PredictionSetup, draw_detections
 from uniformer.tasks.detection.synth import INSTANCE_CLASSES, write_instances
 
 SIZES = {1: (60, 80), 2: (50, 70), 3: (40, 40)}  # image id -> (H, W)
@@ -380,3 +380,10 @@ def test_a_boxes_only_set_trains_a_detector_without_a_mask_branch(tmp_path: Path
     cfg.detector.mask = True
     with pytest.raises(ValueError, match="detector.mask=true but .* has no segmentation annotations"):
         TASK.num_outputs(cfg, train_set)
+
+
+def test_a_detection_prediction_prints_its_detections_best_first_under_its_path() -> None:
+    found = Prediction("a.png", np.zeros((2, 4)), [1, 2], ["cat", "dog"], [0.9, 0.4])
+    assert found.ranked() == [("cat", 0.9), ("dog", 0.4)]
+    assert found.lines(1) == ["a.png", f"  1. {'cat':<40s}  90.00%"]
+    assert Prediction("b.png", error="unreadable").lines(5) == ["b.png", "  could not be read: unreadable"]

@@ -359,7 +359,7 @@ def test_tiny_run_trains_evaluates_and_predicts_skeletons(tmp_path: Path, capsys
     image = str(root / "val" / "00000.png")
     (two,) = TASK.predict(model, [image], setup, run_loop, topk=5)
     assert len(two.persons) == 2 and len(two.persons[0]["keypoints"]) == 17 and two.error is None
-    assert two.persons[0]["score"] >= two.persons[1]["score"] and len(two.top) == 2
+    assert two.persons[0]["score"] >= two.persons[1]["score"] and len(two.ranked()) == 2
     assert (tmp_path / "drawn" / "00000_pose.png").stat().st_size > 0
     assert json.loads((tmp_path / "drawn" / "00000_keypoints.json").read_text())["persons"] == two.persons
     whole = TASK.prediction_options(TASK.prediction_setup(model_info(cfg.model.name), model, None, None), [])

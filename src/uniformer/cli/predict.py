@@ -98,11 +98,7 @@ def _predict(args: argparse.Namespace) -> int:
         print(json.dumps(document, indent=2))
     else:
         for prediction in predictions:
-            print(f"{prediction.path}  ({prediction.views} views)")
-            if prediction.error:
-                print(f"  could not be read: {prediction.error}")
-            for rank, (_, name, prob) in enumerate(prediction.top, 1):
-                print(f"  {rank}. {name:<40s} {100 * prob:6.2f}%")
+            print("\n".join(prediction.lines(args.topk)))
         for path in written:
             print(f"wrote {path}")
     return 1 if any(p.error for p in predictions) else 0

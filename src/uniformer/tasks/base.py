@@ -24,7 +24,36 @@ from omegaconf import DictConfig
 
 from uniformer.runtime import DistContext
 
-__all__ = ["MetricAccumulator", "PredictorRequest", "Metrics", "Objective", "Task", "parse_task_options"]
+__all__ = ["MetricAccumulator", "Prediction", "PredictorRequest", "Metrics", "Objective", "Task", "parse_task_options"]
+
+
+class Prediction(ABC):
+    """One input's prediction as a user sees it: what it found ranked best first (:meth:`ranked`), the lines
+    ``uniformer predict`` prints (:meth:`lines`) and the JSON record of ``--json`` (:meth:`to_dict`).
+
+    ``path`` is the input; ``error`` says why it could not be read (``None`` when it was).
+    """
+
+    path: str
+    error: str | None
+
+    @abstractmethod
+    def ranked(self) -> list[tuple[str, float]]:
+        """What was found, best first: a name and its number (probability, share of the pixels, score)."""
+
+    def title(self) -> str:
+        """The first printed line."""
+        return self.path
+
+    def lines(self, topk: int) -> list[str]:
+        """The title, then why the input could not be read or its ``topk`` best entries, ranked."""
+        failed = [f"  could not be read: {self.error}"] if self.error else []
+        ranked = [f"  {rank}. {name:<40s} {100 * value:6.2f}%" for rank, (name, value) in enumerate(self.ranked(), 1)]
+        return [self.title(), *failed, *ranked[:topk]]
+
+    @abstractmethod
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON record: ``path``, ``error`` and what was found."""
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from safetensors.torch import save_file
 from uniformer._fileio import atomic_write
 from uniformer.models.checkpoint import CheckpointFile
 from uniformer.models.registry import ModelInfo
+from uniformer.tasks import base
 from uniformer.tasks.classification.config import ClipSpec, class_names, clip_spec
 from uniformer.tasks.classification.data import build_inputs
 from uniformer.tasks.classification.metrics import VideoScores, ViewScores
@@ -67,7 +68,7 @@ def prediction_setup(
 
 
 @dataclass
-class Prediction:
+class Prediction(base.Prediction):
     """Top classes of one input. ``probabilities`` are softmax(mean of the view logits): the ranking of the
     official sum of logits, as probabilities that sum to one."""
 
@@ -75,6 +76,12 @@ class Prediction:
     top: list[tuple[int, str, float]]  # (class index, name, probability)
     views: int
     error: str | None = None
+
+    def ranked(self) -> list[tuple[str, float]]:
+        return [(name, probability) for _, name, probability in self.top]
+
+    def title(self) -> str:
+        return f"{self.path}  ({self.views} views)"
 
     def to_dict(self) -> dict[str, Any]:
         return {

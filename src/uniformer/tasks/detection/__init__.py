@@ -223,7 +223,7 @@ class DetectionTask(Task):
     def predict(
         self, model: nn.Module, paths: Sequence[str], setup: PredictionSetup, run: Any, topk: int
     ) -> list[Prediction]:
-        return predict(model, paths, setup, run, topk)
+        return predict(model, paths, setup, run)
 
     def write_predictions(self, predictions: Sequence[Prediction], setup: PredictionSetup, out_dir: Path) -> list[Path]:
         """Each image's picture (boxes, masks, names and scores) and detections JSON."""

@@ -27,6 +27,7 @@ from torchvision.utils import draw_bounding_boxes, draw_segmentation_masks
 from uniformer._fileio import atomic_write_text
 from uniformer.models.checkpoint import CheckpointFile
 from uniformer.models.registry import ModelInfo
+from uniformer.tasks import base
 from uniformer.tasks.base import parse_task_options
 from uniformer.tasks.detection.metrics import MASK_THRESHOLD, encode_mask
 
@@ -76,7 +77,7 @@ def parse_options(setup: PredictionSetup, args: Sequence[str]) -> PredictionSetu
 
 
 @dataclass
-class Prediction:
+class Prediction(base.Prediction):
     """One image's detections above the threshold: boxes (N, 4) x1 y1 x2 y2 in pixels, labels 1 .. C, names,
     scores, and masks (N, H, W) bool for a detector with masks."""
 
@@ -87,8 +88,9 @@ class Prediction:
     scores: list[float] = field(default_factory=list)
     masks: np.ndarray | None = None
     error: str | None = None
-    views: int = 1
-    top: list[tuple[int, str, float]] = field(default_factory=list)  # (label, name, score), best first
+
+    def ranked(self) -> list[tuple[str, float]]:
+        return list(zip(self.names, self.scores))
 
     def to_dict(self) -> dict[str, Any]:
         """``path``, ``error`` and ``detections``: ``label``, ``name``, ``score``, ``box`` (x1 y1 x2 y2) and, for a
@@ -160,8 +162,8 @@ def _detector_threshold(model: nn.Module, threshold: float) -> Iterator[None]:
         heads.score_thresh = saved
 
 
-def predict(model: nn.Module, paths: Sequence[str], setup: PredictionSetup, run: Run, topk: int) -> list[Prediction]:
-    """The detections of every image scoring above ``setup.score_threshold`` (at most ``topk`` listed in ``top``)."""
+def predict(model: nn.Module, paths: Sequence[str], setup: PredictionSetup, run: Run) -> list[Prediction]:
+    """The detections of every image scoring above ``setup.score_threshold``, best first."""
     missing = [p for p in paths if not os.path.isfile(p)]
     if missing:
         raise FileNotFoundError(f"input not found: {', '.join(missing)}")
@@ -180,8 +182,7 @@ def predict(model: nn.Module, paths: Sequence[str], setup: PredictionSetup, run:
         names = [setup.labels[label - 1] for label in labels]
         scores = found["scores"][keep].tolist()
         masks = (found["masks"][keep, 0] > MASK_THRESHOLD).numpy() if "masks" in found else None
-        top = list(zip(labels, names, scores))[:topk]
-        out.append(Prediction(path, found["boxes"][keep].numpy(), labels, names, scores, masks, top=top))
+        out.append(Prediction(path, found["boxes"][keep].numpy(), labels, names, scores, masks))
     return out
 
 

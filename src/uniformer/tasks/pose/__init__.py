@@ -198,7 +198,7 @@ class PoseTask(Task):
     def predict(
         self, model: nn.Module, paths: Sequence[str], setup: PredictionSetup, run: Any, topk: int
     ) -> list[Prediction]:
-        return predict(model, paths, setup, run, topk)
+        return predict(model, paths, setup, run)
 
     def draw_prediction(self, prediction: Prediction, setup: PredictionSetup) -> Any:
         """The skeletons over the image, as ``--out`` writes them."""

@@ -26,6 +26,7 @@ from torchvision.utils import draw_keypoints
 from uniformer._fileio import atomic_write_text
 from uniformer.models.checkpoint import CheckpointFile
 from uniformer.models.registry import ModelInfo
+from uniformer.tasks import base
 from uniformer.tasks.base import PredictorRequest, parse_task_options
 from uniformer.tasks.pose.coco import COCO_SIGMAS, COCO_SKELETON, Instance
 from uniformer.tasks.pose.data import PoseDataset, read_image
@@ -211,16 +212,20 @@ class _Persons:
 
 
 @dataclass
-class Prediction:
+class Prediction(base.Prediction):
     """The people of one image: ``persons`` of ``{"box", "score", "keypoints": [[x, y, confidence], ...]}``,
-    best first; ``top`` ranks them for the command line's listing."""
+    best first, and the files ``--out`` wrote for it."""
 
     path: str
     persons: list[dict[str, Any]] = field(default_factory=list)
-    top: list[tuple[int, str, float]] = field(default_factory=list)
-    views: int = 1
     error: str | None = None
     files: list[str] = field(default_factory=list)
+
+    def ranked(self) -> list[tuple[str, float]]:
+        return [
+            (f"person {k} (box {', '.join(f'{v:.0f}' for v in p['box'])})", p["score"])
+            for k, p in enumerate(self.persons)
+        ]
 
     def to_dict(self) -> dict[str, Any]:
         return {"path": self.path, "error": self.error, "persons": self.persons, "files": self.files}
@@ -246,7 +251,7 @@ def pose_image(path: str | os.PathLike[str], persons: Sequence[dict[str, Any]], 
     return Image.fromarray(drawn.permute(1, 2, 0).numpy())
 
 
-def predict(model: nn.Module, paths: Sequence[str], setup: PredictionSetup, run: Run, topk: int) -> list[Prediction]:
+def predict(model: nn.Module, paths: Sequence[str], setup: PredictionSetup, run: Run) -> list[Prediction]:
     """The people of every image (boxes from ``setup.boxes`` or ``setup.detector``, else the whole image), in
     input order; with ``setup.out_dir`` each image's skeletons (``<stem>_pose.png``) and keypoints
     (``<stem>_keypoints.json``)."""
@@ -290,10 +295,7 @@ def predict(model: nn.Module, paths: Sequence[str], setup: PredictionSetup, run:
             score = rescore(keypoints[:, 2], instances[i].score, setup.vis_thr)
             people.append({"box": list(instances[i].box), "score": score, "keypoints": keypoints.tolist()})
         people.sort(key=lambda p: -p["score"])
-        top = [
-            (k, f"person {k} (box {', '.join(f'{v:.0f}' for v in p['box'])})", p["score"]) for k, p in enumerate(people)
-        ]
-        prediction = Prediction(path, people, top[:topk])
+        prediction = Prediction(path, people)
         if setup.out_dir is not None:
             setup.out_dir.mkdir(parents=True, exist_ok=True)
             stem = Path(path).stem

@@ -20,6 +20,7 @@ from PIL import Image, ImageDraw, ImageFont
 from uniformer.models.checkpoint import CheckpointFile
 from uniformer.models.registry import ModelInfo
 from uniformer.models.segmentor import InferenceConfig
+from uniformer.tasks import base
 from uniformer.tasks.segmentation.data import EvalTransform, Pair, SegmentationDataset
 from uniformer.tasks.segmentation.metrics import label_maps
 
@@ -107,14 +108,16 @@ class LabelMaps:
 
 
 @dataclass
-class Prediction:
+class Prediction(base.Prediction):
     """One image's label map (H, W) and its classes by share of the pixels, largest first (``top``)."""
 
     path: str
     label_map: np.ndarray | None
     top: list[tuple[int, str, float]] = field(default_factory=list)  # (class index, name, share of the pixels)
-    views: int = 1
     error: str | None = None
+
+    def ranked(self) -> list[tuple[str, float]]:
+        return [(name, share) for _, name, share in self.top]
 
     def to_dict(self) -> dict[str, Any]:
         return {
