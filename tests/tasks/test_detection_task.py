@@ -15,6 +15,7 @@ from pycocotools import mask as mask_utils
 from timm.layers import DropPath
 
 from uniformer.cli import main
+from uniformer.cli.predict import parse_task_options
 from uniformer.engine import evaluate, load_config, resolve_config, train
 from uniformer.engine.predict import Predictor
 from uniformer.models.detector import UniFormerCascadeMaskRCNN
@@ -263,14 +264,20 @@ def test_the_score_threshold_keeps_exactly_the_detections_above_it_and_the_files
         "masks": masks,
     }
     run = partial(feed, collate=TASK.collate, inputs=TASK.model_inputs, batch_size=2)
-    setup = TASK.prediction_options(PredictionSetup(["circle", "triangle"]), ["--score-threshold", "0.5"])
+    setup = TASK.prediction_options(
+        PredictionSetup(["circle", "triangle"]), parse_task_options(TASK, ["--score-threshold", "0.5"])
+    )
     assert setup.score_threshold == 0.5 and PredictionSetup(["a"]).score_threshold == 0.3  # the default
     path = str(tmp_path / "images" / "1.png")
     (kept,) = TASK.predict(_Oracle(truth), [path], setup, run, topk=5)
     assert kept.scores == pytest.approx([0.95, 0.6]) and kept.names == ["circle", "triangle"]  # 0.5 is not above
     assert kept.boxes.tolist() == [[5, 6, 25, 36], [6, 7, 26, 37]] and kept.masks.shape == (2, 60, 80)
     (everything,) = TASK.predict(
-        _Oracle(truth), [path], TASK.prediction_options(setup, ["--score-threshold=0"]), run, 5
+        _Oracle(truth),
+        [path],
+        TASK.prediction_options(setup, parse_task_options(TASK, ["--score-threshold=0"])),
+        run,
+        5,
     )
     assert len(everything.scores) == 4
 
@@ -290,11 +297,11 @@ def test_the_score_threshold_keeps_exactly_the_detections_above_it_and_the_files
 def test_score_threshold_options_are_checked_and_a_low_one_reaches_the_detector(tmp_path: Path) -> None:
     setup = PredictionSetup(["circle"])
     with pytest.raises(ValueError, match="must be in \\[0, 1\\]; got 1.5"):
-        TASK.prediction_options(setup, ["--score-threshold", "1.5"])
+        TASK.prediction_options(setup, parse_task_options(TASK, ["--score-threshold", "1.5"]))
     with pytest.raises(ValueError, match="unknown option\\(s\\) for detection models: --boxes"):
-        TASK.prediction_options(setup, ["--boxes", "b.json"])
+        TASK.prediction_options(setup, parse_task_options(TASK, ["--boxes", "b.json"]))
     with pytest.raises(ValueError, match="detection options: argument --score-threshold"):
-        TASK.prediction_options(setup, ["--score-threshold", "high"])
+        TASK.prediction_options(setup, parse_task_options(TASK, ["--score-threshold", "high"]))
     ann = write_coco(tmp_path, degenerate=False)
     seen = []
 

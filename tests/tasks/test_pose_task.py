@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from uniformer.cli import main
+from uniformer.cli.predict import parse_task_options
 from uniformer.engine import evaluate, load_config, train
 from uniformer.engine.config import resolve_config
 from uniformer.engine.predict import Predictor
@@ -352,9 +353,11 @@ def test_tiny_run_trains_evaluates_and_predicts_skeletons(tmp_path: Path, capsys
     assert model.flip_test and setup.input_size == [64, 64] and setup.keypoints[9] == "left_wrist"
     boxes = tmp_path / "boxes.json"
     boxes.write_text(json.dumps({"00000.png": [[5, 5, 40, 50, 0.9], [10, 10, 30, 30]]}))
-    setup = TASK.prediction_options(setup, ["--boxes", str(boxes), "--out", str(tmp_path / "drawn")])
+    setup = TASK.prediction_options(
+        setup, parse_task_options(TASK, ["--boxes", str(boxes), "--out", str(tmp_path / "drawn")])
+    )
     with pytest.raises(ValueError, match="unknown option"):
-        TASK.prediction_options(setup, ["--frobnicate", "x"])
+        TASK.prediction_options(setup, parse_task_options(TASK, ["--frobnicate", "x"]))
     run_loop = partial(feed, collate=TASK.collate, inputs=TASK.model_inputs, batch_size=2)
     image = str(root / "val" / "00000.png")
     (two,) = TASK.predict(model, [image], setup, run_loop, topk=5)
@@ -362,7 +365,9 @@ def test_tiny_run_trains_evaluates_and_predicts_skeletons(tmp_path: Path, capsys
     assert two.persons[0]["score"] >= two.persons[1]["score"] and len(two.ranked()) == 2
     assert (tmp_path / "drawn" / "00000_pose.png").stat().st_size > 0
     assert json.loads((tmp_path / "drawn" / "00000_keypoints.json").read_text())["persons"] == two.persons
-    whole = TASK.prediction_options(TASK.prediction_setup(model_info(cfg.model.name), model, None, None), [])
+    whole = TASK.prediction_options(
+        TASK.prediction_setup(model_info(cfg.model.name), model, None, None), parse_task_options(TASK, [])
+    )
     (one,) = TASK.predict(model, [image], whole, run_loop, topk=5)
     assert [p["box"] for p in one.persons] == [[0.0, 0.0, 64.0, 64.0]]
 
@@ -436,7 +441,9 @@ def test_detector_person_boxes_above_the_threshold_are_what_the_pose_model_crops
     )
     options = ["--detector", DETECTOR, "--detector-checkpoint", str(_detector_checkpoint(tmp_path / "det.pt"))]
     options += ["--person-score-threshold", "0.5", "--out", str(tmp_path / "o")]
-    predictor = Predictor(POSE, _pose_checkpoint(tmp_path / "pose.pt"), task_args=options)  # the engine's detector
+    predictor = Predictor(
+        POSE, _pose_checkpoint(tmp_path / "pose.pt"), task_options=parse_task_options(TASK, options)
+    )  # the engine's detector
     model, setup = predictor.model, predictor.setup
     assert setup.detector.label == 2 and setup.detector.predictor.setup.score_threshold == 0.5 and setup.boxes is None
     assert setup.detector_request is None and setup.detector.predictor.task.name == "detection"

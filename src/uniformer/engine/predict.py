@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from functools import partial
 from typing import Any
 
@@ -22,7 +22,7 @@ from uniformer.models.checkpoint import CheckpointFile, read_checkpoint
 from uniformer.models.optimize import optimize_for_inference
 from uniformer.models.registry import ModelInfo, create_model, model_info
 from uniformer.runtime import feed
-from uniformer.tasks import PredictorRequest, task_for_model
+from uniformer.tasks import Prediction, PredictorRequest, task_for_model
 
 __all__ = ["Predictor"]
 
@@ -43,8 +43,9 @@ class Predictor:
         batch_size: inputs (views) per forward pass.
         num_workers: decoding worker processes.
         overrides: constructor arguments of a reduced or modified architecture.
-        task_args: the task's own prediction options as command-line words (e.g. pose's ``--boxes FILE``),
-            applied by :meth:`~uniformer.tasks.Task.prediction_options`.
+        task_options: values of the task's own prediction options by :attr:`~uniformer.tasks.Option.dest` (e.g.
+            pose's ``{"boxes": FILE}``), applied by :meth:`~uniformer.tasks.PredictTask.prediction_options`; a model
+            another model's setup asks for (:class:`~uniformer.tasks.PredictorRequest`) is built here.
     """
 
     def __init__(
@@ -58,7 +59,7 @@ class Predictor:
         batch_size: int = 8,
         num_workers: int = 0,
         overrides: dict[str, Any] | None = None,
-        task_args: Sequence[str] = (),
+        task_options: Mapping[str, Any] | None = None,
     ) -> None:
         if precision not in ("fp32", "bf16"):
             raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
@@ -75,7 +76,7 @@ class Predictor:
         ).eval()
         self.precision, self.batch_size, self.num_workers = precision, batch_size, num_workers
         self.setup = self.task.prediction_setup(self.info, self.model, file, labels)  # e.g. class names, views
-        self.setup = self.task.prediction_options(self.setup, task_args)
+        self.setup = self.task.prediction_options(self.setup, task_options or {})
         for request in self.task.requests(self.setup):
             self.setup = self.task.attach(self.setup, request, self._requested(request))
         self._fast: nn.Module | None = None
@@ -90,7 +91,7 @@ class Predictor:
                 f"--task {request.task}` lists them)"
             )
         return Predictor(
-            request.model, request.checkpoint, batch_size=1, num_workers=self.num_workers, task_args=request.task_args
+            request.model, request.checkpoint, batch_size=1, num_workers=self.num_workers, task_options=request.options
         )
 
     def _feed(self, model: nn.Module, dataset: Any, accumulator: Any, *, precision: str, progress: bool) -> None:
@@ -115,7 +116,7 @@ class Predictor:
 
     def predict(
         self, paths: Sequence[str | os.PathLike[str]], topk: int = 5, progress: bool = False, setup: Any = None
-    ) -> list[Any]:
+    ) -> list[Prediction]:
         """One prediction per input, in input order (the task's kind: top classes with names for classification).
         ``setup`` replaces :attr:`setup` for this call only (e.g. a web page's own score threshold), so that
         callers sharing one predictor never see each other's choices."""

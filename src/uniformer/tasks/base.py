@@ -1,30 +1,51 @@
-"""What the engine needs from a task, and nothing more.
+"""What the engine needs from a task, and nothing more: two narrow seams.
 
-The trainer, the evaluation loop and the predictor (:mod:`uniformer.engine`) are task-agnostic: they hold a
-:class:`Task` and call it to build the model and the datasets, to turn a batch into inputs and targets, to
-compute the loss, to accumulate a metric that is correct under DDP, and to describe a prediction. A new task is
-one package under :mod:`uniformer.tasks` that subclasses :class:`Task`, plus its configs; no engine file changes.
+:class:`TrainTask` is what training and evaluation need: the config sections, the datasets and their collate, the
+model, the objective, the metric (correct under DDP), what travels with the weights and the report.
+:class:`PredictTask` is what prediction needs: the setup beside the model (class names, views...), the options a
+task takes (declared as data: :class:`Option`; the CLI parses them), the predict walk over files into typed
+:class:`Prediction` objects, the files and pictures a prediction makes, and backbone features. A task package's
+``TASK`` is a :class:`Task`, both at once; a new task is one package under :mod:`uniformer.tasks` plus its
+configs, and no engine file changes. Demos are not part of the seam (the CLI's ``demo`` command runs them).
 
-Imports point down: the engine imports tasks, tasks import :mod:`uniformer.models` and :mod:`uniformer.data`,
-never the engine; what both need at run time (the collectives, the evaluation loop) is in :mod:`uniformer.runtime`.
+Imports point down: the engine imports tasks, tasks import :mod:`uniformer.runtime`, :mod:`uniformer.models` and
+:mod:`uniformer.data`, never the engine; a task that uses another model's predictions asks the engine for it
+(:class:`PredictorRequest`).
 """
 
 from __future__ import annotations
 
-import argparse
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 import torch
 import torch.nn as nn
 from omegaconf import DictConfig
+from PIL import Image
 
+from uniformer.models.checkpoint import CheckpointFile
+from uniformer.models.registry import ModelInfo
 from uniformer.runtime import DistContext
 
-__all__ = ["MetricAccumulator", "Prediction", "PredictorRequest", "Metrics", "Objective", "Task", "parse_task_options"]
+__all__ = [
+    "LabelMap",
+    "MetricAccumulator",
+    "Metrics",
+    "Objective",
+    "Option",
+    "PredictTask",
+    "Prediction",
+    "PredictorRequest",
+    "Run",
+    "Task",
+    "TrainTask",
+]
+
+# the engine's evaluation loop as a task's prediction receives it: run(model, dataset, accumulator)
+Run = Callable[[nn.Module, torch.utils.data.Dataset, Any], None]
 
 
 class Prediction(ABC):
@@ -57,19 +78,40 @@ class Prediction(ABC):
 
 
 @dataclass(frozen=True)
+class Option:
+    """One ``uniformer predict`` option a task takes, as data: ``flag`` (``--score-threshold``), the ``type`` of
+    its value, the ``metavar`` its usage shows and a ``help`` line. The CLI parses the words a user gives against
+    a task's options; the task receives the values by :attr:`dest`."""
+
+    flag: str
+    metavar: str
+    help: str
+    type: Callable[[str], Any] = str
+
+    @property
+    def dest(self) -> str:
+        """The value's key: the flag without dashes, ``-`` as ``_`` (``score_threshold``)."""
+        return self.flag.lstrip("-").replace("-", "_")
+
+
+@dataclass(frozen=True)
 class PredictorRequest:
     """Another zoo model whose predictions a task's prediction uses (pose's person detector, from ``--detector``).
 
     A task never builds or reaches another task itself: it asks with this request (:meth:`Task.requests`), the
     engine builds the predictor and hands it back (:meth:`Task.attach`). ``task`` is the zoo kind the model must
-    be; ``flag`` names the option that asked, for messages; ``task_args`` are the other task's own options.
+    be; ``flag`` names the option that asked, for messages; ``options`` are the other task's option values.
     """
 
     model: str
     task: str
     flag: str
     checkpoint: str | None = None
-    task_args: tuple[str, ...] = ()
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+# what check_eval_data returns and metric takes: the model class of each dataset class (None: the same)
+LabelMap = list[int] | None
 
 
 @dataclass
@@ -113,8 +155,8 @@ class Objective(ABC):
     def loss(self, output: Any, targets: Any) -> torch.Tensor: ...
 
 
-class Task(ABC):
-    """One task (classification, segmentation, ...) as the engine sees it.
+class TrainTask(ABC):
+    """What training and evaluation need of a task (classification, segmentation, ...).
 
     ``sections`` are the config sections the task owns (name -> structured-config dataclass), merged into the
     schema next to the engine's ``model``, ``optimizer``, ``scheduler``, ``trainer`` and ``eval``.
@@ -156,7 +198,9 @@ class Task(ABC):
         return None
 
     @abstractmethod
-    def metric(self, cfg: DictConfig, dataset: torch.utils.data.Dataset, label_map: Any = None) -> MetricAccumulator:
+    def metric(
+        self, cfg: DictConfig, dataset: torch.utils.data.Dataset, label_map: LabelMap = None
+    ) -> MetricAccumulator:
         """A fresh accumulator over ``dataset``; ``label_map`` is what :meth:`check_eval_data` returned."""
 
     def model_inputs(self, batch: dict[str, Any]) -> Any:
@@ -168,10 +212,9 @@ class Task(ABC):
     def weights_metadata(self, cfg: DictConfig, train_set: torch.utils.data.Dataset) -> dict[str, Any]:
         """What travels with trained weights so that predict and eval need nothing else (class names, views)."""
 
-    def eval_outputs(self, cfg: DictConfig, checkpoint: Any) -> int:
-        """The output count of the model that evaluates ``checkpoint`` (a
-        :class:`~uniformer.models.checkpoint.CheckpointFile`): the config's ``model.num_classes``, else what the
-        weights say; an error when neither says."""
+    def eval_outputs(self, cfg: DictConfig, checkpoint: CheckpointFile) -> int:
+        """The output count of the model that evaluates ``checkpoint``: the config's ``model.num_classes``, else
+        what the weights say; an error when neither says."""
         count = cfg.model.get("num_classes") or checkpoint.num_classes
         if count is None:
             raise ValueError(
@@ -180,71 +223,69 @@ class Task(ABC):
         return int(count)
 
     @abstractmethod
-    def check_eval_data(self, cfg: DictConfig, checkpoint: Any, dataset: torch.utils.data.Dataset) -> Any:
+    def check_eval_data(
+        self, cfg: DictConfig, checkpoint: CheckpointFile, dataset: torch.utils.data.Dataset
+    ) -> LabelMap:
         """Refuse a test set that does not match the weights (class count, names); returns the label mapping."""
 
     @abstractmethod
     def write_report(self, out_dir: Path, metrics: Metrics, cfg: DictConfig) -> str:
         """Write the evaluation report files; returns the one-line summary."""
 
-    @abstractmethod
-    def prediction_setup(self, info: Any, model: nn.Module, checkpoint: Any, labels: Sequence[str] | None) -> Any:
-        """What :meth:`predict` needs beside the model (class names, views...), from the zoo entry ``info`` and
-        the :class:`~uniformer.models.checkpoint.CheckpointFile` the weights came from (``None`` for none)."""
 
-    def prediction_options(self, setup: Any, args: Sequence[str]) -> Any:
-        """``setup`` with the task's own ``uniformer predict`` options applied (``args``: the command-line words the
-        predict command does not know, e.g. pose's ``--boxes FILE``). Tasks without options refuse any."""
-        if args:
-            raise ValueError(f"unknown option(s) for {self.name} models: {' '.join(args)}")
+SetupT = TypeVar("SetupT")
+PredictionT = TypeVar("PredictionT", bound=Prediction)
+
+
+class PredictTask(ABC, Generic[SetupT, PredictionT]):
+    """What prediction needs of a task: its setup beside the model (``SetupT``, the task's own frozen dataclass),
+    the options it takes, and one ``PredictionT`` per input file."""
+
+    name: ClassVar[str]
+    options: ClassVar[tuple[Option, ...]] = ()  # the task's own ``uniformer predict`` options
+
+    @abstractmethod
+    def prediction_setup(
+        self, info: ModelInfo, model: nn.Module, checkpoint: CheckpointFile | None, labels: Sequence[str] | None
+    ) -> SetupT:
+        """What :meth:`predict` needs beside the model (class names, views...), from the zoo entry ``info`` and
+        the weights' file (``None`` for none); ``labels`` are names given by the user."""
+
+    def prediction_options(self, setup: SetupT, values: Mapping[str, Any]) -> SetupT:
+        """``setup`` with the task's options applied: ``values`` maps the :attr:`Option.dest` of each option
+        given to its value (parsed by the CLI from :attr:`options`)."""
+        if values:
+            raise ValueError(f"the {self.name} task takes no options; got {', '.join(values)}")
         return setup
 
-    def requests(self, setup: Any) -> Sequence[PredictorRequest]:
+    def requests(self, setup: SetupT) -> Sequence[PredictorRequest]:
         """The other models' predictors ``setup`` asks for (built by the engine, given to :meth:`attach`)."""
         return ()
 
-    def attach(self, setup: Any, request: PredictorRequest, predictor: Any) -> Any:
-        """``setup`` with ``predictor``, the engine's answer to one of :meth:`requests`, in place of the request."""
+    def attach(self, setup: SetupT, request: PredictorRequest, predictor: Any) -> SetupT:
+        """``setup`` with ``predictor`` (the engine's ``Predictor``, its answer to one of :meth:`requests`)."""
         raise ValueError(f"the {self.name} task uses no other model's predictions")
 
     @abstractmethod
-    def predict(self, model: nn.Module, paths: Sequence[str], setup: Any, run: Any, topk: int) -> list[Any]:
-        """One prediction per input file. ``run(model, dataset, accumulator)`` is the engine's evaluation loop."""
+    def predict(self, model: nn.Module, paths: Sequence[str], setup: SetupT, run: Run, topk: int) -> list[PredictionT]:
+        """One prediction per input file, in input order; ``run`` is the engine's evaluation loop; ``topk`` the
+        number of classes a ranking keeps where the prediction keeps only its best ones."""
 
-    def write_predictions(self, predictions: Sequence[Any], setup: Any, out_dir: Path) -> list[Path]:
+    def write_predictions(self, predictions: Sequence[PredictionT], setup: SetupT, out_dir: Path) -> list[Path]:
         """Write the files a prediction makes (e.g. label maps and overlays) into ``out_dir``; returns them."""
         raise ValueError(f"the {self.name} task writes no prediction files (drop --out-dir)")
 
-    def draw_prediction(self, prediction: Any, setup: Any) -> Any:
-        """A picture of one readable prediction (a PIL image: the overlay, skeletons or boxes the task's
-        prediction files show), for a page such as ``uniformer app``; ``None`` for a task without one."""
+    def draw_prediction(self, prediction: PredictionT, setup: SetupT) -> Image.Image | None:
+        """A picture of one readable prediction (the overlay, skeletons or boxes the task's prediction files
+        show), for a page such as ``uniformer app``; ``None`` for a task without one."""
         return None
 
     def features(
-        self, model: nn.Module, paths: Sequence[str], setup: Any, run: Any, stage_maps: bool
+        self, model: nn.Module, paths: Sequence[str], setup: SetupT, run: Run, stage_maps: bool
     ) -> tuple[dict[str, torch.Tensor], dict[int, str]]:
         """Backbone features of every input file and the failures (index -> reason)."""
         raise ValueError(f"the {self.name} task does not extract features")
 
-    @abstractmethod
-    def run_demo(self, out_dir: Path) -> dict[str, Any]:
-        """The task's end-to-end demo; returns ``{"metric", "value", "chance", "seconds"}`` (fractions)."""
 
-
-def parse_task_options(
-    task: str, args: Sequence[str], usage: str, options: Mapping[str, Mapping[str, Any]]
-) -> argparse.Namespace:
-    """Parse the words of a ``uniformer predict`` command line that belong to ``task`` (a
-    :meth:`Task.prediction_options`): ``options`` maps each flag to its ``add_argument`` keywords. A malformed
-    value or a word the task does not take is a ``ValueError`` naming the task; ``usage`` (what the task takes)
-    ends the message for unknown words."""
-    parser = argparse.ArgumentParser(prog=f"uniformer predict ({task} options)", add_help=False, exit_on_error=False)
-    for flag, keywords in options.items():
-        parser.add_argument(flag, **keywords)
-    try:
-        parsed, unknown = parser.parse_known_args(list(args))
-    except argparse.ArgumentError as exc:
-        raise ValueError(f"{task} options: {exc}") from None
-    if unknown:
-        raise ValueError(f"unknown option(s) for {task} models: {' '.join(unknown)} ({task} takes {usage})")
-    return parsed
+class Task(TrainTask, PredictTask[Any, Any]):
+    """A whole task: what a task package's ``TASK`` is (training, evaluation and prediction)."""

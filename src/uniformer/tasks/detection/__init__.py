@@ -18,22 +18,15 @@ import torch
 import torch.nn as nn
 from omegaconf import DictConfig
 
+from uniformer.models.checkpoint import CheckpointFile
 from uniformer.models.detector import build_detector
 from uniformer.models.registry import model_info
 from uniformer.runtime import DistContext, feed
-from uniformer.tasks.base import Metrics, Objective, Task
+from uniformer.tasks.base import LabelMap, Metrics, Objective, Task
 from uniformer.tasks.detection.config import DataConfig, DetectorConfig, resolve
 from uniformer.tasks.detection.data import CocoDetection, collate_detection, train_transform
 from uniformer.tasks.detection.metrics import CocoAccumulator, write_report
-from uniformer.tasks.detection.predict import (
-    Prediction,
-    PredictionSetup,
-    detections_image,
-    parse_options,
-    predict,
-    prediction_setup,
-    write_predictions,
-)
+from uniformer.tasks.detection.predict import DetectionPredictTask
 
 __all__ = ["TASK", "DetectionTask", "evaluate_coco"]
 
@@ -113,7 +106,7 @@ def evaluate_coco(
     return dict(metrics.values)
 
 
-class DetectionTask(Task):
+class DetectionTask(DetectionPredictTask, Task):
     name = "detection"
     sections = {"data": DataConfig, "detector": DetectorConfig}
     primary_metric = "bbox_AP"
@@ -189,13 +182,13 @@ class DetectionTask(Task):
         """mmdet's aspect-ratio flag (1: wider than tall) when ``data.group_by_aspect``."""
         return train_set.aspect_groups() if cfg.data.group_by_aspect else None
 
-    def metric(self, cfg: DictConfig, dataset: CocoDetection, label_map: Any = None) -> CocoAccumulator:
+    def metric(self, cfg: DictConfig, dataset: CocoDetection, label_map: LabelMap = None) -> CocoAccumulator:
         return accumulator_for(dataset, model_masks=cfg.detector.mask is not False)
 
     def weights_metadata(self, cfg: DictConfig, train_set: CocoDetection) -> dict[str, Any]:
         return {"classes": list(train_set.classes)}
 
-    def check_eval_data(self, cfg: DictConfig, checkpoint: Any, dataset: CocoDetection) -> Any:
+    def check_eval_data(self, cfg: DictConfig, checkpoint: CheckpointFile, dataset: CocoDetection) -> LabelMap:
         """Refuse a test set whose category names are not those stored with the weights; a null
         ``detector.mask`` becomes whether the weights have a mask branch."""
         if cfg.detector.mask is None:
@@ -210,33 +203,6 @@ class DetectionTask(Task):
 
     def write_report(self, out_dir: Path, metrics: Metrics, cfg: DictConfig) -> str:
         return write_report(out_dir, metrics.detail)
-
-    def prediction_setup(
-        self, info: Any, model: nn.Module, checkpoint: Any, labels: Sequence[str] | None
-    ) -> PredictionSetup:
-        return prediction_setup(info, model, checkpoint, labels)
-
-    def prediction_options(self, setup: PredictionSetup, args: Sequence[str]) -> PredictionSetup:
-        """``--score-threshold T``: keep the detections scoring above T (default 0.3)."""
-        return parse_options(setup, args)
-
-    def predict(
-        self, model: nn.Module, paths: Sequence[str], setup: PredictionSetup, run: Any, topk: int
-    ) -> list[Prediction]:
-        return predict(model, paths, setup, run)
-
-    def write_predictions(self, predictions: Sequence[Prediction], setup: PredictionSetup, out_dir: Path) -> list[Path]:
-        """Each image's picture (boxes, masks, names and scores) and detections JSON."""
-        return write_predictions(predictions, setup, out_dir)
-
-    def draw_prediction(self, prediction: Prediction, setup: PredictionSetup) -> Any:
-        """The masks, boxes and ``name score`` captions over the image."""
-        return detections_image(prediction.path, prediction)
-
-    def run_demo(self, out_dir: Path) -> dict[str, Any]:
-        from uniformer.tasks.detection.demo import run_demo  # the demo's CLI runs, imported on demand
-
-        return run_demo(out_dir)
 
 
 TASK = DetectionTask()

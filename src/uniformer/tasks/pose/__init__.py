@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -20,23 +19,15 @@ import torch
 import torch.nn as nn
 from omegaconf import DictConfig
 
+from uniformer.models.checkpoint import CheckpointFile
 from uniformer.models.pose import COCO_FLIP_PAIRS, build_pose_model
 from uniformer.models.registry import model_info
-from uniformer.tasks.base import Metrics, Objective, PredictorRequest, Task
+from uniformer.tasks.base import LabelMap, Metrics, Objective, Task
 from uniformer.tasks.pose.coco import COCO_SIGMAS, read_detections, read_keypoint_file
 from uniformer.tasks.pose.config import DataConfig, HeadConfig, PoseEvalConfig, resolve
 from uniformer.tasks.pose.data import PoseDataset, collate_persons
 from uniformer.tasks.pose.metrics import KeypointAccumulator, decode_heatmaps, evaluate_coco_keypoints, write_report
-from uniformer.tasks.pose.predict import (
-    DetectionPredictor,
-    PersonDetector,
-    Prediction,
-    PredictionSetup,
-    parse_options,
-    pose_image,
-    predict,
-    prediction_setup,
-)
+from uniformer.tasks.pose.predict import PosePredictTask
 from uniformer.tasks.pose.transforms import EvalTransform, TrainTransform
 
 __all__ = ["TASK", "PoseTask", "decode_heatmaps", "evaluate_coco_keypoints", "keypoint_mse_loss"]
@@ -69,7 +60,7 @@ def _paths(cfg: DictConfig, split: str) -> tuple[str, str]:
     return os.path.join(data.root, ann), os.path.join(data.root, images)
 
 
-class PoseTask(Task):
+class PoseTask(PosePredictTask, Task):
     name = "pose"
     sections = {"data": DataConfig, "head": HeadConfig, "eval": PoseEvalConfig}
     primary_metric = "ap"
@@ -156,13 +147,17 @@ class PoseTask(Task):
     def objective(self, cfg: DictConfig, num_outputs: int, micro_batch: int) -> Objective:
         return _Heatmaps()
 
-    def metric(self, cfg: DictConfig, dataset: torch.utils.data.Dataset, label_map: Any = None) -> KeypointAccumulator:
+    def metric(
+        self, cfg: DictConfig, dataset: torch.utils.data.Dataset, label_map: LabelMap = None
+    ) -> KeypointAccumulator:
         return KeypointAccumulator(len(dataset), dataset.ann_file, vis_thr=cfg.eval.vis_thr, oks_thr=cfg.eval.oks_thr)
 
     def weights_metadata(self, cfg: DictConfig, train_set: torch.utils.data.Dataset) -> dict[str, Any]:
         return {"classes": list(train_set.keypoint_names)}
 
-    def check_eval_data(self, cfg: DictConfig, checkpoint: Any, dataset: torch.utils.data.Dataset) -> Any:
+    def check_eval_data(
+        self, cfg: DictConfig, checkpoint: CheckpointFile, dataset: torch.utils.data.Dataset
+    ) -> LabelMap:
         """Refuse a test set whose keypoint names are not those stored with the weights."""
         stored = checkpoint.class_names
         if stored is not None and list(stored) != list(dataset.keypoint_names):
@@ -174,40 +169,6 @@ class PoseTask(Task):
 
     def write_report(self, out_dir: Path, metrics: Metrics, cfg: DictConfig) -> str:
         return write_report(out_dir, metrics.detail)
-
-    def prediction_setup(self, info: Any, model: nn.Module, checkpoint: Any, labels: Sequence[str] | None) -> Any:
-        return prediction_setup(info, model, checkpoint, labels)
-
-    def prediction_options(self, setup: PredictionSetup, args: Sequence[str]) -> PredictionSetup:
-        """``--boxes FILE`` (person boxes per image) or ``--detector NAME [--detector-checkpoint FILE]
-        [--person-score-threshold T]`` (a detection model's person boxes), and ``--out DIR`` (skeleton PNGs,
-        keypoints JSON)."""
-        return parse_options(setup, args)
-
-    def requests(self, setup: PredictionSetup) -> tuple[PredictorRequest, ...]:
-        """The detection model of ``--detector``, if any."""
-        return () if setup.detector_request is None else (setup.detector_request,)
-
-    def attach(
-        self, setup: PredictionSetup, request: PredictorRequest, predictor: DetectionPredictor
-    ) -> PredictionSetup:
-        """``setup`` finding its people with ``predictor``, the engine's predictor of ``setup.detector_request``."""
-        detector = PersonDetector.of(predictor, request.flag, request.model)
-        return replace(setup, detector_request=None, detector=detector)
-
-    def predict(
-        self, model: nn.Module, paths: Sequence[str], setup: PredictionSetup, run: Any, topk: int
-    ) -> list[Prediction]:
-        return predict(model, paths, setup, run)
-
-    def draw_prediction(self, prediction: Prediction, setup: PredictionSetup) -> Any:
-        """The skeletons over the image, as ``--out`` writes them."""
-        return pose_image(prediction.path, prediction.persons, setup)
-
-    def run_demo(self, out_dir: Path) -> dict[str, Any]:
-        from uniformer.tasks.pose.demo import run_demo  # the demo's drawing and data, imported on demand
-
-        return run_demo(out_dir)
 
 
 TASK = PoseTask()

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
@@ -27,26 +27,22 @@ from uniformer._fileio import atomic_write_text
 from uniformer.models.checkpoint import CheckpointFile
 from uniformer.models.registry import ModelInfo
 from uniformer.tasks import base
-from uniformer.tasks.base import PredictorRequest, parse_task_options
+from uniformer.tasks.base import PredictorRequest
 from uniformer.tasks.pose.coco import COCO_SIGMAS, COCO_SKELETON, Instance
 from uniformer.tasks.pose.data import PoseDataset, read_image
 from uniformer.tasks.pose.metrics import decode_heatmaps, rescore
 from uniformer.tasks.pose.transforms import EvalTransform
 
 __all__ = [
+    "PosePredictTask",
     "DetectionPredictor",
     "PersonDetector",
     "Prediction",
     "PredictionSetup",
     "draw_people",
-    "parse_options",
     "pose_image",
-    "predict",
-    "prediction_setup",
     "read_boxes",
 ]
-
-Run = Callable[[nn.Module, Any, Any], None]
 
 # mmpose 0.x demo/top_down_img_demo_with_mmdet.py: --det-cat-id 1 (person), --bbox-thr 0.3
 PERSON_SCORE_THRESHOLD = 0.3
@@ -114,28 +110,6 @@ class PredictionSetup:
     out_dir: Path | None = None
 
 
-def prediction_setup(
-    info: ModelInfo, model: nn.Module, file: CheckpointFile | None, labels: Sequence[str] | None
-) -> PredictionSetup:
-    """Names (given, else stored with the weights, else the zoo's), the crop and normalisation of the weights'
-    training run (else the zoo entry's). Switches ``model.flip_test`` on, as the official test."""
-    count = model.num_keypoints
-    stored = None if file is None else file.class_names
-    names = list(labels) if labels is not None else stored or (info.labels if info.num_classes == count else None)
-    names = names or [f"keypoint {i}" for i in range(count)]
-    if len(names) != count:
-        raise ValueError(f"{len(names)} keypoint names for a {count}-keypoint model")
-    data = ((file.config if file is not None else None) or {}).get("data") or {}
-    model.flip_test = True
-    return PredictionSetup(
-        keypoints=names,
-        skeleton=list(COCO_SKELETON) if count == len(COCO_SIGMAS) else [],  # COCO limbs for COCO keypoints
-        input_size=list(data.get("input_size") or info.release().input_hw or (info.release().img_size,) * 2),
-        mean=list(data.get("mean") or info.mean),
-        std=list(data.get("std") or info.std),
-    )
-
-
 def read_boxes(path: str | os.PathLike[str]) -> dict[str, list[list[float]]]:
     """A boxes file: a JSON object from image name (or path) to a list of ``[x, y, w, h]`` or ``[x, y, w, h,
     score]``; a malformed file is refused naming the entry."""
@@ -155,40 +129,6 @@ def read_boxes(path: str | os.PathLike[str]) -> dict[str, list[list[float]]]:
         if any(b[2] <= 0 or b[3] <= 0 for b in boxes):
             raise ValueError(f"--boxes {path}: {name!r}: a box has no area (w and h must be > 0)")
     return data
-
-
-def parse_options(setup: PredictionSetup, args: Sequence[str]) -> PredictionSetup:
-    """The pose task's ``uniformer predict`` options: the people from ``--boxes FILE`` or from ``--detector NAME
-    [--detector-checkpoint FILE] [--person-score-threshold T]`` (:class:`PersonDetector`), and ``--out DIR``
-    (skeleton PNGs and keypoints JSON per image)."""
-    flags = {
-        "--boxes": {"default": None},
-        "--detector": {"default": None},
-        "--detector-checkpoint": {"default": None},
-        "--person-score-threshold": {"type": float, "default": None},
-        "--out": {"default": None},
-    }
-    usage = "--boxes FILE or --detector NAME [--detector-checkpoint FILE] [--person-score-threshold T], and --out DIR"
-    options = parse_task_options("pose", args, usage, flags)
-    if options.boxes and options.detector:
-        raise ValueError("pose options: give the people by --boxes FILE or by --detector NAME, not both")
-    threshold = options.person_score_threshold
-    if options.detector is None and (options.detector_checkpoint or threshold is not None):
-        raise ValueError("pose options: --detector-checkpoint and --person-score-threshold need --detector NAME")
-    request = None
-    if options.detector:
-        threshold = PERSON_SCORE_THRESHOLD if threshold is None else threshold
-        if not 0 <= threshold <= 1:
-            raise ValueError(f"--person-score-threshold must be in [0, 1], got {threshold}")
-        args = ("--score-threshold", repr(threshold))
-        request = PredictorRequest(options.detector, "detection", "--detector", options.detector_checkpoint, args)
-    return replace(
-        setup,
-        boxes=read_boxes(options.boxes) if options.boxes else None,
-        detector_request=request,
-        detector=None,
-        out_dir=Path(options.out) if options.out else None,
-    )
 
 
 class _Persons:
@@ -251,57 +191,133 @@ def pose_image(path: str | os.PathLike[str], persons: Sequence[dict[str, Any]], 
     return Image.fromarray(drawn.permute(1, 2, 0).numpy())
 
 
-def predict(model: nn.Module, paths: Sequence[str], setup: PredictionSetup, run: Run) -> list[Prediction]:
-    """The people of every image (boxes from ``setup.boxes`` or ``setup.detector``, else the whole image), in
-    input order; with ``setup.out_dir`` each image's skeletons (``<stem>_pose.png``) and keypoints
-    (``<stem>_keypoints.json``)."""
-    missing = [p for p in paths if not os.path.isfile(p)]
-    if missing:
-        raise FileNotFoundError(f"input not found: {', '.join(missing)}")
-    given, errors = setup.boxes, {}
-    if setup.detector is not None:
-        given, errors = setup.detector.people(paths)
-    instances, owner = [], []
-    for n, path in enumerate(paths):
-        if n in errors:
-            continue
-        if given is not None:
-            boxes = given.get(path, given.get(os.path.basename(path), []))
-        else:
-            try:
-                with Image.open(path) as f:
-                    boxes = [[0.0, 0.0, float(f.width), float(f.height)]]
-            except (OSError, ValueError) as exc:
-                errors[n] = f"unreadable image {path} ({exc})"
+class PosePredictTask(base.PredictTask[PredictionSetup, Prediction]):
+    """The prediction half of the pose task."""
+
+    def prediction_setup(
+        self, info: ModelInfo, model: nn.Module, file: CheckpointFile | None, labels: Sequence[str] | None
+    ) -> PredictionSetup:
+        """Names (given, else stored with the weights, else the zoo's), the crop and normalisation of the weights'
+        training run (else the zoo entry's). Switches ``model.flip_test`` on, as the official test."""
+        count = model.num_keypoints
+        stored = None if file is None else file.class_names
+        names = list(labels) if labels is not None else stored or (info.labels if info.num_classes == count else None)
+        names = names or [f"keypoint {i}" for i in range(count)]
+        if len(names) != count:
+            raise ValueError(f"{len(names)} keypoint names for a {count}-keypoint model")
+        data = ((file.config if file is not None else None) or {}).get("data") or {}
+        model.flip_test = True
+        return PredictionSetup(
+            keypoints=names,
+            skeleton=list(COCO_SKELETON) if count == len(COCO_SIGMAS) else [],  # COCO limbs for COCO keypoints
+            input_size=list(data.get("input_size") or info.release().input_hw or (info.release().img_size,) * 2),
+            mean=list(data.get("mean") or info.mean),
+            std=list(data.get("std") or info.std),
+        )
+
+    options = (
+        base.Option("--boxes", "FILE", "person boxes per image (JSON: image -> [[x, y, w, h(, score)], ...])"),
+        base.Option("--detector", "NAME", "a detection zoo model finds the people (default: the whole image)"),
+        base.Option("--detector-checkpoint", "FILE", "the detector's weights"),
+        base.Option("--person-score-threshold", "T", "the detector's person boxes scoring above T (0.3)", type=float),
+        base.Option("--out", "DIR", "skeleton PNGs and keypoints JSON per image"),
+    )
+
+    def prediction_options(self, setup: PredictionSetup, values: Mapping[str, Any]) -> PredictionSetup:
+        """The people from ``--boxes FILE`` or from ``--detector NAME [--detector-checkpoint FILE]
+        [--person-score-threshold T]`` (a request for the engine's detection predictor), and ``--out DIR``
+        (skeleton PNGs and keypoints JSON per image)."""
+        boxes, detector, threshold = values.get("boxes"), values.get("detector"), values.get("person_score_threshold")
+        if boxes and detector:
+            raise ValueError("pose options: give the people by --boxes FILE or by --detector NAME, not both")
+        if detector is None and (values.get("detector_checkpoint") or threshold is not None):
+            raise ValueError("pose options: --detector-checkpoint and --person-score-threshold need --detector NAME")
+        request = None
+        if detector:
+            threshold = PERSON_SCORE_THRESHOLD if threshold is None else threshold
+            if not 0 <= threshold <= 1:
+                raise ValueError(f"--person-score-threshold must be in [0, 1], got {threshold}")
+            checkpoint, options = values.get("detector_checkpoint"), {"score_threshold": threshold}
+            request = PredictorRequest(detector, "detection", "--detector", checkpoint, options)
+        return replace(
+            setup,
+            boxes=read_boxes(boxes) if boxes else None,
+            detector_request=request,
+            detector=None,
+            out_dir=Path(values["out"]) if values.get("out") else None,
+        )
+
+    def predict(
+        self, model: nn.Module, paths: Sequence[str], setup: PredictionSetup, run: base.Run, topk: int
+    ) -> list[Prediction]:
+        """The people of every image (boxes from ``setup.boxes`` or ``setup.detector``, else the whole image), in
+        input order, best first (all of them: ``topk`` cuts the printed listing only); with ``setup.out_dir`` each image's skeletons (``<stem>_pose.png``) and keypoints
+        (``<stem>_keypoints.json``)."""
+        missing = [p for p in paths if not os.path.isfile(p)]
+        if missing:
+            raise FileNotFoundError(f"input not found: {', '.join(missing)}")
+        given, errors = setup.boxes, {}
+        if setup.detector is not None:
+            given, errors = setup.detector.people(paths)
+        instances, owner = [], []
+        for n, path in enumerate(paths):
+            if n in errors:
                 continue
-        for box in boxes:
-            instances.append(Instance(path, n, tuple(box[:4]), None, float(box[4]) if len(box) > 4 else 1.0))
-            owner.append(n)
-    height, width = setup.input_size
-    persons = _Persons(len(instances))
-    if instances:
-        transform = EvalTransform((width, height), setup.mean, setup.std)
-        run(model, PoseDataset(instances, setup.keypoints, transform, train=False), persons)
-    out = []
-    for n, path in enumerate(paths):
-        mine = [i for i, o in enumerate(owner) if o == n]
-        failure = errors.get(n) or next((persons.failed[i] for i in mine if i in persons.failed), None)
-        if failure:
-            out.append(Prediction(path, error=failure))
-            continue
-        people = []
-        for i in mine:
-            keypoints = persons.keypoints[i]
-            score = rescore(keypoints[:, 2], instances[i].score, setup.vis_thr)
-            people.append({"box": list(instances[i].box), "score": score, "keypoints": keypoints.tolist()})
-        people.sort(key=lambda p: -p["score"])
-        prediction = Prediction(path, people)
-        if setup.out_dir is not None:
-            setup.out_dir.mkdir(parents=True, exist_ok=True)
-            stem = Path(path).stem
-            pose_image(path, people, setup).save(setup.out_dir / f"{stem}_pose.png")
-            record = {"image": path, "keypoint_names": setup.keypoints, "persons": people}
-            atomic_write_text(setup.out_dir / f"{stem}_keypoints.json", json.dumps(record, indent=1) + "\n")
-            prediction.files = [str(setup.out_dir / f"{stem}_pose.png"), str(setup.out_dir / f"{stem}_keypoints.json")]
-        out.append(prediction)
-    return out
+            if given is not None:
+                boxes = given.get(path, given.get(os.path.basename(path), []))
+            else:
+                try:
+                    with Image.open(path) as f:
+                        boxes = [[0.0, 0.0, float(f.width), float(f.height)]]
+                except (OSError, ValueError) as exc:
+                    errors[n] = f"unreadable image {path} ({exc})"
+                    continue
+            for box in boxes:
+                instances.append(Instance(path, n, tuple(box[:4]), None, float(box[4]) if len(box) > 4 else 1.0))
+                owner.append(n)
+        height, width = setup.input_size
+        persons = _Persons(len(instances))
+        if instances:
+            transform = EvalTransform((width, height), setup.mean, setup.std)
+            run(model, PoseDataset(instances, setup.keypoints, transform, train=False), persons)
+        out = []
+        for n, path in enumerate(paths):
+            mine = [i for i, o in enumerate(owner) if o == n]
+            failure = errors.get(n) or next((persons.failed[i] for i in mine if i in persons.failed), None)
+            if failure:
+                out.append(Prediction(path, error=failure))
+                continue
+            people = []
+            for i in mine:
+                keypoints = persons.keypoints[i]
+                score = rescore(keypoints[:, 2], instances[i].score, setup.vis_thr)
+                people.append({"box": list(instances[i].box), "score": score, "keypoints": keypoints.tolist()})
+            people.sort(key=lambda p: -p["score"])
+            prediction = Prediction(path, people)
+            if setup.out_dir is not None:
+                setup.out_dir.mkdir(parents=True, exist_ok=True)
+                stem = Path(path).stem
+                pose_image(path, people, setup).save(setup.out_dir / f"{stem}_pose.png")
+                record = {"image": path, "keypoint_names": setup.keypoints, "persons": people}
+                atomic_write_text(setup.out_dir / f"{stem}_keypoints.json", json.dumps(record, indent=1) + "\n")
+                prediction.files = [
+                    str(setup.out_dir / f"{stem}_pose.png"),
+                    str(setup.out_dir / f"{stem}_keypoints.json"),
+                ]
+            out.append(prediction)
+        return out
+
+    def requests(self, setup: PredictionSetup) -> tuple[PredictorRequest, ...]:
+        """The detection model of ``--detector``, if any."""
+        return () if setup.detector_request is None else (setup.detector_request,)
+
+    def attach(
+        self, setup: PredictionSetup, request: PredictorRequest, predictor: DetectionPredictor
+    ) -> PredictionSetup:
+        """``setup`` finding its people with ``predictor``, the engine's predictor of ``setup.detector_request``."""
+        detector = PersonDetector.of(predictor, request.flag, request.model)
+        return replace(setup, detector_request=None, detector=detector)
+
+    def draw_prediction(self, prediction: Prediction, setup: PredictionSetup) -> Image.Image:
+        """The skeletons over the image, as ``--out`` writes them."""
+        return pose_image(prediction.path, prediction.persons, setup)
