@@ -35,9 +35,9 @@ def test_feed_runs_the_accumulators_items_in_eval_mode_and_restores_the_mode() -
     modes = []
 
     class Double(nn.Module):
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
+        def forward(self, x: torch.Tensor, factor: float = 2.0) -> torch.Tensor:
             modes.append(self.training)
-            return 2 * x
+            return factor * x
 
     model = Double().train()
     dataset = [{"index": i, "x": float(i)} for i in range(7)]
@@ -49,6 +49,9 @@ def test_feed_runs_the_accumulators_items_in_eval_mode_and_restores_the_mode() -
     feed(model, dataset, seen, collate=collate, inputs=lambda batch: batch["x"], batch_size=2)
     assert seen.outputs == {1: 2.0, 3: 6.0, 5: 10.0}
     assert modes == [False, False] and model.training
+    thrice = _Seen(len(dataset))  # options are keyword arguments of each call, for that loop only
+    feed(model, dataset, thrice, collate=collate, inputs=lambda batch: batch["x"], options={"factor": 3.0})
+    assert thrice.outputs == {1: 3.0, 3: 9.0, 5: 15.0}
 
 
 def test_to_device_moves_the_tensors_inside_containers() -> None:

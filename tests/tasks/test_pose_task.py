@@ -350,7 +350,7 @@ def test_tiny_run_trains_evaluates_and_predicts_skeletons(tmp_path: Path, capsys
     model = TASK.build_model(cfg, 17)
     model.load_state_dict(torch.load(final, map_location="cpu", weights_only=False)["model"])
     setup = TASK.prediction_setup(model_info(cfg.model.name), model, read_checkpoint(final), None)
-    assert model.flip_test and setup.input_size == [64, 64] and setup.keypoints[9] == "left_wrist"
+    assert setup.input_size == [64, 64] and setup.keypoints[9] == "left_wrist"
     boxes = tmp_path / "boxes.json"
     boxes.write_text(json.dumps({"00000.png": [[5, 5, 40, 50, 0.9], [10, 10, 30, 30]]}))
     setup = TASK.prediction_options(
@@ -449,9 +449,9 @@ def test_detector_person_boxes_above_the_threshold_are_what_the_pose_model_crops
     assert setup.detector_request is None and setup.detector.predictor.task.name == "detection"
     cropped = []
 
-    def run(model, dataset, accumulator) -> None:
+    def run(model, dataset, accumulator, options) -> None:
         cropped.append([(Path(inst.image).name, inst.box, inst.score) for inst in dataset.instances])
-        feed(model, dataset, accumulator, collate=TASK.collate, inputs=TASK.model_inputs, batch_size=4)
+        feed(model, dataset, accumulator, collate=TASK.collate, inputs=TASK.model_inputs, batch_size=4, options=options)
 
     images = [str(root / "val" / "00000.png"), str(broken), str(root / "val" / "00001.png")]
     first, bad, second = TASK.predict(model.eval(), images, setup, run, topk=5)

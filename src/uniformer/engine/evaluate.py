@@ -93,6 +93,7 @@ def evaluate(cfg: DictConfig) -> EvalReport:
         precision=cfg.trainer.precision,
         num_workers=cfg.data.num_workers,
         progress=cfg.trainer.progress,
+        options=task.test_options(cfg),
     )
     seconds = time.perf_counter() - start
     out_dir = Path(cfg.eval.output_dir or Path(cfg.output_dir) / "eval")

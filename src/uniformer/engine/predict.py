@@ -21,7 +21,7 @@ import torch.nn as nn
 from uniformer.models.checkpoint import CheckpointFile, read_checkpoint
 from uniformer.models.optimize import optimize_for_inference
 from uniformer.models.registry import ModelInfo, create_model, model_info
-from uniformer.runtime import feed
+from uniformer.runtime import Accumulator, feed
 from uniformer.tasks import Prediction, PredictorRequest, task_for_model
 
 __all__ = ["Predictor"]
@@ -94,7 +94,16 @@ class Predictor:
             request.model, request.checkpoint, batch_size=1, num_workers=self.num_workers, task_options=request.options
         )
 
-    def _feed(self, model: nn.Module, dataset: Any, accumulator: Any, *, precision: str, progress: bool) -> None:
+    def _feed(
+        self,
+        model: nn.Module,
+        dataset: torch.utils.data.Dataset,
+        accumulator: Accumulator,
+        *,
+        precision: str,
+        progress: bool,
+        options: Mapping[str, object] | None = None,
+    ) -> None:
         feed(
             model,
             dataset,
@@ -105,6 +114,7 @@ class Predictor:
             precision=precision,
             num_workers=self.num_workers,
             progress=progress,
+            options=options,
         )
 
     def _inference_copy(self) -> nn.Module:

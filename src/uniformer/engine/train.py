@@ -580,6 +580,7 @@ class Trainer:
             precision=self.cfg.trainer.precision,
             num_workers=self.workers,
             progress=self.cfg.trainer.progress,
+            options=self.task.test_options(self.cfg),
         )
 
     def _all_skipped(self) -> SkippedVideos:

@@ -8,7 +8,7 @@ model input function and the accumulator.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 import torch
@@ -42,13 +42,15 @@ def feed(
     precision: str = "fp32",
     num_workers: int = 0,
     progress: bool = False,
+    options: Mapping[str, object] | None = None,
 ) -> None:
     """Run ``model`` (in eval mode; its mode is restored after) over this process's share of ``dataset``
     (:meth:`Accumulator.indices`) and hand each output to ``accumulator``.
 
     ``model`` is already on ``ctx.device`` (default: a world of one on the CPU); ``precision`` is the autocast of
     the forward pass (``fp32``, ``bf16`` or ``fp16``); ``collate`` and ``inputs`` (batch -> model input, moved to
-    the device) are the task's.
+    the device) are the task's, as are ``options``: keyword arguments of every model call (test-time options such
+    as pose's ``flip_test``).
     """
     ctx = ctx or DistContext()
     loader = torch.utils.data.DataLoader(
@@ -64,7 +66,7 @@ def feed(
     try:
         for batch in loader:
             with autocast_context(precision, ctx.device):
-                output = model(to_device(inputs(batch), ctx.device))
+                output = model(to_device(inputs(batch), ctx.device), **(options or {}))
             accumulator.update(output, batch)
             bar.update()
     finally:

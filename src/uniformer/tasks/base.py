@@ -19,7 +19,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 import torch
 import torch.nn as nn
@@ -28,7 +28,7 @@ from PIL import Image
 
 from uniformer.models.checkpoint import CheckpointFile
 from uniformer.models.registry import ModelInfo
-from uniformer.runtime import DistContext
+from uniformer.runtime import Accumulator, DistContext
 
 __all__ = [
     "LabelMap",
@@ -44,8 +44,19 @@ __all__ = [
     "TrainTask",
 ]
 
-# the engine's evaluation loop as a task's prediction receives it: run(model, dataset, accumulator)
-Run = Callable[[nn.Module, torch.utils.data.Dataset, Any], None]
+
+class Run(Protocol):
+    """The engine's evaluation loop as a task's prediction receives it: ``model`` over ``dataset`` into
+    ``accumulator``; ``options`` are keyword arguments of every model call (test-time options)."""
+
+    def __call__(
+        self,
+        model: nn.Module,
+        dataset: torch.utils.data.Dataset,
+        accumulator: Accumulator,
+        *,
+        options: Mapping[str, object] | None = None,
+    ) -> None: ...
 
 
 class Prediction(ABC):
@@ -191,6 +202,11 @@ class TrainTask(ABC):
 
     @abstractmethod
     def objective(self, cfg: DictConfig, num_outputs: int, micro_batch: int) -> Objective: ...
+
+    def test_options(self, cfg: DictConfig) -> dict[str, object]:
+        """Keyword arguments of the model's call in validation and ``uniformer eval`` (test-time options such as
+        pose's flip test: arguments of a call, never attributes set on a shared model)."""
+        return {}
 
     def batch_groups(self, cfg: DictConfig, train_set: torch.utils.data.Dataset) -> Sequence[int] | None:
         """A group id per training item; every training micro-batch then holds items of one group (images of

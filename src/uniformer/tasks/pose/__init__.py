@@ -131,8 +131,7 @@ class PoseTask(PosePredictTask, Task):
 
     def build_model(self, cfg: DictConfig, num_outputs: int) -> nn.Module:
         """The zoo pose model ``model.name`` with ``num_outputs`` heatmaps, its backbone changed by
-        ``model.overrides`` and ``model.drop_path_rate``, its head's width by ``head.channels``; ``flip_test`` as
-        ``eval.flip_test`` (validation and ``uniformer eval``; training mode ignores it)."""
+        ``model.overrides`` and ``model.drop_path_rate``, its head's width by ``head.channels``."""
         info = model_info(cfg.model.name)
         overrides = {**info.model_args, **cfg.model.overrides, "drop_path_rate": cfg.model.drop_path_rate}
         if num_outputs != len(COCO_SIGMAS):
@@ -141,8 +140,11 @@ class PoseTask(PosePredictTask, Task):
             model = build_pose_model(num_outputs, overrides, channels=cfg.head.channels)
         except TypeError as exc:
             raise ValueError(f"config: model.overrides: {exc}") from None
-        model.flip_test = bool(cfg.eval.flip_test)
         return model
+
+    def test_options(self, cfg: DictConfig) -> dict[str, object]:
+        """``flip_test`` as ``eval.flip_test`` (validation and ``uniformer eval``)."""
+        return {"flip_test": bool(cfg.eval.flip_test)}
 
     def objective(self, cfg: DictConfig, num_outputs: int, micro_batch: int) -> Objective:
         return _Heatmaps()

@@ -46,6 +46,7 @@ __all__ = [
 
 # mmpose 0.x demo/top_down_img_demo_with_mmdet.py: --det-cat-id 1 (person), --bbox-thr 0.3
 PERSON_SCORE_THRESHOLD = 0.3
+FLIP_TEST = {"flip_test": True}  # the model's call when predicting: the official test's flip test
 
 
 class _Labelled(Protocol):
@@ -198,7 +199,7 @@ class PosePredictTask(base.PredictTask[PredictionSetup, Prediction]):
         self, info: ModelInfo, model: nn.Module, file: CheckpointFile | None, labels: Sequence[str] | None
     ) -> PredictionSetup:
         """Names (given, else stored with the weights, else the zoo's), the crop and normalisation of the weights'
-        training run (else the zoo entry's). Switches ``model.flip_test`` on, as the official test."""
+        training run (else the zoo entry's)."""
         count = model.num_keypoints
         stored = None if file is None else file.class_names
         names = list(labels) if labels is not None else stored or (info.labels if info.num_classes == count else None)
@@ -206,7 +207,6 @@ class PosePredictTask(base.PredictTask[PredictionSetup, Prediction]):
         if len(names) != count:
             raise ValueError(f"{len(names)} keypoint names for a {count}-keypoint model")
         data = ((file.config if file is not None else None) or {}).get("data") or {}
-        model.flip_test = True
         return PredictionSetup(
             keypoints=names,
             skeleton=list(COCO_SKELETON) if count == len(COCO_SIGMAS) else [],  # COCO limbs for COCO keypoints
@@ -279,7 +279,7 @@ class PosePredictTask(base.PredictTask[PredictionSetup, Prediction]):
         persons = _Persons(len(instances))
         if instances:
             transform = EvalTransform((width, height), setup.mean, setup.std)
-            run(model, PoseDataset(instances, setup.keypoints, transform, train=False), persons)
+            run(model, PoseDataset(instances, setup.keypoints, transform, train=False), persons, options=FLIP_TEST)
         out = []
         for n, path in enumerate(paths):
             mine = [i for i, o in enumerate(owner) if o == n]

@@ -174,8 +174,11 @@ class SegmentationTask(SegmentationPredictTask, Task):
             )
         except TypeError as exc:
             raise ValueError(f"config: model.overrides: {exc}") from None
-        model.test_cfg = inference_config(cfg)
         return model
+
+    def test_options(self, cfg: DictConfig) -> dict[str, object]:
+        """The test mode of ``eval`` (whole or slide, scales, flip) as the model's ``test_cfg``."""
+        return {"test_cfg": inference_config(cfg)}
 
     def objective(self, cfg: DictConfig, num_outputs: int, micro_batch: int) -> Objective:
         return _Segment(cfg.loss.aux_weight, cfg.data.ignore_index, cfg.loss.class_weight)

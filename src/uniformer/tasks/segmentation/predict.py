@@ -178,7 +178,7 @@ class SegmentationPredictTask(base.PredictTask[PredictionSetup, Prediction]):
         self, model: nn.Module, paths: Sequence[str], setup: PredictionSetup, run: base.Run, topk: int
     ) -> list[Prediction]:
         """The label map of every image and its ``topk`` largest classes, in input order, the model run in the
-        setup's test mode (``model.test_cfg``)."""
+        setup's test mode (the model's ``test_cfg``)."""
         missing = [p for p in paths if not os.path.isfile(p)]
         if missing:
             raise FileNotFoundError(f"input not found: {', '.join(missing)}")
@@ -187,8 +187,7 @@ class SegmentationPredictTask(base.PredictTask[PredictionSetup, Prediction]):
             [Pair(p, None) for p in paths], setup.labels, transform, train=False, require_masks=False
         )
         maps = LabelMaps(len(dataset))
-        model.test_cfg = setup.inference
-        run(model, dataset, maps)
+        run(model, dataset, maps, options={"test_cfg": setup.inference})
         out = []
         for index, path in enumerate(paths):
             if index in maps.failed:
