@@ -17,11 +17,10 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from uniformer._fileio import atomic_write_text
 from uniformer.models.checkpoint import read_checkpoint
 from uniformer.models.registry import create_model, model_info
 from uniformer.runtime import feed
-from uniformer.tasks._demo import train_and_test
+from uniformer.tasks._demo import train_and_test, write_report
 from uniformer.tasks.detection import TASK
 from uniformer.tasks.detection.predict import draw_detections
 from uniformer.tasks.detection.synth import INSTANCE_CLASSES, write_instances
@@ -93,13 +92,8 @@ def run_demo(
         "",
         " ".join(f"![{name}]({name})" for name in pictures),
         "",
-        "| step | seconds |",
-        "|---|---|",
-        *[f"| {step} | {seconds:.0f} |" for step, seconds in times.items()],
-        "",
     ]
-    atomic_write_text(out / "report.md", "\n".join(lines))
-    atomic_write_text(out / "result.json", json.dumps(result, indent=2) + "\n")
+    write_report(out, lines, times, result)
     print(
         f"held-out box AP50 {100 * result['value']:.1f}%, box AP {100 * metrics['bbox_AP']:.1f}%, "
         f"mask AP50 {100 * metrics.get('segm_AP50', 0):.1f}%, {result['seconds']:.0f} s"

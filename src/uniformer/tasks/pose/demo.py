@@ -23,11 +23,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from uniformer._fileio import atomic_write_text
 from uniformer.models.checkpoint import read_checkpoint
 from uniformer.models.registry import create_model, model_info
 from uniformer.runtime import feed
-from uniformer.tasks._demo import train_and_test
+from uniformer.tasks._demo import train_and_test, write_report
 from uniformer.tasks.pose import TASK
 from uniformer.tasks.pose.coco import read_keypoint_file
 from uniformer.tasks.pose.metrics import evaluate_coco_keypoints
@@ -134,12 +133,7 @@ def run_demo(
         "",
         *[f"![{name}]({name})" for name in drawings],
         "",
-        "| step | seconds |",
-        "|---|---|",
-        *[f"| {step} | {seconds:.0f} |" for step, seconds in times.items()],
-        "",
     ]
-    atomic_write_text(out / "report.md", "\n".join(lines))
-    atomic_write_text(out / "result.json", json.dumps(result, indent=2) + "\n")
+    write_report(out, lines, times, result)
     print(f"held-out AP {100 * result['value']:.1f}% (chance {100 * chance:.1f}%), {result['seconds']:.0f} s")
     return result
