@@ -22,7 +22,7 @@ from uniformer.models.pose import build_pose_model
 from uniformer.models.registry import create_model, model_info
 from uniformer.runtime import feed
 from uniformer.tasks import get_task, task_for_model
-from uniformer.tasks.pose import TASK, PoseTask, decode_heatmaps, evaluate_coco_keypoints, keypoint_mse_loss
+from uniformer.tasks.pose import TASK, MSRAHeatmap, PoseTask, evaluate_coco_keypoints, keypoint_mse_loss
 from uniformer.tasks.pose.coco import COCO_SIGMAS, read_keypoint_file
 from uniformer.tasks.pose.metrics import KeypointAccumulator, oks_iou, oks_nms, rescore
 from uniformer.tasks.pose.predict import PERSON_SCORE_THRESHOLD
@@ -32,7 +32,6 @@ from uniformer.tasks.pose.transforms import (
     affine_matrix,
     apply_affine,
     box_to_center_scale,
-    heatmap_targets,
     warp_image,
 )
 
@@ -88,7 +87,7 @@ def test_warp_samples_pixels_at_integer_centres_and_zeros_outside() -> None:
 
 def test_heatmap_targets_are_the_msra_gaussians_with_weights() -> None:
     keypoints = np.array([[10.0, 6.0], [-40.0, 5.0], [20.0, 20.0]])
-    target, weight = heatmap_targets(keypoints, np.array([1, 1, 0]), (32, 32), (8, 8), sigma=1.0)
+    target, weight = MSRAHeatmap((32, 32), (8, 8), sigma=1.0).encode(keypoints, np.array([1, 1, 0]))
     # stride 4: mu = (int(2.5 + 0.5), int(1.5 + 0.5)) = (3, 2); cut at 3 sigma
     assert target[0, 2, 3] == 1 and target[0].argmax() == 2 * 8 + 3
     assert float(target[0, 2, 4]) == pytest.approx(math.exp(-0.5)) and float(target[0, 3, 4]) == pytest.approx(
@@ -105,7 +104,9 @@ def test_train_transform_without_augmentation_puts_each_target_peak_on_its_keypo
     keypoints[:, 0], keypoints[:, 1], keypoints[:, 2] = np.linspace(30, 70, 17), np.linspace(20, 80, 17), 1
     keypoints[3, 2] = 0
     off = dict(flip=False, half_body_prob=0, scale_factor=0, rotation_prob=0, center_shift_prob=0)
-    transform = TrainTransform((48, 64), [0.5] * 3, [0.25] * 3, flip_pairs=[(1, 2)], sigma=2, **off)
+    transform = TrainTransform(
+        (48, 64), [0.5] * 3, [0.25] * 3, codec=MSRAHeatmap((48, 64), sigma=2, flip_pairs=[(1, 2)]), **off
+    )
     crop = transform(image, [25, 15, 50, 70], keypoints)
     assert crop.image.shape == (3, 64, 48) and crop.target.shape == (17, 16, 12)
     in_crop = apply_affine(keypoints[:, :2], affine_matrix(crop.center, crop.scale, 0, (48, 64)))
@@ -125,7 +126,7 @@ def test_decode_takes_the_argmax_steps_a_quarter_toward_the_higher_neighbour_and
     heatmaps[0, 1, 1, 5], heatmaps[0, 1, 1, 6] = 0.8, 0.7  # y = 1 is on the border band: no step at all
     # keypoint 2: all zero -> (-1, -1) before the mapping
     center, scale = torch.tensor([[100.0, 50.0]]), torch.tensor([[0.4, 0.6]])  # 80 x 120 px: x*10+60, y*20-10
-    points, scores = decode_heatmaps(heatmaps, center, scale)
+    points, scores = MSRAHeatmap((32, 32)).decode(heatmaps, center, scale)
     torch.testing.assert_close(points[0], torch.tensor([[92.5, 35.0], [110.0, 10.0], [50.0, -30.0]]))
     torch.testing.assert_close(scores[0], torch.tensor([1.0, 0.8, 0.0]))
 
@@ -134,7 +135,9 @@ def test_decode_does_not_step_on_a_tie_and_steps_left_up_toward_higher_neighbour
     heatmaps = torch.zeros(1, 1, 6, 8)
     heatmaps[0, 0, 3, 4], heatmaps[0, 0, 3, 3], heatmaps[0, 0, 3, 5] = 1.0, 0.3, 0.3  # tie in x
     heatmaps[0, 0, 2, 4] = 0.2  # above higher than below (0)
-    points, _ = decode_heatmaps(heatmaps, np.array([[4.0, 3.0]]), np.array([[8 / 200, 6 / 200]]))  # identity map
+    points, _ = MSRAHeatmap((32, 32)).decode(
+        heatmaps, np.array([[4.0, 3.0]]), np.array([[8 / 200, 6 / 200]])
+    )  # identity map
     torch.testing.assert_close(points[0, 0], torch.tensor([4.0, 2.75]))
 
 
@@ -252,10 +255,10 @@ def test_accumulator_gathers_every_process_and_matches_one_process(tmp_path: Pat
         "path": [f"{i}.png" for i in range(4)],
         "error": ["", "", "", "unreadable image 3.png"],
     }
-    single = KeypointAccumulator(4, gt)
+    single = KeypointAccumulator(4, gt, MSRAHeatmap((48, 64)))
     single.update(heatmaps, batch)
-    expected = single.compute(_TwoRanks([single, KeypointAccumulator(4, gt)]))
-    ranks = [KeypointAccumulator(4, gt), KeypointAccumulator(4, gt)]
+    expected = single.compute(_TwoRanks([single, KeypointAccumulator(4, gt, MSRAHeatmap((48, 64)))]))
+    ranks = [KeypointAccumulator(4, gt, MSRAHeatmap((48, 64))), KeypointAccumulator(4, gt, MSRAHeatmap((48, 64)))]
     for rank, acc in enumerate(ranks):
         mine = acc.indices(rank, 2)
         acc.update(

@@ -4,7 +4,8 @@ The task owns the ``data`` section and the pose fields of ``eval`` (:mod:`.confi
 and detector boxes (:mod:`.coco`), crops persons with the official augmentation and heatmap targets
 (:mod:`.transforms`, :mod:`.data`), trains with mmpose's ``JointsMSELoss`` (target-weighted), tests with flip
 test, heatmap decoding, rescoring, OKS-NMS and ``COCOeval`` (:mod:`.metrics`), and predicts skeletons
-(:mod:`.predict`). Public helpers for running a model yourself: :func:`decode_heatmaps`,
+(:mod:`.predict`), heatmaps encoded and decoded by one codec (:mod:`.codec`). Public helpers for running a model
+yourself: :class:`MSRAHeatmap`,
 :func:`evaluate_coco_keypoints`.
 """
 
@@ -24,13 +25,14 @@ from uniformer.models.pose import COCO_FLIP_PAIRS, build_pose_model
 from uniformer.models.registry import model_info
 from uniformer.tasks.base import LabelMap, Metrics, Objective, Task
 from uniformer.tasks.pose.coco import COCO_SIGMAS, read_detections, read_keypoint_file
+from uniformer.tasks.pose.codec import MSRAHeatmap
 from uniformer.tasks.pose.config import DataConfig, HeadConfig, PoseEvalConfig, resolve
 from uniformer.tasks.pose.data import PoseDataset, collate_persons
-from uniformer.tasks.pose.metrics import KeypointAccumulator, decode_heatmaps, evaluate_coco_keypoints, write_report
+from uniformer.tasks.pose.metrics import KeypointAccumulator, evaluate_coco_keypoints, write_report
 from uniformer.tasks.pose.predict import PosePredictTask
 from uniformer.tasks.pose.transforms import EvalTransform, TrainTransform
 
-__all__ = ["TASK", "PoseTask", "decode_heatmaps", "evaluate_coco_keypoints", "keypoint_mse_loss"]
+__all__ = ["TASK", "MSRAHeatmap", "PoseTask", "evaluate_coco_keypoints", "keypoint_mse_loss"]
 
 
 def keypoint_mse_loss(heatmaps: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
@@ -52,6 +54,12 @@ class _Heatmaps(Objective):
         if output.shape != target.shape:
             raise ValueError(f"heatmaps {tuple(output.shape)} do not match the targets {tuple(target.shape)}")
         return keypoint_mse_loss(output, target, weight)
+
+
+def _codec(cfg: DictConfig) -> MSRAHeatmap:
+    """The heatmap codec of the config's crops (``data.input_size`` is (H, W)) and ``data.sigma``."""
+    height, width = cfg.data.input_size
+    return MSRAHeatmap((width, height), sigma=cfg.data.sigma, flip_pairs=COCO_FLIP_PAIRS)
 
 
 def _paths(cfg: DictConfig, split: str) -> tuple[str, str]:
@@ -90,8 +98,7 @@ class PoseTask(PosePredictTask, Task):
                 (width, height),
                 data.mean,
                 data.std,
-                flip_pairs=COCO_FLIP_PAIRS,
-                sigma=data.sigma,
+                codec=_codec(cfg),
                 flip=data.flip,
                 half_body_prob=data.half_body_prob,
                 half_body_min_keypoints=data.half_body_min_keypoints,
@@ -152,7 +159,10 @@ class PoseTask(PosePredictTask, Task):
     def metric(
         self, cfg: DictConfig, dataset: torch.utils.data.Dataset, label_map: LabelMap = None
     ) -> KeypointAccumulator:
-        return KeypointAccumulator(len(dataset), dataset.ann_file, vis_thr=cfg.eval.vis_thr, oks_thr=cfg.eval.oks_thr)
+        eval_cfg = cfg.eval
+        return KeypointAccumulator(
+            len(dataset), dataset.ann_file, _codec(cfg), vis_thr=eval_cfg.vis_thr, oks_thr=eval_cfg.oks_thr
+        )
 
     def weights_metadata(self, cfg: DictConfig, train_set: torch.utils.data.Dataset) -> dict[str, Any]:
         return {"classes": list(train_set.keypoint_names)}

@@ -29,10 +29,11 @@ from uniformer.runtime import feed
 from uniformer.tasks._demo import train_and_test, write_report
 from uniformer.tasks.pose import TASK
 from uniformer.tasks.pose.coco import read_keypoint_file
+from uniformer.tasks.pose.codec import PIXEL_STD
 from uniformer.tasks.pose.metrics import evaluate_coco_keypoints
 from uniformer.tasks.pose.predict import draw_people
 from uniformer.tasks.pose.synth import write_figures
-from uniformer.tasks.pose.transforms import PIXEL_STD, box_to_center_scale
+from uniformer.tasks.pose.transforms import box_to_center_scale
 
 __all__ = ["CONFIG", "mean_pose_ap", "run_demo"]
 

@@ -4,7 +4,7 @@ a score, drawn as skeletons (``torchvision.utils.draw_keypoints``) and written a
 People come from a boxes file (``--boxes FILE``: ``{"image name or path": [[x, y, w, h(, score)], ...]}``), from a
 detection zoo model (``--detector NAME``: the engine builds its predictor, :class:`PersonDetector` keeps its
 ``person`` boxes), or, without either, the whole image is one person box. Each box is cropped and tested as ``uniformer eval`` tests (flip
-test, :func:`~uniformer.tasks.pose.metrics.decode_heatmaps`, the person score of mmpose's rescoring).
+test, :meth:`~uniformer.tasks.pose.codec.MSRAHeatmap.decode`, the person score of mmpose's rescoring).
 """
 
 from __future__ import annotations
@@ -29,8 +29,9 @@ from uniformer.models.registry import ModelInfo
 from uniformer.tasks import base
 from uniformer.tasks.base import PredictorRequest
 from uniformer.tasks.pose.coco import COCO_SIGMAS, COCO_SKELETON, Instance
+from uniformer.tasks.pose.codec import MSRAHeatmap
 from uniformer.tasks.pose.data import PoseDataset, read_image
-from uniformer.tasks.pose.metrics import decode_heatmaps, rescore
+from uniformer.tasks.pose.metrics import rescore
 from uniformer.tasks.pose.transforms import EvalTransform
 
 __all__ = [
@@ -135,8 +136,8 @@ def read_boxes(path: str | os.PathLike[str]) -> dict[str, list[list[float]]]:
 class _Persons:
     """The accumulator of a prediction run: each crop's keypoints (K, 3), or the reason its image failed."""
 
-    def __init__(self, num_items: int) -> None:
-        self.num_items = num_items
+    def __init__(self, num_items: int, codec: MSRAHeatmap) -> None:
+        self.num_items, self.codec = num_items, codec
         self.keypoints: dict[int, np.ndarray] = {}
         self.failed: dict[int, str] = {}
 
@@ -144,7 +145,7 @@ class _Persons:
         return list(range(self.num_items))
 
     def update(self, output: torch.Tensor, batch: dict[str, Any]) -> None:
-        points, scores = decode_heatmaps(output, batch["center"], batch["scale"])
+        points, scores = self.codec.decode(output, batch["center"], batch["scale"])
         for i, (index, ok) in enumerate(zip(batch["index"].tolist(), batch["valid"].tolist(), strict=True)):
             if ok:
                 self.keypoints[index] = torch.cat([points[i], scores[i, :, None]], dim=1).numpy()
@@ -276,7 +277,7 @@ class PosePredictTask(base.PredictTask[PredictionSetup, Prediction]):
                 instances.append(Instance(path, n, tuple(box[:4]), None, float(box[4]) if len(box) > 4 else 1.0))
                 owner.append(n)
         height, width = setup.input_size
-        persons = _Persons(len(instances))
+        persons = _Persons(len(instances), MSRAHeatmap((width, height)))
         if instances:
             transform = EvalTransform((width, height), setup.mean, setup.std)
             run(model, PoseDataset(instances, setup.keypoints, transform, train=False), persons, options=FLIP_TEST)
