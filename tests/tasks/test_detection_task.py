@@ -305,11 +305,13 @@ def test_score_threshold_options_are_checked_and_a_low_one_reaches_the_detector(
     ann = write_coco(tmp_path, degenerate=False)
     seen = []
 
-    class Detector(_Oracle):  # a torchvision R-CNN's own test threshold, recorded when the model runs
+    class Detector(_Oracle):  # a torchvision R-CNN's own test threshold; the one each call runs with, recorded
         roi_heads = type("Heads", (), {"score_thresh": 0.05})()
 
-        def forward(self, images: list[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
-            seen.append(self.roi_heads.score_thresh)
+        def forward(
+            self, images: list[torch.Tensor], score_thresh: float | None = None
+        ) -> list[dict[str, torch.Tensor]]:
+            seen.append(self.roi_heads.score_thresh if score_thresh is None else score_thresh)
             return super().forward(images)
 
     model = Detector(_ground_truth(CocoDetection(ann, tmp_path / "images", train=False)))
@@ -317,7 +319,7 @@ def test_score_threshold_options_are_checked_and_a_low_one_reaches_the_detector(
     path = [str(tmp_path / "images" / "3.png")]
     TASK.predict(model, path, PredictionSetup(["circle", "triangle"], score_threshold=0.01), run, topk=1)
     TASK.predict(model, path, PredictionSetup(["circle", "triangle"], score_threshold=0.3), run, topk=1)
-    assert seen == [0.01, 0.05] and model.roi_heads.score_thresh == 0.05  # lowered for the run, then restored
+    assert seen == [0.01, 0.05] and model.roi_heads.score_thresh == 0.05  # lowered for the call, the model's kept
 
 
 @pytest.mark.parametrize(

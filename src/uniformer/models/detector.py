@@ -58,7 +58,15 @@ from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredic
 from torchvision.models.detection.roi_heads import RoIHeads, maskrcnn_inference, maskrcnn_loss
 from torchvision.models.detection.rpn import RegionProposalNetwork, RPNHead
 from torchvision.models.detection.transform import GeneralizedRCNNTransform
-from torchvision.ops import MultiScaleRoIAlign, box_iou, clip_boxes_to_image, generalized_box_iou_loss, roi_align
+from torchvision.ops import (
+    MultiScaleRoIAlign,
+    batched_nms,
+    box_iou,
+    clip_boxes_to_image,
+    generalized_box_iou_loss,
+    remove_small_boxes,
+    roi_align,
+)
 from torchvision.ops.poolers import LevelMapper
 
 from uniformer.models.heads import FPN
@@ -77,6 +85,7 @@ __all__ = [
     "build_detector",
     "build_mask_rcnn",
     "giou_box_loss",
+    "postprocess_detections",
 ]
 
 FPN_STRIDES = (4, 8, 16, 32, 64)  # P2 .. P6
@@ -228,6 +237,41 @@ def l1_box_loss(
     return classification, box
 
 
+def postprocess_detections(
+    heads: RoIHeads,
+    class_logits: torch.Tensor,
+    box_regression: torch.Tensor,
+    proposals: list[torch.Tensor],
+    image_shapes: list[tuple[int, int]],
+    score_thresh: float | None = None,
+) -> tuple[list[torch.Tensor], list[torch.Tensor], list[torch.Tensor]]:
+    """torchvision's ``RoIHeads.postprocess_detections`` (decode, clip, one candidate per object class, scores
+    strictly above the threshold, tiny boxes dropped, per-class NMS, the ``detections_per_img`` best), with the
+    score threshold an argument of the call (``None``: the heads' own ``score_thresh``), so that a caller's
+    threshold never changes the shared model."""
+    threshold = heads.score_thresh if score_thresh is None else score_thresh
+    num_classes = class_logits.shape[-1]
+    per_image = [len(p) for p in proposals]
+    all_boxes, all_scores, all_labels = [], [], []
+    for boxes, scores, shape in zip(
+        heads.box_coder.decode(box_regression, proposals).split(per_image, 0),
+        F.softmax(class_logits, -1).split(per_image, 0),
+        image_shapes,
+    ):
+        boxes = clip_boxes_to_image(boxes, shape)
+        labels = torch.arange(num_classes, device=class_logits.device).view(1, -1).expand_as(scores)
+        boxes, scores, labels = boxes[:, 1:].reshape(-1, 4), scores[:, 1:].reshape(-1), labels[:, 1:].reshape(-1)
+        keep = torch.where(scores > threshold)[0]
+        boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
+        keep = remove_small_boxes(boxes, min_size=1e-2)
+        boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
+        keep = batched_nms(boxes, scores, labels, heads.nms_thresh)[: heads.detections_per_img]
+        all_boxes.append(boxes[keep])
+        all_scores.append(scores[keep])
+        all_labels.append(labels[keep])
+    return all_boxes, all_scores, all_labels
+
+
 class UniFormerRoIHeads(RoIHeads):
     """torchvision's ``RoIHeads`` (its sampling, box coding, post-processing, mask loss and inference), with the
     L1 box loss of :func:`l1_box_loss` and the heads' outputs taken in float32 (decoding and losses stay exact
@@ -239,6 +283,7 @@ class UniFormerRoIHeads(RoIHeads):
         proposals: list[torch.Tensor],
         image_shapes: list[tuple[int, int]],
         targets: list[dict[str, torch.Tensor]] | None = None,
+        score_thresh: float | None = None,
     ) -> tuple[list[dict[str, torch.Tensor]], dict[str, torch.Tensor]]:
         losses: dict[str, torch.Tensor] = {}
         result: list[dict[str, torch.Tensor]] = []
@@ -255,7 +300,9 @@ class UniFormerRoIHeads(RoIHeads):
                 class_logits, box_regression, labels, regression_targets
             )
         else:
-            boxes, scores, classes = self.postprocess_detections(class_logits, box_regression, proposals, image_shapes)
+            boxes, scores, classes = postprocess_detections(
+                self, class_logits, box_regression, proposals, image_shapes, score_thresh
+            )
             result = [{"boxes": b, "labels": c, "scores": s} for b, s, c in zip(boxes, scores, classes)]
         if not self.has_mask():
             return result, losses
@@ -470,7 +517,11 @@ class CascadeRoIHeads(RoIHeads):
         return losses
 
     def _detect(
-        self, features: dict[str, torch.Tensor], proposals: list[torch.Tensor], shapes: list[tuple[int, int]]
+        self,
+        features: dict[str, torch.Tensor],
+        proposals: list[torch.Tensor],
+        shapes: list[tuple[int, int]],
+        score_thresh: float | None = None,
     ) -> list[dict[str, torch.Tensor]]:
         summed = None
         for stage in range(self.num_stages):
@@ -479,7 +530,10 @@ class CascadeRoIHeads(RoIHeads):
             if stage + 1 < self.num_stages:
                 labels = class_logits[:, 1:].argmax(dim=1) + 1
                 proposals = self._regress(stage, box_regression, proposals, labels, shapes)
-        boxes, scores, labels = self.postprocess_detections(summed / self.num_stages, box_regression, proposals, shapes)
+        mean_logits = summed / self.num_stages
+        boxes, scores, labels = postprocess_detections(
+            self, mean_logits, box_regression, proposals, shapes, score_thresh
+        )
         result = [{"boxes": b, "labels": c, "scores": s} for b, s, c in zip(boxes, scores, labels)]
         if self.has_mask():
             pooled = self.mask_roi_pool(features, boxes, shapes)
@@ -494,9 +548,10 @@ class CascadeRoIHeads(RoIHeads):
         proposals: list[torch.Tensor],
         image_shapes: list[tuple[int, int]],
         targets: list[dict[str, torch.Tensor]] | None = None,
+        score_thresh: float | None = None,
     ) -> tuple[list[dict[str, torch.Tensor]], dict[str, torch.Tensor]]:
         if not self.training:
-            return self._detect(features, proposals, image_shapes), {}
+            return self._detect(features, proposals, image_shapes, score_thresh), {}
         self.check_targets(targets)
         return [], self._train(features, proposals, image_shapes, targets)  # type: ignore[arg-type]
 
@@ -597,6 +652,23 @@ class _UniFormerRCNN(MaskRCNN):
         # MaskRCNN's own constructor would build torchvision's RPN and heads: assemble ours instead
         GeneralizedRCNN.__init__(self, backbone, rpn, heads, _transform(min_size, max_size))
         self.num_classes = num_classes
+
+    def forward(
+        self,
+        images: list[torch.Tensor],
+        targets: list[dict[str, torch.Tensor]] | None = None,
+        score_thresh: float | None = None,
+    ) -> dict[str, torch.Tensor] | list[dict[str, torch.Tensor]]:
+        """torchvision's: the loss dict in training, the detections of each image (at its size) in eval mode;
+        ``score_thresh`` replaces the RoI heads' own test threshold for this call only (eval mode)."""
+        if self.training:
+            return super().forward(images, targets)
+        sizes = [(int(image.shape[-2]), int(image.shape[-1])) for image in images]
+        batch, _ = self.transform(images)
+        features = self.backbone(batch.tensors)
+        proposals, _ = self.rpn(batch, features)
+        detections, _ = self.roi_heads(features, proposals, batch.image_sizes, score_thresh=score_thresh)
+        return self.transform.postprocess(detections, batch.image_sizes, sizes)
 
 
 class UniFormerMaskRCNN(_UniFormerRCNN):

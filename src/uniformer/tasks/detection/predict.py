@@ -3,17 +3,17 @@
 Images are read at their own size (the detector resizes them itself, as in ``uniformer eval``); only detections
 scoring above ``score_threshold`` (``uniformer predict --score-threshold T``, default 0.3) are kept, strictly
 above as torchvision's ``box_score_thresh`` and mmdet's ``show_result(score_thr)``; a threshold under the
-detector's own test threshold (0.05, the config's ``score_thr``) lowers it for the run. ``--out-dir`` gets a
+detector's own test threshold (0.05, the config's ``score_thr``) lowers it for the run (an argument of the
+model's call: the shared model keeps its own). ``--out-dir`` gets a
 picture per image drawn with torchvision's ``draw_segmentation_masks`` and ``draw_bounding_boxes`` and its
 detections as JSON (masks as COCO RLE).
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -119,19 +119,11 @@ class _Images(torch.utils.data.Dataset):
         return {**item, "image": image, "valid": True, "error": ""}
 
 
-@contextlib.contextmanager
-def _detector_threshold(model: nn.Module, threshold: float) -> Iterator[None]:
-    """A torchvision R-CNN's own test score threshold lowered to ``threshold`` while the block runs (when lower)."""
-    heads = getattr(model, "roi_heads", None)
-    saved = getattr(heads, "score_thresh", None)
-    if saved is None or threshold >= saved:
-        yield
-        return
-    heads.score_thresh = threshold
-    try:
-        yield
-    finally:
-        heads.score_thresh = saved
+def _threshold_options(model: nn.Module, threshold: float) -> dict[str, object]:
+    """The model call's options that lower a torchvision R-CNN's own test score threshold to ``threshold`` (when
+    lower; the model's own otherwise, and nothing for a model without one)."""
+    own = getattr(getattr(model, "roi_heads", None), "score_thresh", None)
+    return {"score_thresh": threshold} if own is not None and threshold < own else {}
 
 
 def draw_detections(image_path: str | os.PathLike[str], prediction: Prediction, out: str | os.PathLike[str]) -> Path:
@@ -194,8 +186,7 @@ class DetectionPredictTask(base.PredictTask[PredictionSetup, Prediction]):
             raise FileNotFoundError(f"input not found: {', '.join(missing)}")
         dataset = _Images(paths)
         accumulator = Detections(len(dataset))
-        with _detector_threshold(model, setup.score_threshold):
-            run(model, dataset, accumulator)
+        run(model, dataset, accumulator, options=_threshold_options(model, setup.score_threshold))
         out = []
         for index, path in enumerate(paths):
             if index in accumulator.failed:
