@@ -38,6 +38,7 @@ __all__ = [
     "Option",
     "PredictTask",
     "Prediction",
+    "Predicts",
     "PredictorRequest",
     "Run",
     "Task",
@@ -103,6 +104,16 @@ class Option:
     def dest(self) -> str:
         """The value's key: the flag without dashes, ``-`` as ``_`` (``score_threshold``)."""
         return self.flag.lstrip("-").replace("-", "_")
+
+
+class Predicts(Protocol):
+    """What the engine answers a :class:`PredictorRequest` with (its ``Predictor``): the other model's setup and
+    its predictions of files."""
+
+    @property
+    def setup(self) -> object: ...
+
+    def predict(self, paths: Sequence[str], topk: int = 5, progress: bool = False) -> Sequence[Prediction]: ...
 
 
 @dataclass(frozen=True)
@@ -278,7 +289,7 @@ class PredictTask(ABC, Generic[SetupT, PredictionT]):
         """The other models' predictors ``setup`` asks for (built by the engine, given to :meth:`attach`)."""
         return ()
 
-    def attach(self, setup: SetupT, request: PredictorRequest, predictor: Any) -> SetupT:
+    def attach(self, setup: SetupT, request: PredictorRequest, predictor: Predicts) -> SetupT:
         """``setup`` with ``predictor`` (the engine's ``Predictor``, its answer to one of :meth:`requests`)."""
         raise ValueError(f"the {self.name} task uses no other model's predictions")
 

@@ -54,6 +54,16 @@ class _Labelled(Protocol):
     labels: list[str]
 
 
+class _Detected(Protocol):
+    """One image's detections as a detection prediction holds them (boxes x1 y1 x2 y2, labels 1 .. C, scores)."""
+
+    path: str
+    error: str | None
+    boxes: np.ndarray | None
+    labels: list[int]
+    scores: list[float]
+
+
 class DetectionPredictor(Protocol):
     """What pose uses of a detector: the engine's :class:`~uniformer.engine.Predictor` of a detection zoo model
     (its setup's class names; per image its boxes, class names and scores, or why it could not be read)."""
@@ -61,7 +71,7 @@ class DetectionPredictor(Protocol):
     @property
     def setup(self) -> _Labelled: ...
 
-    def predict(self, paths: Sequence[str], topk: int = 5, progress: bool = False) -> list[Any]: ...
+    def predict(self, paths: Sequence[str], topk: int = 5, progress: bool = False) -> Sequence[_Detected]: ...
 
 
 @dataclass(frozen=True)
