@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from uniformer.models.registry import list_models, zoo_table
+from uniformer.models.zoo.catalog import list_models
+from uniformer.models.zoo.tables import zoo_table
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 

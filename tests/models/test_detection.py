@@ -242,7 +242,7 @@ def test_zoo_entries_carry_the_published_numbers_and_coco_classes() -> None:
     ]
     info = uniformer.model_info("uniformer_base_h14_cascade_mask_rcnn_coco_3x")
     release = info.release()
-    assert (release.box_ap, release.mask_ap, info.params_m, release.gflops) == (53.8, 46.4, 107, 878)
+    assert (release.metrics, info.params_m, release.gflops) == ({"box_ap": 53.8, "mask_ap": 46.4}, 107, 878)
     assert release.input_hw == (800, 1280) and info.model_args["attn_mode"] == "hybrid"
     assert info.num_classes == 80 and info.labels[0] == "person" and info.labels[-1] == "toothbrush"
     ids = uniformer.labels.load_category_ids("coco")

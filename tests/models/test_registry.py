@@ -13,7 +13,7 @@ import torch
 import uniformer
 from uniformer.labels import load_palette
 from uniformer.models import measure_model
-from uniformer.models.registry import DATASETS
+from uniformer.models.zoo.datasets import DATASETS
 
 from golden import GOLDEN
 
@@ -122,7 +122,9 @@ def test_metadata_of_video_entries() -> None:
     k400 = uniformer.model_info("uniformer_small_k400_16x4")
     assert (k400.num_frames, k400.frame_stride, k400.sampling) == (16, 4, "dense")
     assert (k400.test_clips, k400.test_crops, k400.release().img_size) == (4, 1, 224)
-    assert k400.release().top1 == 80.8 and k400.release().checkpoint_file == "uniformer_small_k400_16x4.pth"
+    assert (
+        k400.release().metrics == {"top1": 80.8} and k400.release().checkpoint_file == "uniformer_small_k400_16x4.pth"
+    )
     assert k400.hub_repo == "Sense-X/uniformer_video" and k400.num_classes == 400
     ssv2 = uniformer.model_info("uniformer_base_sthv2_prek600_32")
     assert (ssv2.num_frames, ssv2.sampling, ssv2.test_clips, ssv2.test_crops) == (32, "segment", 1, 3)

@@ -54,7 +54,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _export(args: argparse.Namespace) -> int:
     from uniformer.deploy.export import OPSET, export_model, exportable_task
     from uniformer.models.checkpoint import read_checkpoint
-    from uniformer.models.registry import create_model
+    from uniformer.models.factory import create_model
 
     exportable_task(args.name)  # a detector is refused before anything is built
     file = None if args.checkpoint is None else read_checkpoint(args.checkpoint)

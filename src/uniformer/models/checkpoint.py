@@ -266,6 +266,13 @@ class CheckpointFile:
             return dict((self.config or {}).get("model", {}).get("overrides") or {})
         return dict(self.metadata.get("overrides") or {})
 
+    @property
+    def architecture(self) -> dict[str, Any] | None:
+        """The constructor arguments beyond the zoo entry's that the training task recorded with the weights (a
+        pose head's width, a detector's options); ``None`` when the file does not record them."""
+        recorded = self.container.get("architecture") if self.is_training else None
+        return None if recorded is None else dict(recorded)
+
     def ema_state_dict(self) -> dict[str, torch.Tensor]:
         """The EMA weights of a training checkpoint saved with ``trainer.ema_decay``."""
         ema = self.container.get("model_ema") if self.is_training else None

@@ -74,8 +74,10 @@ __all__ = [
     "UniFormerFPN",
     "UniFormerMaskRCNN",
     "UniFormerRoIHeads",
+    "DETECTOR_OPTIONS",
     "build_detector",
     "build_mask_rcnn",
+    "detector_options",
     "giou_box_loss",
 ]
 
@@ -756,6 +758,27 @@ class UniFormerCascadeMaskRCNN(_UniFormerRCNN):
 
 
 DETECTORS: dict[str, type[MaskRCNN]] = {"mask_rcnn": UniFormerMaskRCNN, "cascade_mask_rcnn": UniFormerCascadeMaskRCNN}
+# the options of build_detector (the detector's constructor options and the FPN width)
+DETECTOR_OPTIONS = (
+    "mask",
+    "min_size",
+    "max_size",
+    "rpn_pre_nms_top_n",
+    "rpn_post_nms_top_n",
+    "box_detections_per_img",
+    "rpn_batch_size_per_image",
+    "box_batch_size_per_image",
+    "representation_size",
+    "mask_channels",
+    "fpn_channels",
+    "anchor_scale",
+    "stage_loss_weights",  # Cascade Mask R-CNN only
+)
+
+
+def detector_options(section: Mapping[str, Any]) -> dict[str, Any]:
+    """The :data:`DETECTOR_OPTIONS` of a config section (lists as tuples), as a training run records them."""
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in section.items() if k in DETECTOR_OPTIONS}
 
 
 def build_detector(

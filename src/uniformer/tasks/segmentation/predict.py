@@ -18,8 +18,8 @@ import torch.nn as nn
 from PIL import Image, ImageDraw, ImageFont
 
 from uniformer.models.checkpoint import CheckpointFile
-from uniformer.models.registry import ModelInfo
 from uniformer.models.segmentor import InferenceConfig
+from uniformer.models.zoo.schema import ModelInfo
 from uniformer.tasks.segmentation.data import EvalTransform, Pair, SegmentationDataset
 from uniformer.tasks.segmentation.metrics import label_maps
 
