@@ -27,7 +27,7 @@ from torchvision.models.detection import maskrcnn_resnet50_fpn_v2
 
 from uniformer.benchmarks.models import BenchmarkTable, machine_description, measure_table, native_precisions
 from uniformer.models.complexity import count_gmacs
-from uniformer.models.detector import UniFormerMaskRCNN
+from uniformer.models.detection import UniFormerMaskRCNN
 from uniformer.models.factory import create_model
 from uniformer.models.optimize import optimize_for_inference
 from uniformer.models.uniformer import UniFormer, set_formulation

@@ -19,7 +19,7 @@ from torchvision.ops import generalized_box_iou_loss, roi_align
 
 import uniformer
 from uniformer import CheckpointError
-from uniformer.models.detector import (
+from uniformer.models.detection import (
     AlignedMultiScaleRoIAlign,
     CascadeRoIHeads,
     MMDetAnchorGenerator,

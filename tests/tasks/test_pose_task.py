@@ -16,7 +16,7 @@ from uniformer.engine import evaluate, load_config, train
 from uniformer.engine.config import resolve_config
 from uniformer.engine.evaluate import feed
 from uniformer.models.checkpoint import TRAIN_FORMAT, read_checkpoint
-from uniformer.models.detector import UniFormerMaskRCNN
+from uniformer.models.detection import UniFormerMaskRCNN
 from uniformer.models.factory import create_model
 from uniformer.models.pose import build_pose_model
 from uniformer.models.zoo.catalog import model_info

@@ -11,7 +11,7 @@ from uniformer.models.checkpoint import (
 )
 from uniformer.models.complexity import count_gmacs, count_parameters, measure_model
 from uniformer.models.convert import convert_checkpoint
-from uniformer.models.detector import UniFormerCascadeMaskRCNN, UniFormerMaskRCNN, build_detector, build_mask_rcnn
+from uniformer.models.detection import UniFormerCascadeMaskRCNN, UniFormerMaskRCNN, build_detector, build_mask_rcnn
 from uniformer.models.factory import create_model
 from uniformer.models.optimize import fold_batchnorms, optimize_for_inference
 from uniformer.models.segmentor import UniFormerSegmentor, build_segmentor

@@ -15,7 +15,7 @@ from typing import Any
 from torchvision.models.detection import MaskRCNN
 
 from uniformer.models.checkpoint import CheckpointFile
-from uniformer.models.detector import DETECTOR_OPTIONS, build_detector, detector_options
+from uniformer.models.detection import build_detector, detector_options
 from uniformer.models.zoo.image import SIZES
 from uniformer.models.zoo.schema import Detector, ModelInfo, ModelKind, Release
 from uniformer.models.zoo.segmentation import DRIVE
@@ -25,9 +25,9 @@ __all__ = ["MODELS", "DETECTOR"]
 
 def _build(info: ModelInfo, num_classes: int, overrides: dict[str, Any], file: CheckpointFile | None) -> MaskRCNN:
     """The entry's detector; ``overrides`` hold backbone arguments and the detector's options (``mask``,
-    ``min_size``, ``max_size``, ... of :data:`~uniformer.models.detector.DETECTOR_OPTIONS`)."""
-    options = {k: v for k, v in overrides.items() if k in DETECTOR_OPTIONS}
-    backbone = {k: v for k, v in overrides.items() if k not in DETECTOR_OPTIONS}
+    ``min_size``, ``max_size``, ... of :class:`~uniformer.models.detection.DetectorOptions`)."""
+    options = detector_options(overrides)
+    backbone = {k: v for k, v in overrides.items() if k not in options}
     return build_detector(info.detector, num_classes, {**info.model_args, **backbone}, **options)
 
 

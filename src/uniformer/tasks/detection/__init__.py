@@ -18,7 +18,7 @@ import torch
 import torch.nn as nn
 from omegaconf import DictConfig, OmegaConf
 
-from uniformer.models.detector import build_detector, detector_options
+from uniformer.models.detection import build_detector, detector_options
 from uniformer.models.zoo.catalog import model_info
 from uniformer.tasks.base import Metrics, Objective, Task
 from uniformer.tasks.detection.config import DataConfig, DetectorConfig, resolve

@@ -39,7 +39,7 @@ class DataConfig:
 @dataclass
 class DetectorConfig:
     """The detector's input scale and heads (torchvision's ``GeneralizedRCNNTransform`` resizes inside it). The
-    names are those of :class:`~uniformer.models.detector.UniFormerMaskRCNN`'s options, so that ``create_model``
+    names are those of :class:`~uniformer.models.detection.DetectorOptions`, so that ``create_model``
     rebuilds a trained detector from its checkpoint's config."""
 
     # short side; several: one drawn per image in training, the last one at evaluation (torchvision's rule)
