@@ -12,20 +12,15 @@ from torchvision.models.detection.faster_rcnn import FastRCNNConvFCHead, FastRCN
 from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
 from torchvision.models.detection.roi_heads import RoIHeads, maskrcnn_inference, maskrcnn_loss
 from torchvision.models.detection.rpn import RegionProposalNetwork
-from torchvision.models.detection.transform import GeneralizedRCNNTransform
 from torchvision.ops import box_iou, clip_boxes_to_image, generalized_box_iou_loss
 
-from uniformer.models.detection.backbone import UniFormerFPN
 from uniformer.models.detection.mask_rcnn import (
     AssembledRCNN,
-    check_classes,
-    detector_transform,
     forward_dummy,
     roi_poolers,
 )
 from uniformer.models.detection.options import DetectorOptions
 from uniformer.models.detection.roi_heads import init_box_branch
-from uniformer.models.detection.rpn import official_rpn
 
 __all__ = [
     "CASCADE_IOUS",
@@ -262,9 +257,6 @@ class CascadeRoIHeads(RoIHeads):
         return [], self._train(features, proposals, image_shapes, targets)  # type: ignore[arg-type]
 
 
-RPN_POST_NMS_TOP_N = (2000, 1000)  # proposals kept after NMS: the cascade config's rpn_proposal.max_per_img=2000
-
-
 def cascade_roi_heads(width: int, num_classes: int, options: DetectorOptions) -> CascadeRoIHeads:
     """The official cascade RoI heads on ``width``-channel maps: per stage a 4-conv + 1-fc box head with BatchNorm
     (FC of ``options.representation_size``) and, with ``options.mask``, a 4-conv mask head of
@@ -309,29 +301,13 @@ class UniFormerCascadeMaskRCNN(AssembledRCNN):
     mmdet orders a stage's sampled RoIs positives first, here they keep the proposal order (the same set).
     """
 
-    def __init__(
-        self,
-        backbone: UniFormerFPN,
-        num_classes: int,
-        options: DetectorOptions | None = None,
-        *,
-        rpn: RegionProposalNetwork | None = None,
-        roi_heads: RoIHeads | None = None,
-        transform: GeneralizedRCNNTransform | None = None,
-    ) -> None:
-        options = DetectorOptions() if options is None else options
-        check_classes(num_classes)
-        width = backbone.out_channels
-        if rpn is None:  # torchvision's own loss: smooth L1 with beta 1/9, as the cascade config
-            post_nms_top_n = RPN_POST_NMS_TOP_N if options.rpn_post_nms_top_n is None else options.rpn_post_nms_top_n
-            rpn = official_rpn(RegionProposalNetwork, width, options, post_nms_top_n)
-        if roi_heads is None:
-            roi_heads = cascade_roi_heads(width, num_classes, options)
-        super().__init__(backbone, num_classes, rpn, roi_heads, transform or detector_transform(options))
+    rpn_network = RegionProposalNetwork  # torchvision's own loss: smooth L1 with beta 1/9, as the cascade config
+    rpn_post_nms_top_n = (2000, 1000)  # the cascade config's rpn_proposal.max_per_img=2000 in training
+    build_roi_heads = staticmethod(cascade_roi_heads)
 
     def forward_dummy(self, images: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """mmdet's ``CascadeRoIHead.forward_dummy``: every stage's box branch on 1000 RoIs and mask branch on 100
-        (see :func:`_forward_dummy`), for :func:`uniformer.models.count_gmacs`."""
+        (see :func:`~uniformer.models.detection.mask_rcnn.forward_dummy`), for :func:`uniformer.models.count_gmacs`."""
         heads = self.roi_heads
         masks = list(zip(heads.mask_head, heads.mask_predictor)) if heads.has_mask() else None
         return forward_dummy(self, images, list(zip(heads.box_head, heads.box_predictor)), masks)

@@ -26,14 +26,11 @@ from uniformer.models.zoo.datasets import DATASETS
 __all__ = [
     "AssembledRCNN",
     "UniFormerMaskRCNN",
-    "RPN_POST_NMS_TOP_N",
     "detector_transform",
     "forward_dummy",
     "mask_rcnn_roi_heads",
     "roi_poolers",
 ]
-
-RPN_POST_NMS_TOP_N = (1000, 1000)  # proposals kept after NMS (training, testing): the Mask R-CNN config's
 
 
 def detector_transform(options: DetectorOptions) -> GeneralizedRCNNTransform:
@@ -70,32 +67,54 @@ def forward_dummy(
 
 
 class AssembledRCNN(MaskRCNN):
-    """A :class:`~torchvision.models.detection.MaskRCNN` made of given parts. ``MaskRCNN``'s own constructor builds
-    torchvision's RPN and RoI heads from numbers; the detectors here have their own (losses, cascade), so they
-    build their parts (each only when the caller gave none, in a fixed order: a seed gives the same weights)
-    and :class:`~torchvision.models.detection.generalized_rcnn.GeneralizedRCNN`'s constructor assembles them."""
+    """A :class:`~torchvision.models.detection.MaskRCNN` made of given parts.
+
+    ``MaskRCNN``'s own constructor builds torchvision's RPN and RoI heads from numbers; the detectors here have
+    their own (losses, cascade). So the parts are arguments: ``rpn``, ``roi_heads`` and ``transform`` are used as
+    given, and each one left ``None`` is built from ``options`` (the official configuration by default), in a fixed
+    order so that a seed gives the same weights: the RPN (``rpn_network`` sets its loss, ``rpn_post_nms_top_n`` is
+    the detector's official count kept after NMS unless ``options`` set one), the RoI heads
+    (``build_roi_heads``), the transform. :class:`~torchvision.models.detection.generalized_rcnn.GeneralizedRCNN`'s
+    constructor then assembles them. ``num_classes`` counts the object classes (80 for COCO).
+    """
+
+    rpn_network: type[RegionProposalNetwork]
+    rpn_post_nms_top_n: tuple[int, int]
 
     def __init__(
         self,
         backbone: UniFormerFPN,
         num_classes: int,
-        rpn: RegionProposalNetwork,
-        roi_heads: RoIHeads,
-        transform: GeneralizedRCNNTransform,
+        options: DetectorOptions | None = None,
+        *,
+        rpn: RegionProposalNetwork | None = None,
+        roi_heads: RoIHeads | None = None,
+        transform: GeneralizedRCNNTransform | None = None,
     ) -> None:
-        GeneralizedRCNN.__init__(self, backbone, rpn, roi_heads, transform)
+        options = DetectorOptions() if options is None else options
+        if num_classes < 1:
+            raise ValueError(f"a detector needs at least one object class, got num_classes={num_classes}")
+        width = backbone.out_channels
+        if rpn is None:
+            kept = self.rpn_post_nms_top_n if options.rpn_post_nms_top_n is None else options.rpn_post_nms_top_n
+            rpn = official_rpn(self.rpn_network, width, options, kept)
+        if roi_heads is None:
+            roi_heads = self.build_roi_heads(width, num_classes, options)
+        GeneralizedRCNN.__init__(self, backbone, rpn, roi_heads, transform or detector_transform(options))
         self.num_classes = num_classes
 
-
-def check_classes(num_classes: int) -> None:
-    if num_classes < 1:
-        raise ValueError(f"a detector needs at least one object class, got num_classes={num_classes}")
+    @staticmethod
+    def build_roi_heads(width: int, num_classes: int, options: DetectorOptions) -> RoIHeads:
+        """The detector's RoI heads on ``width``-channel maps."""
+        raise NotImplementedError
 
 
 def mask_rcnn_roi_heads(width: int, num_classes: int, options: DetectorOptions) -> UniFormerRoIHeads:
     """The official Mask R-CNN RoI heads on ``width``-channel maps: two FCs of ``options.representation_size``,
     4 mask convolutions of ``options.mask_channels`` (with ``options.mask``), 512 RoIs sampled 1/4 positive at
     IoU 0.5, test score 0.05, class-wise NMS 0.5."""
+    if options.stage_loss_weights is not None:
+        raise TypeError("stage_loss_weights is an option of the Cascade Mask R-CNN, not of Mask R-CNN")
     box_pool, mask_pool = roi_poolers(options.mask)
     box_head = TwoMLPHead(width * 7 * 7, options.representation_size)
     box_predictor = FastRCNNPredictor(options.representation_size, num_classes + 1)
@@ -121,38 +140,18 @@ def mask_rcnn_roi_heads(width: int, num_classes: int, options: DetectorOptions) 
 
 class UniFormerMaskRCNN(AssembledRCNN):
     """A :class:`~torchvision.models.detection.MaskRCNN` on :class:`UniFormerFPN` with the official
-    configuration (see the module docstring). ``num_classes`` counts the object classes (80 for COCO); the
+    configuration (see the package docstring). ``num_classes`` counts the object classes (80 for COCO); the
     predictors have one more row, the background, first (torchvision's layout; labels are 1 .. num_classes).
-    ``mask=False`` gives the box-only detector (no mask branch, no ``masks`` in the outputs). ``min_size`` is the
-    short side the transform resizes to (several: one drawn per training image, the last at test time), within
-    ``max_size`` on the long side (official 800 / 1333). The sampling sizes and head widths (official 256 / 512
-    RoIs, 1024-wide box FCs, 256-wide mask convolutions) and the anchor size in strides (official 8: 32 .. 512
-    pixels) are options for small experiments such as the demo."""
+    ``options.mask=False`` gives the box-only detector (no mask branch, no ``masks`` in the outputs); the other
+    :class:`DetectorOptions` set the input scale, sampling sizes, head widths and anchors. The RPN's loss is the
+    config's L1 (:class:`L1RegionProposalNetwork`), 1000 proposals kept after NMS."""
 
-    def __init__(
-        self,
-        backbone: UniFormerFPN,
-        num_classes: int,
-        options: DetectorOptions | None = None,
-        *,
-        rpn: RegionProposalNetwork | None = None,
-        roi_heads: RoIHeads | None = None,
-        transform: GeneralizedRCNNTransform | None = None,
-    ) -> None:
-        options = DetectorOptions() if options is None else options
-        check_classes(num_classes)
-        if options.stage_loss_weights is not None:
-            raise TypeError("stage_loss_weights is an option of the Cascade Mask R-CNN, not of Mask R-CNN")
-        width = backbone.out_channels
-        if rpn is None:
-            post_nms_top_n = RPN_POST_NMS_TOP_N if options.rpn_post_nms_top_n is None else options.rpn_post_nms_top_n
-            rpn = official_rpn(L1RegionProposalNetwork, width, options, post_nms_top_n)
-        if roi_heads is None:
-            roi_heads = mask_rcnn_roi_heads(width, num_classes, options)
-        super().__init__(backbone, num_classes, rpn, roi_heads, transform or detector_transform(options))
+    rpn_network = L1RegionProposalNetwork
+    rpn_post_nms_top_n = (1000, 1000)
+    build_roi_heads = staticmethod(mask_rcnn_roi_heads)
 
     def forward_dummy(self, images: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """The computation mmdet's ``get_flops`` counts (see :func:`_forward_dummy`), for
+        """The computation mmdet's ``get_flops`` counts (see :func:`forward_dummy`), for
         :func:`uniformer.models.count_gmacs`."""
         heads = self.roi_heads
         masks = [(heads.mask_head, heads.mask_predictor)] if heads.has_mask() else None
