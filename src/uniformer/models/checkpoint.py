@@ -20,6 +20,9 @@ as it is read (:mod:`uniformer.models.detection.mmdet`, beside the detectors), s
 ``convert``, ``eval``) sees one layout.
 ``.pth`` files are read with :func:`torch_load` (``weights_only=True`` with a small allow-list), the one
 ``torch.load`` of the package, so a pickle that would run code is refused.
+
+The module is longer than the package's others because reading and loading are one rule: every path that gives
+a model weights goes through the functions here, and splitting them would put the rule in two places.
 """
 
 from __future__ import annotations

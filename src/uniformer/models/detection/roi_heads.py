@@ -34,7 +34,8 @@ def l1_box_loss(
 class UniFormerRoIHeads(RoIHeads):
     """torchvision's ``RoIHeads`` (its sampling, box coding, post-processing, mask loss and inference), with the
     L1 box loss of :func:`l1_box_loss` and the heads' outputs taken in float32 (decoding and losses stay exact
-    under autocast, as :class:`Float32RPNHead`). Without ``mask_roi_pool`` it is a box-only (Faster R-CNN) head."""
+    under autocast, as :class:`~uniformer.models.detection.rpn.Float32RPNHead`). Without ``mask_roi_pool`` it is a
+    box-only (Faster R-CNN) head."""
 
     def forward(
         self,
