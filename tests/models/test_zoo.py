@@ -277,13 +277,13 @@ POSE = "uniformer_small_topdown_coco_256x192"
 TINY_POSE = dict(depth=[1, 1, 1, 1], embed_dim=[16, 32, 48, 64], head_dim=16)
 
 
-@pytest.mark.parametrize("recorded", ["architecture", "config of an older run"])
-def test_a_training_checkpoint_brings_the_architecture_its_task_recorded(tmp_path: Path, recorded: str) -> None:
+@pytest.mark.parametrize("recorded", ["model_args", "config of an older run"])
+def test_a_training_checkpoint_brings_the_model_args_its_task_recorded(tmp_path: Path, recorded: str) -> None:
     trained = uniformer.create_model(POSE, head_channels=16, **TINY_POSE)
     config = {"model": {"name": POSE, "overrides": TINY_POSE}}
     container = {"format": TRAIN_FORMAT, "model": trained.state_dict(), "config": config}
-    if recorded == "architecture":
-        container["architecture"] = {"head_channels": 16}
+    if recorded == "model_args":
+        container["model_args"] = {"head_channels": 16}
     else:  # written before runs recorded it: the pose config's head.channels
         config["head"] = {"channels": 16}
     torch.save(container, tmp_path / "run.pt")

@@ -203,10 +203,10 @@ class CheckpointFile:
         return dict(self.metadata.get("overrides") or {})
 
     @property
-    def architecture(self) -> dict[str, Any] | None:
+    def model_args(self) -> dict[str, Any] | None:
         """The constructor arguments beyond the zoo entry's that the training task recorded with the weights (a
         pose head's width, a detector's options); ``None`` when the file does not record them."""
-        recorded = self.container.get("architecture") if self.is_training else None
+        recorded = self.container.get("model_args") if self.is_training else None
         return None if recorded is None else dict(recorded)
 
     def ema_state_dict(self) -> dict[str, torch.Tensor]:

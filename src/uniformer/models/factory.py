@@ -39,7 +39,8 @@ def create_model(
             architecture overrides, class names and clip settings.
         checkpoint_path: load this file instead (official ``.pth`` layouts, ``.safetensors``, a ``uniformer train``
             checkpoint, or an already read :class:`CheckpointFile`). A training checkpoint brings the
-            ``model.overrides`` of its run and the architecture its task recorded (explicit ``overrides`` win).
+            ``model.overrides`` of its run and the constructor arguments its task recorded (explicit ``overrides``
+            win).
         num_classes: classifier size. Default: the checkpoint's class count (a fine-tuned head is kept), or the
             zoo entry's without a checkpoint and for inflated image weights. When it differs from the
             checkpoint's, the classifier is replaced and the log says from what to what.
@@ -74,7 +75,7 @@ def create_model(
     file = None
     if checkpoint_path is not None:
         file = checkpoint_path if isinstance(checkpoint_path, CheckpointFile) else read_checkpoint(checkpoint_path)
-        overrides = {**_recorded_architecture(info, file), **file.model_overrides, **overrides}
+        overrides = {**_recorded_model_args(info, file), **file.model_overrides, **overrides}
     classes = num_classes
     if classes is None:
         inflating = file is not None and info.kind.inflates_image_weights and is_image_state(file.state_dict)
@@ -91,12 +92,12 @@ def create_model(
     return model
 
 
-def _recorded_architecture(info: ModelInfo, file: CheckpointFile) -> dict[str, Any]:
+def _recorded_model_args(info: ModelInfo, file: CheckpointFile) -> dict[str, Any]:
     """The constructor arguments a training checkpoint's task recorded with the weights (a pose head's width, a
     detector's options); for a checkpoint written before tasks recorded them, what its kind reads from the run's
     config instead."""
     if not file.is_training:
         return {}
-    if file.architecture is not None:
-        return file.architecture
-    return {} if info.kind.old_run_architecture is None else info.kind.old_run_architecture(file.config or {})
+    if file.model_args is not None:
+        return file.model_args
+    return {} if info.kind.old_run_model_args is None else info.kind.old_run_model_args(file.config or {})

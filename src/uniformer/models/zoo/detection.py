@@ -31,12 +31,12 @@ def _build(info: ModelInfo, num_classes: int, overrides: dict[str, Any], file: C
     return build_detector(info.detector, num_classes, {**info.model_args, **backbone}, **options)
 
 
-def _old_run_architecture(config: Mapping[str, Any]) -> dict[str, Any]:
+def _old_run_model_args(config: Mapping[str, Any]) -> dict[str, Any]:
     """Runs that did not record their detector options held them in the config's ``detector`` section."""
     return detector_options(config.get("detector") or {})
 
 
-DETECTOR = ModelKind(_build, old_run_architecture=_old_run_architecture)
+DETECTOR = ModelKind(_build, old_run_model_args=_old_run_model_args)
 
 _COCO_HW = (800, 1280)  # the input of the published GFLOPs
 _TITLES = {"mask_rcnn": "Mask R-CNN", "cascade_mask_rcnn": "Cascade Mask R-CNN"}

@@ -33,13 +33,13 @@ def _build(
     return build_pose_model(num_classes, {**info.model_args, **backbone}, channels=overrides.get(HEAD_CHANNELS, 256))
 
 
-def _old_run_architecture(config: Mapping[str, Any]) -> dict[str, Any]:
+def _old_run_model_args(config: Mapping[str, Any]) -> dict[str, Any]:
     """Runs that did not record their head width held it in the config's ``head.channels``."""
     channels = (config.get("head") or {}).get("channels")
     return {} if channels is None else {HEAD_CHANNELS: channels}
 
 
-POSE_MODEL = ModelKind(_build, old_run_architecture=_old_run_architecture)
+POSE_MODEL = ModelKind(_build, old_run_model_args=_old_run_model_args)
 
 _NOTE_B384 = (
     " The published 14.8 GFLOPs disagree with the architecture at 384 x 288 (measured 22.05G; the 448 x 320"

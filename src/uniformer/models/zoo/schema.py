@@ -79,15 +79,15 @@ class ModelKind:
     ``build`` makes the module; ``head`` is :func:`~uniformer.models.checkpoint.load_state`'s rule for the
     classifier (``"auto"``: a classifier of another size is replaced, ``"keep"``: the weights must fit);
     ``inflates_image_weights``: image weights are inflated into it, so they do not set its class count.
-    ``old_run_architecture``: for training checkpoints written before tasks recorded the architecture with the
-    weights (:attr:`~uniformer.models.checkpoint.CheckpointFile.architecture`), the constructor arguments their
-    run's config held.
+    ``old_run_model_args``: for training checkpoints written before tasks recorded their constructor arguments
+    with the weights (:attr:`~uniformer.models.checkpoint.CheckpointFile.model_args`), those their run's config
+    held.
     """
 
     build: Builder
     head: Literal["auto", "keep"] = "keep"
     inflates_image_weights: bool = False
-    old_run_architecture: Callable[[Mapping[str, Any]], dict[str, Any]] | None = None
+    old_run_model_args: Callable[[Mapping[str, Any]], dict[str, Any]] | None = None
 
 
 @dataclass(frozen=True)

@@ -205,7 +205,7 @@ class DetectionTask(Task):
     def weights_metadata(self, cfg: DictConfig, train_set: CocoDetection) -> dict[str, Any]:
         return {
             "classes": list(train_set.classes),
-            "architecture": detector_options(OmegaConf.to_container(cfg.detector)),
+            "model_args": detector_options(OmegaConf.to_container(cfg.detector)),
         }
 
     def check_eval_data(self, cfg: DictConfig, checkpoint: Any, dataset: CocoDetection) -> Any:

@@ -40,7 +40,7 @@ class DataConfig:
 class DetectorConfig:
     """The detector's input scale and heads (torchvision's ``GeneralizedRCNNTransform`` resizes inside it). The
     names are those of :class:`~uniformer.models.detection.DetectorOptions`: a training checkpoint records them
-    (``architecture``), so that ``create_model`` rebuilds a trained detector with them."""
+    (``model_args``), so that ``create_model`` rebuilds a trained detector with them."""
 
     # short side; several: one drawn per image in training, the last one at evaluation (torchvision's rule)
     min_size: List[int] = field(default_factory=lambda: [800])

@@ -158,7 +158,7 @@ class PoseTask(Task):
         return KeypointAccumulator(len(dataset), dataset.ann_file, vis_thr=cfg.eval.vis_thr, oks_thr=cfg.eval.oks_thr)
 
     def weights_metadata(self, cfg: DictConfig, train_set: torch.utils.data.Dataset) -> dict[str, Any]:
-        return {"classes": list(train_set.keypoint_names), "architecture": {HEAD_CHANNELS: cfg.head.channels}}
+        return {"classes": list(train_set.keypoint_names), "model_args": {HEAD_CHANNELS: cfg.head.channels}}
 
     def check_eval_data(self, cfg: DictConfig, checkpoint: Any, dataset: torch.utils.data.Dataset) -> Any:
         """Refuse a test set whose keypoint names are not those stored with the weights."""
