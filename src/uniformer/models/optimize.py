@@ -69,13 +69,20 @@ class InplaceGELU(nn.GELU):
         return x
 
 
+def _native_bf16() -> bool:
+    """Whether oneDNN computes bfloat16 on this CPU (AVX-512 BF16 or AMX); elsewhere its bf16 primitives fail."""
+    check = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
+    return check is not None and bool(check())
+
+
 def _onednn_fusable(x: torch.Tensor, weight: torch.Tensor) -> bool:
-    """Whether oneDNN's fused kernels can run on ``x`` here: a CPU tensor in fp32 or bf16, the dtype of ``weight``,
-    in eager mode without autocast (a compiler or exporter gets the plain ops, which it fuses or writes out itself;
-    under autocast the plain ops choose their own dtypes)."""
+    """Whether oneDNN's fused kernels can run on ``x`` here: a CPU tensor in fp32, or in bf16 on a CPU with native
+    bf16 (oneDNN has no bf16 inner product elsewhere), the dtype of ``weight``, in eager mode without autocast (a
+    compiler or exporter gets the plain ops, which it fuses or writes out itself; under autocast the plain ops
+    choose their own dtypes)."""
     return (
         x.device.type == "cpu"
-        and x.dtype in (torch.float32, torch.bfloat16)
+        and (x.dtype == torch.float32 or (x.dtype == torch.bfloat16 and _native_bf16()))
         and x.dtype == weight.dtype
         and torch.backends.mkldnn.is_available()
         and not torch.is_autocast_enabled("cpu")
@@ -159,8 +166,7 @@ def warn_if_cpu_bf16_is_slow(what: str) -> bool:
     PyTorch falls back to its reference kernels, one depthwise channel at a time: UniFormer-S UperNet took ten
     times longer in bf16 than in fp32 on such a machine (``benchmarks/RESULTS.md``).
     """
-    check = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
-    if check is None or check():
+    if _native_bf16():
         return False
     _logger.warning(
         "%s: this CPU has no native bfloat16 (oneDNN needs AVX-512 BF16 or AMX; capability %s), so bfloat16 "
