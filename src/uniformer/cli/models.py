@@ -15,7 +15,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("models", help="list the model zoo")
     p.add_argument("pattern", nargs="?", default=None, help="shell-style filter, e.g. '*k400*'")
     p.add_argument("--task", choices=typing.get_args(Task), default=None, help="only the zoo models of this task")
-    p.add_argument("--markdown", action="store_true", help="print a Markdown table (as in the README)")
+    p.add_argument("--markdown", action="store_true", help="print a Markdown table (as on the docs' model zoo page)")
     p.set_defaults(func=_models)
 
     p = subparsers.add_parser("info", help="everything known about one zoo model, with measured params/GMACs")
