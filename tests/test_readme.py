@@ -35,3 +35,13 @@ def test_readme_stays_short_and_about_the_product() -> None:
     assert len(text.splitlines()) <= 200
     for word in ("session", "issue", "(in progress)", "goal"):
         assert word not in text.lower(), f"README says {word!r}"
+
+
+def test_layout_names_every_package() -> None:
+    text = README.read_text()
+    layout = text[text.index("## How the code is laid out") :]
+    src = README.parent / "src" / "uniformer"
+    packages = [d for d in [*src.iterdir(), *(src / "models").iterdir()] if (d / "__init__.py").is_file()]
+    assert packages, "no packages found under src/uniformer"
+    missing = [str(d.relative_to(src)) for d in packages if f"  {d.name}/" not in layout]
+    assert not missing, f"the README's layout does not name {missing}"
