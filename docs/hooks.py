@@ -118,6 +118,23 @@ def on_page_markdown(markdown: str, **kwargs: Any) -> str:
     return render_markers(markdown)
 
 
+# A Sphinx cross-reference role as the package's docstrings write it (``:func:`name```, ``:class:`~pkg.Name```),
+# once Markdown has rendered its backticks as <code>: mkdocstrings shows the role's text verbatim otherwise.
+_ROLE = re.compile(r":(?:func|class|meth|mod|attr|data|exc|obj):<code>~?([^<]*)</code>")
+
+
+def strip_roles(html: str) -> str:
+    """``html`` with each Sphinx role reduced to its code text (``~pkg.mod.name`` to ``name``, as Sphinx shows it)."""
+    return _ROLE.sub(
+        lambda m: f"<code>{m.group(1).rsplit('.', 1)[-1] if '~' in m.group(0) else m.group(1)}</code>", html
+    )
+
+
+def on_page_content(html: str, **kwargs: Any) -> str:
+    """MkDocs event: the API pages show ``:func:`x``` from the docstrings as the code ``x``."""
+    return strip_roles(html)
+
+
 def main(argv: list[str] | None = None) -> None:
     """``python docs/hooks.py DEMO_OUT``: copy the demos' ``result.json`` files into ``docs/demo_results.json``."""
     parser = argparse.ArgumentParser(description=main.__doc__)

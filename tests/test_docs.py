@@ -99,3 +99,8 @@ def test_missing_metric_is_named(tmp_path: Path) -> None:
 def test_committed_demo_results_cover_every_demo() -> None:
     text = hooks.render_markers("<!-- demos -->\n")
     assert all(f"`uniformer demo {task}`" in text for task in hooks.DEMOS)
+
+
+def test_sphinx_roles_render_as_code() -> None:
+    html = "see :func:<code>load_config</code> and :class:<code>~uniformer.engine.Trainer</code>, :<code>x</code>"
+    assert hooks.strip_roles(html) == "see <code>load_config</code> and <code>Trainer</code>, :<code>x</code>"
