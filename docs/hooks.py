@@ -4,8 +4,10 @@ A page asks for a generated block with a marker on a line of its own:
 
 * ``<!-- zoo:TASK -->`` (``image``, ``video``, ``segmentation``, ``detection``, ``pose``): the zoo table of that
   task, rendered by the registry (``zoo_table``), so a model added to the zoo is in the docs on the next build;
-* ``<!-- zoo:summary -->``: one row per task (models, datasets, link to its table), the README's summary too;
+* ``<!-- zoo:summary -->``: one row per task (its guide, models, datasets), the README's task table too;
 * ``<!-- demos -->``: each demo's numbers, from ``docs/demo_results.json``.
+
+The API pages (mkdocstrings) get the docstrings' Sphinx roles rendered as plain code.
 
 ``uniformer demo`` writes ``demo_out/TASK/result.json``; ``python docs/hooks.py demo_out`` copies them into
 ``docs/demo_results.json`` (committed, so the site builds without running the demos).
