@@ -57,10 +57,9 @@ class InplaceGELU(nn.GELU):
     inference only.
 
     The function is elementwise, so it runs on a view of ``x`` whose dimensions follow its memory order (for a
-    channels-last map, ``x.movedim(1, -1)``, a plain row-major tensor): PyTorch 2.14.1's CPU GELU was twice as
-    fast there as on channels-last strides (ad-hoc measurement: (1, 256, 8, 56, 56) 0.62 vs 1.20 ms fp32, 0.61
-    vs 1.48 ms bf16), and in bf16 it then equals fp32 GELU rounded to bf16, which the channels-last kernel
-    missed on 343 of those 6.4 M elements.
+    channels-last map, ``x.movedim(1, -1)``, a plain row-major tensor): PyTorch's CPU GELU is about twice as
+    fast there as on channels-last strides, and in bf16 it then equals fp32 GELU rounded to bf16, which the
+    channels-last kernel misses on some elements (``benchmarks/RESULTS.md``, kernel measurements).
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -92,7 +91,7 @@ def _onednn_fusable(x: torch.Tensor, weight: torch.Tensor) -> bool:
 
 # Rows of hidden activations per block of FusedMlp, in bytes. A block this size is served from the heap and
 # reused, not mapped afresh (page faults) as a whole stage-1 hidden map is (100 MB for pose UniFormer-S at batch
-# 32 in fp32). Ad-hoc fp32 measurement, the stage-1 MLP of that model: 78 ms unblocked, 54 ms with 4 or 16 MB.
+# 32 in fp32); blocks of 4 to 16 MB were equally fast there (``benchmarks/RESULTS.md``, kernel measurements).
 _HIDDEN_BLOCK_BYTES = 8 * 2**20
 
 
@@ -163,8 +162,8 @@ def warn_if_cpu_bf16_is_slow(what: str) -> bool:
     """Warn (once per ``what``) when this CPU has no native bfloat16 arithmetic, and say so (``True``).
 
     oneDNN computes bfloat16 convolutions only with AVX-512 (BF16) or AMX; elsewhere (e.g. an AVX2-only CPU)
-    PyTorch falls back to its reference kernels, one depthwise channel at a time: UniFormer-S UperNet took ten
-    times longer in bf16 than in fp32 on such a machine (``benchmarks/RESULTS.md``).
+    PyTorch falls back to its reference kernels, one depthwise channel at a time: UniFormer-S UperNet is several
+    times slower in bf16 than in fp32 on such a CPU (``benchmarks/RESULTS.md``, segmentation).
     """
     if _native_bf16():
         return False
