@@ -28,7 +28,6 @@ from uniformer.data.decode import (
     VideoInfo,
     available_backends,
     backend_status,
-    decode_all,
     frame_folder_files,
     read_frames,
     video_info,
@@ -65,7 +64,6 @@ from uniformer.data.transforms import (
     VideoMixup,
     normalize,
     short_side_resize,
-    three_crop,
     uniform_crop,
 )
 
@@ -107,7 +105,6 @@ __all__ = [
     "clip_indices",
     "collate_items",
     "collate_videos",
-    "decode_all",
     "envelope",
     "frame_folder_files",
     "image_size",
@@ -126,7 +123,6 @@ __all__ = [
     "render_clip",
     "short_side_resize",
     "synthesize",
-    "three_crop",
     "uniform_crop",
     "video_info",
     "write_video",

@@ -409,28 +409,6 @@ def video_info(path: str | os.PathLike[str]) -> VideoInfo:
     )
 
 
-def decode_all(path: str | os.PathLike[str]) -> torch.Tensor:
-    """Every frame of a video by plain sequential PyAV decoding (no seeking): the reference the tests and the
-    throughput benchmark compare seeking against. Holds the whole video in memory, so only for short files."""
-    import av
-
-    path = os.fspath(path)
-    if os.path.isdir(path):
-        return read_frames(path, range(len(frame_folder_files(path))))
-    container = _open_av(path)
-    try:
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
-        frames = [f.to_ndarray(format="rgb24") for f in container.decode(stream)]
-    except av.error.FFmpegError as exc:
-        raise DecodeError(f"{path}: decoding failed: {exc}") from exc
-    finally:
-        container.close()
-    if not frames:
-        raise DecodeError(f"{path}: video stream holds no frames")
-    return torch.from_numpy(np.stack(frames))
-
-
 def count_decoded_frames(path: str | os.PathLike[str]) -> int:
     """Decode a whole video sequentially without keeping frames; returns how many frames came out.
 
