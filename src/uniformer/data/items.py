@@ -14,6 +14,7 @@ seed gives the same replacements in every worker process and after a resume.
 
 from __future__ import annotations
 
+import abc
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypedDict
@@ -68,7 +69,7 @@ def collate_items(items: Sequence[Mapping[str, Any]], fields: Mapping[str, Colla
     return batch
 
 
-class RetryingDataset(torch.utils.data.Dataset):
+class RetryingDataset(torch.utils.data.Dataset, abc.ABC):
     """A dataset whose items are read from sources (files, pairs, persons) that may turn out unreadable; see the
     module docstring for the policy.
 
@@ -87,30 +88,34 @@ class RetryingDataset(torch.utils.data.Dataset):
         self.train, self.max_retries, self.seed = train, max_retries, seed
         self._failed: dict[str, str] = {}  # path -> reason, per process
 
+    @abc.abstractmethod
+    def __len__(self) -> int:
+        """Items in the dataset (a test-mode video set has several views of each source)."""
+
     @property
+    @abc.abstractmethod
     def num_sources(self) -> int:
         """Sources that replacements are drawn from."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def source_path(self, index: int) -> str:
         """The file of source ``index`` (the envelope's ``path``, and the key failures are remembered by)."""
-        raise NotImplementedError
 
     def locate(self, item: int) -> tuple[int, int]:
         """``(source index, view)`` of item number ``item``: one view per source unless a subclass has more."""
         return item, 0
 
+    @abc.abstractmethod
     def load(self, index: int, view: int) -> Any:
         """Read source ``index``; raise one of :attr:`unreadable` when it cannot be used."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def build(self, index: int, view: int, loaded: Any) -> dict[str, Any]:
         """The task's fields of the item from what :meth:`load` returned."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def blank(self, index: int, view: int) -> dict[str, Any]:
         """The task's fields of an evaluation item whose source could not be read."""
-        raise NotImplementedError
 
     def reason(self, exc: Exception) -> str:
         """How a failure reads in ``error``, ``skipped`` and the log."""
