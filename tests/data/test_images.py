@@ -46,6 +46,28 @@ def write_png16(path: Path, array: np.ndarray) -> Path:
     return path
 
 
+def write_tiff16_rgb(path: Path, array: np.ndarray) -> Path:
+    """An uncompressed 16-bit RGB TIFF ``(H, W, 3)``, written by hand: PIL cannot write one."""
+    height, width, _ = array.shape
+    pixels = array.astype("<u2").tobytes()
+    count, ifd_offset = 10, 8
+    bits_offset = ifd_offset + 2 + count * 12 + 4
+    pixels_offset = bits_offset + 6
+    short, long = 3, 4
+    tags = [(256, short, 1, width), (257, short, 1, height), (258, short, 3, bits_offset), (259, short, 1, 1),
+            (262, short, 1, 2), (273, long, 1, pixels_offset), (277, short, 1, 3), (278, short, 1, height),
+            (279, long, 1, len(pixels)), (284, short, 1, 1)]  # fmt: skip
+    entries = b"".join(
+        struct.pack("<HHIHH", tag, kind, n, value, 0)
+        if kind == short and n == 1
+        else struct.pack("<HHII", tag, kind, n, value)
+        for tag, kind, n, value in tags
+    )
+    header = b"II*\x00" + struct.pack("<I", ifd_offset) + struct.pack("<H", count) + entries + struct.pack("<I", 0)
+    path.write_bytes(header + struct.pack("<HHH", 16, 16, 16) + pixels)
+    return path
+
+
 @pytest.mark.parametrize("quality", [75, 95])
 @pytest.mark.parametrize("subsampling", [0, 2])  # 4:4:4 and 4:2:0 (upsampled chroma)
 @pytest.mark.parametrize("pixels", [NOISE, SMOOTH], ids=["noise", "smooth"])
@@ -134,8 +156,9 @@ def test_sixteen_bit_png_and_tiff_are_scaled_not_binarised(tmp_path: Path) -> No
     for path in (gray_png, tmp_path / "gray16.tif"):
         assert np.array_equal(hwc(read_image(path)), np.repeat(expected[..., None], 3, axis=-1)), path.name
     colour = np.stack([levels, levels[:, ::-1], np.full_like(levels, 40000)], axis=-1)
-    got = hwc(read_image(write_png16(tmp_path / "rgb16.png", colour)))
-    assert np.array_equal(got, np.stack([expected[0], expected[0, ::-1], np.full(7, 156, np.uint8)], -1)[None])
+    colour_expected = np.stack([expected[0], expected[0, ::-1], np.full(7, 156, np.uint8)], axis=-1)[None]
+    for path in (write_png16(tmp_path / "rgb16.png", colour), write_tiff16_rgb(tmp_path / "rgb16.tif", colour)):
+        assert np.array_equal(hwc(read_image(path)), colour_expected), path.name
 
 
 @pytest.mark.parametrize("suffix", [".jpg", ".tif"])
