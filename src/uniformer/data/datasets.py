@@ -190,8 +190,8 @@ class ImageDataset(RetryingDataset):
     image of ``input_size``); in train mode it is replaced up to ``max_retries`` times, and with the default of
     none it is an error naming the file.
 
-    ``transform`` takes a PIL image (timm's transforms resize with PIL), made from :func:`~uniformer.data.images.
-    read_image`'s pixels.
+    ``transform`` takes a PIL image (timm's transforms resize with PIL) holding the pixels of
+    :func:`~uniformer.data.images.read_image`.
     """
 
     noun = "image"

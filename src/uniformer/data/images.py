@@ -3,8 +3,8 @@
 Which library decodes what (chosen by the file's first bytes, not its name):
 
 * JPEG and PNG: ``torchvision.io.decode_image`` (libjpeg-turbo, libpng), which also applies the EXIF orientation.
-  For 8-bit files its pixels are PIL's (the same libjpeg-turbo defaults: integer IDCT, fancy upsampling), so the
-  reader changed no number downstream.
+  For 8-bit files its pixels are PIL's (the same libjpeg-turbo defaults: integer IDCT, fancy upsampling), so a
+  result does not depend on which library read the file.
 * everything else PIL opens (WebP, GIF (its first frame), BMP, TIFF, ...): PIL, oriented by
   ``ImageOps.exif_transpose``. torchvision reads neither TIFF nor BMP, and applies no EXIF orientation to WebP.
 
@@ -38,7 +38,7 @@ IMAGE_EXTENSIONS: frozenset[str] = frozenset({".jpg", ".jpeg", ".png", ".bmp", "
 """What a folder walk counts as an image file (frame folders, image splits, segmentation pairs)."""
 
 _TORCHVISION_SIGNATURES = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n")  # JPEG, PNG
-_SIXTEEN_BIT_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N", "I"})
+_SIXTEEN_BIT_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N", "I"})  # PIL's 32-bit "I" holds 16-bit data
 _TRANSPOSED_ORIENTATIONS = frozenset({5, 6, 7, 8})  # EXIF orientations that swap width and height
 _EXIF_ORIENTATION = 0x0112
 _SOURCE_LOCATION = re.compile(r"^[\w()]+, \S+:\d+, ")
