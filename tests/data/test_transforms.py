@@ -16,7 +16,6 @@ from uniformer.data import (
     VideoMixup,
     normalize,
     short_side_resize,
-    three_crop,
     uniform_crop,
 )
 from uniformer.models.zoo.datasets import VIDEO_MEAN, VIDEO_STD
@@ -27,6 +26,11 @@ def coordinate_clip(frames: int, height: int, width: int) -> torch.Tensor:
     rows = torch.arange(height).view(height, 1).expand(height, width)
     cols = torch.arange(width).view(1, width).expand(height, width)
     return torch.stack([rows, cols, torch.zeros_like(rows)]).expand(frames, 3, height, width)
+
+
+def three_crop(clip: torch.Tensor, size: int) -> list[torch.Tensor]:
+    """The three test crops along the clip's long side."""
+    return [uniform_crop(clip, size, i) for i in range(3)]
 
 
 def top_left(crop: torch.Tensor) -> tuple[int, int]:

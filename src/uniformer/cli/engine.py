@@ -10,6 +10,14 @@ import argparse
 import logging
 import os
 import sys
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from uniformer.engine import TrainingDiverged, TrainingInterrupted, evaluate, load_config, train
+from uniformer.engine.config import resolve_config, shipped_configs, task_of
+from uniformer.engine.distributed import cleanup_distributed
+from uniformer.tasks import TASKS, get_task
 
 # Shorthands `uniformer eval` accepts for its most used keys (``checkpoint=...`` reads better than eval.checkpoint).
 _EVAL_ALIASES = {"checkpoint": "eval.checkpoint", "aggregate": "eval.aggregate"}
@@ -76,8 +84,6 @@ def _setup_logging() -> bool:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from uniformer.engine import TrainingDiverged, TrainingInterrupted, load_config, train
-
     cfg = load_config(args.config, args.overrides)
     main = _setup_logging()
     if args.dry_run:
@@ -97,10 +103,6 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _dry_run(cfg: object) -> int:
-    from omegaconf import OmegaConf
-
-    from uniformer.engine.config import resolve_config, task_of
-
     resolved = resolve_config(cfg)  # type: ignore[arg-type]
     task = task_of(resolved)
     print(OmegaConf.to_yaml(resolved), end="")
@@ -115,8 +117,6 @@ def _dry_run(cfg: object) -> int:
 
 
 def _configs(args: argparse.Namespace) -> int:
-    from uniformer.engine.config import shipped_configs
-
     for name in shipped_configs():
         print(name)
     return 0
@@ -124,10 +124,6 @@ def _configs(args: argparse.Namespace) -> int:
 
 def _demo(args: argparse.Namespace) -> int:
     """Each task's demo in turn, then one line per task (``make demo``)."""
-    from pathlib import Path
-
-    from uniformer.tasks import TASKS, get_task
-
     results = {name: get_task(name).run_demo(Path(args.out) / name) for name in args.tasks or TASKS}
     print()
     for name, r in results.items():
@@ -139,9 +135,6 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from uniformer.engine import evaluate, load_config
-    from uniformer.engine.distributed import cleanup_distributed
-
     overrides = []
     for item in args.overrides:
         key, sep, value = item.partition("=")

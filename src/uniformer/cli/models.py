@@ -6,14 +6,18 @@ import argparse
 import json
 import typing
 
+from uniformer.models.complexity import measure_model
+from uniformer.models.convert import convert_checkpoint
+from uniformer.models.zoo.catalog import list_models, model_info
 from uniformer.models.zoo.schema import METRIC_LABELS, Task
+from uniformer.models.zoo.tables import zoo_table
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("models", help="list the model zoo")
     p.add_argument("pattern", nargs="?", default=None, help="shell-style filter, e.g. '*k400*'")
     p.add_argument("--task", choices=typing.get_args(Task), default=None, help="only the zoo models of this task")
-    p.add_argument("--markdown", action="store_true", help="print a Markdown table (as in the README)")
+    p.add_argument("--markdown", action="store_true", help="print a Markdown table (as on the docs' model zoo page)")
     p.set_defaults(func=_models)
 
     p = subparsers.add_parser("info", help="everything known about one zoo model, with measured params/GMACs")
@@ -30,9 +34,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _models(args: argparse.Namespace) -> int:
-    from uniformer.models.zoo.catalog import list_models
-    from uniformer.models.zoo.tables import zoo_table
-
     names = list_models(args.pattern, task=args.task)
     if not names:
         raise ValueError(f"no zoo model matches {args.pattern!r}")
@@ -41,9 +42,6 @@ def _models(args: argparse.Namespace) -> int:
 
 
 def _info(args: argparse.Namespace) -> int:
-    from uniformer.models.complexity import measure_model
-    from uniformer.models.zoo.catalog import model_info
-
     info = model_info(args.name)
     release = info.release(args.img_size)
     measured = measure_model(args.name, release.img_size)
@@ -111,8 +109,6 @@ def _info(args: argparse.Namespace) -> int:
 
 
 def _convert(args: argparse.Namespace) -> int:
-    from uniformer.models.convert import convert_checkpoint
-
     state = convert_checkpoint(args.src, args.dst, model_name=args.model)
     params = sum(v.numel() for k, v in state.items() if not k.endswith("num_batches_tracked"))
     print(f"wrote {args.dst}: {len(state)} tensors, {params / 1e6:.2f} M values")

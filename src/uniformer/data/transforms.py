@@ -72,11 +72,6 @@ def uniform_crop(clip: torch.Tensor, size: int, spatial_idx: int) -> torch.Tenso
     return clip[..., top : top + size, left : left + size]
 
 
-def three_crop(clip: torch.Tensor, size: int) -> list[torch.Tensor]:
-    """The three test crops along the clip's long side."""
-    return [uniform_crop(clip, size, i) for i in range(3)]
-
-
 def normalize(
     clip: torch.Tensor,
     mean: Sequence[float],

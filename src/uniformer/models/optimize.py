@@ -17,7 +17,7 @@ import torch
 import torch.nn as nn
 from timm.layers import Mlp
 
-from uniformer.models.layers.mlp import FusedMlp
+from uniformer.models.layers.mlp import FusedMlp, native_bf16
 from uniformer.models.uniformer import ConvMlp, UniFormer, set_formulation
 
 __all__ = [
@@ -60,11 +60,10 @@ def warn_if_cpu_bf16_is_slow(what: str) -> bool:
     """Warn (once per ``what``) when this CPU has no native bfloat16 arithmetic, and say so (``True``).
 
     oneDNN computes bfloat16 convolutions only with AVX-512 (BF16) or AMX; elsewhere (e.g. an AVX2-only CPU)
-    PyTorch falls back to its reference kernels, one depthwise channel at a time: UniFormer-S UperNet took ten
-    times longer in bf16 than in fp32 on such a machine (``benchmarks/RESULTS.md``).
+    PyTorch falls back to its reference kernels, one depthwise channel at a time: UniFormer-S UperNet is several
+    times slower in bf16 than in fp32 on such a CPU (``benchmarks/RESULTS.md``, segmentation).
     """
-    check = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
-    if check is None or check():
+    if native_bf16():
         return False
     _logger.warning(
         "%s: this CPU has no native bfloat16 (oneDNN needs AVX-512 BF16 or AMX; capability %s), so bfloat16 "

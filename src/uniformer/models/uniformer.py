@@ -98,13 +98,12 @@ def _depthwise_conv(
     """Apply a depthwise 2-D or 3-D convolution, working around a PyTorch CPU bug in 3-D bf16 training.
 
     On CPU, the bf16 weight gradient of a depthwise ``Conv3d`` whose input is channels-last (as the maps here
-    are after a LayerNorm or the token layout) reads uninitialised memory for some shapes: measured with torch
-    2.14.1 (oneDNN), a (4, 64, 2, 8, 8) input gave NaN weight gradients in 5 of 6 tries, under autocast and with
-    bf16 weights alike, while fp32 never did. Making the input contiguous avoids it too but falls to a reference
-    kernel about 50x slower; fp32 on the same layout is as fast as bf16 there (measured: (2, 128, 8, 28, 28),
-    5x5x5, forward + backward 196 ms fp32 vs 220 ms bf16 vs 16 s contiguous bf16). So when gradients are
-    computed on CPU in bf16, these convolutions run in fp32 and return the dtype bf16 would have given;
-    inference and fp32 training are untouched. ``tests/models/test_uniformer.py`` shows the fix.
+    are after a LayerNorm or the token layout) reads uninitialised memory for some shapes (NaN weight gradients,
+    under autocast and with bf16 weights alike; fp32 is not affected). Making the input contiguous avoids it too
+    but falls to a reference kernel far slower; fp32 on the same layout is as fast as bf16 there. So when
+    gradients are computed on CPU in bf16, these convolutions run in fp32 and return the dtype bf16 would have
+    given; inference and fp32 training are untouched. ``tests/models/test_uniformer.py`` shows the fix; the
+    measurements are in ``benchmarks/RESULTS.md`` (kernel measurements).
     """
     if x.ndim == 4:
         return F.conv2d(x, weight, bias, stride, padding, dilation, groups)
@@ -141,8 +140,8 @@ class PatchEmbed(nn.Module):
     padding 1 (official ``conv_3xnxn``); later ones keep time with kernel (1, p, p) (official ``conv_1xnxn``).
 
     The normalised map is returned channels-last in memory (a free view of the LayerNorm output), which gives
-    the depthwise convolutions of the next local blocks their fast kernels (5-10x faster forward + backward
-    in fp32 on CPU than contiguous maps). The official ``PatchEmbed`` copies it to a contiguous map
+    the depthwise convolutions of the next local blocks their fast kernels (several times faster forward +
+    backward on CPU than contiguous maps; ``benchmarks/RESULTS.md``). The official ``PatchEmbed`` copies it to a contiguous map
     (``.permute(...).contiguous()``); the ``"reference"`` formulation does the same (:meth:`set_formulation`).
     """
 
@@ -291,8 +290,8 @@ class LocalBlock(nn.Module):
 
 
 # Query rows per block of :func:`chunked_attention`: a block's scores (heads x 196 x N) stay small enough to be
-# reused from cache and heap between blocks. For UniFormer-S 16x224 stage 3 in bf16 (ad-hoc measurement),
-# 196 rows took 8.0 ms per call against 9.3 ms with 98 and 16.4 ms with 392.
+# reused from cache and heap between blocks. The fastest of 98, 196 and 392 rows for UniFormer-S 16x224 stage 3
+# in bf16 (``benchmarks/RESULTS.md``, kernel measurements).
 _ATTENTION_CHUNK = 196
 
 
@@ -301,14 +300,13 @@ def chunked_attention(
 ) -> torch.Tensor:
     """softmax(q k^T * scale) v in blocks of ``chunk`` query rows.
 
-    On a CPU with AVX-512 BF16 but no AMX (Zen 4) this is faster in bfloat16 than
+    On a CPU with AVX-512 BF16 but no AMX this is faster in bfloat16 than
     ``F.scaled_dot_product_attention``, whose bf16 kernel is no faster than its fp32 one there, while bf16
     matrix products run at several times the fp32 rate (:func:`_chunked_is_faster` owns the choice). ``q`` is
     scaled before the product (N x d multiplies instead of N x N) and the softmax runs on the bf16 scores directly:
     PyTorch's CPU kernel accumulates in fp32 and rounds once, so the result equals an fp32 softmax rounded to
-    bf16 (same max error against fp32 attention in our measurement) without two N x N dtype copies. UniFormer-S
-    16x224, stage 3 (5 heads x 1568 tokens), 2 Zen 4 cores: 6.9 ms per call against 27 ms with an explicit
-    fp32 softmax and 17 ms for the fused kernel.
+    bf16 (same max error against fp32 attention in our measurement) without two N x N dtype copies. Its speed
+    against an explicit fp32 softmax and the fused kernel is in ``benchmarks/RESULTS.md`` (kernel measurements).
     """
     keys = k.transpose(-2, -1)
     q = q * scale
@@ -322,10 +320,9 @@ def chunked_attention(
 def _chunked_is_faster() -> bool:
     """Whether :func:`chunked_attention` beats the fused kernel for bf16 inference on this CPU: only without AMX.
 
-    PyTorch's fused CPU kernel computes bf16 attention with AMX tiles where the CPU has them. Measured (ad hoc,
-    2 cores, torch 2.14.1, ms per call, chunked vs fused): Zen 4 (AVX-512 BF16, no AMX), video UniFormer-S
-    stage 3 (5 heads x 1568 tokens) 6.9 vs 17; Xeon with AMX, the same shape 19.8 vs 12.1 and pose UniFormer-S
-    stage 3 at batch 32 (5 heads x 192 tokens) 7.8 vs 5.8.
+    PyTorch's fused CPU kernel computes bf16 attention with AMX tiles where the CPU has them, and is then the
+    faster one; without AMX the chunked product is (``benchmarks/RESULTS.md``, kernel measurements, on a CPU of
+    each kind).
     """
     return not torch.cpu._is_amx_tile_supported()
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-__all__ = ["FusedMlp", "InplaceGELU"]
+__all__ = ["FusedMlp", "InplaceGELU", "native_bf16"]
 
 
 class InplaceGELU(nn.GELU):
@@ -22,10 +22,9 @@ class InplaceGELU(nn.GELU):
     inference only.
 
     The function is elementwise, so it runs on a view of ``x`` whose dimensions follow its memory order (for a
-    channels-last map, ``x.movedim(1, -1)``, a plain row-major tensor): PyTorch 2.14.1's CPU GELU was twice as
-    fast there as on channels-last strides (ad-hoc measurement: (1, 256, 8, 56, 56) 0.62 vs 1.20 ms fp32, 0.61
-    vs 1.48 ms bf16), and in bf16 it then equals fp32 GELU rounded to bf16, which the channels-last kernel
-    missed on 343 of those 6.4 M elements.
+    channels-last map, ``x.movedim(1, -1)``, a plain row-major tensor): PyTorch's CPU GELU is about twice as
+    fast there as on channels-last strides, and in bf16 it then equals fp32 GELU rounded to bf16, which the
+    channels-last kernel misses on some elements (``benchmarks/RESULTS.md``, kernel measurements).
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -34,13 +33,20 @@ class InplaceGELU(nn.GELU):
         return x
 
 
+def native_bf16() -> bool:
+    """Whether oneDNN computes bfloat16 on this CPU (AVX-512 BF16 or AMX); elsewhere its bf16 primitives fail."""
+    check = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
+    return check is not None and bool(check())
+
+
 def _onednn_fusable(x: torch.Tensor, weight: torch.Tensor) -> bool:
-    """Whether oneDNN's fused kernels can run on ``x`` here: a CPU tensor in fp32 or bf16, the dtype of ``weight``,
-    in eager mode without autocast (a compiler or exporter gets the plain ops, which it fuses or writes out itself;
-    under autocast the plain ops choose their own dtypes)."""
+    """Whether oneDNN's fused kernels can run on ``x`` here: a CPU tensor in fp32, or in bf16 on a CPU with native
+    bf16 (oneDNN has no bf16 inner product elsewhere), the dtype of ``weight``, in eager mode without autocast (a
+    compiler or exporter gets the plain ops, which it fuses or writes out itself; under autocast the plain ops
+    choose their own dtypes)."""
     return (
         x.device.type == "cpu"
-        and x.dtype in (torch.float32, torch.bfloat16)
+        and (x.dtype == torch.float32 or (x.dtype == torch.bfloat16 and native_bf16()))
         and x.dtype == weight.dtype
         and torch.backends.mkldnn.is_available()
         and not torch.is_autocast_enabled("cpu")
@@ -50,7 +56,7 @@ def _onednn_fusable(x: torch.Tensor, weight: torch.Tensor) -> bool:
 
 # Rows of hidden activations per block of FusedMlp, in bytes. A block this size is served from the heap and
 # reused, not mapped afresh (page faults) as a whole stage-1 hidden map is (100 MB for pose UniFormer-S at batch
-# 32 in fp32). Ad-hoc fp32 measurement, the stage-1 MLP of that model: 78 ms unblocked, 54 ms with 4 or 16 MB.
+# 32 in fp32); blocks of 4 to 16 MB were equally fast there (``benchmarks/RESULTS.md``, kernel measurements).
 _HIDDEN_BLOCK_BYTES = 8 * 2**20
 
 

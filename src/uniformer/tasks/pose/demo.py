@@ -23,6 +23,7 @@ import torch
 from PIL import Image
 
 from uniformer._fileio import atomic_write_text
+from uniformer.data.images import read_image
 from uniformer.models.checkpoint import read_checkpoint
 from uniformer.models.factory import create_model
 from uniformer.models.zoo.catalog import model_info
@@ -101,7 +102,7 @@ def run_demo(
     setup = replace(setup, boxes=boxes)  # the held-out ground-truth boxes, as the test uses them
     drawings = []
     for inst, prediction in zip(shown, TASK.predict(model, [i.image for i in shown], setup, _feed, 1), strict=True):
-        image = torch.from_numpy(np.asarray(Image.open(inst.image).convert("RGB")).copy()).permute(2, 0, 1)
+        image = read_image(inst.image)
         truth = draw_people(image, [{"keypoints": inst.keypoints.tolist()}], setup.skeleton, 0.5)
         predicted = draw_people(image, prediction.persons, setup.skeleton, setup.vis_thr)
         pair = torch.cat([truth, torch.full((3, image.shape[1], 4), 255, dtype=torch.uint8), predicted], dim=2)
