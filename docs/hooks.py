@@ -3,7 +3,7 @@
 A page asks for a generated block with a marker on a line of its own:
 
 * ``<!-- zoo:TASK -->`` (``image``, ``video``, ``segmentation``, ``detection``, ``pose``): the zoo table of that
-  task, rendered by the registry (``zoo_table``), so a model added to the zoo is in the docs on the next build;
+  task, rendered by the zoo (``zoo_table``), so a model added to the zoo is in the docs on the next build;
 * ``<!-- zoo:summary -->``: one row per task (its guide, models, datasets), the README's task table too;
 * ``<!-- demos -->``: each demo's numbers, from ``docs/demo_results.json``.
 
@@ -21,11 +21,13 @@ import re
 from pathlib import Path
 from typing import Any
 
-from uniformer.models.registry import DATASETS, list_models, model_info, zoo_table
+from uniformer.models.zoo.catalog import list_models, model_info
+from uniformer.models.zoo.datasets import DATASETS
+from uniformer.models.zoo.tables import zoo_table
 
 DEMO_RESULTS = Path(__file__).resolve().parent / "demo_results.json"
 
-# Task name of the registry -> title and guide page (relative to docs/) of the zoo summary.
+# Task name of the zoo -> title and guide page (relative to docs/) of the zoo summary.
 ZOO_TASKS: dict[str, tuple[str, str]] = {
     "image": ("Image classification", "guides/classification.md"),
     "video": ("Video classification", "guides/classification.md"),

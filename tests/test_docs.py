@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from docs import hooks
-from uniformer.models.registry import list_models, model_info, zoo_table
+from uniformer.models.zoo.catalog import list_models, model_info
+from uniformer.models.zoo.tables import zoo_table
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"

@@ -19,14 +19,17 @@ from torchvision.ops import generalized_box_iou_loss, roi_align
 
 import uniformer
 from uniformer import CheckpointError
-from uniformer.models.detector import (
+from uniformer.models.detection import (
     AlignedMultiScaleRoIAlign,
     CascadeRoIHeads,
+    DetectorOptions,
     MMDetAnchorGenerator,
     UniFormerCascadeMaskRCNN,
     UniFormerFPN,
+    UniFormerMaskRCNN,
     build_detector,
     build_mask_rcnn,
+    detector_options,
     giou_box_loss,
     l1_box_loss,
 )
@@ -242,7 +245,7 @@ def test_zoo_entries_carry_the_published_numbers_and_coco_classes() -> None:
     ]
     info = uniformer.model_info("uniformer_base_h14_cascade_mask_rcnn_coco_3x")
     release = info.release()
-    assert (release.box_ap, release.mask_ap, info.params_m, release.gflops) == (53.8, 46.4, 107, 878)
+    assert (release.metrics, info.params_m, release.gflops) == ({"box_ap": 53.8, "mask_ap": 46.4}, 107, 878)
     assert release.input_hw == (800, 1280) and info.model_args["attn_mode"] == "hybrid"
     assert info.num_classes == 80 and info.labels[0] == "person" and info.labels[-1] == "toothbrush"
     ids = uniformer.labels.load_category_ids("coco")
@@ -526,3 +529,31 @@ def test_create_model_passes_the_cascade_stage_loss_weights_to_the_detector() ->
     assert cascade.roi_heads.stage_loss_weights == (1.0, 1.0, 0.5)
     with pytest.raises(TypeError, match="stage_loss_weights"):  # a Mask R-CNN has one stage: refused by name
         uniformer.create_model("uniformer_small_h14_mask_rcnn_coco_1x", stage_loss_weights=(1.0,), **TINY, **NARROW)
+
+
+def test_detector_options_are_one_dataclass_whose_unset_top_n_is_each_detectors_own() -> None:
+    assert detector_options({"min_size": [64, 96], "max_size": 96, "group_by_aspect": True}) == {
+        "min_size": (64, 96),
+        "max_size": 96,
+    }
+    kept = {
+        detector: build_detector(detector, 2, TINY, **NARROW).rpn._post_nms_top_n
+        for detector in ("mask_rcnn", "cascade_mask_rcnn")
+    }
+    assert kept == {
+        "mask_rcnn": {"training": 1000, "testing": 1000},
+        "cascade_mask_rcnn": {"training": 2000, "testing": 1000},
+    }
+    chosen = build_detector("cascade_mask_rcnn", 2, TINY, rpn_post_nms_top_n=(300, 200), **NARROW)
+    assert chosen.rpn._post_nms_top_n == {"training": 300, "testing": 200}
+    with pytest.raises(TypeError, match="frobnicate"):
+        build_detector("mask_rcnn", 2, TINY, frobnicate=1)
+
+
+def test_a_detector_uses_the_parts_it_is_given_and_builds_only_the_missing_ones() -> None:
+    options = DetectorOptions(min_size=64, max_size=96, **NARROW)
+    donor = build_mask_rcnn(2, TINY, min_size=64, max_size=96, **NARROW)
+    backbone = UniFormerFPN(uniformer.UniFormer(**TINY, dense=True), NARROW["fpn_channels"])
+    model = UniFormerMaskRCNN(backbone, 2, options, rpn=donor.rpn, transform=donor.transform)
+    assert model.rpn is donor.rpn and model.transform is donor.transform and model.backbone is backbone
+    assert model.roi_heads is not donor.roi_heads and model.roi_heads.has_mask() and model.num_classes == 2

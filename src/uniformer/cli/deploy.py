@@ -7,7 +7,7 @@ import sys
 
 from uniformer.deploy.export import OPSET, export_model, exportable_task
 from uniformer.models.checkpoint import read_checkpoint
-from uniformer.models.registry import create_model
+from uniformer.models.factory import create_model
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -18,6 +18,10 @@ Facts (shapes, defaults, formulas) follow the official Sense-X/UniFormer code, r
 Parameter names equal the official ones, so released checkpoints load without any renaming. Unlike the
 official code, the dimensionality is a constructor argument (``video=True`` picks Conv3d/BatchNorm3d), every
 input size divisible by 32 works, and layer scale is an argument rather than module-global state.
+
+This file holds the whole network (blocks, attention, embeddings and the model) although it is longer than the
+package's other modules: it is the one definition every zoo model is built from, read side by side with the
+official files above, and its classes share private helpers that no other module needs.
 """
 
 from __future__ import annotations
@@ -35,6 +39,8 @@ from timm.models._features import feature_take_indices
 from timm.models.swin_transformer import window_partition, window_reverse
 from torch.utils.checkpoint import checkpoint
 
+from uniformer.models.layers.batchnorm import fold_into_next_pointwise, fold_sequential_batchnorms
+
 __all__ = [
     "UniFormer",
     "PatchEmbed",
@@ -46,8 +52,6 @@ __all__ = [
     "chunked_attention",
     "Formulation",
     "set_formulation",
-    "fold_into_previous_conv",
-    "fold_sequential_batchnorms",
 ]
 
 # LayerNorm epsilon inside the blocks (official ``partial(nn.LayerNorm, eps=1e-6)``); the patch embeddings
@@ -127,52 +131,6 @@ def check_formulation(formulation: str) -> Formulation:
     if formulation not in ("reference", "fast"):
         raise ValueError(f"formulation must be 'reference' or 'fast', got {formulation!r}")
     return formulation  # type: ignore[return-value]
-
-
-def _bn_scale_shift(norm: _BatchNorm) -> tuple[torch.Tensor, torch.Tensor]:
-    """Eval-mode BatchNorm as ``x * scale + shift`` per channel."""
-    scale = torch.rsqrt(norm.running_var + norm.eps)
-    if norm.weight is not None:
-        scale = scale * norm.weight
-    shift = -norm.running_mean * scale
-    if norm.bias is not None:
-        shift = shift + norm.bias
-    return scale, shift
-
-
-def _conv_bias(conv: nn.Module) -> torch.Tensor:
-    if conv.bias is None:
-        conv.bias = nn.Parameter(torch.zeros(conv.out_channels, dtype=conv.weight.dtype, device=conv.weight.device))
-    return conv.bias
-
-
-@torch.no_grad()
-def _fold_into_next_pointwise(norm: _BatchNorm, conv: nn.Module) -> None:
-    """``conv(norm(x))`` -> ``conv'(x)``: exact for a 1x1 convolution, which sees no zero padding."""
-    scale, shift = _bn_scale_shift(norm)
-    weight = conv.weight.flatten(1)
-    _conv_bias(conv).add_(weight @ shift)
-    conv.weight.mul_(scale.view(1, -1, *([1] * (conv.weight.ndim - 2))))
-
-
-@torch.no_grad()
-def fold_into_previous_conv(conv: nn.Module, norm: _BatchNorm) -> None:
-    """``norm(conv(x))`` -> ``conv'(x)``, in place: exact for any convolution, transposed ones included (the norm
-    acts per output channel: dim 0 of a convolution's weight, dim 1 of a transposed convolution's)."""
-    scale, shift = _bn_scale_shift(norm)
-    bias = _conv_bias(conv)
-    bias.mul_(scale).add_(shift)
-    out_dim = 1 if isinstance(conv, nn.modules.conv._ConvTransposeNd) else 0
-    conv.weight.mul_(scale.view(*([1] * out_dim), -1, *([1] * (conv.weight.ndim - out_dim - 1))))
-
-
-def fold_sequential_batchnorms(layers: nn.Sequential) -> None:
-    """Fold every eval-mode BatchNorm of ``layers`` that follows a convolution into it and replace the norm by an
-    identity, in place (indices, hence state-dict keys of the rest, stay); calling it again changes nothing."""
-    for i, layer in enumerate(layers):
-        if isinstance(layer, _BatchNorm) and i > 0 and isinstance(layers[i - 1], nn.modules.conv._ConvNd):
-            fold_into_previous_conv(layers[i - 1], layer)
-            layers[i] = nn.Identity()
 
 
 class PatchEmbed(nn.Module):
@@ -321,7 +279,7 @@ class LocalBlock(nn.Module):
         """
         for norm, conv in (("norm1", self.conv1), ("norm2", self.mlp.fc1)):
             if isinstance(getattr(self, norm), _BatchNorm):
-                _fold_into_next_pointwise(getattr(self, norm), conv)
+                fold_into_next_pointwise(getattr(self, norm), conv)
                 setattr(self, norm, nn.Identity())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import importlib
 
-from uniformer.models.registry import model_info
+from uniformer.models.zoo.catalog import model_info
 from uniformer.tasks.base import Collectives, MetricAccumulator, Metrics, Objective, Task
 
 __all__ = ["TASKS", "Collectives", "MetricAccumulator", "Metrics", "Objective", "Task", "get_task", "task_for_model"]

@@ -20,7 +20,8 @@ import torch
 
 from uniformer._fileio import atomic_write_text
 from uniformer.models.checkpoint import read_checkpoint
-from uniformer.models.registry import create_model, model_info
+from uniformer.models.factory import create_model
+from uniformer.models.zoo.catalog import model_info
 from uniformer.tasks._demo import train_and_test
 from uniformer.tasks.detection import TASK
 from uniformer.tasks.detection.predict import draw_detections

@@ -27,7 +27,7 @@ from torchvision.utils import draw_bounding_boxes, draw_segmentation_masks
 from uniformer._fileio import atomic_write_text
 from uniformer.data.images import DecodeError, image_size, read_image
 from uniformer.models.checkpoint import CheckpointFile
-from uniformer.models.registry import ModelInfo
+from uniformer.models.zoo.schema import ModelInfo
 from uniformer.tasks.base import parse_task_options
 from uniformer.tasks.detection.metrics import MASK_THRESHOLD, encode_mask
 

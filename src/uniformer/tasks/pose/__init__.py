@@ -20,7 +20,8 @@ import torch.nn as nn
 from omegaconf import DictConfig
 
 from uniformer.models.pose import COCO_FLIP_PAIRS, build_pose_model
-from uniformer.models.registry import model_info
+from uniformer.models.zoo.catalog import model_info
+from uniformer.models.zoo.pose import HEAD_CHANNELS
 from uniformer.tasks.base import Metrics, Objective, Task
 from uniformer.tasks.pose.coco import COCO_SIGMAS, read_detections, read_keypoint_file
 from uniformer.tasks.pose.config import DataConfig, HeadConfig, PoseEvalConfig, resolve
@@ -157,7 +158,7 @@ class PoseTask(Task):
         return KeypointAccumulator(len(dataset), dataset.ann_file, vis_thr=cfg.eval.vis_thr, oks_thr=cfg.eval.oks_thr)
 
     def weights_metadata(self, cfg: DictConfig, train_set: torch.utils.data.Dataset) -> dict[str, Any]:
-        return {"classes": list(train_set.keypoint_names)}
+        return {"classes": list(train_set.keypoint_names), "model_args": {HEAD_CHANNELS: cfg.head.channels}}
 
     def check_eval_data(self, cfg: DictConfig, checkpoint: Any, dataset: torch.utils.data.Dataset) -> Any:
         """Refuse a test set whose keypoint names are not those stored with the weights."""

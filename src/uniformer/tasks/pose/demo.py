@@ -25,7 +25,8 @@ from PIL import Image
 from uniformer._fileio import atomic_write_text
 from uniformer.data.images import read_image
 from uniformer.models.checkpoint import read_checkpoint
-from uniformer.models.registry import create_model, model_info
+from uniformer.models.factory import create_model
+from uniformer.models.zoo.catalog import model_info
 from uniformer.tasks._demo import train_and_test
 from uniformer.tasks.pose import TASK
 from uniformer.tasks.pose.coco import read_keypoint_file

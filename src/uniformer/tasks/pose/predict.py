@@ -27,8 +27,10 @@ from torchvision.utils import draw_keypoints
 from uniformer._fileio import atomic_write_text
 from uniformer.data.images import DecodeError, image_size, read_image
 from uniformer.models.checkpoint import CheckpointFile, read_checkpoint
+from uniformer.models.factory import create_model
 from uniformer.models.optimize import optimize_for_inference
-from uniformer.models.registry import ModelInfo, create_model, model_info
+from uniformer.models.zoo.catalog import model_info
+from uniformer.models.zoo.schema import ModelInfo
 from uniformer.tasks import get_task
 from uniformer.tasks.base import parse_task_options
 from uniformer.tasks.pose.coco import COCO_SIGMAS, COCO_SKELETON, Instance

@@ -20,8 +20,8 @@ import torch.nn.functional as F
 from omegaconf import DictConfig
 
 from uniformer.data import read_classes
-from uniformer.models.registry import model_info
 from uniformer.models.segmentor import build_segmentor
+from uniformer.models.zoo.catalog import model_info
 from uniformer.tasks.base import Metrics, Objective, Task
 from uniformer.tasks.segmentation.config import (
     DataConfig,

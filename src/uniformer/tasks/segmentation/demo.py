@@ -28,7 +28,7 @@ from PIL import Image
 
 from uniformer._fileio import atomic_write_text
 from uniformer.data.images import read_image
-from uniformer.models.registry import model_info
+from uniformer.models.zoo.catalog import model_info
 from uniformer.tasks._demo import run_cli, train_and_test
 from uniformer.tasks.segmentation.metrics import Areas, compute_metrics, intersect_and_union
 from uniformer.tasks.segmentation.predict import palette_for

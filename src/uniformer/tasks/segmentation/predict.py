@@ -19,8 +19,8 @@ from PIL import Image, ImageDraw, ImageFont
 
 from uniformer.data.images import read_image
 from uniformer.models.checkpoint import CheckpointFile
-from uniformer.models.registry import ModelInfo
 from uniformer.models.segmentor import InferenceConfig
+from uniformer.models.zoo.schema import ModelInfo
 from uniformer.tasks.segmentation.data import EvalTransform, Pair, SegmentationDataset
 from uniformer.tasks.segmentation.metrics import label_maps
 
