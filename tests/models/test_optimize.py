@@ -157,7 +157,10 @@ def test_fused_mlp_equals_the_mlp_it_replaces_and_runs_onednn_fused_kernels(
         with torch.profiler.profile() as profile:
             out = fused(x)
         torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
-        assert out.stride() == expected.stride()  # the layout a plain layer gives: channels-last maps stay so
+        if kind == "linear":
+            assert out.stride() == expected.stride()
+        else:  # channels-last maps stay so (a plain Conv3d returns contiguous maps on some CPUs)
+            assert out.is_contiguous(memory_format=torch.channels_last_3d if video else torch.channels_last)
         low = copy.deepcopy(fused).to(torch.bfloat16)(x.to(torch.bfloat16)).float()
         with torch.autocast("cpu", dtype=torch.bfloat16):  # fp32 weights, bf16 maps: the plain ops take over
             autocast = fused(x.to(torch.bfloat16)).float()
