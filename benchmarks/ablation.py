@@ -1,7 +1,7 @@
 """What each inference fast path buys on its own: variants timed between the plain and the optimized model.
 
 Passed as ``extra_models`` to :func:`uniformer.benchmarks.models.run_model_benchmark`; the optimized fp32 row
-that follows adds the fused MLPs (:class:`~uniformer.models.optimize.FusedMlp`) to the last of these.
+that follows adds the fused MLPs (:class:`~uniformer.models.layers.mlp.FusedMlp`) to the last of these.
 """
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ import copy
 import torch
 import torch.nn as nn
 
-from uniformer.models.optimize import FusedMlp, PrepareInput, optimize_for_inference
+from uniformer.models.layers.mlp import FusedMlp
+from uniformer.models.optimize import PrepareInput, optimize_for_inference
 from uniformer.models.uniformer import Attention, set_formulation
 
 __all__ = ["NOTE", "fast_path_steps"]

@@ -27,10 +27,11 @@ from torchvision.models.detection import maskrcnn_resnet50_fpn_v2
 
 from uniformer.benchmarks.models import BenchmarkTable, machine_description, measure_table, native_precisions
 from uniformer.models.complexity import count_gmacs
-from uniformer.models.detector import UniFormerMaskRCNN
+from uniformer.models.detection import UniFormerMaskRCNN
+from uniformer.models.factory import create_model
 from uniformer.models.optimize import optimize_for_inference
-from uniformer.models.registry import create_model, model_info
 from uniformer.models.uniformer import UniFormer, set_formulation
+from uniformer.models.zoo.catalog import model_info
 
 NAME = "uniformer_small_h14_mask_rcnn_coco_3x"
 _LABEL = {"fp32": "fp32", "bf16": "bf16 autocast"}
@@ -131,7 +132,9 @@ def run(
         table.notes.append("no bf16 rows: this CPU has no native bfloat16 (reference kernels, not worth timing)")
     table.notes.append("detections per image: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
     release = model_info(NAME).release()
-    table.notes.append(f"published COCO box AP: {NAME} {release.box_ap}, {PEER} 47.4 (torchvision's weights)")
+    table.notes.append(
+        f"published COCO box AP: {NAME} {release.metrics['box_ap']}, {PEER} 47.4 (torchvision's weights)"
+    )
     table.notes.append(machine_description())
     return table
 

@@ -18,7 +18,7 @@ from uniformer.benchmarks.models import (
     plain_model,
 )
 from uniformer.models.optimize import optimize_for_inference
-from uniformer.models.registry import model_info
+from uniformer.models.zoo.catalog import model_info
 
 __all__ = ["run_peer_benchmark"]
 
@@ -62,7 +62,7 @@ def run_peer_benchmark(
         memory=peak_rss_mb,
     )
     table.memory_label = "peak extra RSS MB"
-    published = [f"{name} {model_info(name).release().top1} ({model_info(name).release().gflops})"]
+    published = [f"{name} {model_info(name).release().metrics['top1']} ({model_info(name).release().gflops})"]
     for weights in (MViT_V2_S_Weights.DEFAULT, Swin3D_T_Weights.DEFAULT):
         meta = weights.meta
         published.append(f"{type(weights).__name__} {meta['_metrics']['Kinetics-400']['acc@1']} ({meta['_ops']})")

@@ -33,10 +33,11 @@ from uniformer.benchmarks.models import (
     paired_speedup,
 )
 from uniformer.models.complexity import count_gmacs
+from uniformer.models.factory import create_model
 from uniformer.models.heads.topdown import TopDownSimpleHead
 from uniformer.models.optimize import PrepareInput, optimize_for_inference
-from uniformer.models.registry import create_model, model_info
 from uniformer.models.uniformer import set_formulation
+from uniformer.models.zoo.catalog import model_info
 
 NAME = "uniformer_small_topdown_coco_256x192"
 PEER = "SimpleBaseline ResNet-50"
@@ -114,7 +115,7 @@ def run(
         table.notes.append("no bf16 rows: this CPU has no native bfloat16 (reference kernels, not worth timing)")
     published = model_info(NAME).release()
     table.notes.append(
-        f"published: {NAME} COCO val AP {published.coco_metrics['AP']} at {published.gflops} GFLOPs; {PEER} "
+        f"published: {NAME} COCO val AP {published.metrics['ap']} at {published.gflops} GFLOPs; {PEER} "
         f"{PEER_PUBLISHED}; measured GMACs per crop: {ours:.2f} vs {theirs:.2f}"
     )
     table.notes.append(machine_description())

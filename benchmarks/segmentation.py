@@ -21,9 +21,10 @@ from torchvision.models.segmentation import deeplabv3_resnet50
 
 from uniformer.benchmarks.models import BenchmarkTable, machine_description, measure_table, no_grad_call
 from uniformer.models.complexity import count_gmacs
+from uniformer.models.factory import create_model
 from uniformer.models.optimize import optimize_for_inference, warn_if_cpu_bf16_is_slow
-from uniformer.models.registry import create_model, model_info
 from uniformer.models.uniformer import set_formulation
+from uniformer.models.zoo.catalog import model_info
 
 NAME = "uniformer_small_upernet_ade20k"
 
@@ -78,7 +79,7 @@ def run(repeats: int = 3, size: int = 512, log: Callable[[str], Any] = print, cp
             table.notes.append(f"{label}: max |logit error| / max |logit| = {error:.2e}")
     if slow_bf16:
         table.notes.append("no bf16 row: this CPU has no native bfloat16 (reference kernels, not worth timing)")
-    table.notes.append(f"published ADE20K mIoU of {NAME}: {model_info(NAME).release().miou}")
+    table.notes.append(f"published ADE20K mIoU of {NAME}: {model_info(NAME).release().metrics['miou']}")
     table.notes.append(machine_description())
     return table
 

@@ -5,7 +5,6 @@ Quick start::
     import uniformer
     uniformer.list_models("*k400*")
     model = uniformer.create_model("uniformer_small_k400_16x4", checkpoint_path="uniformer_small_k400_16x4.pth")
-X
 
 Importing this package also registers the image models with timm (``timm.create_model("uniformer_small")``).
 """

@@ -16,6 +16,7 @@ from uniformer.data import (
     collate_videos,
     read_video_list,
 )
+from uniformer.models.zoo.datasets import VIDEO_MEAN, VIDEO_STD
 
 
 class RawClip:
@@ -136,6 +137,8 @@ def test_training_loop_loses_nothing_but_the_broken_files(media, synth_set: Path
         stride=2,
         crop_size=32,
         rand_augment=None,
+        mean=VIDEO_MEAN,
+        std=VIDEO_STD,
     )
     dataset.records = records  # same pipeline, with four unreadable files mixed into the list
     loader = torch.utils.data.DataLoader(
@@ -184,6 +187,8 @@ def test_evaluation_reports_every_failed_view(media, synth_set: Path) -> None:
         crop_size=32,
         num_clips=2,
         num_crops=3,
+        mean=VIDEO_MEAN,
+        std=VIDEO_STD,
     )
     dataset.records = dataset.records[:3] + [VideoRecord(str(media["truncated"]), 2)]
     assert (dataset.mode, dataset.num_videos, dataset.num_views, len(dataset)) == ("test", 4, 6, 24)
@@ -207,6 +212,8 @@ def test_builder_exposes_what_the_engine_needs(synth_set: Path) -> None:
         num_frames=8,
         stride=2,
         crop_size=32,
+        mean=VIDEO_MEAN,
+        std=VIDEO_STD,
     )
     assert (dataset.num_classes, dataset.num_videos, dataset.num_views, dataset.mode) == (8, 24, 1, "train")
     assert dataset.classes[0] == "moving_right"

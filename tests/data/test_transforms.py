@@ -16,9 +16,9 @@ from uniformer.data import (
     VideoMixup,
     normalize,
     short_side_resize,
-    three_crop,
     uniform_crop,
 )
+from uniformer.models.zoo.datasets import VIDEO_MEAN, VIDEO_STD
 
 
 def coordinate_clip(frames: int, height: int, width: int) -> torch.Tensor:
@@ -26,6 +26,11 @@ def coordinate_clip(frames: int, height: int, width: int) -> torch.Tensor:
     rows = torch.arange(height).view(height, 1).expand(height, width)
     cols = torch.arange(width).view(1, width).expand(height, width)
     return torch.stack([rows, cols, torch.zeros_like(rows)]).expand(frames, 3, height, width)
+
+
+def three_crop(clip: torch.Tensor, size: int) -> list[torch.Tensor]:
+    """The three test crops along the clip's long side."""
+    return [uniform_crop(clip, size, i) for i in range(3)]
 
 
 def top_left(crop: torch.Tensor) -> tuple[int, int]:
@@ -60,7 +65,7 @@ def test_short_side_resize_keeps_aspect_with_floor() -> None:
 def test_eval_transform_views_of_a_landscape_clip() -> None:
     frames = torch.zeros(8, 240, 320, 3, dtype=torch.uint8)
     frames[..., :10, :] = 255  # a bright left edge only the left crop sees
-    transform = EvalTransform(224, num_crops=3)
+    transform = EvalTransform(224, num_crops=3, mean=VIDEO_MEAN, std=VIDEO_STD)
     views = [transform(frames, i) for i in range(3)]
     assert all(v.shape == (3, 8, 224, 224) and v.dtype == torch.float32 for v in views)
     bright = (1.0 - 0.45) / 0.225
@@ -71,7 +76,7 @@ def test_eval_transform_views_of_a_landscape_clip() -> None:
 
 def test_normalize_uses_video_mean_and_std() -> None:
     clip = torch.tensor([0, 255], dtype=torch.uint8).view(2, 1, 1, 1).expand(2, 3, 1, 1)
-    out = normalize(clip, channel_dim=1)
+    out = normalize(clip, VIDEO_MEAN, VIDEO_STD, channel_dim=1)
     assert torch.allclose(out[:, 0, 0, 0], torch.tensor([-0.45 / 0.225, 0.55 / 0.225]))
 
 
@@ -79,8 +84,8 @@ def test_train_transform_flip_switch() -> None:
     frames = torch.zeros(4, 64, 96, 3, dtype=torch.uint8)
     frames[:, :, :8] = 255  # bright left edge
     full_frame = {"scale": (1.0, 1.0), "ratio": (1.5, 1.5), "rand_augment": None, "erasing_prob": 0.0}
-    no_flip = TrainTransform(64, flip=False, **full_frame)
-    flip = TrainTransform(64, flip=True, **full_frame)
+    no_flip = TrainTransform(64, flip=False, **full_frame, mean=VIDEO_MEAN, std=VIDEO_STD)
+    flip = TrainTransform(64, flip=True, **full_frame, mean=VIDEO_MEAN, std=VIDEO_STD)
     torch.manual_seed(0)
     assert all(no_flip(frames)[:, :, :, 0].gt(0).all() for _ in range(20))
     flipped = [bool(flip(frames)[:, :, :, -1].gt(0).all()) for _ in range(20)]

@@ -37,7 +37,7 @@ def _reference_logits(path: Path, checkpoint: Path) -> torch.Tensor:
     """The multi-view test spelt out independently: 2 dense clips x 1 centre crop, mean of the logits."""
     info = uniformer.model_info(MODEL)
     model = uniformer.create_model(MODEL, checkpoint_path=checkpoint).eval()
-    transform = EvalTransform(64)
+    transform = EvalTransform(64, mean=info.mean, std=info.std)
     length = video_info(path).num_frames
     views = []
     for clip in range(info.test_clips):

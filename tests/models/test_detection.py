@@ -20,14 +20,17 @@ from torchvision.ops import generalized_box_iou_loss, roi_align
 
 import uniformer
 from uniformer import CheckpointError
-from uniformer.models.detector import (
+from uniformer.models.detection import (
     AlignedMultiScaleRoIAlign,
     CascadeRoIHeads,
+    DetectorOptions,
     MMDetAnchorGenerator,
     UniFormerCascadeMaskRCNN,
     UniFormerFPN,
+    UniFormerMaskRCNN,
     build_detector,
     build_mask_rcnn,
+    detector_options,
     giou_box_loss,
     l1_box_loss,
     postprocess_detections,
@@ -244,7 +247,7 @@ def test_zoo_entries_carry_the_published_numbers_and_coco_classes() -> None:
     ]
     info = uniformer.model_info("uniformer_base_h14_cascade_mask_rcnn_coco_3x")
     release = info.release()
-    assert (release.box_ap, release.mask_ap, info.params_m, release.gflops) == (53.8, 46.4, 107, 878)
+    assert (release.metrics, info.params_m, release.gflops) == ({"box_ap": 53.8, "mask_ap": 46.4}, 107, 878)
     assert release.input_hw == (800, 1280) and info.model_args["attn_mode"] == "hybrid"
     assert info.num_classes == 80 and info.labels[0] == "person" and info.labels[-1] == "toothbrush"
     ids = uniformer.labels.load_category_ids("coco")
@@ -554,3 +557,31 @@ def test_postprocessing_is_torchvisions_at_the_heads_own_threshold() -> None:
         assert all(torch.equal(a, b) for a, b in zip(mine, reference, strict=True))
     lowered = postprocess_detections(heads, logits, deltas, proposals, shapes, score_thresh=0.0)
     assert sum(map(len, lowered[1])) >= sum(map(len, ours[1])) and heads.score_thresh == 0.05
+
+
+def test_detector_options_are_one_dataclass_whose_unset_top_n_is_each_detectors_own() -> None:
+    assert detector_options({"min_size": [64, 96], "max_size": 96, "group_by_aspect": True}) == {
+        "min_size": (64, 96),
+        "max_size": 96,
+    }
+    kept = {
+        detector: build_detector(detector, 2, TINY, **NARROW).rpn._post_nms_top_n
+        for detector in ("mask_rcnn", "cascade_mask_rcnn")
+    }
+    assert kept == {
+        "mask_rcnn": {"training": 1000, "testing": 1000},
+        "cascade_mask_rcnn": {"training": 2000, "testing": 1000},
+    }
+    chosen = build_detector("cascade_mask_rcnn", 2, TINY, rpn_post_nms_top_n=(300, 200), **NARROW)
+    assert chosen.rpn._post_nms_top_n == {"training": 300, "testing": 200}
+    with pytest.raises(TypeError, match="frobnicate"):
+        build_detector("mask_rcnn", 2, TINY, frobnicate=1)
+
+
+def test_a_detector_uses_the_parts_it_is_given_and_builds_only_the_missing_ones() -> None:
+    options = DetectorOptions(min_size=64, max_size=96, **NARROW)
+    donor = build_mask_rcnn(2, TINY, min_size=64, max_size=96, **NARROW)
+    backbone = UniFormerFPN(uniformer.UniFormer(**TINY, dense=True), NARROW["fpn_channels"])
+    model = UniFormerMaskRCNN(backbone, 2, options, rpn=donor.rpn, transform=donor.transform)
+    assert model.rpn is donor.rpn and model.transform is donor.transform and model.backbone is backbone
+    assert model.roi_heads is not donor.roi_heads and model.roi_heads.has_mask() and model.num_classes == 2

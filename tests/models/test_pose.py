@@ -130,6 +130,6 @@ def test_pose_entries_carry_the_published_numbers() -> None:
         f"uniformer_{s}_topdown_coco_{r}" for s in ("small", "base") for r in ("256x192", "384x288", "448x320")
     ]
     small = uniformer.model_info("uniformer_small_topdown_coco_256x192").release()
-    assert small.coco_metrics == {"AP": 74.0, "AP50": 90.3, "AP75": 82.2, "APm": 66.8, "APl": 76.7, "AR": 79.5}
+    assert small.metrics == {"ap": 74.0, "ap50": 90.3, "ap75": 82.2, "apm": 66.8, "apl": 76.7, "ar": 79.5}
     assert small.input_hw == (256, 192) and small.gflops == 4.7
-    assert uniformer.model_info("uniformer_base_topdown_coco_448x320").release().coco_metrics["AP"] == 77.4
+    assert uniformer.model_info("uniformer_base_topdown_coco_448x320").release().metrics["ap"] == 77.4

@@ -14,7 +14,6 @@ from uniformer import CheckpointError, load_checkpoint
 from uniformer.labels import load_palette
 from uniformer.models.heads import FPN, PPM, ConvModule, FCNHead, FPNHead, UPerHead
 from uniformer.models.heads.modules import resize, upsampled_conv3x3
-from uniformer.models.registry import zoo_table
 from uniformer.models.segmentor import (
     InferenceConfig,
     UniFormerSegmentor,
@@ -22,6 +21,7 @@ from uniformer.models.segmentor import (
     head_widths,
     slide_inference,
 )
+from uniformer.models.zoo.tables import zoo_table
 
 from golden import GOLDEN, assert_close_to_golden, golden_cases, golden_model_kwargs, golden_state_dict
 
@@ -210,16 +210,15 @@ def test_create_model_loads_an_official_fpn_checkpoint(tmp_path: Path) -> None:
 def test_segmentation_entries_carry_ade20k_and_the_published_numbers() -> None:
     info = uniformer.model_info("uniformer_small_upernet_ade20k")
     release = info.release()
-    assert (info.task, info.decoder, info.num_classes, release.miou, release.ms_miou) == (
+    assert (info.task, info.decoder, info.num_classes, release.metrics) == (
         "segmentation",
         "upernet",
         150,
-        47.6,
-        48.5,
+        {"miou": 47.6, "ms_miou": 48.5},
     )
     assert info.input_shape() == (1, 3, 512, 2048)
     assert info.labels == uniformer.load_labels("ade20k") and info.palette == load_palette("ade20k")
-    assert uniformer.model_info("uniformer_base_h14_fpn_ade20k").release().miou == 47.0
+    assert uniformer.model_info("uniformer_base_h14_fpn_ade20k").release().metrics == {"miou": 47.0}
     assert uniformer.model_info("uniformer_small_h14_upernet_ade20k").release().checkpoint_url is None
     assert set(uniformer.list_models("*_ade20k")) == set(uniformer.list_models(task="segmentation"))
     assert len(uniformer.list_models(task="segmentation")) == 16  # the README's tables but the light models

@@ -18,8 +18,8 @@ from uniformer.cli import main
 from uniformer.cli.predict import parse_task_options
 from uniformer.engine import evaluate, load_config, resolve_config, train
 from uniformer.engine.predict import Predictor
-from uniformer.models.detector import UniFormerCascadeMaskRCNN
-from uniformer.models.registry import model_info
+from uniformer.models.detection import UniFormerCascadeMaskRCNN
+from uniformer.models.zoo.catalog import model_info
 from uniformer.runtime import feed
 from uniformer.tasks import task_for_model
 from uniformer.tasks.detection import TASK, evaluate_coco

@@ -17,9 +17,10 @@ from uniformer.engine import evaluate, load_config, train
 from uniformer.engine.config import resolve_config
 from uniformer.engine.predict import Predictor
 from uniformer.models.checkpoint import TRAIN_FORMAT, read_checkpoint
-from uniformer.models.detector import UniFormerMaskRCNN
+from uniformer.models.detection import UniFormerMaskRCNN
+from uniformer.models.factory import create_model
 from uniformer.models.pose import build_pose_model
-from uniformer.models.registry import create_model, model_info
+from uniformer.models.zoo.catalog import model_info
 from uniformer.runtime import feed
 from uniformer.tasks import get_task, task_for_model
 from uniformer.tasks.pose import TASK, MSRAHeatmap, PoseTask, evaluate_coco_keypoints, keypoint_mse_loss

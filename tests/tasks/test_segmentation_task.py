@@ -22,8 +22,8 @@ from uniformer.engine.config import resolve_config
 from uniformer.engine.evaluate import evaluate
 from uniformer.engine.train import train
 from uniformer.models.checkpoint import read_checkpoint
-from uniformer.models.registry import model_info
 from uniformer.models.segmentor import InferenceConfig, build_segmentor
+from uniformer.models.zoo.catalog import model_info
 from uniformer.runtime import feed
 from uniformer.tasks import get_task, task_for_model
 from uniformer.tasks.segmentation import TASK, SegmentationTask, segmentation_loss

@@ -170,6 +170,7 @@ def run_data_benchmark(
     is a real crop) is written to a temporary folder first.
     """
     from uniformer.data import DEFAULT_RAND_AUGMENT, available_backends, backend_status, build_video_dataset, synthesize
+    from uniformer.models.zoo.datasets import VIDEO_MEAN, VIDEO_STD
 
     result = DataBenchmarkResult(f"{num_frames}x{stride} @{crop_size}", batch_size, workers, rand_augment)
     with tempfile.TemporaryDirectory(prefix="uniformer-bench-") as tmp:
@@ -200,6 +201,8 @@ def run_data_benchmark(
                 crop_size=crop_size,
                 rand_augment=DEFAULT_RAND_AUGMENT if rand_augment else None,
                 backend=name,
+                mean=VIDEO_MEAN,
+                std=VIDEO_STD,
             )
             result.clips_per_s[name] = _time_loader(dataset, batch_size, workers, batches)
             log(f"{name}: {result.clips_per_s[name]:.1f} clips/s")

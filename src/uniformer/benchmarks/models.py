@@ -24,9 +24,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from uniformer.models.complexity import count_gmacs
+from uniformer.models.factory import create_model
 from uniformer.models.optimize import optimize_for_inference, warn_if_cpu_bf16_is_slow
-from uniformer.models.registry import create_model, model_info
 from uniformer.models.uniformer import set_formulation
+from uniformer.models.zoo.catalog import model_info
 
 __all__ = [
     "BenchmarkTable",

@@ -22,8 +22,9 @@ from uniformer.benchmarks.models import BenchmarkTable, Row, interleaved, machin
 from uniformer.deploy.export import export_program, save_onnx
 from uniformer.deploy.hub import hub_config
 from uniformer.models.complexity import count_gmacs
+from uniformer.models.factory import create_model
 from uniformer.models.optimize import optimize_for_inference
-from uniformer.models.registry import create_model, model_info
+from uniformer.models.zoo.catalog import model_info
 
 __all__ = ["run_onnx_benchmark"]
 

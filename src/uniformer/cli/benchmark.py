@@ -11,6 +11,10 @@ from __future__ import annotations
 import argparse
 import os
 
+from uniformer.benchmarks.data import run_data_benchmark
+from uniformer.benchmarks.models import run_model_benchmark, run_train_benchmark
+from uniformer.benchmarks.onnx import run_onnx_benchmark
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``benchmark`` group; each measured subsystem is a subcommand."""
@@ -81,8 +85,6 @@ def _common(parser: argparse.ArgumentParser) -> None:
 
 
 def _data(args: argparse.Namespace) -> int:
-    from uniformer.benchmarks.data import run_data_benchmark
-
     result = run_data_benchmark(
         root=args.root,
         backends=args.backends,
@@ -103,8 +105,6 @@ def _data(args: argparse.Namespace) -> int:
 
 
 def _model(args: argparse.Namespace) -> int:
-    from uniformer.benchmarks.models import run_model_benchmark, run_train_benchmark
-
     common = dict(img_size=args.img_size, num_frames=args.num_frames, device=args.device, repeats=args.repeats)
     if args.train:
         if args.dtype or args.compile:
@@ -121,8 +121,6 @@ def _model(args: argparse.Namespace) -> int:
 
 
 def _onnx(args: argparse.Namespace) -> int:
-    from uniformer.benchmarks.onnx import run_onnx_benchmark
-
     table = run_onnx_benchmark(
         args.model,
         batch_size=args.batch_size,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 
+from uniformer.data import check_videos, synthesize
 from uniformer.data.lists import FORMATS
 
 
@@ -50,8 +51,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _synth(args: argparse.Namespace) -> int:
-    from uniformer.data import synthesize
-
     if len(args.size) not in (1, 2):
         raise ValueError(f"--size takes one side or HEIGHT WIDTH, got {args.size}")
     size = args.size[0] if len(args.size) == 1 else (args.size[0], args.size[1])
@@ -72,8 +71,6 @@ def _synth(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from uniformer.data import check_videos
-
     report = check_videos(
         args.source,
         workers=args.workers,

@@ -5,6 +5,10 @@ from __future__ import annotations
 import argparse
 import sys
 
+from uniformer.deploy.export import OPSET, export_model, exportable_task
+from uniformer.models.checkpoint import read_checkpoint
+from uniformer.models.factory import create_model
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
@@ -52,10 +56,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from uniformer.deploy.export import OPSET, export_model, exportable_task
-    from uniformer.models.checkpoint import read_checkpoint
-    from uniformer.models.registry import create_model
-
     exportable_task(args.name)  # a detector is refused before anything is built
     file = None if args.checkpoint is None else read_checkpoint(args.checkpoint)
     if file is None:
@@ -69,7 +69,7 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _app(args: argparse.Namespace) -> int:
-    from uniformer.deploy.app import serve
+    from uniformer.deploy.app import serve  # imports gradio (the app extra): only when the page is asked for
 
     serve(args.model, args.checkpoint, host=args.host, port=args.port)
     return 0

@@ -14,6 +14,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from omegaconf import OmegaConf
+
+from uniformer.engine import TrainingDiverged, TrainingInterrupted, evaluate, load_config, train
+from uniformer.engine.config import resolve_config, shipped_configs, task_of
+from uniformer.runtime import cleanup_distributed
+
 # Shorthands `uniformer eval` accepts for its most used keys (``checkpoint=...`` reads better than eval.checkpoint).
 _EVAL_ALIASES = {"checkpoint": "eval.checkpoint", "aggregate": "eval.aggregate"}
 
@@ -81,8 +87,6 @@ def _setup_logging() -> bool:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from uniformer.engine import TrainingDiverged, TrainingInterrupted, load_config, train
-
     cfg = load_config(args.config, args.overrides)
     main = _setup_logging()
     if args.dry_run:
@@ -102,10 +106,6 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _dry_run(cfg: object) -> int:
-    from omegaconf import OmegaConf
-
-    from uniformer.engine.config import resolve_config, task_of
-
     resolved = resolve_config(cfg)  # type: ignore[arg-type]
     task = task_of(resolved)
     print(OmegaConf.to_yaml(resolved), end="")
@@ -120,8 +120,6 @@ def _dry_run(cfg: object) -> int:
 
 
 def _configs(args: argparse.Namespace) -> int:
-    from uniformer.engine.config import shipped_configs
-
     for name in shipped_configs():
         print(name)
     return 0
@@ -156,9 +154,6 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from uniformer.engine import evaluate, load_config
-    from uniformer.runtime import cleanup_distributed
-
     overrides = []
     for item in args.overrides:
         key, sep, value = item.partition("=")

@@ -6,14 +6,18 @@ import argparse
 import json
 import typing
 
-from uniformer.models.registry import Task
+from uniformer.models.complexity import measure_model
+from uniformer.models.convert import convert_checkpoint
+from uniformer.models.zoo.catalog import list_models, model_info
+from uniformer.models.zoo.schema import METRIC_LABELS, Task
+from uniformer.models.zoo.tables import zoo_table
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("models", help="list the model zoo")
     p.add_argument("pattern", nargs="?", default=None, help="shell-style filter, e.g. '*k400*'")
     p.add_argument("--task", choices=typing.get_args(Task), default=None, help="only the zoo models of this task")
-    p.add_argument("--markdown", action="store_true", help="print a Markdown table (as in the README)")
+    p.add_argument("--markdown", action="store_true", help="print a Markdown table (as on the docs' model zoo page)")
     p.set_defaults(func=_models)
 
     p = subparsers.add_parser("info", help="everything known about one zoo model, with measured params/GMACs")
@@ -30,8 +34,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _models(args: argparse.Namespace) -> int:
-    from uniformer.models.registry import list_models, zoo_table
-
     names = list_models(args.pattern, task=args.task)
     if not names:
         raise ValueError(f"no zoo model matches {args.pattern!r}")
@@ -40,13 +42,11 @@ def _models(args: argparse.Namespace) -> int:
 
 
 def _info(args: argparse.Namespace) -> int:
-    from uniformer.models.complexity import measure_model
-    from uniformer.models.registry import model_info
-
     info = model_info(args.name)
     release = info.release(args.img_size)
     measured = measure_model(args.name, release.img_size)
     data = info.to_dict()
+    published = release.metrics
     data.update(
         release=dict(vars(release)),
         measured_params=measured.params,
@@ -67,23 +67,23 @@ def _info(args: argparse.Namespace) -> int:
         sampling = f"{info.sampling}, {info.frames_label}"
         rows.append(("frames", sampling))
     if info.task == "segmentation":
-        multi = "" if release.ms_miou is None else f", multi-scale + flip {release.ms_miou:.1f}"
+        multi = f", multi-scale + flip {published['ms_miou']:.1f}" if "ms_miou" in published else ""
         rows += [
             ("decoder", info.decoder),
-            ("published mIoU", f"{release.miou:.1f} single-scale{multi}"),
+            ("published mIoU", f"{published['miou']:.1f} single-scale{multi}"),
         ]
     elif info.task == "detection":
         rows += [
             ("detector", info.detector),
-            ("published COCO val2017", f"box AP {release.box_ap:.1f}, mask AP {release.mask_ap:.1f}"),
+            ("published COCO val2017", f"box AP {published['box_ap']:.1f}, mask AP {published['mask_ap']:.1f}"),
         ]
     elif info.task == "pose":
-        published = ", ".join(f"{k} {v:.1f}" for k, v in release.coco_metrics.items()) or "-"
-        rows.append(("published COCO val", published))
+        keypoint_ap = ", ".join(f"{METRIC_LABELS[k]} {v:.1f}" for k, v in published.items()) or "-"
+        rows.append(("published COCO val", keypoint_ap))
     else:
         rows += [
             ("test views", f"{info.test_clips} clips x {info.test_crops} crops"),
-            ("published top-1", "-" if release.top1 is None else f"{release.top1:.1f}"),
+            ("published top-1", f"{published['top1']:.1f}" if "top1" in published else "-"),
         ]
     if release.checkpoint_file:
         checkpoint = f"{info.hub_repo}/{release.checkpoint_file}"
@@ -109,8 +109,6 @@ def _info(args: argparse.Namespace) -> int:
 
 
 def _convert(args: argparse.Namespace) -> int:
-    from uniformer.models.convert import convert_checkpoint
-
     state = convert_checkpoint(args.src, args.dst, model_name=args.model)
     params = sum(v.numel() for k, v in state.items() if not k.endswith("num_batches_tracked"))
     print(f"wrote {args.dst}: {len(state)} tensors, {params / 1e6:.2f} M values")

@@ -1,6 +1,9 @@
-"""Video data for UniFormer: from a file on disk to the batch the model sees.
+"""Media I/O every task shares: from a file on disk to the batch the model sees.
 
-* decoding: :func:`read_frames` (frame-exact, seeking; PyAV, torchcodec, decord, frame folders), :func:`video_info`
+* decoding: :func:`read_frames` (frame-exact, seeking; PyAV, torchcodec, decord, frame folders), :func:`video_info`,
+  and the one image reader :func:`read_image` (:func:`image_size`)
+* items: the :class:`Item` envelope every dataset item carries, :func:`collate_items`, and
+  :class:`RetryingDataset` (what happens to an unreadable source, in one place)
 * sampling: :func:`clip_indices` (the official dense and segment protocols)
 * transforms: :class:`TrainTransform`, :class:`EvalTransform`, :class:`VideoMixup` and their parts
 * datasets: :func:`read_video_list` (Kinetics, Something-Something V1/V2, UCF101, HMDB51, folder tree),
@@ -22,15 +25,15 @@ from uniformer.data.datasets import (
 )
 from uniformer.data.decode import (
     BACKENDS,
-    DecodeError,
     VideoInfo,
     available_backends,
     backend_status,
-    decode_all,
     frame_folder_files,
     read_frames,
     video_info,
 )
+from uniformer.data.images import IMAGE_EXTENSIONS, DecodeError, image_size, read_image
+from uniformer.data.items import Item, RetryingDataset, collate_items, envelope
 from uniformer.data.lists import (
     FORMATS,
     IMAGE_FORMAT,
@@ -51,8 +54,6 @@ from uniformer.data.synth import MOTIONS, SynthResult, render_clip, synthesize, 
 from uniformer.data.transforms import (
     DEFAULT_RAND_AUGMENT,
     IMAGE_RAND_AUGMENT,
-    VIDEO_MEAN,
-    VIDEO_STD,
     ClipRandAugment,
     ClipRandomErasing,
     EvalTransform,
@@ -61,7 +62,6 @@ from uniformer.data.transforms import (
     VideoMixup,
     normalize,
     short_side_resize,
-    three_crop,
     uniform_crop,
 )
 
@@ -69,21 +69,22 @@ __all__ = [
     "BACKENDS",
     "DEFAULT_RAND_AUGMENT",
     "FORMATS",
+    "IMAGE_EXTENSIONS",
     "IMAGE_FORMAT",
     "IMAGE_RAND_AUGMENT",
     "LIST_FORMATS",
     "MOTIONS",
-    "VIDEO_MEAN",
-    "VIDEO_STD",
     "CheckReport",
     "ClipItem",
     "ImageDataset",
+    "Item",
     "ClipRandAugment",
     "ClipRandomErasing",
     "DecodeError",
     "EvalTransform",
     "FileCheck",
     "RandomShortSideScale",
+    "RetryingDataset",
     "SkippedVideos",
     "SynthResult",
     "TrainTransform",
@@ -98,15 +99,18 @@ __all__ = [
     "build_video_dataset",
     "check_videos",
     "clip_indices",
+    "collate_items",
     "collate_videos",
-    "decode_all",
+    "envelope",
     "frame_folder_files",
+    "image_size",
     "image_transform",
     "normalize",
     "read_classes",
     "read_folder_tree",
     "read_frames",
     "read_hmdb51",
+    "read_image",
     "read_kinetics_list",
     "read_ssv1",
     "read_ssv2",
@@ -115,7 +119,6 @@ __all__ = [
     "render_clip",
     "short_side_resize",
     "synthesize",
-    "three_crop",
     "uniform_crop",
     "video_info",
     "write_video",

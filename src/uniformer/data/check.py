@@ -21,7 +21,8 @@ from typing import Any
 
 from uniformer._fileio import atomic_write_text
 from uniformer._progress import progress_bar
-from uniformer.data.decode import IMAGE_EXTENSIONS, count_decoded_frames, is_video_path, read_frames, video_info
+from uniformer.data.decode import count_decoded_frames, is_video_path, read_frames, video_info
+from uniformer.data.images import IMAGE_EXTENSIONS
 from uniformer.data.lists import VideoRecord, read_kinetics_list, read_video_list
 
 

@@ -10,57 +10,49 @@ instead of quietly averaging over fewer videos.
 
 from __future__ import annotations
 
-import logging
 import os
 import random
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, TypedDict
+from typing import Any
 
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from uniformer.data.decode import frame_folder_files, read_frames, video_info
+from uniformer.data.images import DecodeError, read_image
+from uniformer.data.items import Item, RetryingDataset, collate_items, long_tensor
 from uniformer.data.lists import VideoList, VideoRecord, read_video_list
 from uniformer.data.sampling import SamplingMode, clip_indices
 from uniformer.data.transforms import (
     DEFAULT_RAND_AUGMENT,
     IMAGE_RAND_AUGMENT,
-    VIDEO_MEAN,
-    VIDEO_STD,
     CropMode,
     EvalTransform,
     TrainTransform,
 )
 
-logger = logging.getLogger("uniformer.data")
 
-
-class ClipItem(TypedDict):
+class ClipItem(Item):
     """One dataset item, the same for videos and images (an image is a one-view item whose ``video`` is
     ``(C, H, W)``); :func:`collate_videos` batches it."""
 
     video: torch.Tensor  # float (C, T, H, W) clip, or (C, H, W) image
     label: int  # -1 when unknown
-    index: int  # video (or image) number in the dataset's list
     view: int  # 0 in train mode; clip * num_crops + crop in test mode
-    path: str
-    valid: bool  # False only for a test view whose file could not be read
-    error: str  # the reason, else ""
-    skipped: list[tuple[str, str]]  # (path, reason) of every file replaced while producing a train item
 
 
 ClipTransform = Callable[..., torch.Tensor]
 """``transform(frames_uint8_THWC, crop_idx) -> float (C, T, H, W)``; :class:`TrainTransform` ignores ``crop_idx``."""
 
 
-class VideoDataset(torch.utils.data.Dataset):
+class VideoDataset(RetryingDataset):
     """Clips of the videos in a :class:`VideoList`, as dicts ready for :func:`collate_videos`.
 
-    Item keys: ``video`` (float ``(C, T, H, W)``), ``label`` (int, -1 if unknown), ``index`` (video number in the
-    list), ``view`` (0 in train mode; ``clip * num_crops + crop`` in test mode), ``path``, ``valid`` (False only
-    for a test view whose video failed), ``error`` (the reason, else ``""``), ``skipped`` (``(path, reason)`` of
-    every video that failed and was replaced while producing this train item).
+    Items are :class:`ClipItem` s: the clip, its label and view, in the :class:`~uniformer.data.items.Item`
+    envelope (``index`` is the number of the video read, a replacement's when the asked video failed). A broken
+    video is replaced in train mode and an invalid zero clip in test mode
+    (:class:`~uniformer.data.items.RetryingDataset`); replacements are drawn by :meth:`replacement`.
 
     Args:
         videos: the split, from :func:`uniformer.data.read_video_list` (or a list of :class:`VideoRecord`).
@@ -75,6 +67,9 @@ class VideoDataset(torch.utils.data.Dataset):
         max_retries: replacement videos tried in train mode before giving up with an error.
         seed: seeds the choice of replacement videos.
     """
+
+    noun = "video"
+    unreadable = (Exception,)  # see load
 
     def __init__(
         self,
@@ -100,6 +95,7 @@ class VideoDataset(torch.utils.data.Dataset):
             raise ValueError(f"dense sampling needs stride >= 1, got {stride}")
         if num_clips < 1 or num_crops < 1:
             raise ValueError(f"num_clips and num_crops must be >= 1, got {num_clips}, {num_crops}")
+        super().__init__(train=mode == "train", max_retries=max_retries, seed=seed)
         if mode == "test" and not hasattr(transform, "crop_size"):
             raise ValueError("test mode needs a transform with a crop_size attribute (EvalTransform)")
         video_list = videos if isinstance(videos, VideoList) else VideoList(list(videos))
@@ -114,10 +110,6 @@ class VideoDataset(torch.utils.data.Dataset):
         self.num_clips, self.num_crops = num_clips, num_crops
         self.target_fps = target_fps
         self.backend = backend
-        self.max_retries = max_retries
-        self.seed = seed
-        self._logged: set[str] = set()
-        self._bad: dict[str, str] = {}
 
     @property
     def num_videos(self) -> int:
@@ -144,8 +136,21 @@ class VideoDataset(torch.utils.data.Dataset):
         info = video_info(path)
         return info.num_frames, info.fps
 
-    def _decode(self, record: VideoRecord, clip_idx: int) -> torch.Tensor:
-        count, fps = self._frame_count_and_fps(record.path)
+    @property
+    def num_sources(self) -> int:
+        return self.num_videos
+
+    def source_path(self, index: int) -> str:
+        return self.records[index].path
+
+    def locate(self, item: int) -> tuple[int, int]:
+        return divmod(item, self.num_views)
+
+    def load(self, index: int, view: int) -> torch.Tensor:
+        """The clip's uint8 frames. The decoders are third-party code fed untrusted files: a damaged file can
+        surface as almost any exception type, and none of them may stop a run, hence :attr:`unreadable`."""
+        path = self.records[index].path
+        count, fps = self._frame_count_and_fps(path)
         use_fps = self.target_fps is not None and fps > 0
         indices = clip_indices(
             count,
@@ -153,104 +158,58 @@ class VideoDataset(torch.utils.data.Dataset):
             stride=self.stride,
             mode=self.sampling,
             train=self.mode == "train",
-            clip_idx=clip_idx,
+            clip_idx=view // self.num_crops,
             num_clips=self.num_clips,
             fps=fps if use_fps else 30.0,
             target_fps=self.target_fps if use_fps else 30.0,  # type: ignore[arg-type]
         )
-        return read_frames(record.path, indices, backend=self.backend)
+        return read_frames(path, indices, backend=self.backend)
 
-    def _try_decode(self, record: VideoRecord, clip_idx: int) -> tuple[torch.Tensor | None, str]:
-        """Decode a clip, turning any failure into a reason string.
+    def build(self, index: int, view: int, loaded: torch.Tensor) -> dict[str, Any]:
+        video = self.transform(loaded) if self.train else self.transform(loaded, view % self.num_crops)
+        return {"video": video, "label": self.records[index].label, "view": view}
 
-        The decoders are third-party code fed untrusted files: a damaged file can surface as almost any
-        exception type, and none of them may stop a run, hence the broad catch here (and only here).
-        """
-        if record.path in self._bad:
-            return None, self._bad[record.path]
-        try:
-            return self._decode(record, clip_idx), ""
-        except Exception as exc:  # noqa: BLE001 - see docstring
-            reason = f"{type(exc).__name__}: {exc}"
-            self._bad[record.path] = reason
-            if record.path not in self._logged:
-                self._logged.add(record.path)
-                logger.warning("skipping unreadable video %s (%s)", record.path, reason)
-            return None, reason
+    def blank(self, index: int, view: int) -> dict[str, Any]:
+        size = self.transform.crop_size  # type: ignore[attr-defined]
+        return {"video": torch.zeros(3, self.num_frames, size, size), "label": self.records[index].label, "view": view}
 
-    def _replacement(self, index: int, attempt: int) -> int:
+    def reason(self, exc: Exception) -> str:
+        return f"{type(exc).__name__}: {exc}"
+
+    def replacement(self, index: int, attempt: int) -> int:
+        """Python's string-seeded draw over ``(seed, index, attempt)``: the video datasets drew replacements so
+        before the other tasks existed, and it is kept so that their runs replay with the same videos."""
         return random.Random(f"{self.seed}/{index}/{attempt}").randrange(self.num_videos)
 
-    def __getitem__(self, item: int) -> dict[str, Any]:
-        if not 0 <= item < len(self):
-            raise IndexError(f"item {item} out of range for {len(self)} items")
-        if self.mode == "test":
-            return self._test_item(item)
-        skipped: list[tuple[str, str]] = []
-        index = item
-        for attempt in range(self.max_retries + 1):
-            record = self.records[index]
-            frames, reason = self._try_decode(record, 0)
-            if frames is not None:
-                return self._item(self.transform(frames), record, index, 0, skipped=skipped)
-            skipped.append((record.path, reason))
-            index = self._replacement(item, attempt)
-        listed = "; ".join(f"{p}: {r}" for p, r in skipped)
-        raise RuntimeError(f"{len(skipped)} videos in a row could not be read (is the dataset readable?): {listed}")
 
-    def _test_item(self, item: int) -> dict[str, Any]:
-        index, view = divmod(item, self.num_views)
-        clip_idx, crop_idx = divmod(view, self.num_crops)
-        record = self.records[index]
-        frames, reason = self._try_decode(record, clip_idx)
-        if frames is None:
-            size = self.transform.crop_size  # type: ignore[attr-defined]
-            empty = torch.zeros(3, self.num_frames, size, size)
-            return self._item(empty, record, index, view, valid=False, error=reason)
-        return self._item(self.transform(frames, crop_idx), record, index, view)
-
-    @staticmethod
-    def _item(
-        video: torch.Tensor,
-        record: VideoRecord,
-        index: int,
-        view: int,
-        *,
-        valid: bool = True,
-        error: str = "",
-        skipped: list[tuple[str, str]] | None = None,
-    ) -> ClipItem:
-        return ClipItem(
-            video=video,
-            label=record.label,
-            index=index,
-            view=view,
-            path=record.path,
-            valid=valid,
-            error=error,
-            skipped=skipped or [],
-        )
-
-
-class ImageDataset(torch.utils.data.Dataset):
+class ImageDataset(RetryingDataset):
     """Images as :class:`ClipItem` s (one view each), so that training, evaluation and prediction treat images
     and videos alike. In test mode an unreadable image comes back as an invalid item with its reason (a zero
-    image of ``input_size``); in train mode it is an error naming the file.
+    image of ``input_size``); in train mode it is replaced up to ``max_retries`` times, and with the default of
+    none it is an error naming the file.
+
+    ``transform`` takes a PIL image (timm's transforms resize with PIL) holding the pixels of
+    :func:`~uniformer.data.images.read_image`.
     """
 
+    noun = "image"
+    unreadable = (DecodeError,)
     num_views = 1
 
     def __init__(
         self,
         samples: Sequence[tuple[str, int]],
-        transform: Callable[[Any], torch.Tensor],
+        transform: Callable[[Image.Image], torch.Tensor],
         *,
         classes: list[str] | None = None,
         input_size: int = 224,
         train: bool = False,
+        max_retries: int = 0,
+        seed: int = 0,
     ) -> None:
+        super().__init__(train=train, max_retries=max_retries, seed=seed)
         self.samples = [(os.fspath(path), int(label)) for path, label in samples]
-        self.transform, self.input_size, self.train = transform, input_size, train
+        self.transform, self.input_size = transform, input_size
         self.classes = classes
         labelled = [label for _, label in self.samples if label >= 0]
         self.num_classes = len(classes) if classes is not None else (max(labelled) + 1 if labelled else 0)
@@ -259,44 +218,34 @@ class ImageDataset(torch.utils.data.Dataset):
     def num_videos(self) -> int:
         return len(self.samples)
 
+    @property
+    def num_sources(self) -> int:
+        return len(self.samples)
+
     def __len__(self) -> int:
         return len(self.samples)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(images={len(self)}, classes={self.num_classes}, train={self.train})"
 
-    def __getitem__(self, index: int) -> ClipItem:
-        path, label = self.samples[index]
-        record = VideoRecord(path, label)
-        try:
-            with Image.open(path) as image:
-                return VideoDataset._item(self.transform(image.convert("RGB")), record, index, 0)
-        except (OSError, UnidentifiedImageError) as exc:
-            if self.train:
-                raise RuntimeError(f"{path}: unreadable image ({exc})") from None
-            empty = torch.zeros(3, self.input_size, self.input_size)
-            return VideoDataset._item(empty, record, index, 0, valid=False, error=str(exc))
+    def source_path(self, index: int) -> str:
+        return self.samples[index][0]
+
+    def load(self, index: int, view: int) -> Image.Image:
+        return Image.fromarray(read_image(self.samples[index][0]).permute(1, 2, 0).numpy())
+
+    def build(self, index: int, view: int, loaded: Image.Image) -> dict[str, Any]:
+        return {"video": self.transform(loaded), "label": self.samples[index][1], "view": 0}
+
+    def blank(self, index: int, view: int) -> dict[str, Any]:
+        return {"video": torch.zeros(3, self.input_size, self.input_size), "label": self.samples[index][1], "view": 0}
 
 
 def collate_videos(batch: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """DataLoader ``collate_fn`` for :class:`VideoDataset` items.
-
-    Stacks ``video`` to ``(B, C, T, H, W)``; ``label``, ``index``, ``view`` become int64 tensors and ``valid`` a
-    bool tensor; ``path`` and ``error`` stay lists; ``skipped`` is the concatenation of the items' lists, so the
-    failures seen inside a worker process reach the training loop.
-    """
-    if not batch:
-        raise ValueError("collate_videos got an empty batch")
-    return {
-        "video": torch.stack([b["video"] for b in batch]),
-        "label": torch.tensor([b["label"] for b in batch], dtype=torch.long),
-        "index": torch.tensor([b["index"] for b in batch], dtype=torch.long),
-        "view": torch.tensor([b["view"] for b in batch], dtype=torch.long),
-        "valid": torch.tensor([b["valid"] for b in batch], dtype=torch.bool),
-        "path": [b["path"] for b in batch],
-        "error": [b["error"] for b in batch],
-        "skipped": [entry for b in batch for entry in b["skipped"]],
-    }
+    """DataLoader ``collate_fn`` for :class:`ClipItem` s: ``video`` stacked to ``(B, C, T, H, W)`` (or
+    ``(B, C, H, W)`` for images), ``label`` and ``view`` int64 tensors, then the envelope
+    (:func:`~uniformer.data.items.collate_items`)."""
+    return collate_items(batch, {"video": torch.stack, "label": long_tensor, "view": long_tensor})
 
 
 class SkippedVideos:
@@ -368,8 +317,8 @@ def build_video_dataset(
     flip: bool = True,
     rand_augment: str | None = DEFAULT_RAND_AUGMENT,
     erasing_prob: float = 0.25,
-    mean: Sequence[float] = VIDEO_MEAN,
-    std: Sequence[float] = VIDEO_STD,
+    mean: Sequence[float],
+    std: Sequence[float],
     backend: str | None = None,
     max_retries: int = 10,
     seed: int = 0,

@@ -34,18 +34,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from uniformer.data.images import IMAGE_EXTENSIONS, DecodeError, read_image
+
 BACKENDS: tuple[str, ...] = ("pyav", "torchcodec", "decord")
 DEFAULT_BACKEND = "pyav"
-IMAGE_EXTENSIONS: frozenset[str] = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp"})
 VIDEO_EXTENSIONS: frozenset[str] = frozenset({".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg"})
 _INSTALL_HINT = {"torchcodec": "pip install 'uniformer[torchcodec]'", "decord": "pip install 'uniformer[decord]'"}
-
-
-class DecodeError(ValueError):
-    """A video (or frame folder) exists but cannot be read: truncated, empty, not a video, or index out of range.
-
-    A ``ValueError`` so that the command line reports it as one ``error:`` line naming the file.
-    """
 
 
 @dataclass(frozen=True)
@@ -95,18 +89,6 @@ def frame_folder_files(folder: str | os.PathLike[str]) -> tuple[str, ...]:
     if not files:
         raise DecodeError(f"{folder}: frame folder holds no image files ({', '.join(sorted(IMAGE_EXTENSIONS))})")
     return files
-
-
-def _read_image(path: str) -> torch.Tensor:
-    # PIL rather than torchvision.io, whose image codecs are deprecated from torchvision 0.29 on.
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as image:
-            array = np.asarray(image.convert("RGB"))
-    except (OSError, UnidentifiedImageError) as exc:
-        raise DecodeError(f"{path}: cannot decode image: {exc}") from exc
-    return torch.from_numpy(array.copy())
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -383,7 +365,7 @@ def read_frames(
     if os.path.isdir(path):
         files = frame_folder_files(path)
         _check_range(path, unique, len(files))
-        decoded = {i: _read_image(files[i]) for i in unique}
+        decoded = {i: read_image(files[i]).permute(1, 2, 0) for i in unique}
         frames = [decoded[i] for i in wanted]
         if len({tuple(f.shape) for f in frames}) > 1:
             raise DecodeError(f"{path}: frame images differ in size")
@@ -411,7 +393,7 @@ def video_info(path: str | os.PathLike[str]) -> VideoInfo:
     path = os.fspath(path)
     if os.path.isdir(path):
         files = frame_folder_files(path)
-        height, width, _ = _read_image(files[0]).shape
+        _, height, width = read_image(files[0]).shape
         return VideoInfo(path, len(files), 0.0, width, height, None, False, "images")
     index = _index_for(path)
     count = len(index.pts)
@@ -427,28 +409,6 @@ def video_info(path: str | os.PathLike[str]) -> VideoInfo:
     )
 
 
-def decode_all(path: str | os.PathLike[str]) -> torch.Tensor:
-    """Every frame of a video by plain sequential PyAV decoding (no seeking): the reference the tests and the
-    throughput benchmark compare seeking against. Holds the whole video in memory, so only for short files."""
-    import av
-
-    path = os.fspath(path)
-    if os.path.isdir(path):
-        return read_frames(path, range(len(frame_folder_files(path))))
-    container = _open_av(path)
-    try:
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
-        frames = [f.to_ndarray(format="rgb24") for f in container.decode(stream)]
-    except av.error.FFmpegError as exc:
-        raise DecodeError(f"{path}: decoding failed: {exc}") from exc
-    finally:
-        container.close()
-    if not frames:
-        raise DecodeError(f"{path}: video stream holds no frames")
-    return torch.from_numpy(np.stack(frames))
-
-
 def count_decoded_frames(path: str | os.PathLike[str]) -> int:
     """Decode a whole video sequentially without keeping frames; returns how many frames came out.
 
@@ -460,7 +420,7 @@ def count_decoded_frames(path: str | os.PathLike[str]) -> int:
     if os.path.isdir(path):
         files = frame_folder_files(path)
         for file in files:
-            _read_image(file)
+            read_image(file)
         return len(files)
     container = _open_av(path)
     count = 0

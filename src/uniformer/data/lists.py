@@ -20,7 +20,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from uniformer.data.decode import IMAGE_EXTENSIONS, is_video_path
+from uniformer.data.decode import is_video_path
+from uniformer.data.images import IMAGE_EXTENSIONS
 
 FORMATS: tuple[str, ...] = ("kinetics", "ssv2", "ssv1", "ucf101", "hmdb51", "folder")
 LIST_FORMATS: tuple[str, ...] = ("kinetics", "ssv1", "ssv2", "ucf101")  # the formats that need a list file

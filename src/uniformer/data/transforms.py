@@ -28,9 +28,6 @@ import torch
 from torchvision.transforms import InterpolationMode, v2
 from torchvision.transforms.v2 import functional as F
 
-# Official video normalisation (PySlowFast DATA.MEAN / DATA.STD of every UniFormer video config).
-VIDEO_MEAN: tuple[float, float, float] = (0.45, 0.45, 0.45)
-VIDEO_STD: tuple[float, float, float] = (0.225, 0.225, 0.225)
 DEFAULT_RAND_AUGMENT = "rand-m7-n4-mstd0.5-inc1"  # the UniFormer video configs' RandAugment
 IMAGE_RAND_AUGMENT = "rand-m9-mstd0.5-inc1"  # DeiT's, which the UniFormer image models were trained with
 CropMode = Literal["resized", "jitter"]
@@ -75,18 +72,14 @@ def uniform_crop(clip: torch.Tensor, size: int, spatial_idx: int) -> torch.Tenso
     return clip[..., top : top + size, left : left + size]
 
 
-def three_crop(clip: torch.Tensor, size: int) -> list[torch.Tensor]:
-    """The three test crops along the clip's long side."""
-    return [uniform_crop(clip, size, i) for i in range(3)]
-
-
 def normalize(
     clip: torch.Tensor,
-    mean: Sequence[float] = VIDEO_MEAN,
-    std: Sequence[float] = VIDEO_STD,
+    mean: Sequence[float],
+    std: Sequence[float],
     channel_dim: int = 1,
 ) -> torch.Tensor:
-    """Float clip ``(x / 255 - mean) / std`` for uint8 input (``x`` as is for float input in [0, 1])."""
+    """Float clip ``(x / 255 - mean) / std`` for uint8 input (``x`` as is for float input in [0, 1]); ``mean`` and
+    ``std`` are the model's (its zoo dataset's, :data:`uniformer.models.zoo.datasets.DATASETS`)."""
     if clip.shape[channel_dim] != len(mean) or len(mean) != len(std):
         raise ValueError(
             f"clip has {clip.shape[channel_dim]} channels at dim {channel_dim}; mean/std have {len(mean)}/{len(std)}"
@@ -208,7 +201,7 @@ class TrainTransform:
         flip: random horizontal flip; must be False for direction-sensitive labels (Something-Something).
         rand_augment: timm RandAugment config string, or None to disable.
         erasing_prob: probability of random erasing (0 disables).
-        mean, std: normalisation.
+        mean, std: normalisation, the model's (its zoo dataset's mean and std).
 
     RandAugment runs after the crop (timm's image order, and 3-6x cheaper than on the full frame as the
     official code does); the ops are the same, only the translate limit follows the crop size.
@@ -225,8 +218,8 @@ class TrainTransform:
         flip: bool = True,
         rand_augment: str | None = DEFAULT_RAND_AUGMENT,
         erasing_prob: float = 0.25,
-        mean: Sequence[float] = VIDEO_MEAN,
-        std: Sequence[float] = VIDEO_STD,
+        mean: Sequence[float],
+        std: Sequence[float],
     ) -> None:
         self.crop_size = crop_size
         if crop == "resized":
@@ -275,8 +268,8 @@ class EvalTransform:
         *,
         short_side: int | None = None,
         num_crops: int = 1,
-        mean: Sequence[float] = VIDEO_MEAN,
-        std: Sequence[float] = VIDEO_STD,
+        mean: Sequence[float],
+        std: Sequence[float],
     ) -> None:
         if num_crops not in (1, 3):
             raise ValueError(f"num_crops must be 1 or 3, got {num_crops}")

@@ -40,8 +40,8 @@ from uniformer._fileio import atomic_write
 from uniformer.deploy.hub import hub_config
 from uniformer.models.checkpoint import CheckpointFile
 from uniformer.models.optimize import fold_batchnorms
-from uniformer.models.registry import model_info
 from uniformer.models.uniformer import set_formulation
+from uniformer.models.zoo.catalog import model_info
 from uniformer.tasks import task_for_model
 
 __all__ = [

@@ -27,7 +27,9 @@ from timm.models._hub import generate_readme
 
 from uniformer._fileio import atomic_write, atomic_write_text
 from uniformer.models.checkpoint import HUB_CONFIG, HUB_WEIGHTS, check_fit
-from uniformer.models.registry import ModelInfo, create_model, model_info
+from uniformer.models.factory import create_model
+from uniformer.models.zoo.catalog import model_info
+from uniformer.models.zoo.schema import ModelInfo
 from uniformer.tasks.classification.config import class_names as resolve_class_names
 from uniformer.tasks.classification.config import clip_spec
 
@@ -100,12 +102,12 @@ def hub_config(
 
 
 def _published_metrics(info: ModelInfo) -> dict[str, str]:
-    release = info.release()
+    published = info.release().metrics
     metrics = {}
-    if release.top1 is not None:
-        metrics["Top-1 (published)"] = f"{release.top1:.1f} % ({info.test_clips} clips x {info.test_crops} crops)"
-    if release.miou is not None:
-        metrics["mIoU (published)"] = f"{release.miou:.1f}"
+    if "top1" in published:
+        metrics["Top-1 (published)"] = f"{published['top1']:.1f} % ({info.test_clips} clips x {info.test_crops} crops)"
+    if "miou" in published:
+        metrics["mIoU (published)"] = f"{published['miou']:.1f}"
     return metrics
 
 

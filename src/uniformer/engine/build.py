@@ -20,7 +20,7 @@ from timm.scheduler import CosineLRScheduler, MultiStepLRScheduler, PolyLRSchedu
 
 from uniformer.engine.config import learning_rate
 from uniformer.models.checkpoint import download_checkpoint
-from uniformer.models.registry import model_info
+from uniformer.models.zoo.catalog import model_info
 
 __all__ = [
     "build_optimizer",

@@ -19,8 +19,10 @@ import torch
 import torch.nn as nn
 
 from uniformer.models.checkpoint import CheckpointFile, read_checkpoint
+from uniformer.models.factory import create_model
 from uniformer.models.optimize import optimize_for_inference
-from uniformer.models.registry import ModelInfo, create_model, model_info
+from uniformer.models.zoo.catalog import model_info
+from uniformer.models.zoo.schema import ModelInfo
 from uniformer.runtime import Accumulator, feed
 from uniformer.tasks import Prediction, PredictorRequest, task_for_model
 

@@ -1,4 +1,4 @@
-"""UniFormer networks, the model zoo registry and checkpoint handling."""
+"""UniFormer networks, the model zoo and checkpoint handling."""
 
 from uniformer.models.checkpoint import (
     CheckpointError,
@@ -11,11 +11,14 @@ from uniformer.models.checkpoint import (
 )
 from uniformer.models.complexity import count_gmacs, count_parameters, measure_model
 from uniformer.models.convert import convert_checkpoint
-from uniformer.models.detector import UniFormerCascadeMaskRCNN, UniFormerMaskRCNN, build_detector, build_mask_rcnn
+from uniformer.models.detection import UniFormerCascadeMaskRCNN, UniFormerMaskRCNN, build_detector, build_mask_rcnn
+from uniformer.models.factory import create_model
 from uniformer.models.optimize import fold_batchnorms, optimize_for_inference
-from uniformer.models.registry import DATASETS, ModelInfo, Release, create_model, list_models, model_info
 from uniformer.models.segmentor import UniFormerSegmentor, build_segmentor
 from uniformer.models.uniformer import UniFormer, set_formulation
+from uniformer.models.zoo.catalog import list_models, model_info
+from uniformer.models.zoo.datasets import DATASETS
+from uniformer.models.zoo.schema import ModelInfo, Release
 
 __all__ = [
     "UniFormer",

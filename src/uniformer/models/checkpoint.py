@@ -15,10 +15,14 @@ Loading is strict: a missing or unexpected key or a shape mismatch is an error t
 A dense backbone (``UniFormer(dense=True)``) also reads the official dense checkpoints, whose keys may carry the
 ``backbone.`` prefix of a segmentor or detector, and classification checkpoints by one stated rule
 (:func:`fit_dense_backbone`). An official mmdet 2.x Mask R-CNN or Cascade Mask R-CNN state dict (``backbone.*``,
-``neck.*``, ``rpn_head.*``, ``roi_head.*``) is mapped to the torchvision layout of :mod:`uniformer.models.detector`
-as it is read (:func:`from_mmdet_detector`), so every path (``create_model``, ``convert``, ``eval``) sees one layout.
+``neck.*``, ``rpn_head.*``, ``roi_head.*``) is mapped to the torchvision layout of :mod:`uniformer.models.detection`
+as it is read (:mod:`uniformer.models.detection.mmdet`, beside the detectors), so every path (``create_model``,
+``convert``, ``eval``) sees one layout.
 ``.pth`` files are read with :func:`torch_load` (``weights_only=True`` with a small allow-list), the one
 ``torch.load`` of the package, so a pickle that would run code is refused.
+
+The module is longer than the package's others because reading and loading are one rule: every path that gives
+a model weights goes through the functions here, and splitting them would put the rule in two places.
 """
 
 from __future__ import annotations
@@ -29,7 +33,6 @@ import json
 import logging
 import os
 import pickle
-import re
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +43,8 @@ import torch.nn as nn
 from huggingface_hub import hf_hub_download
 from safetensors import SafetensorError, safe_open
 from timm.models import parse_model_name
+
+from uniformer.models.detection.mmdet import from_mmdet_detector, is_mmdet_detector_state
 
 __all__ = [
     "TRAIN_FORMAT",
@@ -55,7 +60,6 @@ __all__ = [
     "load_checkpoint",
     "load_for_fine_tuning",
     "fit_dense_backbone",
-    "from_mmdet_detector",
     "inflate_2d_to_3d",
     "download_checkpoint",
     "HUB_CONFIG",
@@ -134,82 +138,14 @@ def _unwrap(obj: Any, source: str) -> dict[str, torch.Tensor]:
             if key.startswith(prefix):
                 key = key[len(prefix) :]
         state[key] = value
-    return from_mmdet_detector(state, source) if is_mmdet_detector_state(state) else state
-
-
-# mmdet 2.x Mask R-CNN (RPNHead, Shared2FCBBoxHead, FCNMaskHead, FPN) and Cascade Mask R-CNN (a ConvFCBBoxHead
-# with 4 conv + 1 fc and an FCNMaskHead per stage, ``roi_head.{bbox,mask}_head.<stage>.``) of Sense-X/UniFormer
-# object_detection -> uniformer.models.detector.UniFormerMaskRCNN / UniFormerCascadeMaskRCNN (torchvision's
-# layouts; a cascade stage s is index s of the ModuleLists): patterns, first match wins. In the cascade box head
-# (torchvision FastRCNNConvFCHead) module i < 4 is conv i (``.0`` conv, ``.1`` BatchNorm), 4 the flatten, 5 the fc.
-_MMDET_RENAMES = tuple(
-    (re.compile(pattern), replacement)
-    for pattern, replacement in (
-        (r"backbone\.", "backbone.body."),
-        (r"neck\.", "backbone.fpn."),
-        (r"rpn_head\.rpn_conv\.", "rpn.head.conv.0.0."),
-        (r"rpn_head\.rpn_cls\.", "rpn.head.cls_logits."),
-        (r"rpn_head\.rpn_reg\.", "rpn.head.bbox_pred."),
-        (r"roi_head\.bbox_head\.shared_fcs\.0\.", "roi_heads.box_head.fc6."),
-        (r"roi_head\.bbox_head\.shared_fcs\.1\.", "roi_heads.box_head.fc7."),
-        (r"roi_head\.bbox_head\.(\d+)\.shared_convs\.([0-3])\.conv\.", r"roi_heads.box_head.\1.\2.0."),
-        (r"roi_head\.bbox_head\.(\d+)\.shared_convs\.([0-3])\.bn\.", r"roi_heads.box_head.\1.\2.1."),
-        (r"roi_head\.bbox_head\.(\d+)\.shared_fcs\.0\.", r"roi_heads.box_head.\1.5."),
-        (r"roi_head\.bbox_head\.(\d+\.)?fc_cls\.", r"roi_heads.box_predictor.\1cls_score."),
-        (r"roi_head\.bbox_head\.(\d+\.)?fc_reg\.", r"roi_heads.box_predictor.\1bbox_pred."),
-        (r"roi_head\.mask_head\.(\d+\.)?convs\.(\d+)\.conv\.", r"roi_heads.mask_head.\1\2.0."),
-        (r"roi_head\.mask_head\.(\d+\.)?upsample\.", r"roi_heads.mask_predictor.\1conv5_mask."),
-        (r"roi_head\.mask_head\.(\d+\.)?conv_logits\.", r"roi_heads.mask_predictor.\1mask_fcn_logits."),
-    )
-)
-_CLASS_ROWS = re.compile(
-    r"roi_heads\.(box_predictor\.(?:\d+\.)?(cls_score|bbox_pred)|mask_predictor\.(?:\d+\.)?mask_fcn_logits)\."
-)
-
-
-def is_mmdet_detector_state(state: dict[str, torch.Tensor]) -> bool:
-    """``state`` is an mmdet two-stage detector's (keys ``rpn_head.*`` and ``roi_head.*``)."""
-    return any(k.startswith("rpn_head.") for k in state) and any(k.startswith("roi_head.") for k in state)
-
-
-def _mmdet_key(key: str) -> str | None:
-    for pattern, replacement in _MMDET_RENAMES:
-        if pattern.match(key):
-            return pattern.sub(replacement, key, count=1)
-    return None
-
-
-def from_mmdet_detector(state: dict[str, torch.Tensor], source: str = "checkpoint") -> dict[str, torch.Tensor]:
-    """An official mmdet 2.x Mask R-CNN or Cascade Mask R-CNN state dict in the layout of
-    :class:`~uniformer.models.detector.UniFormerMaskRCNN` / ``UniFormerCascadeMaskRCNN``: keys renamed
-    (``_MMDET_RENAMES``), and the class rows of every (stage's) predictor moved to torchvision's order,
-    background first:
-
-    * ``fc_cls`` (C + 1 rows, background last in mmdet) -> ``cls_score`` rows (background, class 1, ..., class C);
-    * ``fc_reg`` (4 C rows, no background deltas) -> ``bbox_pred`` (4 (C + 1) rows, the background's 4 zero);
-    * ``conv_logits`` (C masks) -> ``mask_fcn_logits`` (C + 1, the background's zero: never read).
-
-    A key no rule maps is an error listing every such key; missing keys surface when the state is loaded.
-    """
-    out: dict[str, torch.Tensor] = {}
-    unknown = []
-    for key, value in state.items():
-        new = _mmdet_key(key)
-        if new is None:
-            unknown.append(key)
-            continue
-        rows = _CLASS_ROWS.match(new)
-        if rows and rows.group(2) == "cls_score":
-            value = torch.cat([value[-1:], value[:-1]])
-        elif rows:
-            width = 4 if rows.group(2) == "bbox_pred" else 1
-            value = torch.cat([value.new_zeros((width, *value.shape[1:])), value])
-        out[new] = value
+    if not is_mmdet_detector_state(state):
+        return state
+    mapped, unknown = from_mmdet_detector(state)
     if unknown:
         raise CheckpointError(
             f"{source}: {len(unknown)} keys of the mmdet detector checkpoint have no counterpart: {_listing(unknown)}"
         )
-    return out
+    return mapped
 
 
 @dataclass(frozen=True)
@@ -265,6 +201,13 @@ class CheckpointFile:
         if self.is_training:
             return dict((self.config or {}).get("model", {}).get("overrides") or {})
         return dict(self.metadata.get("overrides") or {})
+
+    @property
+    def model_args(self) -> dict[str, Any] | None:
+        """The constructor arguments beyond the zoo entry's that the training task recorded with the weights (a
+        pose head's width, a detector's options); ``None`` when the file does not record them."""
+        recorded = self.container.get("model_args") if self.is_training else None
+        return None if recorded is None else dict(recorded)
 
     def ema_state_dict(self) -> dict[str, torch.Tensor]:
         """The EMA weights of a training checkpoint saved with ``trainer.ema_decay``."""

@@ -14,8 +14,9 @@ import torch
 import torch.nn as nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from uniformer.models.registry import create_model, model_info
+from uniformer.models.factory import create_model
 from uniformer.models.uniformer import set_formulation
+from uniformer.models.zoo.catalog import model_info
 
 __all__ = ["Complexity", "count_parameters", "count_gmacs", "measure_model"]
 

@@ -15,7 +15,7 @@ from safetensors.torch import save_file
 
 from uniformer._fileio import atomic_write
 from uniformer.models.checkpoint import check_fit, read_checkpoint
-from uniformer.models.registry import create_model
+from uniformer.models.factory import create_model
 
 __all__ = ["convert_checkpoint"]
 

@@ -17,13 +17,12 @@ import torch
 import torch.nn as nn
 from timm.layers import Mlp
 
+from uniformer.models.layers.mlp import FusedMlp, native_bf16
 from uniformer.models.uniformer import ConvMlp, UniFormer, set_formulation
 
 __all__ = [
     "optimize_for_inference",
     "fold_batchnorms",
-    "FusedMlp",
-    "InplaceGELU",
     "PrepareInput",
     "warn_if_cpu_bf16_is_slow",
 ]
@@ -46,101 +45,6 @@ def fold_batchnorms(model: nn.Module) -> nn.Module:
     return model
 
 
-class InplaceGELU(nn.GELU):
-    """The same GELU, written over its input (``aten::gelu_``): for the MLPs of an inference copy only.
-
-    An MLP's first projection returns a fresh map that nothing else holds, so overwriting it is safe, and it
-    spares the largest allocation of the network: the hidden map of a stage-1 block of video UniFormer-S is
-    25.7 MB per 16x224 clip in fp32. glibc's default allocator serves blocks that large with fresh pages on
-    every call, so the saving is mostly page faults: compare the "+ BatchNorm folded" and "optimized fp32" rows
-    of the first table of ``benchmarks/RESULTS.md``. Autograd needs GELU's input for the gradient, hence
-    inference only.
-
-    The function is elementwise, so it runs on a view of ``x`` whose dimensions follow its memory order (for a
-    channels-last map, ``x.movedim(1, -1)``, a plain row-major tensor): PyTorch 2.14.1's CPU GELU was twice as
-    fast there as on channels-last strides (ad-hoc measurement: (1, 256, 8, 56, 56) 0.62 vs 1.20 ms fp32, 0.61
-    vs 1.48 ms bf16), and in bf16 it then equals fp32 GELU rounded to bf16, which the channels-last kernel
-    missed on 343 of those 6.4 M elements.
-    """
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        in_memory_order = x.permute(sorted(range(x.ndim), key=lambda dim: -x.stride(dim)))
-        torch.ops.aten.gelu_(in_memory_order if in_memory_order.is_contiguous() else x, approximate=self.approximate)
-        return x
-
-
-def _onednn_fusable(x: torch.Tensor, weight: torch.Tensor) -> bool:
-    """Whether oneDNN's fused kernels can run on ``x`` here: a CPU tensor in fp32 or bf16, the dtype of ``weight``,
-    in eager mode without autocast (a compiler or exporter gets the plain ops, which it fuses or writes out itself;
-    under autocast the plain ops choose their own dtypes)."""
-    return (
-        x.device.type == "cpu"
-        and x.dtype in (torch.float32, torch.bfloat16)
-        and x.dtype == weight.dtype
-        and torch.backends.mkldnn.is_available()
-        and not torch.is_autocast_enabled("cpu")
-        and not (torch.jit.is_scripting() or torch.jit.is_tracing() or torch.compiler.is_compiling())
-    )
-
-
-# Rows of hidden activations per block of FusedMlp, in bytes. A block this size is served from the heap and
-# reused, not mapped afresh (page faults) as a whole stage-1 hidden map is (100 MB for pose UniFormer-S at batch
-# 32 in fp32). Ad-hoc fp32 measurement, the stage-1 MLP of that model: 78 ms unblocked, 54 ms with 4 or 16 MB.
-_HIDDEN_BLOCK_BYTES = 8 * 2**20
-
-
-def _is_pointwise(layer: nn.Module) -> bool:
-    if isinstance(layer, nn.Linear):
-        return True
-    return (
-        isinstance(layer, (nn.Conv2d, nn.Conv3d))
-        and layer.groups == 1
-        and all(k == 1 for k in layer.kernel_size)
-        and all(s == 1 for s in layer.stride)
-        and all(p == 0 for p in layer.padding)  # a string padding ("same") compares unequal: refused
-    )
-
-
-class FusedMlp(nn.Module):
-    """fc1 -> GELU -> fc2 of an inference copy, computed on CPU as matrix products in blocks of rows with the GELU
-    inside fc1's kernel.
-
-    Built from a local block's :class:`~uniformer.models.uniformer.ConvMlp` (1x1 convolutions) or a global
-    block's timm ``Mlp`` (linear layers), keeping their ``fc1`` / ``fc2`` modules, hence the state-dict keys. A
-    channels-last map is a (positions, channels) matrix in memory, so both kinds run as the same two products over
-    blocks of rows: fc1 through oneDNN with GELU as a post-op (``torch.ops.mkldnn._linear_pointwise``, the kernel
-    ``torch.compile``'s CPU backend fuses such layers into; the exact erf GELU on the fp32 accumulator), fc2 with
-    ``torch.addmm`` into the block's rows of the output. The hidden activations, four times the block's width and
-    the largest tensors of the high-resolution stages, are then written once per block of
-    ``_HIDDEN_BLOCK_BYTES``, never re-read by a separate GELU pass nor allocated whole. ``benchmarks/RESULTS.md``
-    has what it saves. Elsewhere (CUDA, a compiler or exporter tracing the copy, a map that is not channels-last)
-    the layers and an in-place GELU run as plain ops.
-    """
-
-    def __init__(self, fc1: nn.Module, fc2: nn.Module, approximate: str = "none") -> None:
-        super().__init__()
-        for name, layer in (("fc1", fc1), ("fc2", fc2)):
-            if not _is_pointwise(layer):
-                raise TypeError(f"FusedMlp needs a Linear or point-wise Conv2d/Conv3d {name}, got {layer}")
-        self.fc1, self.act, self.fc2 = fc1, InplaceGELU(approximate=approximate), fc2
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        rows = x if isinstance(self.fc1, nn.Linear) else x.movedim(1, -1)
-        if not (_onednn_fusable(x, self.fc1.weight) and rows.is_contiguous()):
-            return self.fc2(self.act(self.fc1(x)))
-        w1, w2 = self.fc1.weight.flatten(1), self.fc2.weight.flatten(1)
-        out = x.new_empty((*rows.shape[:-1], w2.shape[0]))
-        flat_in, flat_out = rows.reshape(-1, w1.shape[1]), out.view(-1, w2.shape[0])
-        step = max(1, _HIDDEN_BLOCK_BYTES // (w1.shape[0] * x.element_size()))
-        for start in range(0, flat_in.shape[0], step):
-            block = slice(start, start + step)
-            hidden = torch.ops.mkldnn._linear_pointwise(
-                flat_in[block], w1, self.fc1.bias, "gelu", [], self.act.approximate
-            )
-            torch.addmm(self.fc2.bias, hidden, w2.t(), out=flat_out[block])
-        return out if isinstance(self.fc1, nn.Linear) else out.movedim(-1, 1)
-
-
 def _fuse_mlp_activations(model: nn.Module) -> nn.Module:
     """Replace every GELU MLP of an eval-mode copy by its :class:`FusedMlp` (dropout is the identity there)."""
     for module in list(model.modules()):
@@ -156,11 +60,10 @@ def warn_if_cpu_bf16_is_slow(what: str) -> bool:
     """Warn (once per ``what``) when this CPU has no native bfloat16 arithmetic, and say so (``True``).
 
     oneDNN computes bfloat16 convolutions only with AVX-512 (BF16) or AMX; elsewhere (e.g. an AVX2-only CPU)
-    PyTorch falls back to its reference kernels, one depthwise channel at a time: UniFormer-S UperNet took ten
-    times longer in bf16 than in fp32 on such a machine (``benchmarks/RESULTS.md``).
+    PyTorch falls back to its reference kernels, one depthwise channel at a time: UniFormer-S UperNet is several
+    times slower in bf16 than in fp32 on such a CPU (``benchmarks/RESULTS.md``, segmentation).
     """
-    check = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
-    if check is None or check():
+    if native_bf16():
         return False
     _logger.warning(
         "%s: this CPU has no native bfloat16 (oneDNN needs AVX-512 BF16 or AMX; capability %s), so bfloat16 "

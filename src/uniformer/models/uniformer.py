@@ -18,6 +18,10 @@ Facts (shapes, defaults, formulas) follow the official Sense-X/UniFormer code, r
 Parameter names equal the official ones, so released checkpoints load without any renaming. Unlike the
 official code, the dimensionality is a constructor argument (``video=True`` picks Conv3d/BatchNorm3d), every
 input size divisible by 32 works, and layer scale is an argument rather than module-global state.
+
+This file holds the whole network (blocks, attention, embeddings and the model) although it is longer than the
+package's other modules: it is the one definition every zoo model is built from, read side by side with the
+official files above, and its classes share private helpers that no other module needs.
 """
 
 from __future__ import annotations
@@ -35,6 +39,8 @@ from timm.models._features import feature_take_indices
 from timm.models.swin_transformer import window_partition, window_reverse
 from torch.utils.checkpoint import checkpoint
 
+from uniformer.models.layers.batchnorm import fold_into_next_pointwise, fold_sequential_batchnorms
+
 __all__ = [
     "UniFormer",
     "PatchEmbed",
@@ -46,8 +52,6 @@ __all__ = [
     "chunked_attention",
     "Formulation",
     "set_formulation",
-    "fold_into_previous_conv",
-    "fold_sequential_batchnorms",
 ]
 
 # LayerNorm epsilon inside the blocks (official ``partial(nn.LayerNorm, eps=1e-6)``); the patch embeddings
@@ -94,13 +98,12 @@ def _depthwise_conv(
     """Apply a depthwise 2-D or 3-D convolution, working around a PyTorch CPU bug in 3-D bf16 training.
 
     On CPU, the bf16 weight gradient of a depthwise ``Conv3d`` whose input is channels-last (as the maps here
-    are after a LayerNorm or the token layout) reads uninitialised memory for some shapes: measured with torch
-    2.14.1 (oneDNN), a (4, 64, 2, 8, 8) input gave NaN weight gradients in 5 of 6 tries, under autocast and with
-    bf16 weights alike, while fp32 never did. Making the input contiguous avoids it too but falls to a reference
-    kernel about 50x slower; fp32 on the same layout is as fast as bf16 there (measured: (2, 128, 8, 28, 28),
-    5x5x5, forward + backward 196 ms fp32 vs 220 ms bf16 vs 16 s contiguous bf16). So when gradients are
-    computed on CPU in bf16, these convolutions run in fp32 and return the dtype bf16 would have given;
-    inference and fp32 training are untouched. ``tests/models/test_uniformer.py`` shows the fix.
+    are after a LayerNorm or the token layout) reads uninitialised memory for some shapes (NaN weight gradients,
+    under autocast and with bf16 weights alike; fp32 is not affected). Making the input contiguous avoids it too
+    but falls to a reference kernel far slower; fp32 on the same layout is as fast as bf16 there. So when
+    gradients are computed on CPU in bf16, these convolutions run in fp32 and return the dtype bf16 would have
+    given; inference and fp32 training are untouched. ``tests/models/test_uniformer.py`` shows the fix; the
+    measurements are in ``benchmarks/RESULTS.md`` (kernel measurements).
     """
     if x.ndim == 4:
         return F.conv2d(x, weight, bias, stride, padding, dilation, groups)
@@ -130,52 +133,6 @@ def check_formulation(formulation: str) -> Formulation:
     return formulation  # type: ignore[return-value]
 
 
-def _bn_scale_shift(norm: _BatchNorm) -> tuple[torch.Tensor, torch.Tensor]:
-    """Eval-mode BatchNorm as ``x * scale + shift`` per channel."""
-    scale = torch.rsqrt(norm.running_var + norm.eps)
-    if norm.weight is not None:
-        scale = scale * norm.weight
-    shift = -norm.running_mean * scale
-    if norm.bias is not None:
-        shift = shift + norm.bias
-    return scale, shift
-
-
-def _conv_bias(conv: nn.Module) -> torch.Tensor:
-    if conv.bias is None:
-        conv.bias = nn.Parameter(torch.zeros(conv.out_channels, dtype=conv.weight.dtype, device=conv.weight.device))
-    return conv.bias
-
-
-@torch.no_grad()
-def _fold_into_next_pointwise(norm: _BatchNorm, conv: nn.Module) -> None:
-    """``conv(norm(x))`` -> ``conv'(x)``: exact for a 1x1 convolution, which sees no zero padding."""
-    scale, shift = _bn_scale_shift(norm)
-    weight = conv.weight.flatten(1)
-    _conv_bias(conv).add_(weight @ shift)
-    conv.weight.mul_(scale.view(1, -1, *([1] * (conv.weight.ndim - 2))))
-
-
-@torch.no_grad()
-def fold_into_previous_conv(conv: nn.Module, norm: _BatchNorm) -> None:
-    """``norm(conv(x))`` -> ``conv'(x)``, in place: exact for any convolution, transposed ones included (the norm
-    acts per output channel: dim 0 of a convolution's weight, dim 1 of a transposed convolution's)."""
-    scale, shift = _bn_scale_shift(norm)
-    bias = _conv_bias(conv)
-    bias.mul_(scale).add_(shift)
-    out_dim = 1 if isinstance(conv, nn.modules.conv._ConvTransposeNd) else 0
-    conv.weight.mul_(scale.view(*([1] * out_dim), -1, *([1] * (conv.weight.ndim - out_dim - 1))))
-
-
-def fold_sequential_batchnorms(layers: nn.Sequential) -> None:
-    """Fold every eval-mode BatchNorm of ``layers`` that follows a convolution into it and replace the norm by an
-    identity, in place (indices, hence state-dict keys of the rest, stay); calling it again changes nothing."""
-    for i, layer in enumerate(layers):
-        if isinstance(layer, _BatchNorm) and i > 0 and isinstance(layers[i - 1], nn.modules.conv._ConvNd):
-            fold_into_previous_conv(layers[i - 1], layer)
-            layers[i] = nn.Identity()
-
-
 class PatchEmbed(nn.Module):
     """Non-overlapping patch embedding + LayerNorm over channels (the stems of UniFormer-S/B/L).
 
@@ -183,8 +140,8 @@ class PatchEmbed(nn.Module):
     padding 1 (official ``conv_3xnxn``); later ones keep time with kernel (1, p, p) (official ``conv_1xnxn``).
 
     The normalised map is returned channels-last in memory (a free view of the LayerNorm output), which gives
-    the depthwise convolutions of the next local blocks their fast kernels (5-10x faster forward + backward
-    in fp32 on CPU than contiguous maps). The official ``PatchEmbed`` copies it to a contiguous map
+    the depthwise convolutions of the next local blocks their fast kernels (several times faster forward +
+    backward on CPU than contiguous maps; ``benchmarks/RESULTS.md``). The official ``PatchEmbed`` copies it to a contiguous map
     (``.permute(...).contiguous()``); the ``"reference"`` formulation does the same (:meth:`set_formulation`).
     """
 
@@ -322,7 +279,7 @@ class LocalBlock(nn.Module):
         """
         for norm, conv in (("norm1", self.conv1), ("norm2", self.mlp.fc1)):
             if isinstance(getattr(self, norm), _BatchNorm):
-                _fold_into_next_pointwise(getattr(self, norm), conv)
+                fold_into_next_pointwise(getattr(self, norm), conv)
                 setattr(self, norm, nn.Identity())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -333,8 +290,8 @@ class LocalBlock(nn.Module):
 
 
 # Query rows per block of :func:`chunked_attention`: a block's scores (heads x 196 x N) stay small enough to be
-# reused from cache and heap between blocks. For UniFormer-S 16x224 stage 3 in bf16 (ad-hoc measurement),
-# 196 rows took 8.0 ms per call against 9.3 ms with 98 and 16.4 ms with 392.
+# reused from cache and heap between blocks. The fastest of 98, 196 and 392 rows for UniFormer-S 16x224 stage 3
+# in bf16 (``benchmarks/RESULTS.md``, kernel measurements).
 _ATTENTION_CHUNK = 196
 
 
@@ -343,14 +300,13 @@ def chunked_attention(
 ) -> torch.Tensor:
     """softmax(q k^T * scale) v in blocks of ``chunk`` query rows.
 
-    On a CPU with AVX-512 BF16 but no AMX (Zen 4) this is faster in bfloat16 than
+    On a CPU with AVX-512 BF16 but no AMX this is faster in bfloat16 than
     ``F.scaled_dot_product_attention``, whose bf16 kernel is no faster than its fp32 one there, while bf16
     matrix products run at several times the fp32 rate (:func:`_chunked_is_faster` owns the choice). ``q`` is
     scaled before the product (N x d multiplies instead of N x N) and the softmax runs on the bf16 scores directly:
     PyTorch's CPU kernel accumulates in fp32 and rounds once, so the result equals an fp32 softmax rounded to
-    bf16 (same max error against fp32 attention in our measurement) without two N x N dtype copies. UniFormer-S
-    16x224, stage 3 (5 heads x 1568 tokens), 2 Zen 4 cores: 6.9 ms per call against 27 ms with an explicit
-    fp32 softmax and 17 ms for the fused kernel.
+    bf16 (same max error against fp32 attention in our measurement) without two N x N dtype copies. Its speed
+    against an explicit fp32 softmax and the fused kernel is in ``benchmarks/RESULTS.md`` (kernel measurements).
     """
     keys = k.transpose(-2, -1)
     q = q * scale
@@ -364,10 +320,9 @@ def chunked_attention(
 def _chunked_is_faster() -> bool:
     """Whether :func:`chunked_attention` beats the fused kernel for bf16 inference on this CPU: only without AMX.
 
-    PyTorch's fused CPU kernel computes bf16 attention with AMX tiles where the CPU has them. Measured (ad hoc,
-    2 cores, torch 2.14.1, ms per call, chunked vs fused): Zen 4 (AVX-512 BF16, no AMX), video UniFormer-S
-    stage 3 (5 heads x 1568 tokens) 6.9 vs 17; Xeon with AMX, the same shape 19.8 vs 12.1 and pose UniFormer-S
-    stage 3 at batch 32 (5 heads x 192 tokens) 7.8 vs 5.8.
+    PyTorch's fused CPU kernel computes bf16 attention with AMX tiles where the CPU has them, and is then the
+    faster one; without AMX the chunked product is (``benchmarks/RESULTS.md``, kernel measurements, on a CPU of
+    each kind).
     """
     return not torch.cpu._is_amx_tile_supported()
 

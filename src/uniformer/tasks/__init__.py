@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import importlib
 
-from uniformer.models.registry import model_info
+from uniformer.models.zoo.catalog import model_info
 from uniformer.tasks.base import (
     LabelMap,
     MetricAccumulator,

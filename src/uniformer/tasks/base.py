@@ -27,7 +27,7 @@ from omegaconf import DictConfig
 from PIL import Image
 
 from uniformer.models.checkpoint import CheckpointFile
-from uniformer.models.registry import ModelInfo
+from uniformer.models.zoo.schema import ModelInfo
 from uniformer.runtime import Accumulator, DistContext
 
 __all__ = [

@@ -10,7 +10,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from uniformer.models.uniformer import fold_into_previous_conv
+from uniformer.models.layers.batchnorm import fold_into_previous_conv
 
 __all__ = ["ALIGN_CORNERS", "ConvModule", "DecodeHead", "resize", "upsampled_conv3x3"]
 

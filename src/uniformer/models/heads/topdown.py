@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from uniformer.models.uniformer import fold_sequential_batchnorms
+from uniformer.models.layers.batchnorm import fold_sequential_batchnorms
 
 __all__ = ["TopDownSimpleHead"]
 

@@ -22,7 +22,8 @@ from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
 
 from uniformer.data import VideoMixup, collate_videos
 from uniformer.models.checkpoint import CheckpointError, CheckpointFile
-from uniformer.models.registry import create_model, model_info
+from uniformer.models.factory import create_model
+from uniformer.models.zoo.catalog import model_info
 from uniformer.tasks.base import LabelMap, Metrics, Objective, Task
 from uniformer.tasks.classification.config import (
     DataConfig,

@@ -15,7 +15,8 @@ from typing import Any, List, Optional
 from omegaconf import MISSING, DictConfig
 
 from uniformer.data import DEFAULT_RAND_AUGMENT, FORMATS, IMAGE_FORMAT
-from uniformer.models.registry import ModelInfo, model_info
+from uniformer.models.zoo.catalog import model_info
+from uniformer.models.zoo.schema import ModelInfo
 
 __all__ = ["ClipSpec", "DataConfig", "LossConfig", "MixupConfig", "class_names", "clip_spec", "resolve_data"]
 

@@ -23,7 +23,7 @@ from uniformer.data import (
     build_video_dataset,
     image_transform,
 )
-from uniformer.data.decode import IMAGE_EXTENSIONS
+from uniformer.data.images import IMAGE_EXTENSIONS
 from uniformer.tasks.classification.config import ClipSpec
 
 __all__ = ["build_dataset", "build_inputs", "has_validation"]

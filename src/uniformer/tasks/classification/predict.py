@@ -22,7 +22,7 @@ from safetensors.torch import save_file
 
 from uniformer._fileio import atomic_write
 from uniformer.models.checkpoint import CheckpointFile
-from uniformer.models.registry import ModelInfo
+from uniformer.models.zoo.schema import ModelInfo
 from uniformer.tasks import base
 from uniformer.tasks.classification.config import ClipSpec, class_names, clip_spec
 from uniformer.tasks.classification.data import build_inputs

@@ -16,11 +16,11 @@ from typing import Any
 
 import torch
 import torch.nn as nn
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from uniformer.models.checkpoint import CheckpointFile
-from uniformer.models.detector import build_detector
-from uniformer.models.registry import model_info
+from uniformer.models.detection import build_detector, detector_options
+from uniformer.models.zoo.catalog import model_info
 from uniformer.runtime import DistContext, feed
 from uniformer.tasks.base import LabelMap, Metrics, Objective, Task
 from uniformer.tasks.detection.config import DataConfig, DetectorConfig, resolve
@@ -186,7 +186,10 @@ class DetectionTask(DetectionPredictTask, Task):
         return accumulator_for(dataset, model_masks=cfg.detector.mask is not False)
 
     def weights_metadata(self, cfg: DictConfig, train_set: CocoDetection) -> dict[str, Any]:
-        return {"classes": list(train_set.classes)}
+        return {
+            "classes": list(train_set.classes),
+            "model_args": detector_options(OmegaConf.to_container(cfg.detector)),
+        }
 
     def check_eval_data(self, cfg: DictConfig, checkpoint: CheckpointFile, dataset: CocoDetection) -> LabelMap:
         """Refuse a test set whose category names are not those stored with the weights; a null

@@ -39,8 +39,8 @@ class DataConfig:
 @dataclass
 class DetectorConfig:
     """The detector's input scale and heads (torchvision's ``GeneralizedRCNNTransform`` resizes inside it). The
-    names are those of :class:`~uniformer.models.detector.UniFormerMaskRCNN`'s options, so that ``create_model``
-    rebuilds a trained detector from its checkpoint's config."""
+    names are those of :class:`~uniformer.models.detection.DetectorOptions`: a training checkpoint records them
+    (``model_args``), so that ``create_model`` rebuilds a trained detector with them."""
 
     # short side; several: one drawn per image in training, the last one at evaluation (torchvision's rule)
     min_size: List[int] = field(default_factory=lambda: [800])

@@ -11,8 +11,9 @@ Annotations are read as mmdet 2.x's ``CocoDataset`` reads them (``mmdet/datasets
 * training skips images without any annotation (mmdet ``filter_empty_gt``); evaluation keeps every image;
 * masks (polygons or RLE, via pycocotools) when any annotation of the file has a ``segmentation``; a file
   without any trains a box-only detector. In a file with masks, an annotation without one is dropped (counted);
-* an image that fails to decode is replaced by another one in training (logged and carried in the batch's
-  ``skipped``), and marked ``valid=False`` in evaluation, where the metric lists it.
+* an image that fails to decode (or whose size is not the annotated one) is replaced by another one in training
+  (logged and carried in the batch's ``skipped``), and marked ``valid=False`` in evaluation, where the metric
+  lists it (:class:`~uniformer.data.items.RetryingDataset`).
 
 Training augmentation is the official flip (0.5) with torchvision transforms v2, and, for the 3x+MS recipes,
 the DETR-style crop (:func:`train_transform`). The final resizing (1333 x 800 keep-ratio, or a random short
@@ -24,7 +25,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -32,14 +32,14 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
 from pycocotools.coco import COCO
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
-__all__ = ["CocoDetection", "DataReport", "RandomSizeCrop", "collate_detection", "load_coco", "train_transform"]
+from uniformer.data.images import DecodeError, read_image
+from uniformer.data.items import RetryingDataset, collate_items
 
-logger = logging.getLogger("uniformer.tasks")
+__all__ = ["CocoDetection", "DataReport", "RandomSizeCrop", "collate_detection", "load_coco", "train_transform"]
 
 
 @dataclass
@@ -86,13 +86,16 @@ def load_coco(ann_file: str | os.PathLike[str]) -> COCO:
     return coco
 
 
-class CocoDetection(torch.utils.data.Dataset):
-    """Items ``{"image": (3, H, W) float in [0, 1], "target": {"boxes", "labels"[, "masks"]}, "image_id", "path",
-    "index", "valid", "error", "skipped"}`` of a COCO-format set (see the module docstring).
+class CocoDetection(RetryingDataset):
+    """Items ``{"image": (3, H, W) float in [0, 1], "target": {"boxes", "labels"[, "masks"]}, "image_id"}`` in
+    the :class:`~uniformer.data.items.Item` envelope, of a COCO-format set (see the module docstring).
 
     ``crop``: a training transform applied after the flip (:func:`train_transform`'s crop policy); boxes it
     leaves without area are removed with their labels and masks.
     """
+
+    noun = "image"
+    unreadable = (DecodeError,)
 
     def __init__(
         self,
@@ -105,9 +108,9 @@ class CocoDetection(torch.utils.data.Dataset):
         max_retries: int = 10,
         seed: int = 0,
     ) -> None:
+        super().__init__(train=train, max_retries=max_retries, seed=seed)
         self.coco = load_coco(ann_file)
-        self.ann_file, self.image_dir, self.train = str(ann_file), str(image_dir), train
-        self.max_retries, self.seed = max_retries, seed
+        self.ann_file, self.image_dir = str(ann_file), str(image_dir)
         self.category_ids = sorted(c["id"] for c in self.coco.dataset["categories"])
         names = {c["id"]: c.get("name", str(c["id"])) for c in self.coco.dataset["categories"]}
         self.classes = [names[i] for i in self.category_ids]
@@ -178,42 +181,34 @@ class CocoDetection(torch.utils.data.Dataset):
             target["masks"] = torch.from_numpy(stacked)
         return target
 
-    def _load(self, entry: _Entry) -> torch.Tensor:
-        with Image.open(entry.path) as f:
-            image = np.asarray(f.convert("RGB"))
-        if image.shape[:2] != (entry.height, entry.width):
-            raise ValueError(
-                f"image is {image.shape[1]}x{image.shape[0]}, the annotation file says {entry.width}x{entry.height}"
+    @property
+    def num_sources(self) -> int:
+        return len(self.entries)
+
+    def source_path(self, index: int) -> str:
+        return self.entries[index].path
+
+    def load(self, index: int, view: int) -> torch.Tensor:
+        entry = self.entries[index]
+        image = read_image(entry.path)
+        if image.shape[-2:] != (entry.height, entry.width):
+            raise DecodeError(
+                f"image is {image.shape[2]}x{image.shape[1]}, the annotation file says {entry.width}x{entry.height}"
             )
-        return torch.from_numpy(image.copy()).permute(2, 0, 1)
+        return image
 
-    def _item(self, index: int, entry: _Entry, image: torch.Tensor, target: dict, **extra: Any) -> dict[str, Any]:
-        item = {"image": image, "target": target, "image_id": entry.image_id, "path": entry.path, "index": index}
-        return {"valid": True, "error": "", "skipped": [], **item, **extra}
+    def reason(self, exc: Exception) -> str:
+        return f"unreadable image ({exc})"
 
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        skipped: list[tuple[str, str]] = []
-        current = index
-        for attempt in range(self.max_retries + 1 if self.train else 1):
-            entry = self.entries[current]
-            try:
-                image = self._load(entry)
-            except (OSError, ValueError) as exc:
-                reason = f"unreadable image ({exc})"
-                if not self.train:
-                    blank = torch.zeros(3, 32, 32)
-                    return self._item(index, entry, blank, {}, valid=False, error=reason)
-                logger.warning("skipping image %s (%s)", entry.path, reason)
-                skipped.append((entry.path, reason))
-                generator = torch.Generator().manual_seed(self.seed * 1_000_003 + index * 101 + attempt)
-                current = int(torch.randint(len(self.entries), (), generator=generator))
-                continue
-            target = self.target(entry) if self.train else {}
-            if self.transform is not None:
-                image, target = self._augment(image, target)
-            return self._item(index, entry, image.float() / 255, target, skipped=skipped)
-        listed = "; ".join(f"{p}: {r}" for p, r in skipped)
-        raise RuntimeError(f"{len(skipped)} images in a row could not be read (is the dataset right?): {listed}")
+    def build(self, index: int, view: int, loaded: torch.Tensor) -> dict[str, Any]:
+        entry = self.entries[index]
+        target = self.target(entry) if self.train else {}
+        if self.transform is not None:
+            loaded, target = self._augment(loaded, target)
+        return {"image": loaded.float() / 255, "target": target, "image_id": entry.image_id}
+
+    def blank(self, index: int, view: int) -> dict[str, Any]:
+        return {"image": torch.zeros(3, 32, 32), "target": {}, "image_id": self.entries[index].image_id}
 
     def _augment(self, image: torch.Tensor, target: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict]:
         size = tuple(image.shape[-2:])
@@ -287,17 +282,7 @@ def _usable_box(ann: dict[str, Any], width: int, height: int) -> bool:
 
 
 def collate_detection(items: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """Lists as torchvision's detectors take them: ``images`` (each (3, H, W), own size), ``targets``;
-    ``image_id``/``path``/``error`` lists, ``index`` int64, ``valid`` bool, ``skipped`` the replacements."""
-    if not items:
-        raise ValueError("collate_detection got an empty batch")
-    return {
-        "images": [b["image"] for b in items],
-        "targets": [b["target"] for b in items],
-        "image_id": [b["image_id"] for b in items],
-        "path": [b["path"] for b in items],
-        "index": torch.tensor([b["index"] for b in items], dtype=torch.long),
-        "valid": torch.tensor([b["valid"] for b in items], dtype=torch.bool),
-        "error": [b["error"] for b in items],
-        "skipped": [entry for b in items for entry in b["skipped"]],
-    }
+    """Lists as torchvision's detectors take them: ``images`` (each (3, H, W), own size), ``targets``,
+    ``image_id``; then the envelope (:func:`~uniformer.data.items.collate_items`)."""
+    batch = collate_items(items, {"image": list, "target": list, "image_id": list})
+    return {"images": batch.pop("image"), "targets": batch.pop("target"), **batch}

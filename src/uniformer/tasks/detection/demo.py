@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from uniformer.models.checkpoint import read_checkpoint
-from uniformer.models.registry import create_model, model_info
+from uniformer.models.factory import create_model
+from uniformer.models.zoo.catalog import model_info
 from uniformer.runtime import feed
 from uniformer.tasks._demo import train_and_test, write_report
 from uniformer.tasks.detection import TASK

@@ -25,8 +25,9 @@ from PIL import Image
 from torchvision.utils import draw_bounding_boxes, draw_segmentation_masks
 
 from uniformer._fileio import atomic_write_text
+from uniformer.data.images import DecodeError, image_size, read_image
 from uniformer.models.checkpoint import CheckpointFile
-from uniformer.models.registry import ModelInfo
+from uniformer.models.zoo.schema import ModelInfo
 from uniformer.tasks import base
 from uniformer.tasks.detection.metrics import MASK_THRESHOLD, encode_mask
 
@@ -112,9 +113,8 @@ class _Images(torch.utils.data.Dataset):
         path = self.paths[index]
         item = {"target": {}, "image_id": index, "path": path, "index": index, "skipped": []}
         try:
-            with Image.open(path) as f:
-                image = torch.from_numpy(np.asarray(f.convert("RGB")).copy()).permute(2, 0, 1).float() / 255
-        except (OSError, ValueError) as exc:
+            image = read_image(path).float() / 255
+        except DecodeError as exc:
             return {**item, "image": torch.zeros(3, 32, 32), "valid": False, "error": f"unreadable image ({exc})"}
         return {**item, "image": image, "valid": True, "error": ""}
 
@@ -135,8 +135,7 @@ def draw_detections(image_path: str | os.PathLike[str], prediction: Prediction, 
 
 def detections_image(image_path: str | os.PathLike[str], prediction: Prediction) -> Image.Image:
     """The image with the masks (half transparent), boxes and ``name score`` captions."""
-    with Image.open(image_path) as f:
-        image = torch.from_numpy(np.asarray(f.convert("RGB")).copy()).permute(2, 0, 1)
+    image = read_image(image_path)
     rng = np.random.default_rng(0)
     palette = [tuple(int(v) for v in rng.integers(60, 256, 3)) for _ in range(max(prediction.labels, default=0) + 1)]
     colours = [palette[label] for label in prediction.labels]
@@ -216,8 +215,7 @@ class DetectionPredictTask(base.PredictTask[PredictionSetup, Prediction]):
                 continue
             name = stem if stems.count(stem) == 1 else f"{stem}_{index}"
             picture = draw_detections(prediction.path, prediction, out / f"{name}_detections.png")
-            with Image.open(picture) as f:
-                width, height = f.size
+            width, height = image_size(picture)
             record = {
                 **prediction.to_dict(),
                 "width": width,

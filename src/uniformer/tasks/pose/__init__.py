@@ -22,7 +22,8 @@ from omegaconf import DictConfig
 
 from uniformer.models.checkpoint import CheckpointFile
 from uniformer.models.pose import COCO_FLIP_PAIRS, build_pose_model
-from uniformer.models.registry import model_info
+from uniformer.models.zoo.catalog import model_info
+from uniformer.models.zoo.pose import HEAD_CHANNELS
 from uniformer.tasks.base import LabelMap, Metrics, Objective, Task
 from uniformer.tasks.pose.coco import COCO_SIGMAS, read_detections, read_keypoint_file
 from uniformer.tasks.pose.codec import MSRAHeatmap
@@ -165,7 +166,7 @@ class PoseTask(PosePredictTask, Task):
         )
 
     def weights_metadata(self, cfg: DictConfig, train_set: torch.utils.data.Dataset) -> dict[str, Any]:
-        return {"classes": list(train_set.keypoint_names)}
+        return {"classes": list(train_set.keypoint_names), "model_args": {HEAD_CHANNELS: cfg.head.channels}}
 
     def check_eval_data(
         self, cfg: DictConfig, checkpoint: CheckpointFile, dataset: torch.utils.data.Dataset

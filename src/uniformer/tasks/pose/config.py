@@ -13,7 +13,7 @@ from typing import List, Optional
 
 from omegaconf import MISSING, DictConfig
 
-from uniformer.models.registry import model_info
+from uniformer.models.zoo.catalog import model_info
 
 __all__ = ["DataConfig", "HeadConfig", "PoseEvalConfig", "resolve"]
 

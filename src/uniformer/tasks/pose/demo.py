@@ -23,8 +23,10 @@ import numpy as np
 import torch
 from PIL import Image
 
+from uniformer.data.images import read_image
 from uniformer.models.checkpoint import read_checkpoint
-from uniformer.models.registry import create_model, model_info
+from uniformer.models.factory import create_model
+from uniformer.models.zoo.catalog import model_info
 from uniformer.runtime import feed
 from uniformer.tasks._demo import train_and_test, write_report
 from uniformer.tasks.pose import TASK
@@ -94,7 +96,7 @@ def run_demo(
     drawings = []
     loop = partial(feed, collate=TASK.collate, inputs=TASK.model_inputs, batch_size=16)  # as `uniformer predict`
     for inst, prediction in zip(shown, TASK.predict(model, [i.image for i in shown], setup, loop, 1), strict=True):
-        image = torch.from_numpy(np.asarray(Image.open(inst.image).convert("RGB")).copy()).permute(2, 0, 1)
+        image = read_image(inst.image)
         truth = draw_people(image, [{"keypoints": inst.keypoints.tolist()}], setup.skeleton, 0.5)
         predicted = draw_people(image, prediction.persons, setup.skeleton, setup.vis_thr)
         pair = torch.cat([truth, torch.full((3, image.shape[1], 4), 255, dtype=torch.uint8), predicted], dim=2)

@@ -24,13 +24,14 @@ from torchvision.ops import box_convert
 from torchvision.utils import draw_keypoints
 
 from uniformer._fileio import atomic_write_text
+from uniformer.data.images import DecodeError, image_size, read_image
 from uniformer.models.checkpoint import CheckpointFile
-from uniformer.models.registry import ModelInfo
+from uniformer.models.zoo.schema import ModelInfo
 from uniformer.tasks import base
 from uniformer.tasks.base import PredictorRequest
 from uniformer.tasks.pose.coco import COCO_SIGMAS, COCO_SKELETON, Instance
 from uniformer.tasks.pose.codec import MSRAHeatmap
-from uniformer.tasks.pose.data import PoseDataset, read_image
+from uniformer.tasks.pose.data import PoseDataset
 from uniformer.tasks.pose.metrics import rescore
 from uniformer.tasks.pose.transforms import EvalTransform
 
@@ -278,11 +279,11 @@ class PosePredictTask(base.PredictTask[PredictionSetup, Prediction]):
                 boxes = given.get(path, given.get(os.path.basename(path), []))
             else:
                 try:
-                    with Image.open(path) as f:
-                        boxes = [[0.0, 0.0, float(f.width), float(f.height)]]
-                except (OSError, ValueError) as exc:
-                    errors[n] = f"unreadable image {path} ({exc})"
+                    width, height = image_size(path)
+                except DecodeError as exc:
+                    errors[n] = f"unreadable image ({exc})"
                     continue
+                boxes = [[0.0, 0.0, float(width), float(height)]]
             for box in boxes:
                 instances.append(Instance(path, n, tuple(box[:4]), None, float(box[4]) if len(box) > 4 else 1.0))
                 owner.append(n)

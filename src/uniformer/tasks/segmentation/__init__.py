@@ -21,8 +21,8 @@ from omegaconf import DictConfig
 
 from uniformer.data import read_classes
 from uniformer.models.checkpoint import CheckpointFile
-from uniformer.models.registry import model_info
 from uniformer.models.segmentor import build_segmentor
+from uniformer.models.zoo.catalog import model_info
 from uniformer.tasks.base import LabelMap, Metrics, Objective, Task
 from uniformer.tasks.segmentation.config import (
     DataConfig,

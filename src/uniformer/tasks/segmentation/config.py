@@ -13,8 +13,8 @@ from typing import List, Optional
 
 from omegaconf import MISSING, DictConfig
 
-from uniformer.models.registry import model_info
 from uniformer.models.segmentor import InferenceConfig
+from uniformer.models.zoo.catalog import model_info
 
 __all__ = ["FORMATS", "DataConfig", "EvalConfig", "HeadConfig", "LossConfig", "inference_config", "resolve"]
 

@@ -7,13 +7,13 @@ to ignore and the rest shifted down by one as mmseg's ``reduce_zero_label``).
 
 A pair that cannot be used (mask missing or unreadable, image and mask sizes differ, a mask with several
 channels, labels outside ``[0, classes)`` other than the ignore index) is reported by file: in training it is
-replaced by another pair drawn from ``(seed, index, attempt)`` and listed in the item's ``skipped`` (as the
-video datasets do); in evaluation the item is marked ``valid=False`` with the reason, and the metric counts it.
+replaced by another pair drawn from ``(seed, index, attempt)`` and listed in the item's ``skipped``; in
+evaluation the item is marked ``valid=False`` with the reason, and the metric counts it (the policy of every
+dataset: :class:`~uniformer.data.items.RetryingDataset`).
 """
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -28,7 +28,8 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
-from uniformer.data.decode import IMAGE_EXTENSIONS
+from uniformer.data.images import IMAGE_EXTENSIONS, DecodeError, read_image
+from uniformer.data.items import RetryingDataset, collate_items, long_tensor
 
 __all__ = [
     "EvalTransform",
@@ -41,8 +42,6 @@ __all__ = [
     "folder_pairs",
     "rescale_size",
 ]
-
-logger = logging.getLogger("uniformer.data")
 
 
 @dataclass(frozen=True)
@@ -160,12 +159,16 @@ class EvalTransform:
         return self.normalize(TF.to_dtype(img, torch.float32, scale=True)), mask.long()
 
 
-class SegmentationDataset(torch.utils.data.Dataset):
-    """Image/mask pairs as items ``{"image", "mask", "size", "path", "index", "valid", "error", "skipped"}``.
+class SegmentationDataset(RetryingDataset):
+    """Image/mask pairs as items ``{"image", "mask", "size"}`` in the :class:`~uniformer.data.items.Item`
+    envelope (``path`` is the image's).
 
     ``train=True`` replaces a broken pair (see the module docstring); otherwise it yields a placeholder with
     ``valid=False``. ``require_masks=False`` (prediction) reads images alone, masks all ``ignore_index``.
     """
+
+    noun = "image/mask pair"
+    unreadable = (PairError,)
 
     def __init__(
         self,
@@ -180,9 +183,9 @@ class SegmentationDataset(torch.utils.data.Dataset):
         max_retries: int = 10,
         seed: int = 0,
     ) -> None:
+        super().__init__(train=train, max_retries=max_retries, seed=seed)
         self.pairs, self.classes, self.transform = list(pairs), list(classes), transform
-        self.train, self.ignore_index, self.reduce_zero_label = train, ignore_index, reduce_zero_label
-        self.require_masks, self.max_retries, self.seed = require_masks, max_retries, seed
+        self.ignore_index, self.reduce_zero_label, self.require_masks = ignore_index, reduce_zero_label, require_masks
 
     @property
     def num_classes(self) -> int:
@@ -194,17 +197,19 @@ class SegmentationDataset(torch.utils.data.Dataset):
     def __repr__(self) -> str:
         return f"SegmentationDataset({len(self)} pairs, {self.num_classes} classes, train={self.train})"
 
-    def load(self, pair: Pair) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(image (3, H, W) uint8, mask (H, W) uint8)`` with labels reduced; :class:`PairError` if unusable."""
+    def load(self, index: int, view: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(image (3, H, W) uint8, mask (H, W) uint8)`` of pair ``index`` with labels reduced; :class:`PairError`
+        if unusable."""
+        pair = self.pairs[index]
         try:
-            with Image.open(pair.image) as f:
-                image = np.asarray(f.convert("RGB"))
-        except (OSError, ValueError) as exc:
+            image = read_image(pair.image)
+        except DecodeError as exc:
             raise PairError(f"unreadable image ({exc})") from None
+        height, width = image.shape[-2:]
         if pair.mask is None:
             if self.require_masks:
                 raise PairError("no mask")
-            return torch.from_numpy(image.copy()).permute(2, 0, 1), torch.full(image.shape[:2], self.ignore_index)
+            return image, torch.full((height, width), self.ignore_index)
         try:
             with Image.open(pair.mask) as f:
                 mask = np.asarray(f)
@@ -212,10 +217,8 @@ class SegmentationDataset(torch.utils.data.Dataset):
             raise PairError(f"unreadable mask ({exc})") from None
         if mask.ndim != 2:
             raise PairError(f"mask has {mask.shape[-1]} channels; masks are single-channel class indices")
-        if mask.shape != image.shape[:2]:
-            raise PairError(
-                f"mask is {mask.shape[1]}x{mask.shape[0]} but the image is {image.shape[1]}x{image.shape[0]}"
-            )
+        if mask.shape != (height, width):
+            raise PairError(f"mask is {mask.shape[1]}x{mask.shape[0]} but the image is {width}x{height}")
         mask = mask.astype(np.int64)
         if self.reduce_zero_label:
             mask = np.where((mask == 0) | (mask == self.ignore_index), self.ignore_index, mask - 1)
@@ -225,37 +228,21 @@ class SegmentationDataset(torch.utils.data.Dataset):
                 f"labels out of range: {sorted(np.unique(mask[bad]).tolist())[:5]} with {self.num_classes} classes "
                 f"(0-{self.num_classes - 1}, {self.ignore_index} = ignore)"
             )
-        return torch.from_numpy(image.copy()).permute(2, 0, 1), torch.from_numpy(mask.astype(np.uint8))
+        return image, torch.from_numpy(mask.astype(np.uint8))
 
-    def _item(self, index: int, image: torch.Tensor, mask: torch.Tensor, size: tuple[int, int], **extra: Any) -> dict:
-        item = {"image": image, "mask": mask, "size": size, "path": self.pairs[index].image, "index": index}
-        return {"valid": True, "error": "", "skipped": [], **item, **extra}
+    @property
+    def num_sources(self) -> int:
+        return len(self.pairs)
 
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        skipped: list[tuple[str, str]] = []
-        current = index
-        for attempt in range(self.max_retries + 1 if self.train else 1):
-            pair = self.pairs[current]
-            try:
-                image, mask = self.load(pair)
-            except PairError as exc:
-                reason = str(exc)
-                if not self.train:
-                    blank = torch.zeros(3, 32, 32)
-                    return self._item(
-                        index, blank, torch.full((32, 32), self.ignore_index), (32, 32), valid=False, error=reason
-                    )
-                logger.warning("skipping image/mask pair %s (%s)", pair.image, reason)
-                skipped.append((pair.image, reason))
-                generator = torch.Generator().manual_seed(self.seed * 1_000_003 + index * 101 + attempt)
-                current = int(torch.randint(len(self.pairs), (), generator=generator))
-                continue
-            image, mask = self.transform(image, mask)
-            return self._item(index, image, mask, tuple(mask.shape[-2:]), skipped=skipped)
-        listed = "; ".join(f"{p}: {r}" for p, r in skipped)
-        raise RuntimeError(
-            f"{len(skipped)} image/mask pairs in a row could not be used (is the dataset right?): {listed}"
-        )
+    def source_path(self, index: int) -> str:
+        return self.pairs[index].image
+
+    def build(self, index: int, view: int, loaded: tuple[torch.Tensor, torch.Tensor]) -> dict[str, Any]:
+        image, mask = self.transform(*loaded)
+        return {"image": image, "mask": mask, "size": tuple(mask.shape[-2:])}
+
+    def blank(self, index: int, view: int) -> dict[str, Any]:
+        return {"image": torch.zeros(3, 32, 32), "mask": torch.full((32, 32), self.ignore_index), "size": (32, 32)}
 
 
 def _pad_stack(tensors: Sequence[torch.Tensor], value: float) -> torch.Tensor:
@@ -268,18 +255,14 @@ def _pad_stack(tensors: Sequence[torch.Tensor], value: float) -> torch.Tensor:
 def collate_pairs(items: Sequence[dict[str, Any]], ignore_index: int = 255) -> dict[str, Any]:
     """``image`` (B, 3, H, W) padded with 0 and ``mask`` (B, H, W) int64 padded with ``ignore_index`` to the
     largest in the batch; ``resized`` (B, 2) each image's own size in ``image`` and ``size`` (B, 2) its mask's
-    (they differ in evaluation, where predictions are resized back to the mask); ``path``/``error`` lists,
-    ``index`` int64, ``valid`` bool, ``skipped`` the concatenated replacements."""
-    if not items:
-        raise ValueError("collate_pairs got an empty batch")
-    return {
-        "image": _pad_stack([b["image"] for b in items], 0.0),
-        "mask": _pad_stack([b["mask"].long() for b in items], ignore_index),
-        "resized": torch.tensor([b["image"].shape[-2:] for b in items], dtype=torch.long),
-        "size": torch.tensor([b["size"] for b in items], dtype=torch.long),
-        "path": [b["path"] for b in items],
-        "index": torch.tensor([b["index"] for b in items], dtype=torch.long),
-        "valid": torch.tensor([b["valid"] for b in items], dtype=torch.bool),
-        "error": [b["error"] for b in items],
-        "skipped": [entry for b in items for entry in b["skipped"]],
-    }
+    (they differ in evaluation, where predictions are resized back to the mask); then the envelope
+    (:func:`~uniformer.data.items.collate_items`)."""
+    batch = collate_items(
+        items,
+        {
+            "image": lambda images: _pad_stack(images, 0.0),
+            "mask": lambda masks: _pad_stack([m.long() for m in masks], ignore_index),
+            "size": long_tensor,
+        },
+    )
+    return {**batch, "resized": torch.tensor([b["image"].shape[-2:] for b in items], dtype=torch.long)}

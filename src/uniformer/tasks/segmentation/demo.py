@@ -26,7 +26,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from uniformer.models.registry import model_info
+from uniformer.data.images import read_image
+from uniformer.models.zoo.catalog import model_info
 from uniformer.tasks._demo import run_cli, train_and_test, write_report
 from uniformer.tasks.segmentation.metrics import Areas, compute_metrics, intersect_and_union
 from uniformer.tasks.segmentation.predict import palette_for
@@ -53,7 +54,7 @@ def _grid(data: Path, predicted: Path, stems: list[str], out: Path, zoom: int = 
     palette = np.asarray(palette_for(model_info(MODEL), len(SHAPE_CLASSES)), np.uint8)  # predict's colours
     rows = []
     for stem in stems:
-        image = np.asarray(Image.open(data / "images" / "val" / f"{stem}.png").convert("RGB"))
+        image = read_image(data / "images" / "val" / f"{stem}.png").permute(1, 2, 0).numpy()
         truth = palette[np.asarray(Image.open(data / "masks" / "val" / f"{stem}.png"))]
         pred = palette[np.asarray(Image.open(predicted / f"{stem}_labels.png"))]
         gap = np.full((image.shape[0], 2, 3), 255, np.uint8)

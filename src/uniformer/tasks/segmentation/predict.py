@@ -17,9 +17,10 @@ import torch
 import torch.nn as nn
 from PIL import Image, ImageDraw, ImageFont
 
+from uniformer.data.images import read_image
 from uniformer.models.checkpoint import CheckpointFile
-from uniformer.models.registry import ModelInfo
 from uniformer.models.segmentor import InferenceConfig
+from uniformer.models.zoo.schema import ModelInfo
 from uniformer.tasks import base
 from uniformer.tasks.segmentation.data import EvalTransform, Pair, SegmentationDataset
 from uniformer.tasks.segmentation.metrics import label_maps
@@ -105,8 +106,7 @@ def overlay_image(
 ) -> Image.Image:
     """The image blended with the class colours of ``label_map`` (``alpha`` of colour); with ``labels``, a
     legend of the classes present (colour and name, largest share first) to its right."""
-    with Image.open(image_path) as f:
-        image = np.asarray(f.convert("RGB"), dtype=np.float32)
+    image = read_image(image_path).permute(1, 2, 0).numpy().astype(np.float32)
     if image.shape[:2] != label_map.shape:
         raise ValueError(f"label map {label_map.shape} does not match the image {image.shape[:2]}")
     colours = np.asarray(palette, dtype=np.float32)[label_map]

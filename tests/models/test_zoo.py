@@ -1,7 +1,8 @@
-"""The zoo registry: every entry builds with the official layout, published cost, labels and weights."""
+"""The zoo: every entry builds with the official layout, published cost, labels and weights."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from pathlib import Path
@@ -13,7 +14,10 @@ import torch
 import uniformer
 from uniformer.labels import load_palette
 from uniformer.models import measure_model
-from uniformer.models.registry import DATASETS
+from uniformer.models.checkpoint import TRAIN_FORMAT
+from uniformer.models.zoo import catalog
+from uniformer.models.zoo.datasets import DATASETS
+from uniformer.models.zoo.schema import ModelKind, Release
 
 from golden import GOLDEN
 
@@ -122,7 +126,9 @@ def test_metadata_of_video_entries() -> None:
     k400 = uniformer.model_info("uniformer_small_k400_16x4")
     assert (k400.num_frames, k400.frame_stride, k400.sampling) == (16, 4, "dense")
     assert (k400.test_clips, k400.test_crops, k400.release().img_size) == (4, 1, 224)
-    assert k400.release().top1 == 80.8 and k400.release().checkpoint_file == "uniformer_small_k400_16x4.pth"
+    assert (
+        k400.release().metrics == {"top1": 80.8} and k400.release().checkpoint_file == "uniformer_small_k400_16x4.pth"
+    )
     assert k400.hub_repo == "Sense-X/uniformer_video" and k400.num_classes == 400
     ssv2 = uniformer.model_info("uniformer_base_sthv2_prek600_32")
     assert (ssv2.num_frames, ssv2.sampling, ssv2.test_clips, ssv2.test_crops) == (32, "segment", 1, 3)
@@ -244,3 +250,44 @@ def test_new_num_classes_reinitialises_only_the_head(tmp_path: Path, caplog: pyt
     for key, value in source.state_dict().items():
         if not key.startswith("head."):
             assert torch.equal(model.state_dict()[key], value), key
+
+
+def test_a_release_names_its_published_numbers_by_known_metric_keys() -> None:
+    assert uniformer.model_info("uniformer_small").release().metrics == {"top1": 82.9}
+    assert uniformer.model_info("uniformer_tiny_motion").release().metrics == {}
+    with pytest.raises(ValueError, match=r"unknown metric\(s\) \['acc'\]"):
+        Release(224, 1.0, None, metrics={"acc": 1.0})
+
+
+def test_create_model_builds_an_entry_by_the_builder_its_kind_names(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = []
+
+    def build(info: uniformer.ModelInfo, num_classes: int, overrides: dict, file: object) -> torch.nn.Module:
+        calls.append((info.name, num_classes, overrides, file))
+        return torch.nn.Linear(2, num_classes)
+
+    entry = dataclasses.replace(uniformer.model_info("uniformer_base_h14_fpn_ade20k"), kind=ModelKind(build))
+    monkeypatch.setattr(catalog, "_MODELS", {**catalog._MODELS, entry.name: entry})
+    model = uniformer.create_model(entry.name, num_classes=3, drop_path_rate=0.1)
+    assert isinstance(model, torch.nn.Linear) and calls == [(entry.name, 3, {"drop_path_rate": 0.1}, None)]
+    assert model.zoo_cfg == dict(name=entry.name, overrides={"drop_path_rate": 0.1}, classes=None, clip=None)
+
+
+POSE = "uniformer_small_topdown_coco_256x192"
+TINY_POSE = dict(depth=[1, 1, 1, 1], embed_dim=[16, 32, 48, 64], head_dim=16)
+
+
+@pytest.mark.parametrize("recorded", ["model_args", "config of an older run"])
+def test_a_training_checkpoint_brings_the_model_args_its_task_recorded(tmp_path: Path, recorded: str) -> None:
+    trained = uniformer.create_model(POSE, head_channels=16, **TINY_POSE)
+    config = {"model": {"name": POSE, "overrides": TINY_POSE}}
+    container = {"format": TRAIN_FORMAT, "model": trained.state_dict(), "config": config}
+    if recorded == "model_args":
+        container["model_args"] = {"head_channels": 16}
+    else:  # written before runs recorded it: the pose config's head.channels
+        config["head"] = {"channels": 16}
+    torch.save(container, tmp_path / "run.pt")
+    model = uniformer.create_model(POSE, checkpoint_path=tmp_path / "run.pt")  # strict: a 256-wide head would not fit
+    assert model.zoo_cfg["overrides"] == {"head_channels": 16, **TINY_POSE}
+    key = "keypoint_head.final_layer.weight"
+    assert torch.equal(model.state_dict()[key], trained.state_dict()[key])
