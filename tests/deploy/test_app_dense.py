@@ -62,7 +62,7 @@ def test_pose_page_draws_the_skeleton_of_the_whole_image(image):
     ((person, score),) = view.rows  # one person: the whole image as its box
     assert person == "person 0 (box 0, 0, 80, 48)" and 0 <= float(score) <= 1
     (prediction,) = predictor.predict([image])
-    ((_, _, best),) = prediction.top
+    ((_, best),) = prediction.ranked()
     assert f"{best:.3f}" == score
     inside = [(round(x), round(y)) for x, y, _ in prediction.persons[0]["keypoints"] if 0 <= x < 79.5 and 0 <= y < 47.5]
     shown = [view.picture[y, x].tolist() for x, y in inside]  # red dots, where no white limb crosses them

@@ -12,7 +12,7 @@ import torch
 
 import uniformer
 from uniformer.models.checkpoint import CheckpointError, read_checkpoint
-from uniformer.tasks.classification.predict import prediction_setup
+from uniformer.tasks.classification import TASK
 
 TINY_IMAGE = dict(depth=(1, 1, 1, 1), embed_dim=(32, 64, 128, 256), head_dim=32)
 
@@ -54,7 +54,7 @@ def test_video_round_trip_keeps_the_clip(tmp_path):
     with torch.no_grad():
         assert torch.equal(loaded(x), model(x))
     file = read_checkpoint(again)  # a saved folder is also a --checkpoint
-    spec = prediction_setup(uniformer.model_info("uniformer_tiny_motion"), loaded, file, None).spec
+    spec = TASK.prediction_setup(uniformer.model_info("uniformer_tiny_motion"), loaded, file, None).spec
     assert (spec.num_frames, spec.stride, spec.clips, spec.crop_size, spec.sampling) == (4, 2, 3, 96, "dense")
     assert file.class_names == uniformer.model_info("uniformer_tiny_motion").labels
     config = json.loads((again / "config.json").read_text())

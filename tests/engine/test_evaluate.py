@@ -11,7 +11,7 @@ import torch
 
 from uniformer import UniFormer
 from uniformer.engine.config import resolve_config
-from uniformer.engine.evaluate import feed
+from uniformer.runtime import feed
 from uniformer.tasks.classification import TASK
 from uniformer.tasks.classification.metrics import TimeShuffled, VideoScores, ViewScores, compute_metrics, write_report
 

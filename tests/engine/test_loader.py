@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from uniformer.engine.loader import BatchPlan, EpochSampler, SeededItems, seed_step
+from uniformer.engine.loader import BatchPlan, EpochSampler, SeededItems
+from uniformer.runtime import seed_step
 
 
 def _sampler(num_items: int, global_batch: int, micro_batch: int, world_size: int = 1, **kwargs) -> EpochSampler:

@@ -15,6 +15,7 @@ from torchvision.models.detection import MaskRCNN
 from torchvision.models.detection._utils import BoxCoder
 from torchvision.models.detection.faster_rcnn import FastRCNNPredictor
 from torchvision.models.detection.image_list import ImageList
+from torchvision.models.detection.roi_heads import RoIHeads
 from torchvision.ops import generalized_box_iou_loss, roi_align
 
 import uniformer
@@ -32,6 +33,7 @@ from uniformer.models.detection import (
     detector_options,
     giou_box_loss,
     l1_box_loss,
+    postprocess_detections,
 )
 
 TINY = dict(depth=(1, 1, 2, 1), embed_dim=(16, 32, 48, 64), head_dim=16, attn_mode="hybrid", window_size=7)
@@ -529,6 +531,32 @@ def test_create_model_passes_the_cascade_stage_loss_weights_to_the_detector() ->
     assert cascade.roi_heads.stage_loss_weights == (1.0, 1.0, 0.5)
     with pytest.raises(TypeError, match="stage_loss_weights"):  # a Mask R-CNN has one stage: refused by name
         uniformer.create_model("uniformer_small_h14_mask_rcnn_coco_1x", stage_loss_weights=(1.0,), **TINY, **NARROW)
+
+
+def test_a_calls_score_threshold_is_its_own_and_leaves_the_shared_model_as_it_was() -> None:
+    torch.manual_seed(0)
+    model = build_detector("mask_rcnn", 2, TINY, min_size=(64,), max_size=64, mask=False).eval()
+    images = [torch.rand(3, 64, 64)]
+    with torch.no_grad():
+        plain = model(images)[0]
+        strict = model(images, score_thresh=0.99)[0]
+        again = model(images)[0]
+    assert model.roi_heads.score_thresh == 0.05 and len(plain["scores"]) > 0 and len(strict["scores"]) == 0
+    assert torch.equal(again["scores"], plain["scores"]) and torch.equal(again["boxes"], plain["boxes"])
+
+
+def test_postprocessing_is_torchvisions_at_the_heads_own_threshold() -> None:
+    torch.manual_seed(0)
+    heads = build_detector("mask_rcnn", 2, TINY, min_size=(64,), max_size=64, mask=False).roi_heads
+    corners = torch.rand(20, 2) * 40
+    proposals = list(torch.cat([corners, corners + 1 + torch.rand(20, 2) * 20], 1).split([12, 8]))
+    logits, deltas, shapes = torch.randn(20, 3) * 3, torch.randn(20, 12), [(64, 64), (48, 64)]
+    ours = postprocess_detections(heads, logits, deltas, proposals, shapes)
+    theirs = RoIHeads.postprocess_detections(heads, logits, deltas, proposals, shapes)
+    for mine, reference in zip(ours, theirs, strict=True):
+        assert all(torch.equal(a, b) for a, b in zip(mine, reference, strict=True))
+    lowered = postprocess_detections(heads, logits, deltas, proposals, shapes, score_thresh=0.0)
+    assert sum(map(len, lowered[1])) >= sum(map(len, ours[1])) and heads.score_thresh == 0.05
 
 
 def test_detector_options_are_one_dataclass_whose_unset_top_n_is_each_detectors_own() -> None:

@@ -268,13 +268,13 @@ def test_slide_with_a_window_covering_the_image_is_whole_inference() -> None:
     images = torch.randn(1, 3, 64, 80)
     with torch.no_grad():
         whole = model(images)
-        model.test_cfg = InferenceConfig("slide", crop_size=96, stride=64)
-        torch.testing.assert_close(model(images), whole)
+        torch.testing.assert_close(model(images, InferenceConfig("slide", crop_size=96, stride=64)), whole)
         # windows 64 x 64 every 16 pixels: columns at 0 and 16; what slide_inference gives for the model's own
-        model.test_cfg = InferenceConfig("slide", crop_size=64, stride=16)
+        slide = InferenceConfig("slide", crop_size=64, stride=16)
         left, right = model.whole_inference(images[..., :64]), model.whole_inference(images[..., 16:])
         expected = torch.cat([left[..., :16], (left[..., 16:] + right[..., :48]) / 2, right[..., 48:]], -1)
-        torch.testing.assert_close(model(images), expected)
+        torch.testing.assert_close(model(images, slide), expected)
+        torch.testing.assert_close(model(images), whole)  # a call's test mode is its own: the model keeps none
 
 
 def test_flip_and_multi_scale_average_the_views_probabilities() -> None:
@@ -289,10 +289,8 @@ def test_flip_and_multi_scale_average_the_views_probabilities() -> None:
             mode="bilinear",
             align_corners=False,
         ).softmax(1)
-        model.test_cfg = InferenceConfig(flip=True)
-        torch.testing.assert_close(model(images).exp(), (plain + flipped) / 2)
-        model.test_cfg = InferenceConfig(scales=(0.5, 1.0))
-        torch.testing.assert_close(model(images).exp(), (half + plain) / 2)
+        torch.testing.assert_close(model(images, InferenceConfig(flip=True)).exp(), (plain + flipped) / 2)
+        torch.testing.assert_close(model(images, InferenceConfig(scales=(0.5, 1.0))).exp(), (half + plain) / 2)
 
 
 @pytest.mark.parametrize(

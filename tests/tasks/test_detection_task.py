@@ -15,17 +15,18 @@ from pycocotools import mask as mask_utils
 from timm.layers import DropPath
 
 from uniformer.cli import main
+from uniformer.cli.predict import parse_task_options
 from uniformer.engine import evaluate, load_config, resolve_config, train
-from uniformer.engine.evaluate import feed
 from uniformer.engine.predict import Predictor
 from uniformer.models.detection import UniFormerCascadeMaskRCNN
 from uniformer.models.zoo.catalog import model_info
+from uniformer.runtime import feed
 from uniformer.tasks import task_for_model
 from uniformer.tasks.detection import TASK, evaluate_coco
 from uniformer.tasks.detection.data import CocoDetection, collate_detection
 from uniformer.tasks.detection.demo import run_demo
 from uniformer.tasks.detection.metrics import CocoAccumulator
-from uniformer.tasks.detection.predict import PredictionSetup, draw_detections
+from uniformer.tasks.detection.predict import Prediction, PredictionSetup, draw_detections
 from uniformer.tasks.detection.synth import INSTANCE_CLASSES, write_instances
 
 SIZES = {1: (60, 80), 2: (50, 70), 3: (40, 40)}  # image id -> (H, W)
@@ -263,14 +264,20 @@ def test_the_score_threshold_keeps_exactly_the_detections_above_it_and_the_files
         "masks": masks,
     }
     run = partial(feed, collate=TASK.collate, inputs=TASK.model_inputs, batch_size=2)
-    setup = TASK.prediction_options(PredictionSetup(["circle", "triangle"]), ["--score-threshold", "0.5"])
+    setup = TASK.prediction_options(
+        PredictionSetup(["circle", "triangle"]), parse_task_options(TASK, ["--score-threshold", "0.5"])
+    )
     assert setup.score_threshold == 0.5 and PredictionSetup(["a"]).score_threshold == 0.3  # the default
     path = str(tmp_path / "images" / "1.png")
     (kept,) = TASK.predict(_Oracle(truth), [path], setup, run, topk=5)
     assert kept.scores == pytest.approx([0.95, 0.6]) and kept.names == ["circle", "triangle"]  # 0.5 is not above
     assert kept.boxes.tolist() == [[5, 6, 25, 36], [6, 7, 26, 37]] and kept.masks.shape == (2, 60, 80)
     (everything,) = TASK.predict(
-        _Oracle(truth), [path], TASK.prediction_options(setup, ["--score-threshold=0"]), run, 5
+        _Oracle(truth),
+        [path],
+        TASK.prediction_options(setup, parse_task_options(TASK, ["--score-threshold=0"])),
+        run,
+        5,
     )
     assert len(everything.scores) == 4
 
@@ -290,19 +297,21 @@ def test_the_score_threshold_keeps_exactly_the_detections_above_it_and_the_files
 def test_score_threshold_options_are_checked_and_a_low_one_reaches_the_detector(tmp_path: Path) -> None:
     setup = PredictionSetup(["circle"])
     with pytest.raises(ValueError, match="must be in \\[0, 1\\]; got 1.5"):
-        TASK.prediction_options(setup, ["--score-threshold", "1.5"])
+        TASK.prediction_options(setup, parse_task_options(TASK, ["--score-threshold", "1.5"]))
     with pytest.raises(ValueError, match="unknown option\\(s\\) for detection models: --boxes"):
-        TASK.prediction_options(setup, ["--boxes", "b.json"])
+        TASK.prediction_options(setup, parse_task_options(TASK, ["--boxes", "b.json"]))
     with pytest.raises(ValueError, match="detection options: argument --score-threshold"):
-        TASK.prediction_options(setup, ["--score-threshold", "high"])
+        TASK.prediction_options(setup, parse_task_options(TASK, ["--score-threshold", "high"]))
     ann = write_coco(tmp_path, degenerate=False)
     seen = []
 
-    class Detector(_Oracle):  # a torchvision R-CNN's own test threshold, recorded when the model runs
+    class Detector(_Oracle):  # a torchvision R-CNN's own test threshold; the one each call runs with, recorded
         roi_heads = type("Heads", (), {"score_thresh": 0.05})()
 
-        def forward(self, images: list[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
-            seen.append(self.roi_heads.score_thresh)
+        def forward(
+            self, images: list[torch.Tensor], score_thresh: float | None = None
+        ) -> list[dict[str, torch.Tensor]]:
+            seen.append(self.roi_heads.score_thresh if score_thresh is None else score_thresh)
             return super().forward(images)
 
     model = Detector(_ground_truth(CocoDetection(ann, tmp_path / "images", train=False)))
@@ -310,7 +319,7 @@ def test_score_threshold_options_are_checked_and_a_low_one_reaches_the_detector(
     path = [str(tmp_path / "images" / "3.png")]
     TASK.predict(model, path, PredictionSetup(["circle", "triangle"], score_threshold=0.01), run, topk=1)
     TASK.predict(model, path, PredictionSetup(["circle", "triangle"], score_threshold=0.3), run, topk=1)
-    assert seen == [0.01, 0.05] and model.roi_heads.score_thresh == 0.05  # lowered for the run, then restored
+    assert seen == [0.01, 0.05] and model.roi_heads.score_thresh == 0.05  # lowered for the call, the model's kept
 
 
 @pytest.mark.parametrize(
@@ -380,3 +389,10 @@ def test_a_boxes_only_set_trains_a_detector_without_a_mask_branch(tmp_path: Path
     cfg.detector.mask = True
     with pytest.raises(ValueError, match="detector.mask=true but .* has no segmentation annotations"):
         TASK.num_outputs(cfg, train_set)
+
+
+def test_a_detection_prediction_prints_its_detections_best_first_under_its_path() -> None:
+    found = Prediction("a.png", np.zeros((2, 4)), [1, 2], ["cat", "dog"], [0.9, 0.4])
+    assert found.ranked() == [("cat", 0.9), ("dog", 0.4)]
+    assert found.lines(1) == ["a.png", f"  1. {'cat':<40s}  90.00%"]
+    assert Prediction("b.png", error="unreadable").lines(5) == ["b.png", "  could not be read: unreadable"]

@@ -12,16 +12,18 @@ import pytest
 import torch
 
 from uniformer.cli import main
+from uniformer.cli.predict import parse_task_options
 from uniformer.engine import evaluate, load_config, train
 from uniformer.engine.config import resolve_config
-from uniformer.engine.evaluate import feed
+from uniformer.engine.predict import Predictor
 from uniformer.models.checkpoint import TRAIN_FORMAT, read_checkpoint
 from uniformer.models.detection import UniFormerMaskRCNN
 from uniformer.models.factory import create_model
 from uniformer.models.pose import build_pose_model
 from uniformer.models.zoo.catalog import model_info
+from uniformer.runtime import feed
 from uniformer.tasks import get_task, task_for_model
-from uniformer.tasks.pose import TASK, PoseTask, decode_heatmaps, evaluate_coco_keypoints, keypoint_mse_loss
+from uniformer.tasks.pose import TASK, MSRAHeatmap, PoseTask, evaluate_coco_keypoints, keypoint_mse_loss
 from uniformer.tasks.pose.coco import COCO_SIGMAS, read_keypoint_file
 from uniformer.tasks.pose.metrics import KeypointAccumulator, oks_iou, oks_nms, rescore
 from uniformer.tasks.pose.predict import PERSON_SCORE_THRESHOLD
@@ -31,7 +33,6 @@ from uniformer.tasks.pose.transforms import (
     affine_matrix,
     apply_affine,
     box_to_center_scale,
-    heatmap_targets,
     warp_image,
 )
 
@@ -87,7 +88,7 @@ def test_warp_samples_pixels_at_integer_centres_and_zeros_outside() -> None:
 
 def test_heatmap_targets_are_the_msra_gaussians_with_weights() -> None:
     keypoints = np.array([[10.0, 6.0], [-40.0, 5.0], [20.0, 20.0]])
-    target, weight = heatmap_targets(keypoints, np.array([1, 1, 0]), (32, 32), (8, 8), sigma=1.0)
+    target, weight = MSRAHeatmap((32, 32), (8, 8), sigma=1.0).encode(keypoints, np.array([1, 1, 0]))
     # stride 4: mu = (int(2.5 + 0.5), int(1.5 + 0.5)) = (3, 2); cut at 3 sigma
     assert target[0, 2, 3] == 1 and target[0].argmax() == 2 * 8 + 3
     assert float(target[0, 2, 4]) == pytest.approx(math.exp(-0.5)) and float(target[0, 3, 4]) == pytest.approx(
@@ -104,7 +105,9 @@ def test_train_transform_without_augmentation_puts_each_target_peak_on_its_keypo
     keypoints[:, 0], keypoints[:, 1], keypoints[:, 2] = np.linspace(30, 70, 17), np.linspace(20, 80, 17), 1
     keypoints[3, 2] = 0
     off = dict(flip=False, half_body_prob=0, scale_factor=0, rotation_prob=0, center_shift_prob=0)
-    transform = TrainTransform((48, 64), [0.5] * 3, [0.25] * 3, flip_pairs=[(1, 2)], sigma=2, **off)
+    transform = TrainTransform(
+        (48, 64), [0.5] * 3, [0.25] * 3, codec=MSRAHeatmap((48, 64), sigma=2, flip_pairs=[(1, 2)]), **off
+    )
     crop = transform(image, [25, 15, 50, 70], keypoints)
     assert crop.image.shape == (3, 64, 48) and crop.target.shape == (17, 16, 12)
     in_crop = apply_affine(keypoints[:, :2], affine_matrix(crop.center, crop.scale, 0, (48, 64)))
@@ -124,7 +127,7 @@ def test_decode_takes_the_argmax_steps_a_quarter_toward_the_higher_neighbour_and
     heatmaps[0, 1, 1, 5], heatmaps[0, 1, 1, 6] = 0.8, 0.7  # y = 1 is on the border band: no step at all
     # keypoint 2: all zero -> (-1, -1) before the mapping
     center, scale = torch.tensor([[100.0, 50.0]]), torch.tensor([[0.4, 0.6]])  # 80 x 120 px: x*10+60, y*20-10
-    points, scores = decode_heatmaps(heatmaps, center, scale)
+    points, scores = MSRAHeatmap((32, 32)).decode(heatmaps, center, scale)
     torch.testing.assert_close(points[0], torch.tensor([[92.5, 35.0], [110.0, 10.0], [50.0, -30.0]]))
     torch.testing.assert_close(scores[0], torch.tensor([1.0, 0.8, 0.0]))
 
@@ -133,7 +136,9 @@ def test_decode_does_not_step_on_a_tie_and_steps_left_up_toward_higher_neighbour
     heatmaps = torch.zeros(1, 1, 6, 8)
     heatmaps[0, 0, 3, 4], heatmaps[0, 0, 3, 3], heatmaps[0, 0, 3, 5] = 1.0, 0.3, 0.3  # tie in x
     heatmaps[0, 0, 2, 4] = 0.2  # above higher than below (0)
-    points, _ = decode_heatmaps(heatmaps, np.array([[4.0, 3.0]]), np.array([[8 / 200, 6 / 200]]))  # identity map
+    points, _ = MSRAHeatmap((32, 32)).decode(
+        heatmaps, np.array([[4.0, 3.0]]), np.array([[8 / 200, 6 / 200]])
+    )  # identity map
     torch.testing.assert_close(points[0, 0], torch.tensor([4.0, 2.75]))
 
 
@@ -251,10 +256,10 @@ def test_accumulator_gathers_every_process_and_matches_one_process(tmp_path: Pat
         "path": [f"{i}.png" for i in range(4)],
         "error": ["", "", "", "unreadable image 3.png"],
     }
-    single = KeypointAccumulator(4, gt)
+    single = KeypointAccumulator(4, gt, MSRAHeatmap((48, 64)))
     single.update(heatmaps, batch)
-    expected = single.compute(_TwoRanks([single, KeypointAccumulator(4, gt)]))
-    ranks = [KeypointAccumulator(4, gt), KeypointAccumulator(4, gt)]
+    expected = single.compute(_TwoRanks([single, KeypointAccumulator(4, gt, MSRAHeatmap((48, 64)))]))
+    ranks = [KeypointAccumulator(4, gt, MSRAHeatmap((48, 64))), KeypointAccumulator(4, gt, MSRAHeatmap((48, 64)))]
     for rank, acc in enumerate(ranks):
         mine = acc.indices(rank, 2)
         acc.update(
@@ -349,20 +354,24 @@ def test_tiny_run_trains_evaluates_and_predicts_skeletons(tmp_path: Path, capsys
     model = TASK.build_model(cfg, 17)
     model.load_state_dict(torch.load(final, map_location="cpu", weights_only=False)["model"])
     setup = TASK.prediction_setup(model_info(cfg.model.name), model, read_checkpoint(final), None)
-    assert model.flip_test and setup.input_size == [64, 64] and setup.keypoints[9] == "left_wrist"
+    assert setup.input_size == [64, 64] and setup.keypoints[9] == "left_wrist"
     boxes = tmp_path / "boxes.json"
     boxes.write_text(json.dumps({"00000.png": [[5, 5, 40, 50, 0.9], [10, 10, 30, 30]]}))
-    setup = TASK.prediction_options(setup, ["--boxes", str(boxes), "--out", str(tmp_path / "drawn")])
+    setup = TASK.prediction_options(
+        setup, parse_task_options(TASK, ["--boxes", str(boxes), "--out", str(tmp_path / "drawn")])
+    )
     with pytest.raises(ValueError, match="unknown option"):
-        TASK.prediction_options(setup, ["--frobnicate", "x"])
+        TASK.prediction_options(setup, parse_task_options(TASK, ["--frobnicate", "x"]))
     run_loop = partial(feed, collate=TASK.collate, inputs=TASK.model_inputs, batch_size=2)
     image = str(root / "val" / "00000.png")
     (two,) = TASK.predict(model, [image], setup, run_loop, topk=5)
     assert len(two.persons) == 2 and len(two.persons[0]["keypoints"]) == 17 and two.error is None
-    assert two.persons[0]["score"] >= two.persons[1]["score"] and len(two.top) == 2
+    assert two.persons[0]["score"] >= two.persons[1]["score"] and len(two.ranked()) == 2
     assert (tmp_path / "drawn" / "00000_pose.png").stat().st_size > 0
     assert json.loads((tmp_path / "drawn" / "00000_keypoints.json").read_text())["persons"] == two.persons
-    whole = TASK.prediction_options(TASK.prediction_setup(model_info(cfg.model.name), model, None, None), [])
+    whole = TASK.prediction_options(
+        TASK.prediction_setup(model_info(cfg.model.name), model, None, None), parse_task_options(TASK, [])
+    )
     (one,) = TASK.predict(model, [image], whole, run_loop, topk=5)
     assert [p["box"] for p in one.persons] == [[0.0, 0.0, 64.0, 64.0]]
 
@@ -434,16 +443,19 @@ def test_detector_person_boxes_above_the_threshold_are_what_the_pose_model_crops
             "scores": torch.tensor([0.9, 0.95, 0.4, 0.6]),
         },
     )
-    model = create_model(POSE, checkpoint_path=_pose_checkpoint(tmp_path / "pose.pt"))
-    setup = TASK.prediction_setup(model_info(POSE), model, None, None)
     options = ["--detector", DETECTOR, "--detector-checkpoint", str(_detector_checkpoint(tmp_path / "det.pt"))]
-    setup = TASK.prediction_options(setup, [*options, "--person-score-threshold", "0.5", "--out", str(tmp_path / "o")])
-    assert setup.detector.label == 2 and setup.detector.setup.score_threshold == 0.5 and setup.boxes is None
+    options += ["--person-score-threshold", "0.5", "--out", str(tmp_path / "o")]
+    predictor = Predictor(
+        POSE, _pose_checkpoint(tmp_path / "pose.pt"), task_options=parse_task_options(TASK, options)
+    )  # the engine's detector
+    model, setup = predictor.model, predictor.setup
+    assert setup.detector.label == 2 and setup.detector.predictor.setup.score_threshold == 0.5 and setup.boxes is None
+    assert setup.detector_request is None and setup.detector.predictor.task.name == "detection"
     cropped = []
 
-    def run(model, dataset, accumulator) -> None:
+    def run(model, dataset, accumulator, options) -> None:
         cropped.append([(Path(inst.image).name, inst.box, inst.score) for inst in dataset.instances])
-        feed(model, dataset, accumulator, collate=TASK.collate, inputs=TASK.model_inputs, batch_size=4)
+        feed(model, dataset, accumulator, collate=TASK.collate, inputs=TASK.model_inputs, batch_size=4, options=options)
 
     images = [str(root / "val" / "00000.png"), str(broken), str(root / "val" / "00001.png")]
     first, bad, second = TASK.predict(model.eval(), images, setup, run, topk=5)

@@ -19,11 +19,12 @@ from PIL import Image
 from uniformer.cli import main
 from uniformer.engine import load_config
 from uniformer.engine.config import resolve_config
-from uniformer.engine.evaluate import evaluate, feed
+from uniformer.engine.evaluate import evaluate
 from uniformer.engine.train import train
 from uniformer.models.checkpoint import read_checkpoint
 from uniformer.models.segmentor import InferenceConfig, build_segmentor
 from uniformer.models.zoo.catalog import model_info
+from uniformer.runtime import feed
 from uniformer.tasks import get_task, task_for_model
 from uniformer.tasks.segmentation import TASK, SegmentationTask, segmentation_loss
 from uniformer.tasks.segmentation.data import (
@@ -416,9 +417,9 @@ def test_predictions_run_in_the_test_mode_of_the_weights_training_run(tmp_path: 
     Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(image)
     loop = partial(feed, collate=TASK.collate, inputs=TASK.model_inputs, batch_size=1)
 
-    def run(m: torch.nn.Module, dataset: Any, maps: Any) -> None:
-        seen.append(m.test_cfg)
-        loop(m, dataset, maps)
+    def run(m: torch.nn.Module, dataset: Any, maps: Any, options: dict[str, Any]) -> None:
+        seen.append(options["test_cfg"])
+        loop(m, dataset, maps, options=options)
 
     (prediction,) = TASK.predict(model.eval(), [str(image)], setup, run, topk=1)
     assert seen == [setup.inference] and prediction.label_map.shape == (40, 40)

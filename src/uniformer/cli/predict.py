@@ -5,6 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
+from collections.abc import Sequence
+from typing import Any
+
+from uniformer.tasks import PredictTask, task_for_model
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -65,6 +69,25 @@ def _inputs(items: list[str]) -> list[str]:
     return paths
 
 
+def parse_task_options(task: PredictTask, words: Sequence[str]) -> dict[str, Any]:
+    """The values of the words of a ``uniformer predict`` command line that belong to the model's task, parsed
+    against the options it declares (:attr:`~uniformer.tasks.PredictTask.options`), by their ``dest``; only those
+    given. A malformed value or a word the task does not take is a ``ValueError`` naming the task."""
+    parser = argparse.ArgumentParser(
+        prog=f"uniformer predict ({task.name} options)", add_help=False, exit_on_error=False, allow_abbrev=False
+    )
+    for option in task.options:
+        parser.add_argument(option.flag, type=option.type, metavar=option.metavar, help=option.help)
+    try:
+        parsed, unknown = parser.parse_known_args(list(words))
+    except argparse.ArgumentError as exc:
+        raise ValueError(f"{task.name} options: {exc}") from None
+    if unknown:
+        takes = ", ".join(f"{o.flag} {o.metavar}" for o in task.options) or "no options"
+        raise ValueError(f"unknown option(s) for {task.name} models: {' '.join(unknown)} ({task.name} takes {takes})")
+    return {o.dest: getattr(parsed, o.dest) for o in task.options if getattr(parsed, o.dest) is not None}
+
+
 def _predictor(args: argparse.Namespace, labels: list[str] | None = None):
     from uniformer.engine.predict import Predictor
 
@@ -76,7 +99,7 @@ def _predictor(args: argparse.Namespace, labels: list[str] | None = None):
         precision=args.precision,
         batch_size=args.batch_size,
         num_workers=args.workers,
-        task_args=getattr(args, "task_args", []),
+        task_options=parse_task_options(task_for_model(args.model), getattr(args, "task_args", [])),
     )
 
 
@@ -98,11 +121,7 @@ def _predict(args: argparse.Namespace) -> int:
         print(json.dumps(document, indent=2))
     else:
         for prediction in predictions:
-            print(f"{prediction.path}  ({prediction.views} views)")
-            if prediction.error:
-                print(f"  could not be read: {prediction.error}")
-            for rank, (_, name, prob) in enumerate(prediction.top, 1):
-                print(f"  {rank}. {name:<40s} {100 * prob:6.2f}%")
+            print("\n".join(prediction.lines(args.topk)))
         for path in written:
             print(f"wrote {path}")
     return 1 if any(p.error for p in predictions) else 0

@@ -44,7 +44,7 @@ __all__ = ["DenseView", "build_app", "demo_examples", "dense_view", "seen_frames
 TOPK = 5
 _DEMO_DATASET = "synthetic-motion"
 _ROWS = 100  # table rows of a dense prediction (a detector keeps at most 100 detections)
-# the table of a dense page: its header, and how a row's value (Prediction.top's third field) is shown
+# the table of a dense page: its header, and how a row's value (a number of Prediction.ranked) is shown
 _TABLES = {
     "segmentation": (["class", "share of the pixels"], lambda v: f"{100 * v:.1f}%"),
     "pose": (["person", "score"], lambda v: f"{v:.3f}"),
@@ -63,8 +63,8 @@ class DenseView:
 
 def dense_view(predictor: Predictor, path: str, score_threshold: float | None = None) -> DenseView:
     """Predict ``path`` with ``predictor`` (a segmentation, pose or detection model) and render it: the task's
-    :meth:`~uniformer.tasks.Task.draw_prediction` picture and one row per entry of the prediction's ``top``
-    (largest class share, best person or detection first). ``score_threshold`` replaces a detector's for this
+    :meth:`~uniformer.tasks.Task.draw_prediction` picture and one row per entry the prediction ranks
+    (:meth:`~uniformer.tasks.Prediction.ranked`: largest class share, best person or detection first). ``score_threshold`` replaces a detector's for this
     request only: the predictor is shared by every visitor of the page and is left as it is."""
     setup = predictor.setup
     if score_threshold is not None:
@@ -76,7 +76,7 @@ def dense_view(predictor: Predictor, path: str, score_threshold: float | None = 
         raise ValueError(f"{Path(path).name} could not be read: {prediction.error}")
     picture = np.asarray(predictor.task.draw_prediction(prediction, setup).convert("RGB"))
     show = _TABLES[predictor.task.name][1]
-    rows = [[name, show(value)] for _, name, value in prediction.top]
+    rows = [[name, show(value)] for name, value in prediction.ranked()[:_ROWS]]
     return DenseView(picture, rows, f"{1000 * elapsed:.0f} ms")
 
 

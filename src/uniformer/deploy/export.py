@@ -78,11 +78,8 @@ DETECTION_UNSUPPORTED = (
 def inference_graph(model: nn.Module) -> nn.Module:
     """An eval-mode copy with BatchNorms folded and the ``"fast"`` formulation (fused attention): the graph the
     files hold. It equals the model to float rounding (``tests/models/test_optimize.py``). A pose model's copy
-    runs the plain pass (``flip_test`` off): the flip test is the consumer's, with the exported ``flip_pairs``."""
-    graph = set_formulation(fold_batchnorms(copy.deepcopy(model).eval()), "fast")
-    if hasattr(graph, "flip_test"):
-        graph.flip_test = False
-    return graph
+    runs the plain pass (no flip test): the flip test is the consumer's, with the exported ``flip_pairs``."""
+    return set_formulation(fold_batchnorms(copy.deepcopy(model).eval()), "fast")
 
 
 def _input_shape(config: Mapping[str, Any], batch: int) -> tuple[int, ...]:
@@ -147,7 +144,7 @@ def dense_config(
     if task.name not in ("segmentation", "pose"):
         raise ValueError(f"{name}: dense_config describes segmentation and pose models, not {task.name}")
     names = class_names if class_names is not None else recorded.get("classes")
-    setup = task.prediction_setup(info, copy.copy(model), checkpoint, names)  # a shallow copy: pose sets flip_test
+    setup = task.prediction_setup(info, model, checkpoint, names)
     model_args = {k: list(v) if isinstance(v, tuple) else v for k, v in recorded.get("overrides", {}).items()}
     config: dict[str, Any] = dict(architecture=info.name, task=task.name, model_args=model_args)
     if task.name == "segmentation":

@@ -1,9 +1,10 @@
 """Evaluation, task-agnostic: run a model over a dataset and hand every output to the task's metric.
 
-:func:`run_evaluation` is the loop (validation during training and ``uniformer eval``): each process takes the
-items its accumulator assigns it (:meth:`uniformer.tasks.MetricAccumulator.indices`), the accumulator sums what
-it needs, and :meth:`~uniformer.tasks.MetricAccumulator.compute` combines the processes' sums, so every process
-returns the complete result. :func:`evaluate` is ``uniformer eval``: one checkpoint (read once) against the test
+:func:`run_evaluation` is validation during training and ``uniformer eval``: the runtime's loop
+(:func:`uniformer.runtime.feed`), in which each process takes the items its accumulator assigns it
+(:meth:`uniformer.tasks.MetricAccumulator.indices`) and the accumulator sums what it needs; then
+:meth:`~uniformer.tasks.MetricAccumulator.compute` combines the processes' sums, so every process returns the
+complete result. :func:`evaluate` is ``uniformer eval``: one checkpoint (read once) against the test
 set, refused when the test set's classes are not the weights', and the task's report.
 """
 
@@ -11,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,12 +22,11 @@ from omegaconf import DictConfig
 
 from uniformer.engine.build import released_weights
 from uniformer.engine.config import resolve_config, task_of
-from uniformer.engine.distributed import DistContext, autocast_context, setup_distributed
-from uniformer.engine.logging import progress_bar
 from uniformer.models.checkpoint import load_state, read_checkpoint
+from uniformer.runtime import DistContext, autocast_context, feed, setup_distributed
 from uniformer.tasks import MetricAccumulator, Metrics
 
-__all__ = ["EvalReport", "evaluate", "feed", "run_evaluation"]
+__all__ = ["EvalReport", "evaluate", "run_evaluation"]
 
 logger = logging.getLogger("uniformer.engine")
 
@@ -37,60 +36,6 @@ class EvalReport:
     metrics: Metrics
     output_dir: Path | None
     summary: str
-
-
-def to_device(value: Any, device: torch.device) -> Any:
-    """A model input on ``device``: a tensor, or the tensors inside (nested) lists, tuples and dicts (the list of
-    images a detector takes)."""
-    if isinstance(value, torch.Tensor):
-        return value.to(device, non_blocking=True)
-    if isinstance(value, (list, tuple)):
-        return type(value)(to_device(v, device) for v in value)
-    if isinstance(value, dict):
-        return {k: to_device(v, device) for k, v in value.items()}
-    return value
-
-
-@torch.no_grad()
-def feed(
-    model: nn.Module,
-    dataset: torch.utils.data.Dataset,
-    accumulator: MetricAccumulator,
-    *,
-    collate: Callable[[list[Any]], dict[str, Any]],
-    inputs: Callable[[dict[str, Any]], Any],
-    batch_size: int = 8,
-    ctx: DistContext | None = None,
-    precision: str = "fp32",
-    num_workers: int = 0,
-    progress: bool = False,
-) -> None:
-    """Run ``model`` (in eval mode; its mode is restored after) over this process's share of ``dataset`` and
-    hand each output to ``accumulator``.
-
-    ``model`` is already on ``ctx.device``; ``precision`` is the autocast of the forward pass (``fp32``, ``bf16``
-    or ``fp16``); ``collate`` and ``inputs`` (batch -> model input) are the task's.
-    """
-    ctx = ctx or DistContext()
-    loader = torch.utils.data.DataLoader(
-        torch.utils.data.Subset(dataset, accumulator.indices(ctx.rank, ctx.world_size)),
-        batch_size=batch_size,
-        num_workers=num_workers,
-        collate_fn=collate,
-        pin_memory=ctx.device.type == "cuda",
-    )
-    was_training = model.training
-    model.eval()
-    bar = progress_bar(len(loader), desc="eval", enabled=progress and ctx.is_main, unit="batch")
-    try:
-        for batch in loader:
-            with autocast_context(precision, ctx.device):
-                output = model(to_device(inputs(batch), ctx.device))
-            accumulator.update(output, batch)
-            bar.update()
-    finally:
-        bar.close()
-        model.train(was_training)
 
 
 def run_evaluation(
@@ -148,6 +93,7 @@ def evaluate(cfg: DictConfig) -> EvalReport:
         precision=cfg.trainer.precision,
         num_workers=cfg.data.num_workers,
         progress=cfg.trainer.progress,
+        options=task.test_options(cfg),
     )
     seconds = time.perf_counter() - start
     out_dir = Path(cfg.eval.output_dir or Path(cfg.output_dir) / "eval")

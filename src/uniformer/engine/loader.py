@@ -14,65 +14,24 @@ Three rules make a run reproducible to the bit on CPU, resumable mid-epoch, and 
 2. **Augmentation seeded per sample.** :class:`SeededItems` seeds Python's, NumPy's and torch's CPU generators
    from ``(seed, epoch, position in the global order)`` around each ``dataset[index]`` call, so a clip's crop,
    flip, RandAugment and erasing do not depend on which worker (or process) loads it.
-3. **Model-side randomness seeded per micro-batch.** :func:`seed_step` seeds every generator from
-   ``(seed, step, shard)`` before the forward pass, so drop-path masks and Mixup draws are a function of the
+3. **Model-side randomness seeded per micro-batch.** :func:`uniformer.runtime.seed_step` seeds every generator
+   from ``(seed, step, shard)`` before the forward pass, so drop-path masks and Mixup draws are a function of the
    step and shard only: nothing needs saving to continue a stream after a restart.
 """
 
 from __future__ import annotations
 
-import random
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import torch
 from omegaconf import DictConfig
 from torch.utils.data import Dataset, Sampler
 
-__all__ = ["BatchPlan", "EpochSampler", "SeededItems", "derive_seed", "isolated_rng", "seed_all", "seed_step"]
+from uniformer.runtime.seeding import derive_seed, isolated_rng
 
-
-def derive_seed(*keys: int) -> int:
-    """A well-mixed 32-bit seed from any integers (NumPy ``SeedSequence``); nearby keys give unrelated seeds."""
-    return int(np.random.SeedSequence([int(k) % 2**63 for k in keys]).generate_state(1)[0])
-
-
-def _seed_all_cpu(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.default_generator.manual_seed(seed)
-
-
-@contextmanager
-def isolated_rng(seed: int) -> Iterator[None]:
-    """Run a block with Python/NumPy/torch-CPU generators seeded to ``seed``, then restore their previous state.
-
-    Restoring matters when the DataLoader has no workers and items are made in the training process itself.
-    """
-    states = random.getstate(), np.random.get_state(), torch.get_rng_state()
-    _seed_all_cpu(seed)
-    try:
-        yield
-    finally:
-        random.setstate(states[0])
-        np.random.set_state(states[1])
-        torch.set_rng_state(states[2])
-
-
-def seed_all(*keys: int) -> None:
-    """Seed Python's, NumPy's and torch's generators (CPU and every GPU) from ``derive_seed(*keys)``."""
-    value = derive_seed(*keys)
-    random.seed(value)
-    np.random.seed(value)
-    torch.manual_seed(value)
-
-
-def seed_step(seed: int, step: int, shard: int) -> None:
-    """Seed all generators for micro-batch ``shard`` of optimizer step ``step``."""
-    seed_all(seed, 1, step, shard)  # the constant separates this stream from the per-sample (0) and init (3) ones
+__all__ = ["BatchPlan", "EpochSampler", "SeededItems"]
 
 
 @dataclass(frozen=True)

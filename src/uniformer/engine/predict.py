@@ -3,7 +3,7 @@
 The weights file is read once (:func:`uniformer.models.checkpoint.read_checkpoint`) and loaded by the one rule of
 :func:`uniformer.create_model`; what travels with trained weights (class names, view settings, architecture
 overrides) is honoured. The task turns the files into a test-mode dataset (the builder ``uniformer eval`` uses),
-scores it with the engine's evaluation loop (:func:`uniformer.engine.evaluate.feed`) and renders one prediction
+scores it with the runtime's evaluation loop (:func:`uniformer.runtime.feed`) and renders one prediction
 per input (:meth:`uniformer.tasks.Task.predict`).
 """
 
@@ -11,20 +11,20 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from functools import partial
 from typing import Any
 
 import torch
 import torch.nn as nn
 
-from uniformer.engine.evaluate import feed
 from uniformer.models.checkpoint import CheckpointFile, read_checkpoint
 from uniformer.models.factory import create_model
 from uniformer.models.optimize import optimize_for_inference
 from uniformer.models.zoo.catalog import model_info
 from uniformer.models.zoo.schema import ModelInfo
-from uniformer.tasks import task_for_model
+from uniformer.runtime import Accumulator, feed
+from uniformer.tasks import Prediction, PredictorRequest, task_for_model
 
 __all__ = ["Predictor"]
 
@@ -45,8 +45,9 @@ class Predictor:
         batch_size: inputs (views) per forward pass.
         num_workers: decoding worker processes.
         overrides: constructor arguments of a reduced or modified architecture.
-        task_args: the task's own prediction options as command-line words (e.g. pose's ``--boxes FILE``),
-            applied by :meth:`~uniformer.tasks.Task.prediction_options`.
+        task_options: values of the task's own prediction options by :attr:`~uniformer.tasks.Option.dest` (e.g.
+            pose's ``{"boxes": FILE}``), applied by :meth:`~uniformer.tasks.PredictTask.prediction_options`; a model
+            another model's setup asks for (:class:`~uniformer.tasks.PredictorRequest`) is built here.
     """
 
     def __init__(
@@ -60,7 +61,7 @@ class Predictor:
         batch_size: int = 8,
         num_workers: int = 0,
         overrides: dict[str, Any] | None = None,
-        task_args: Sequence[str] = (),
+        task_options: Mapping[str, Any] | None = None,
     ) -> None:
         if precision not in ("fp32", "bf16"):
             raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
@@ -75,12 +76,36 @@ class Predictor:
         self.model: nn.Module = create_model(
             model_name, pretrained=pretrained and file is None, checkpoint_path=file, **(overrides or {})
         ).eval()
-        self.setup = self.task.prediction_setup(self.info, self.model, file, labels)  # e.g. class names, views
-        self.setup = self.task.prediction_options(self.setup, task_args)
         self.precision, self.batch_size, self.num_workers = precision, batch_size, num_workers
+        self.setup = self.task.prediction_setup(self.info, self.model, file, labels)  # e.g. class names, views
+        self.setup = self.task.prediction_options(self.setup, task_options or {})
+        for request in self.task.requests(self.setup):
+            self.setup = self.task.attach(self.setup, request, self._requested(request))
         self._fast: nn.Module | None = None
 
-    def _feed(self, model: nn.Module, dataset: Any, accumulator: Any, *, precision: str, progress: bool) -> None:
+    def _requested(self, request: PredictorRequest) -> Predictor:
+        """The predictor of the other zoo model a task asked for (pose's person detector): read as this class
+        reads any model, run in fp32 one input per forward pass (a detector's images stay at their own size)."""
+        info = model_info(request.model)
+        if info.task != request.task:
+            raise ValueError(
+                f"{request.flag} {request.model}: a {info.task} model, not a {request.task} model (`uniformer models "
+                f"--task {request.task}` lists them)"
+            )
+        return Predictor(
+            request.model, request.checkpoint, batch_size=1, num_workers=self.num_workers, task_options=request.options
+        )
+
+    def _feed(
+        self,
+        model: nn.Module,
+        dataset: torch.utils.data.Dataset,
+        accumulator: Accumulator,
+        *,
+        precision: str,
+        progress: bool,
+        options: Mapping[str, object] | None = None,
+    ) -> None:
         feed(
             model,
             dataset,
@@ -91,6 +116,7 @@ class Predictor:
             precision=precision,
             num_workers=self.num_workers,
             progress=progress,
+            options=options,
         )
 
     def _inference_copy(self) -> nn.Module:
@@ -102,7 +128,7 @@ class Predictor:
 
     def predict(
         self, paths: Sequence[str | os.PathLike[str]], topk: int = 5, progress: bool = False, setup: Any = None
-    ) -> list[Any]:
+    ) -> list[Prediction]:
         """One prediction per input, in input order (the task's kind: top classes with names for classification).
         ``setup`` replaces :attr:`setup` for this call only (e.g. a web page's own score threshold), so that
         callers sharing one predictor never see each other's choices."""

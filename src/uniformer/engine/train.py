@@ -42,11 +42,11 @@ from uniformer.engine.build import (
 )
 from uniformer.engine.checkpointing import CheckpointManager, RunLock, remove_stale_temporaries
 from uniformer.engine.config import config_diff, learning_rate, resolve_config, save_config, task_of
-from uniformer.engine.distributed import autocast_context, cleanup_distributed, setup_distributed
 from uniformer.engine.evaluate import run_evaluation
-from uniformer.engine.loader import BatchPlan, EpochSampler, SeededItems, seed_all, seed_step
+from uniformer.engine.loader import BatchPlan, EpochSampler, SeededItems
 from uniformer.engine.logging import RunLogger, format_bytes, format_duration, peak_memory, progress_bar
 from uniformer.models.checkpoint import TRAIN_FORMAT, CheckpointError, CheckpointFile, load_for_fine_tuning
+from uniformer.runtime import autocast_context, cleanup_distributed, seed_all, seed_step, setup_distributed
 from uniformer.tasks import Metrics
 
 __all__ = ["TrainResult", "Trainer", "TrainingDiverged", "TrainingInterrupted", "train"]
@@ -580,6 +580,7 @@ class Trainer:
             precision=self.cfg.trainer.precision,
             num_workers=self.workers,
             progress=self.cfg.trainer.progress,
+            options=self.task.test_options(self.cfg),
         )
 
     def _all_skipped(self) -> SkippedVideos:

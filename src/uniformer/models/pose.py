@@ -41,10 +41,11 @@ def flip_back(heatmaps: torch.Tensor, flip_pairs: Sequence[tuple[int, int]], shi
 class TopDownPoseModel(nn.Module):
     """Person crops (B, 3, H, W) -> keypoint heatmaps (B, K, H/4, W/4).
 
-    ``flip_test`` (default ``False``): in eval mode, average the heatmaps with those of the mirrored crops mapped
+    ``forward(crops, flip_test=True)``: in eval mode, average the heatmaps with those of the mirrored crops mapped
     back by :func:`flip_back` (shifted), as mmpose's test with ``flip_test=True, shift_heatmap=True``; the two
-    passes run as one batch. ``uniformer eval`` and ``predict`` switch it on, as the official test does. Training
-    mode always returns the plain heatmaps (the loss compares them to the targets).
+    passes run as one batch. ``uniformer eval`` and ``predict`` ask for it, as the official test does; an argument
+    of the call, so callers sharing one model never see each other's choice. Training mode always returns the plain
+    heatmaps (the loss compares them to the targets).
     """
 
     def __init__(
@@ -57,15 +58,14 @@ class TopDownPoseModel(nn.Module):
         self.keypoint_head = keypoint_head
         self.flip_pairs = tuple((int(a), int(b)) for a, b in flip_pairs)
         self.num_keypoints = keypoint_head.num_keypoints
-        self.flip_test = False
 
     def heatmaps(self, crops: torch.Tensor) -> torch.Tensor:
         """One forward pass: the head on the backbone's last map (the only one computed)."""
         (last,) = self.backbone.forward_dense(crops, indices=(3,))
         return self.keypoint_head(last)
 
-    def forward(self, crops: torch.Tensor) -> torch.Tensor:
-        if self.training or not self.flip_test:
+    def forward(self, crops: torch.Tensor, flip_test: bool = False) -> torch.Tensor:
+        if self.training or not flip_test:
             return self.heatmaps(crops)
         both = self.heatmaps(torch.cat([crops, crops.flip(-1)]))
         plain, flipped = both.chunk(2)

@@ -81,12 +81,16 @@ def slide_inference(
     return total / count
 
 
+WHOLE = InferenceConfig()  # whole-image inference, no test-time augmentation (mmseg's default test_cfg)
+
+
 class UniFormerSegmentor(nn.Module):
     """Backbone -> optional neck -> decode head (+ optional auxiliary head), logits at the input size.
 
     ``model.eval()(images)`` returns logits (B, num_classes, H, W) for images (B, 3, H, W): the decode head's
     stride-4 logits resized bilinearly (align_corners=False) to the input size, as mmseg's ``encode_decode``
-    ("whole" mode); ``model.test_cfg`` (a :class:`InferenceConfig`) selects sliding windows or multi-scale + flip.
+    ("whole" mode); ``model(images, test_cfg=...)`` (an :class:`InferenceConfig`, an argument of the call so that
+    callers sharing one model never see each other's) selects sliding windows or multi-scale + flip.
     In training mode the model returns ``{"out": logits, "aux": auxiliary logits}`` (``"aux"`` only with an
     auxiliary head), both resized to the input size as mmseg's losses resize them to the label size: the
     official loss is cross-entropy on each (ignore index 255), weighted 1.0 and 0.4 (UperNet configs).
@@ -109,7 +113,6 @@ class UniFormerSegmentor(nn.Module):
         self.decode_head = decode_head
         self.auxiliary_head = auxiliary_head
         self.num_classes = decode_head.num_classes
-        self.test_cfg = InferenceConfig()
 
     def features(self, images: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """The maps the heads read: the backbone's four, through the neck if there is one."""
@@ -120,10 +123,9 @@ class UniFormerSegmentor(nn.Module):
         """The decode head's logits resized to the input size (mmseg ``encode_decode``)."""
         return resize(self.decode_head(self.features(images)), images.shape[-2:])
 
-    def inference(self, images: torch.Tensor) -> torch.Tensor:
-        """Logits by ``test_cfg`` (whole or slide); with multi-scale or flip views, the log of the views' mean
+    def inference(self, images: torch.Tensor, cfg: InferenceConfig = WHOLE) -> torch.Tensor:
+        """Logits by ``cfg`` (whole or slide); with multi-scale or flip views, the log of the views' mean
         probabilities (so the arg-max is mmseg's ``aug_test`` and the output stays a logit map)."""
-        cfg = self.test_cfg
         single: Callable[[torch.Tensor], torch.Tensor] = self.whole_inference
         if cfg.mode == "slide":
             single = partial(slide_inference, self.whole_inference, crop_size=cfg.crop_size, stride=cfg.stride)
@@ -139,9 +141,11 @@ class UniFormerSegmentor(nn.Module):
                 total = total + logits.float().softmax(1)
         return (total / (len(cfg.scales) * (2 if cfg.flip else 1))).log()
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor | dict[str, torch.Tensor]:
+    def forward(
+        self, images: torch.Tensor, test_cfg: InferenceConfig = WHOLE
+    ) -> torch.Tensor | dict[str, torch.Tensor]:
         if not self.training:
-            return self.inference(images)
+            return self.inference(images, test_cfg)
         maps = self.features(images)
         size = images.shape[-2:]
         outputs = {"out": resize(self.decode_head(maps), size)}

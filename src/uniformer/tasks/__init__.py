@@ -1,4 +1,5 @@
-"""Tasks: one package each (:mod:`uniformer.tasks.classification`, ...), each a :class:`Task` the engine calls.
+"""Tasks: one package each (:mod:`uniformer.tasks.classification`, ...), each a :class:`Task` the engine calls
+(a :class:`TrainTask` for training and evaluation, a :class:`PredictTask` for prediction).
 
 :func:`get_task` finds a task by name, :func:`task_for_model` by the zoo entry of a model (whose ``task`` field
 says image, video, segmentation, ...).
@@ -9,9 +10,36 @@ from __future__ import annotations
 import importlib
 
 from uniformer.models.zoo.catalog import model_info
-from uniformer.tasks.base import Collectives, MetricAccumulator, Metrics, Objective, Task
+from uniformer.tasks.base import (
+    LabelMap,
+    MetricAccumulator,
+    Metrics,
+    Objective,
+    Option,
+    Prediction,
+    PredictorRequest,
+    PredictTask,
+    Run,
+    Task,
+    TrainTask,
+)
 
-__all__ = ["TASKS", "Collectives", "MetricAccumulator", "Metrics", "Objective", "Task", "get_task", "task_for_model"]
+__all__ = [
+    "TASKS",
+    "LabelMap",
+    "MetricAccumulator",
+    "Metrics",
+    "Objective",
+    "Option",
+    "PredictTask",
+    "Prediction",
+    "PredictorRequest",
+    "Run",
+    "Task",
+    "TrainTask",
+    "get_task",
+    "task_for_model",
+]
 
 # task name -> module holding ``TASK``; and the zoo's ``ModelInfo.task`` values each task serves
 TASKS: dict[str, str] = {

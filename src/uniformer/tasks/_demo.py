@@ -13,14 +13,15 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from uniformer._fileio import atomic_write_text
 from uniformer.configs import find_config
 
-__all__ = ["DemoRun", "prepare_output", "run_cli", "train_and_test"]
+__all__ = ["DemoRun", "prepare_output", "run_cli", "train_and_test", "write_report"]
 
 
 def run_cli(step: str, args: list[str], capture: bool = False, env: dict[str, str] | None = None) -> tuple[float, str]:
@@ -97,3 +98,10 @@ def train_and_test(
     )
     metrics = json.loads((out / "eval" / "metrics.json").read_text())
     return DemoRun(data, run, times, final, metrics)
+
+
+def write_report(out: Path, lines: Sequence[str], times: Mapping[str, float], result: Mapping[str, Any]) -> None:
+    """``out/report.md`` (``lines``, then the table of each step's seconds) and ``out/result.json`` (``result``)."""
+    table = ["| step | seconds |", "|---|---|", *[f"| {step} | {seconds:.0f} |" for step, seconds in times.items()]]
+    atomic_write_text(out / "report.md", "\n".join([*lines, *table, ""]))
+    atomic_write_text(out / "result.json", json.dumps(result, indent=2) + "\n")

@@ -1,36 +1,139 @@
-"""What the engine needs from a task, and nothing more.
+"""What the engine needs from a task, and nothing more: two narrow seams.
 
-The trainer, the evaluation loop and the predictor (:mod:`uniformer.engine`) are task-agnostic: they hold a
-:class:`Task` and call it to build the model and the datasets, to turn a batch into inputs and targets, to
-compute the loss, to accumulate a metric that is correct under DDP, and to describe a prediction. A new task is
-one package under :mod:`uniformer.tasks` that subclasses :class:`Task`, plus its configs; no engine file changes.
+:class:`TrainTask` is what training and evaluation need: the config sections, the datasets and their collate, the
+model, the objective, the metric (correct under DDP), what travels with the weights and the report.
+:class:`PredictTask` is what prediction needs: the setup beside the model (class names, views...), the options a
+task takes (declared as data: :class:`Option`; the CLI parses them), the predict walk over files into typed
+:class:`Prediction` objects, the files and pictures a prediction makes, and backbone features. A task package's
+``TASK`` is a :class:`Task`, both at once; a new task is one package under :mod:`uniformer.tasks` plus its
+configs, and no engine file changes. Demos are not part of the seam (the CLI's ``demo`` command runs them).
 
-Imports point down: the engine imports tasks, tasks import :mod:`uniformer.models` and :mod:`uniformer.data`,
-never the engine. Collectives reach a task as a :class:`Collectives` object (the engine's ``DistContext``).
+Imports point down: the engine imports tasks, tasks import :mod:`uniformer.runtime`, :mod:`uniformer.models` and
+:mod:`uniformer.data`, never the engine; a task that uses another model's predictions asks the engine for it
+(:class:`PredictorRequest`).
 """
 
 from __future__ import annotations
 
-import argparse
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 import torch
 import torch.nn as nn
 from omegaconf import DictConfig
+from PIL import Image
 
-__all__ = ["Collectives", "MetricAccumulator", "Metrics", "Objective", "Task", "parse_task_options"]
+from uniformer.models.checkpoint import CheckpointFile
+from uniformer.models.zoo.schema import ModelInfo
+from uniformer.runtime import Accumulator, DistContext
+
+__all__ = [
+    "LabelMap",
+    "MetricAccumulator",
+    "Metrics",
+    "Objective",
+    "Option",
+    "PredictTask",
+    "Prediction",
+    "Predicts",
+    "PredictorRequest",
+    "Run",
+    "Task",
+    "TrainTask",
+]
 
 
-class Collectives(Protocol):
-    """The two collectives a metric needs (a world of one makes both no-ops)."""
+class Run(Protocol):
+    """The engine's evaluation loop as a task's prediction receives it: ``model`` over ``dataset`` into
+    ``accumulator``; ``options`` are keyword arguments of every model call (test-time options)."""
 
-    def all_reduce_sum(self, tensor: torch.Tensor) -> torch.Tensor: ...
+    def __call__(
+        self,
+        model: nn.Module,
+        dataset: torch.utils.data.Dataset,
+        accumulator: Accumulator,
+        *,
+        options: Mapping[str, object] | None = None,
+    ) -> None: ...
 
-    def all_gather_object(self, obj: Any) -> list[Any]: ...
+
+class Prediction(ABC):
+    """One input's prediction as a user sees it: what it found ranked best first (:meth:`ranked`), the lines
+    ``uniformer predict`` prints (:meth:`lines`) and the JSON record of ``--json`` (:meth:`to_dict`).
+
+    ``path`` is the input; ``error`` says why it could not be read (``None`` when it was).
+    """
+
+    path: str
+    error: str | None
+
+    @abstractmethod
+    def ranked(self) -> list[tuple[str, float]]:
+        """What was found, best first: a name and its number (probability, share of the pixels, score)."""
+
+    def title(self) -> str:
+        """The first printed line."""
+        return self.path
+
+    def lines(self, topk: int) -> list[str]:
+        """The title, then why the input could not be read or its ``topk`` best entries, ranked."""
+        failed = [f"  could not be read: {self.error}"] if self.error else []
+        ranked = [f"  {rank}. {name:<40s} {100 * value:6.2f}%" for rank, (name, value) in enumerate(self.ranked(), 1)]
+        return [self.title(), *failed, *ranked[:topk]]
+
+    @abstractmethod
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON record: ``path``, ``error`` and what was found."""
+
+
+@dataclass(frozen=True)
+class Option:
+    """One ``uniformer predict`` option a task takes, as data: ``flag`` (``--score-threshold``), the ``type`` of
+    its value, the ``metavar`` its usage shows and a ``help`` line. The CLI parses the words a user gives against
+    a task's options; the task receives the values by :attr:`dest`."""
+
+    flag: str
+    metavar: str
+    help: str
+    type: Callable[[str], Any] = str
+
+    @property
+    def dest(self) -> str:
+        """The value's key: the flag without dashes, ``-`` as ``_`` (``score_threshold``)."""
+        return self.flag.lstrip("-").replace("-", "_")
+
+
+class Predicts(Protocol):
+    """What the engine answers a :class:`PredictorRequest` with (its ``Predictor``): the other model's setup and
+    its predictions of files."""
+
+    @property
+    def setup(self) -> object: ...
+
+    def predict(self, paths: Sequence[str], topk: int = 5, progress: bool = False) -> Sequence[Prediction]: ...
+
+
+@dataclass(frozen=True)
+class PredictorRequest:
+    """Another zoo model whose predictions a task's prediction uses (pose's person detector, from ``--detector``).
+
+    A task never builds or reaches another task itself: it asks with this request (:meth:`Task.requests`), the
+    engine builds the predictor and hands it back (:meth:`Task.attach`). ``task`` is the zoo kind the model must
+    be; ``flag`` names the option that asked, for messages; ``options`` are the other task's option values.
+    """
+
+    model: str
+    task: str
+    flag: str
+    checkpoint: str | None = None
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+# what check_eval_data returns and metric takes: the model class of each dataset class (None: the same)
+LabelMap = list[int] | None
 
 
 @dataclass
@@ -58,7 +161,7 @@ class MetricAccumulator(ABC):
     def update(self, output: torch.Tensor, batch: dict[str, Any]) -> None: ...
 
     @abstractmethod
-    def compute(self, comm: Collectives) -> Metrics: ...
+    def compute(self, comm: DistContext) -> Metrics: ...
 
 
 class Objective(ABC):
@@ -74,8 +177,8 @@ class Objective(ABC):
     def loss(self, output: Any, targets: Any) -> torch.Tensor: ...
 
 
-class Task(ABC):
-    """One task (classification, segmentation, ...) as the engine sees it.
+class TrainTask(ABC):
+    """What training and evaluation need of a task (classification, segmentation, ...).
 
     ``sections`` are the config sections the task owns (name -> structured-config dataclass), merged into the
     schema next to the engine's ``model``, ``optimizer``, ``scheduler``, ``trainer`` and ``eval``.
@@ -111,13 +214,20 @@ class Task(ABC):
     @abstractmethod
     def objective(self, cfg: DictConfig, num_outputs: int, micro_batch: int) -> Objective: ...
 
+    def test_options(self, cfg: DictConfig) -> dict[str, object]:
+        """Keyword arguments of the model's call in validation and ``uniformer eval`` (test-time options such as
+        pose's flip test: arguments of a call, never attributes set on a shared model)."""
+        return {}
+
     def batch_groups(self, cfg: DictConfig, train_set: torch.utils.data.Dataset) -> Sequence[int] | None:
         """A group id per training item; every training micro-batch then holds items of one group (images of
         one aspect ratio class pad little). ``None`` (default): no grouping."""
         return None
 
     @abstractmethod
-    def metric(self, cfg: DictConfig, dataset: torch.utils.data.Dataset, label_map: Any = None) -> MetricAccumulator:
+    def metric(
+        self, cfg: DictConfig, dataset: torch.utils.data.Dataset, label_map: LabelMap = None
+    ) -> MetricAccumulator:
         """A fresh accumulator over ``dataset``; ``label_map`` is what :meth:`check_eval_data` returned."""
 
     def model_inputs(self, batch: dict[str, Any]) -> Any:
@@ -129,10 +239,9 @@ class Task(ABC):
     def weights_metadata(self, cfg: DictConfig, train_set: torch.utils.data.Dataset) -> dict[str, Any]:
         """What travels with trained weights so that predict and eval need nothing else (class names, views)."""
 
-    def eval_outputs(self, cfg: DictConfig, checkpoint: Any) -> int:
-        """The output count of the model that evaluates ``checkpoint`` (a
-        :class:`~uniformer.models.checkpoint.CheckpointFile`): the config's ``model.num_classes``, else what the
-        weights say; an error when neither says."""
+    def eval_outputs(self, cfg: DictConfig, checkpoint: CheckpointFile) -> int:
+        """The output count of the model that evaluates ``checkpoint``: the config's ``model.num_classes``, else
+        what the weights say; an error when neither says."""
         count = cfg.model.get("num_classes") or checkpoint.num_classes
         if count is None:
             raise ValueError(
@@ -141,63 +250,69 @@ class Task(ABC):
         return int(count)
 
     @abstractmethod
-    def check_eval_data(self, cfg: DictConfig, checkpoint: Any, dataset: torch.utils.data.Dataset) -> Any:
+    def check_eval_data(
+        self, cfg: DictConfig, checkpoint: CheckpointFile, dataset: torch.utils.data.Dataset
+    ) -> LabelMap:
         """Refuse a test set that does not match the weights (class count, names); returns the label mapping."""
 
     @abstractmethod
     def write_report(self, out_dir: Path, metrics: Metrics, cfg: DictConfig) -> str:
         """Write the evaluation report files; returns the one-line summary."""
 
-    @abstractmethod
-    def prediction_setup(self, info: Any, model: nn.Module, checkpoint: Any, labels: Sequence[str] | None) -> Any:
-        """What :meth:`predict` needs beside the model (class names, views...), from the zoo entry ``info`` and
-        the :class:`~uniformer.models.checkpoint.CheckpointFile` the weights came from (``None`` for none)."""
 
-    def prediction_options(self, setup: Any, args: Sequence[str]) -> Any:
-        """``setup`` with the task's own ``uniformer predict`` options applied (``args``: the command-line words the
-        predict command does not know, e.g. pose's ``--boxes FILE``). Tasks without options refuse any."""
-        if args:
-            raise ValueError(f"unknown option(s) for {self.name} models: {' '.join(args)}")
+SetupT = TypeVar("SetupT")
+PredictionT = TypeVar("PredictionT", bound=Prediction)
+
+
+class PredictTask(ABC, Generic[SetupT, PredictionT]):
+    """What prediction needs of a task: its setup beside the model (``SetupT``, the task's own frozen dataclass),
+    the options it takes, and one ``PredictionT`` per input file."""
+
+    name: ClassVar[str]
+    options: ClassVar[tuple[Option, ...]] = ()  # the task's own ``uniformer predict`` options
+
+    @abstractmethod
+    def prediction_setup(
+        self, info: ModelInfo, model: nn.Module, checkpoint: CheckpointFile | None, labels: Sequence[str] | None
+    ) -> SetupT:
+        """What :meth:`predict` needs beside the model (class names, views...), from the zoo entry ``info`` and
+        the weights' file (``None`` for none); ``labels`` are names given by the user."""
+
+    def prediction_options(self, setup: SetupT, values: Mapping[str, Any]) -> SetupT:
+        """``setup`` with the task's options applied: ``values`` maps the :attr:`Option.dest` of each option
+        given to its value (parsed by the CLI from :attr:`options`)."""
+        if values:
+            raise ValueError(f"the {self.name} task takes no options; got {', '.join(values)}")
         return setup
 
-    @abstractmethod
-    def predict(self, model: nn.Module, paths: Sequence[str], setup: Any, run: Any, topk: int) -> list[Any]:
-        """One prediction per input file. ``run(model, dataset, accumulator)`` is the engine's evaluation loop."""
+    def requests(self, setup: SetupT) -> Sequence[PredictorRequest]:
+        """The other models' predictors ``setup`` asks for (built by the engine, given to :meth:`attach`)."""
+        return ()
 
-    def write_predictions(self, predictions: Sequence[Any], setup: Any, out_dir: Path) -> list[Path]:
+    def attach(self, setup: SetupT, request: PredictorRequest, predictor: Predicts) -> SetupT:
+        """``setup`` with ``predictor`` (the engine's ``Predictor``, its answer to one of :meth:`requests`)."""
+        raise ValueError(f"the {self.name} task uses no other model's predictions")
+
+    @abstractmethod
+    def predict(self, model: nn.Module, paths: Sequence[str], setup: SetupT, run: Run, topk: int) -> list[PredictionT]:
+        """One prediction per input file, in input order; ``run`` is the engine's evaluation loop; ``topk`` the
+        number of classes a ranking keeps where the prediction keeps only its best ones."""
+
+    def write_predictions(self, predictions: Sequence[PredictionT], setup: SetupT, out_dir: Path) -> list[Path]:
         """Write the files a prediction makes (e.g. label maps and overlays) into ``out_dir``; returns them."""
         raise ValueError(f"the {self.name} task writes no prediction files (drop --out-dir)")
 
-    def draw_prediction(self, prediction: Any, setup: Any) -> Any:
-        """A picture of one readable prediction (a PIL image: the overlay, skeletons or boxes the task's
-        prediction files show), for a page such as ``uniformer app``; ``None`` for a task without one."""
+    def draw_prediction(self, prediction: PredictionT, setup: SetupT) -> Image.Image | None:
+        """A picture of one readable prediction (the overlay, skeletons or boxes the task's prediction files
+        show), for a page such as ``uniformer app``; ``None`` for a task without one."""
         return None
 
     def features(
-        self, model: nn.Module, paths: Sequence[str], setup: Any, run: Any, stage_maps: bool
+        self, model: nn.Module, paths: Sequence[str], setup: SetupT, run: Run, stage_maps: bool
     ) -> tuple[dict[str, torch.Tensor], dict[int, str]]:
         """Backbone features of every input file and the failures (index -> reason)."""
         raise ValueError(f"the {self.name} task does not extract features")
 
-    @abstractmethod
-    def run_demo(self, out_dir: Path) -> dict[str, Any]:
-        """The task's end-to-end demo; returns ``{"metric", "value", "chance", "seconds"}`` (fractions)."""
 
-
-def parse_task_options(
-    task: str, args: Sequence[str], usage: str, options: Mapping[str, Mapping[str, Any]]
-) -> argparse.Namespace:
-    """Parse the words of a ``uniformer predict`` command line that belong to ``task`` (a
-    :meth:`Task.prediction_options`): ``options`` maps each flag to its ``add_argument`` keywords. A malformed
-    value or a word the task does not take is a ``ValueError`` naming the task; ``usage`` (what the task takes)
-    ends the message for unknown words."""
-    parser = argparse.ArgumentParser(prog=f"uniformer predict ({task} options)", add_help=False, exit_on_error=False)
-    for flag, keywords in options.items():
-        parser.add_argument(flag, **keywords)
-    try:
-        parsed, unknown = parser.parse_known_args(list(args))
-    except argparse.ArgumentError as exc:
-        raise ValueError(f"{task} options: {exc}") from None
-    if unknown:
-        raise ValueError(f"unknown option(s) for {task} models: {' '.join(unknown)} ({task} takes {usage})")
-    return parsed
+class Task(TrainTask, PredictTask[Any, Any]):
+    """A whole task: what a task package's ``TASK`` is (training, evaluation and prediction)."""

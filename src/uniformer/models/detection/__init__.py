@@ -49,7 +49,7 @@ from uniformer.models.detection.cascade import CascadeRoIHeads, UniFormerCascade
 from uniformer.models.detection.mask_rcnn import UniFormerMaskRCNN
 from uniformer.models.detection.options import DetectorOptions, detector_options
 from uniformer.models.detection.poolers import AlignedMultiScaleRoIAlign
-from uniformer.models.detection.roi_heads import UniFormerRoIHeads, l1_box_loss
+from uniformer.models.detection.roi_heads import UniFormerRoIHeads, l1_box_loss, postprocess_detections
 from uniformer.models.detection.rpn import Float32RPNHead, L1RegionProposalNetwork
 
 __all__ = [
@@ -70,4 +70,5 @@ __all__ = [
     "detector_options",
     "giou_box_loss",
     "l1_box_loss",
+    "postprocess_detections",
 ]

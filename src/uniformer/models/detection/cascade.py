@@ -20,7 +20,7 @@ from uniformer.models.detection.mask_rcnn import (
     roi_poolers,
 )
 from uniformer.models.detection.options import DetectorOptions
-from uniformer.models.detection.roi_heads import init_box_branch
+from uniformer.models.detection.roi_heads import init_box_branch, postprocess_detections
 
 __all__ = [
     "CASCADE_IOUS",
@@ -226,7 +226,11 @@ class CascadeRoIHeads(RoIHeads):
         return losses
 
     def _detect(
-        self, features: dict[str, torch.Tensor], proposals: list[torch.Tensor], shapes: list[tuple[int, int]]
+        self,
+        features: dict[str, torch.Tensor],
+        proposals: list[torch.Tensor],
+        shapes: list[tuple[int, int]],
+        score_thresh: float | None = None,
     ) -> list[dict[str, torch.Tensor]]:
         summed = None
         for stage in range(self.num_stages):
@@ -235,7 +239,10 @@ class CascadeRoIHeads(RoIHeads):
             if stage + 1 < self.num_stages:
                 labels = class_logits[:, 1:].argmax(dim=1) + 1
                 proposals = self._regress(stage, box_regression, proposals, labels, shapes)
-        boxes, scores, labels = self.postprocess_detections(summed / self.num_stages, box_regression, proposals, shapes)
+        mean_logits = summed / self.num_stages
+        boxes, scores, labels = postprocess_detections(
+            self, mean_logits, box_regression, proposals, shapes, score_thresh
+        )
         result = [{"boxes": b, "labels": c, "scores": s} for b, s, c in zip(boxes, scores, labels)]
         if self.has_mask():
             pooled = self.mask_roi_pool(features, boxes, shapes)
@@ -250,9 +257,10 @@ class CascadeRoIHeads(RoIHeads):
         proposals: list[torch.Tensor],
         image_shapes: list[tuple[int, int]],
         targets: list[dict[str, torch.Tensor]] | None = None,
+        score_thresh: float | None = None,
     ) -> tuple[list[dict[str, torch.Tensor]], dict[str, torch.Tensor]]:
         if not self.training:
-            return self._detect(features, proposals, image_shapes), {}
+            return self._detect(features, proposals, image_shapes, score_thresh), {}
         self.check_targets(targets)
         return [], self._train(features, proposals, image_shapes, targets)  # type: ignore[arg-type]
 

@@ -103,6 +103,23 @@ class AssembledRCNN(MaskRCNN):
         GeneralizedRCNN.__init__(self, backbone, rpn, roi_heads, transform or detector_transform(options))
         self.num_classes = num_classes
 
+    def forward(
+        self,
+        images: list[torch.Tensor],
+        targets: list[dict[str, torch.Tensor]] | None = None,
+        score_thresh: float | None = None,
+    ) -> dict[str, torch.Tensor] | list[dict[str, torch.Tensor]]:
+        """torchvision's: the loss dict in training, the detections of each image (at its size) in eval mode;
+        ``score_thresh`` replaces the RoI heads' own test threshold for this call only (eval mode)."""
+        if self.training:
+            return super().forward(images, targets)
+        sizes = [(int(image.shape[-2]), int(image.shape[-1])) for image in images]
+        batch, _ = self.transform(images)
+        features = self.backbone(batch.tensors)
+        proposals, _ = self.rpn(batch, features)
+        detections, _ = self.roi_heads(features, proposals, batch.image_sizes, score_thresh=score_thresh)
+        return self.transform.postprocess(detections, batch.image_sizes, sizes)
+
     @staticmethod
     def build_roi_heads(width: int, num_classes: int, options: DetectorOptions) -> RoIHeads:
         """The detector's RoI heads on ``width``-channel maps."""

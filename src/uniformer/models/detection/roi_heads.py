@@ -7,8 +7,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torchvision.models.detection.faster_rcnn import FastRCNNPredictor
 from torchvision.models.detection.roi_heads import RoIHeads, maskrcnn_inference, maskrcnn_loss
+from torchvision.ops import batched_nms, clip_boxes_to_image, remove_small_boxes
 
-__all__ = ["BOX_WEIGHTS", "l1_box_loss", "UniFormerRoIHeads", "init_box_branch"]
+__all__ = ["BOX_WEIGHTS", "UniFormerRoIHeads", "init_box_branch", "l1_box_loss", "postprocess_detections"]
 
 
 BOX_WEIGHTS = (10.0, 10.0, 5.0, 5.0)  # 1 / target_stds (0.1, 0.1, 0.2, 0.2): torchvision's BoxCoder weights
@@ -31,6 +32,41 @@ def l1_box_loss(
     return classification, box
 
 
+def postprocess_detections(
+    heads: RoIHeads,
+    class_logits: torch.Tensor,
+    box_regression: torch.Tensor,
+    proposals: list[torch.Tensor],
+    image_shapes: list[tuple[int, int]],
+    score_thresh: float | None = None,
+) -> tuple[list[torch.Tensor], list[torch.Tensor], list[torch.Tensor]]:
+    """torchvision's ``RoIHeads.postprocess_detections`` (decode, clip, one candidate per object class, scores
+    strictly above the threshold, tiny boxes dropped, per-class NMS, the ``detections_per_img`` best), with the
+    score threshold an argument of the call (``None``: the heads' own ``score_thresh``), so that a caller's
+    threshold never changes the shared model."""
+    threshold = heads.score_thresh if score_thresh is None else score_thresh
+    num_classes = class_logits.shape[-1]
+    per_image = [len(p) for p in proposals]
+    all_boxes, all_scores, all_labels = [], [], []
+    for boxes, scores, shape in zip(
+        heads.box_coder.decode(box_regression, proposals).split(per_image, 0),
+        F.softmax(class_logits, -1).split(per_image, 0),
+        image_shapes,
+    ):
+        boxes = clip_boxes_to_image(boxes, shape)
+        labels = torch.arange(num_classes, device=class_logits.device).view(1, -1).expand_as(scores)
+        boxes, scores, labels = boxes[:, 1:].reshape(-1, 4), scores[:, 1:].reshape(-1), labels[:, 1:].reshape(-1)
+        keep = torch.where(scores > threshold)[0]
+        boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
+        keep = remove_small_boxes(boxes, min_size=1e-2)
+        boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
+        keep = batched_nms(boxes, scores, labels, heads.nms_thresh)[: heads.detections_per_img]
+        all_boxes.append(boxes[keep])
+        all_scores.append(scores[keep])
+        all_labels.append(labels[keep])
+    return all_boxes, all_scores, all_labels
+
+
 class UniFormerRoIHeads(RoIHeads):
     """torchvision's ``RoIHeads`` (its sampling, box coding, post-processing, mask loss and inference), with the
     L1 box loss of :func:`l1_box_loss` and the heads' outputs taken in float32 (decoding and losses stay exact
@@ -43,6 +79,7 @@ class UniFormerRoIHeads(RoIHeads):
         proposals: list[torch.Tensor],
         image_shapes: list[tuple[int, int]],
         targets: list[dict[str, torch.Tensor]] | None = None,
+        score_thresh: float | None = None,
     ) -> tuple[list[dict[str, torch.Tensor]], dict[str, torch.Tensor]]:
         losses: dict[str, torch.Tensor] = {}
         result: list[dict[str, torch.Tensor]] = []
@@ -59,7 +96,9 @@ class UniFormerRoIHeads(RoIHeads):
                 class_logits, box_regression, labels, regression_targets
             )
         else:
-            boxes, scores, classes = self.postprocess_detections(class_logits, box_regression, proposals, image_shapes)
+            boxes, scores, classes = postprocess_detections(
+                self, class_logits, box_regression, proposals, image_shapes, score_thresh
+            )
             result = [{"boxes": b, "labels": c, "scores": s} for b, s, c in zip(boxes, scores, classes)]
         if not self.has_mask():
             return result, losses

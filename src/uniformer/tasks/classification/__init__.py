@@ -21,10 +21,10 @@ from timm.data import Mixup
 from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
 
 from uniformer.data import VideoMixup, collate_videos
-from uniformer.models.checkpoint import CheckpointError
+from uniformer.models.checkpoint import CheckpointError, CheckpointFile
 from uniformer.models.factory import create_model
 from uniformer.models.zoo.catalog import model_info
-from uniformer.tasks.base import Metrics, Objective, Task
+from uniformer.tasks.base import LabelMap, Metrics, Objective, Task
 from uniformer.tasks.classification.config import (
     DataConfig,
     LossConfig,
@@ -35,7 +35,7 @@ from uniformer.tasks.classification.config import (
 )
 from uniformer.tasks.classification.data import build_dataset, has_validation
 from uniformer.tasks.classification.metrics import AGGREGATES, TimeShuffled, ViewScores, write_report
-from uniformer.tasks.classification.predict import extract_features, predict, prediction_setup
+from uniformer.tasks.classification.predict import ClassificationPredictTask
 
 __all__ = ["TASK", "ClassificationTask", "ClassificationEvalConfig"]
 
@@ -70,7 +70,7 @@ class _Classify(Objective):
         return self.criterion(output.float(), targets)
 
 
-class ClassificationTask(Task):
+class ClassificationTask(ClassificationPredictTask, Task):
     name = "classification"
     sections = {"data": DataConfig, "loss": LossConfig, "mixup": MixupConfig, "eval": ClassificationEvalConfig}
     primary_metric = "top1"
@@ -163,7 +163,7 @@ class ClassificationTask(Task):
             criterion = nn.CrossEntropyLoss()
         return _Classify(mixup, criterion)
 
-    def metric(self, cfg: DictConfig, dataset: torch.utils.data.Dataset, label_map: Any = None) -> ViewScores:
+    def metric(self, cfg: DictConfig, dataset: torch.utils.data.Dataset, label_map: LabelMap = None) -> ViewScores:
         names = getattr(dataset, "classes", None)
         return ViewScores(dataset, aggregate=cfg.eval.aggregate, class_names=names, label_map=label_map)
 
@@ -171,14 +171,16 @@ class ClassificationTask(Task):
         names = getattr(train_set, "classes", None)
         return {"classes": list(names) if names else None, "clip": clip_spec(cfg.model.name, cfg.data).to_dict()}
 
-    def eval_outputs(self, cfg: DictConfig, checkpoint: Any) -> int:
+    def eval_outputs(self, cfg: DictConfig, checkpoint: CheckpointFile) -> int:
         if checkpoint.num_classes is None and cfg.model.num_classes is None:
             raise CheckpointError(
                 f"{checkpoint.path}: no classifier (head.weight) in the checkpoint; set model.num_classes"
             )
         return cfg.model.num_classes or checkpoint.num_classes
 
-    def check_eval_data(self, cfg: DictConfig, checkpoint: Any, dataset: torch.utils.data.Dataset) -> Any:
+    def check_eval_data(
+        self, cfg: DictConfig, checkpoint: CheckpointFile, dataset: torch.utils.data.Dataset
+    ) -> LabelMap:
         """Refuse a test set whose classes are not the weights': another count, or other names (in another
         order too). With ``eval.match_classes=by_name`` the test labels are mapped onto the weights' classes by
         name instead; returns that mapping (or ``None``)."""
@@ -225,22 +227,6 @@ class ClassificationTask(Task):
             f"videos ({views} views, {result.scores.aggregate}"
             f"{', frames shuffled in time' if cfg.eval.shuffle_frames else ''}){failed}"
         )
-
-    def prediction_setup(self, info: Any, model: nn.Module, checkpoint: Any, labels: Sequence[str] | None) -> Any:
-        return prediction_setup(info, model, checkpoint, labels)
-
-    def predict(self, model: nn.Module, paths: Sequence[str], setup: Any, run: Any, topk: int) -> list[Any]:
-        return predict(model, paths, setup, run, topk)
-
-    def features(
-        self, model: nn.Module, paths: Sequence[str], setup: Any, run: Any, stage_maps: bool
-    ) -> tuple[dict[str, torch.Tensor], dict[int, str]]:
-        return extract_features(model, paths, setup, run, stage_maps)
-
-    def run_demo(self, out_dir: Path) -> dict[str, Any]:
-        from uniformer.tasks.classification.demo import run_demo  # the demo runs the CLI: imported on demand
-
-        return run_demo(out_dir)["result"]
 
 
 TASK = ClassificationTask()

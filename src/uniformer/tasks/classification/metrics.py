@@ -29,7 +29,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from uniformer._fileio import atomic_write, atomic_write_text
-from uniformer.tasks.base import Collectives, MetricAccumulator, Metrics
+from uniformer.runtime import DistContext
+from uniformer.tasks.base import MetricAccumulator, Metrics
 
 __all__ = [
     "AGGREGATES",
@@ -113,16 +114,6 @@ class ClassificationResult:
     class_names: list[str]
 
 
-class _World:
-    """The collectives of a single process (no-ops)."""
-
-    def all_reduce_sum(self, tensor: torch.Tensor) -> torch.Tensor:
-        return tensor
-
-    def all_gather_object(self, obj: Any) -> list[Any]:
-        return [obj]
-
-
 class ViewScores(MetricAccumulator):
     """Per-video sums of view logits over a test-mode dataset (see the module docstring).
 
@@ -170,9 +161,9 @@ class ViewScores(MetricAccumulator):
             if not ok:
                 self.failed.setdefault(video, error)
 
-    def scores(self, comm: Collectives | None = None) -> VideoScores:
+    def scores(self, comm: DistContext | None = None) -> VideoScores:
         """The per-video scores of every process (a collective call under DDP)."""
-        comm = comm or _World()
+        comm = comm or DistContext()
         width = max(comm.all_gather_object(0 if self.sums is None else self.sums.shape[1]))
         if width == 0:
             raise ValueError("the evaluation dataset is empty")
@@ -201,7 +192,7 @@ class ViewScores(MetricAccumulator):
             num_views=self.num_views,
         )
 
-    def compute(self, comm: Collectives | None = None) -> Metrics:
+    def compute(self, comm: DistContext | None = None) -> Metrics:
         scores = self.scores(comm)
         num_classes = scores.scores.shape[1]
         names = self.class_names if self.class_names and len(self.class_names) == num_classes else None

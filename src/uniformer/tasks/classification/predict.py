@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,24 +23,22 @@ from safetensors.torch import save_file
 from uniformer._fileio import atomic_write
 from uniformer.models.checkpoint import CheckpointFile
 from uniformer.models.zoo.schema import ModelInfo
+from uniformer.tasks import base
 from uniformer.tasks.classification.config import ClipSpec, class_names, clip_spec
 from uniformer.tasks.classification.data import build_inputs
 from uniformer.tasks.classification.metrics import VideoScores, ViewScores
 
 __all__ = [
+    "ClassificationPredictTask",
     "PooledFeatures",
     "Prediction",
     "PredictionSetup",
     "StageMaps",
-    "extract_features",
-    "predict",
-    "prediction_setup",
     "predictions_from_scores",
     "save_features",
 ]
 
 # ``run(model, dataset, accumulator)``: the engine's evaluation loop, handed in (tasks do not import the engine)
-Run = Callable[[nn.Module, Any, ViewScores], None]
 
 
 @dataclass(frozen=True)
@@ -52,22 +50,8 @@ class PredictionSetup:
     spec: ClipSpec
 
 
-def prediction_setup(
-    info: ModelInfo, model: nn.Module, file: CheckpointFile | None, labels: Sequence[str] | None
-) -> PredictionSetup:
-    """Class names (given, else stored with the weights, else the zoo's, else numbers) and views (stored with the
-    weights or their run's config, over the zoo entry's)."""
-    num_classes = model.num_classes
-    if labels is not None and len(labels) != num_classes:
-        raise ValueError(f"{len(labels)} class names for a {num_classes}-class model")
-    stored = None if file is None else file.class_names
-    names = list(labels) if labels is not None else class_names(num_classes, stored=stored, model=info.name)
-    overlay = None if file is None else (file.clip or (file.config or {}).get("data"))
-    return PredictionSetup(info.name, names, clip_spec(info, overlay))
-
-
 @dataclass
-class Prediction:
+class Prediction(base.Prediction):
     """Top classes of one input. ``probabilities`` are softmax(mean of the view logits): the ranking of the
     official sum of logits, as probabilities that sum to one."""
 
@@ -75,6 +59,12 @@ class Prediction:
     top: list[tuple[int, str, float]]  # (class index, name, probability)
     views: int
     error: str | None = None
+
+    def ranked(self) -> list[tuple[str, float]]:
+        return [(name, probability) for _, name, probability in self.top]
+
+    def title(self) -> str:
+        return f"{self.path}  ({self.views} views)"
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -100,37 +90,6 @@ def predictions_from_scores(
         top = [(int(c), labels[int(c)], float(v)) for v, c in zip(values, classes, strict=True)]
         out.append(Prediction(path, top, scores.num_views))
     return out
-
-
-def predict(model: nn.Module, paths: Sequence[str], setup: PredictionSetup, run: Run, topk: int) -> list[Prediction]:
-    """Top-``topk`` classes of every input from the sum of its views' logits, in input order."""
-    dataset = build_inputs(paths, setup.spec, model_name=setup.model_name)
-    scores = ViewScores(dataset)
-    run(model, dataset, scores)
-    return predictions_from_scores(scores.scores(), paths, setup.labels, topk)
-
-
-def extract_features(
-    model: nn.Module, paths: Sequence[str], setup: PredictionSetup, run: Run, stage_maps: bool
-) -> tuple[dict[str, torch.Tensor], dict[int, str]]:
-    """Features of every input and the failures (input index -> reason; their rows are NaN).
-
-    Pooled: ``{"features": (N, C)}``, the pre-logit features averaged over the official test views.
-    ``stage_maps=True``: ``{"stage1" ... "stage4": (N, C_i, [T_i,] H_i, W_i)}`` of the centre view only
-    (maps of different crops and clips do not align, so averaging them would blur them).
-    """
-    if not stage_maps:
-        dataset = build_inputs(paths, setup.spec, model_name=setup.model_name)
-        scores = ViewScores(dataset)
-        run(PooledFeatures(model), dataset, scores)
-        result = scores.scores()
-        return {"features": result.scores / dataset.num_views}, result.failed
-    wrapper = StageMaps(model)
-    dataset = build_inputs(paths, setup.spec, model_name=setup.model_name, single_view=True)
-    scores = ViewScores(dataset)
-    run(wrapper, dataset, scores)
-    result = scores.scores()
-    return wrapper.split(result.scores), result.failed
 
 
 class PooledFeatures(nn.Module):
@@ -194,3 +153,51 @@ def check_features_path(path: str | os.PathLike[str], *, stage_maps: bool) -> No
         raise ValueError(f"{path}: features are written as .safetensors or .npy, not {suffix or 'no suffix'}")
     if suffix == ".npy" and stage_maps:
         raise ValueError(f"{path}: .npy holds one array; write stage maps to a .safetensors file")
+
+
+class ClassificationPredictTask(base.PredictTask[PredictionSetup, Prediction]):
+    """The prediction half of the classification task."""
+
+    def prediction_setup(
+        self, info: ModelInfo, model: nn.Module, file: CheckpointFile | None, labels: Sequence[str] | None
+    ) -> PredictionSetup:
+        """Class names (given, else stored with the weights, else the zoo's, else numbers) and views (stored with the
+        weights or their run's config, over the zoo entry's)."""
+        num_classes = model.num_classes
+        if labels is not None and len(labels) != num_classes:
+            raise ValueError(f"{len(labels)} class names for a {num_classes}-class model")
+        stored = None if file is None else file.class_names
+        names = list(labels) if labels is not None else class_names(num_classes, stored=stored, model=info.name)
+        overlay = None if file is None else (file.clip or (file.config or {}).get("data"))
+        return PredictionSetup(info.name, names, clip_spec(info, overlay))
+
+    def predict(
+        self, model: nn.Module, paths: Sequence[str], setup: PredictionSetup, run: base.Run, topk: int
+    ) -> list[Prediction]:
+        """Top-``topk`` classes of every input from the sum of its views' logits, in input order."""
+        dataset = build_inputs(paths, setup.spec, model_name=setup.model_name)
+        scores = ViewScores(dataset)
+        run(model, dataset, scores)
+        return predictions_from_scores(scores.scores(), paths, setup.labels, topk)
+
+    def features(
+        self, model: nn.Module, paths: Sequence[str], setup: PredictionSetup, run: base.Run, stage_maps: bool
+    ) -> tuple[dict[str, torch.Tensor], dict[int, str]]:
+        """Features of every input and the failures (input index -> reason; their rows are NaN).
+
+        Pooled: ``{"features": (N, C)}``, the pre-logit features averaged over the official test views.
+        ``stage_maps=True``: ``{"stage1" ... "stage4": (N, C_i, [T_i,] H_i, W_i)}`` of the centre view only
+        (maps of different crops and clips do not align, so averaging them would blur them).
+        """
+        if not stage_maps:
+            dataset = build_inputs(paths, setup.spec, model_name=setup.model_name)
+            scores = ViewScores(dataset)
+            run(PooledFeatures(model), dataset, scores)
+            result = scores.scores()
+            return {"features": result.scores / dataset.num_views}, result.failed
+        wrapper = StageMaps(model)
+        dataset = build_inputs(paths, setup.spec, model_name=setup.model_name, single_view=True)
+        scores = ViewScores(dataset)
+        run(wrapper, dataset, scores)
+        result = scores.scores()
+        return wrapper.split(result.scores), result.failed

@@ -18,21 +18,15 @@ import torch
 import torch.nn as nn
 from omegaconf import DictConfig, OmegaConf
 
+from uniformer.models.checkpoint import CheckpointFile
 from uniformer.models.detection import build_detector, detector_options
 from uniformer.models.zoo.catalog import model_info
-from uniformer.tasks.base import Metrics, Objective, Task
+from uniformer.runtime import DistContext, feed
+from uniformer.tasks.base import LabelMap, Metrics, Objective, Task
 from uniformer.tasks.detection.config import DataConfig, DetectorConfig, resolve
 from uniformer.tasks.detection.data import CocoDetection, collate_detection, train_transform
 from uniformer.tasks.detection.metrics import CocoAccumulator, write_report
-from uniformer.tasks.detection.predict import (
-    Prediction,
-    PredictionSetup,
-    detections_image,
-    parse_options,
-    predict,
-    prediction_setup,
-    write_predictions,
-)
+from uniformer.tasks.detection.predict import DetectionPredictTask
 
 __all__ = ["TASK", "DetectionTask", "evaluate_coco"]
 
@@ -56,16 +50,6 @@ class _Detect(Objective):
         return sum(output.values())
 
 
-class _OneProcess:
-    """The collectives of a world of one (:func:`evaluate_coco` runs in the calling process)."""
-
-    def all_reduce_sum(self, tensor: torch.Tensor) -> torch.Tensor:
-        return tensor
-
-    def all_gather_object(self, obj: Any) -> list[Any]:
-        return [obj]
-
-
 def _has_masks(model: nn.Module) -> bool | None:
     """Whether a torchvision R-CNN has a mask branch (``None`` for other models: not known)."""
     roi_heads = getattr(model, "roi_heads", None)
@@ -80,7 +64,6 @@ def accumulator_for(
     return CocoAccumulator(dataset.coco, ids, category_ids or dataset.category_ids, dataset.has_masks and model_masks)
 
 
-@torch.no_grad()
 def evaluate_coco(
     model: nn.Module,
     ann_file: str | os.PathLike[str],
@@ -106,24 +89,24 @@ def evaluate_coco(
     dataset = CocoDetection(ann_file, image_dir, train=False)
     model_masks = _has_masks(model)
     accumulator = accumulator_for(dataset, (model_masks is not False) if masks is None else masks, category_ids)
-    loader = torch.utils.data.DataLoader(
-        dataset, batch_size=batch_size, collate_fn=collate_detection, num_workers=num_workers
+    ctx = DistContext(device=next(model.parameters()).device)
+    feed(
+        model,
+        dataset,
+        accumulator,
+        collate=collate_detection,
+        inputs=TASK.model_inputs,
+        batch_size=batch_size,
+        ctx=ctx,
+        num_workers=num_workers,
     )
-    device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    try:
-        for batch in loader:
-            accumulator.update(model([image.to(device) for image in batch["images"]]), batch)
-    finally:
-        model.train(was_training)
-    metrics = accumulator.compute(_OneProcess())
+    metrics = accumulator.compute(ctx)
     if output_dir is not None:
         logger.info("%s", write_report(Path(output_dir), metrics.detail))
     return dict(metrics.values)
 
 
-class DetectionTask(Task):
+class DetectionTask(DetectionPredictTask, Task):
     name = "detection"
     sections = {"data": DataConfig, "detector": DetectorConfig}
     primary_metric = "bbox_AP"
@@ -199,7 +182,7 @@ class DetectionTask(Task):
         """mmdet's aspect-ratio flag (1: wider than tall) when ``data.group_by_aspect``."""
         return train_set.aspect_groups() if cfg.data.group_by_aspect else None
 
-    def metric(self, cfg: DictConfig, dataset: CocoDetection, label_map: Any = None) -> CocoAccumulator:
+    def metric(self, cfg: DictConfig, dataset: CocoDetection, label_map: LabelMap = None) -> CocoAccumulator:
         return accumulator_for(dataset, model_masks=cfg.detector.mask is not False)
 
     def weights_metadata(self, cfg: DictConfig, train_set: CocoDetection) -> dict[str, Any]:
@@ -208,7 +191,7 @@ class DetectionTask(Task):
             "model_args": detector_options(OmegaConf.to_container(cfg.detector)),
         }
 
-    def check_eval_data(self, cfg: DictConfig, checkpoint: Any, dataset: CocoDetection) -> Any:
+    def check_eval_data(self, cfg: DictConfig, checkpoint: CheckpointFile, dataset: CocoDetection) -> LabelMap:
         """Refuse a test set whose category names are not those stored with the weights; a null
         ``detector.mask`` becomes whether the weights have a mask branch."""
         if cfg.detector.mask is None:
@@ -223,33 +206,6 @@ class DetectionTask(Task):
 
     def write_report(self, out_dir: Path, metrics: Metrics, cfg: DictConfig) -> str:
         return write_report(out_dir, metrics.detail)
-
-    def prediction_setup(
-        self, info: Any, model: nn.Module, checkpoint: Any, labels: Sequence[str] | None
-    ) -> PredictionSetup:
-        return prediction_setup(info, model, checkpoint, labels)
-
-    def prediction_options(self, setup: PredictionSetup, args: Sequence[str]) -> PredictionSetup:
-        """``--score-threshold T``: keep the detections scoring above T (default 0.3)."""
-        return parse_options(setup, args)
-
-    def predict(
-        self, model: nn.Module, paths: Sequence[str], setup: PredictionSetup, run: Any, topk: int
-    ) -> list[Prediction]:
-        return predict(model, paths, setup, run, topk)
-
-    def write_predictions(self, predictions: Sequence[Prediction], setup: PredictionSetup, out_dir: Path) -> list[Path]:
-        """Each image's picture (boxes, masks, names and scores) and detections JSON."""
-        return write_predictions(predictions, setup, out_dir)
-
-    def draw_prediction(self, prediction: Prediction, setup: PredictionSetup) -> Any:
-        """The masks, boxes and ``name score`` captions over the image."""
-        return detections_image(prediction.path, prediction)
-
-    def run_demo(self, out_dir: Path) -> dict[str, Any]:
-        from uniformer.tasks.detection.demo import run_demo  # the demo's CLI runs, imported on demand
-
-        return run_demo(out_dir)
 
 
 TASK = DetectionTask()

@@ -13,16 +13,15 @@ from __future__ import annotations
 
 import json
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from uniformer._fileio import atomic_write_text
 from uniformer.models.checkpoint import read_checkpoint
 from uniformer.models.factory import create_model
 from uniformer.models.zoo.catalog import model_info
-from uniformer.tasks._demo import train_and_test
+from uniformer.runtime import feed
+from uniformer.tasks._demo import train_and_test, write_report
 from uniformer.tasks.detection import TASK
 from uniformer.tasks.detection.predict import draw_detections
 from uniformer.tasks.detection.synth import INSTANCE_CLASSES, write_instances
@@ -31,14 +30,6 @@ __all__ = ["CONFIG", "run_demo"]
 
 CONFIG = "demo/shapes_detection_tiny"  # the shipped recipe (uniformer/configs/demo/shapes_detection_tiny.yaml)
 THREADS = {"OMP_NUM_THREADS": "1"}  # one torch thread, data loaded in a second process (see the recipe's notes)
-
-
-@torch.no_grad()
-def _feed(model: torch.nn.Module, dataset: Any, accumulator: Any) -> None:
-    """What ``uniformer predict`` does with the engine's loop, one image at a time on this CPU."""
-    for index in accumulator.indices(0, 1):
-        batch = TASK.collate([dataset[index]])
-        accumulator.update(model(TASK.model_inputs(batch)), batch)
 
 
 def run_demo(
@@ -70,7 +61,8 @@ def run_demo(
     setup = TASK.prediction_setup(model_info(file.model_name), model, file, None)
     images = sorted((data / "images" / "val").glob("*.png"))[:8]
     pictures = []
-    for prediction in TASK.predict(model, [str(p) for p in images], setup, _feed, topk=10):
+    loop = partial(feed, collate=TASK.collate, inputs=TASK.model_inputs, batch_size=1)  # one image at a time
+    for prediction in TASK.predict(model, [str(p) for p in images], setup, loop, topk=10):
         name = f"prediction_{Path(prediction.path).stem}.png"
         draw_detections(prediction.path, prediction, out / name)
         pictures.append(name)
@@ -101,13 +93,8 @@ def run_demo(
         "",
         " ".join(f"![{name}]({name})" for name in pictures),
         "",
-        "| step | seconds |",
-        "|---|---|",
-        *[f"| {step} | {seconds:.0f} |" for step, seconds in times.items()],
-        "",
     ]
-    atomic_write_text(out / "report.md", "\n".join(lines))
-    atomic_write_text(out / "result.json", json.dumps(result, indent=2) + "\n")
+    write_report(out, lines, times, result)
     print(
         f"held-out box AP50 {100 * result['value']:.1f}%, box AP {100 * metrics['bbox_AP']:.1f}%, "
         f"mask AP50 {100 * metrics.get('segm_AP50', 0):.1f}%, {result['seconds']:.0f} s"

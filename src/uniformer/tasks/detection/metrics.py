@@ -24,7 +24,8 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from uniformer._fileio import atomic_write_text
-from uniformer.tasks.base import Collectives, MetricAccumulator, Metrics
+from uniformer.runtime import DistContext
+from uniformer.tasks.base import MetricAccumulator, Metrics
 
 __all__ = [
     "STAT_NAMES",
@@ -125,7 +126,7 @@ class CocoAccumulator(MetricAccumulator):
             if "segm" in self.iou_types:
                 self.results["segm"] += segm
 
-    def compute(self, comm: Collectives) -> Metrics:
+    def compute(self, comm: DistContext) -> Metrics:
         results: dict[str, list[dict[str, Any]]] = {t: [] for t in self.iou_types}
         failed: dict[str, str] = {}
         for part_results, part_failed in comm.all_gather_object((self.results, self.failed)):

@@ -3,17 +3,17 @@
 Images are read at their own size (the detector resizes them itself, as in ``uniformer eval``); only detections
 scoring above ``score_threshold`` (``uniformer predict --score-threshold T``, default 0.3) are kept, strictly
 above as torchvision's ``box_score_thresh`` and mmdet's ``show_result(score_thr)``; a threshold under the
-detector's own test threshold (0.05, the config's ``score_thr``) lowers it for the run. ``--out-dir`` gets a
+detector's own test threshold (0.05, the config's ``score_thr``) lowers it for the run (an argument of the
+model's call: the shared model keeps its own). ``--out-dir`` gets a
 picture per image drawn with torchvision's ``draw_segmentation_masks`` and ``draw_bounding_boxes`` and its
 detections as JSON (masks as COCO RLE).
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -28,22 +28,17 @@ from uniformer._fileio import atomic_write_text
 from uniformer.data.images import DecodeError, image_size, read_image
 from uniformer.models.checkpoint import CheckpointFile
 from uniformer.models.zoo.schema import ModelInfo
-from uniformer.tasks.base import parse_task_options
+from uniformer.tasks import base
 from uniformer.tasks.detection.metrics import MASK_THRESHOLD, encode_mask
 
 __all__ = [
+    "DetectionPredictTask",
     "Detections",
     "Prediction",
     "PredictionSetup",
     "detections_image",
     "draw_detections",
-    "parse_options",
-    "predict",
-    "prediction_setup",
-    "write_predictions",
 ]
-
-Run = Callable[[nn.Module, Any, Any], None]
 
 
 @dataclass(frozen=True)
@@ -54,30 +49,8 @@ class PredictionSetup:
     score_threshold: float = 0.3
 
 
-def prediction_setup(
-    info: ModelInfo, model: nn.Module, file: CheckpointFile | None, labels: Sequence[str] | None
-) -> PredictionSetup:
-    """Names given, else stored with the weights, else the zoo's (COCO) when the class counts match, else numbers."""
-    num_classes = model.num_classes
-    names = list(labels) if labels is not None else (None if file is None else file.class_names)
-    if names is None:
-        names = info.labels if info.num_classes == num_classes else [f"class {i + 1}" for i in range(num_classes)]
-    if len(names) != num_classes:
-        raise ValueError(f"{len(names)} class names for a {num_classes}-class detector")
-    return PredictionSetup(list(names))
-
-
-def parse_options(setup: PredictionSetup, args: Sequence[str]) -> PredictionSetup:
-    """The detection task's ``uniformer predict`` option: ``--score-threshold T`` (in [0, 1])."""
-    flags = {"--score-threshold": {"type": float, "default": setup.score_threshold}}
-    options = parse_task_options("detection", args, "--score-threshold T", flags)
-    if not 0 <= options.score_threshold <= 1:
-        raise ValueError(f"--score-threshold must be in [0, 1]; got {options.score_threshold}")
-    return replace(setup, score_threshold=options.score_threshold)
-
-
 @dataclass
-class Prediction:
+class Prediction(base.Prediction):
     """One image's detections above the threshold: boxes (N, 4) x1 y1 x2 y2 in pixels, labels 1 .. C, names,
     scores, and masks (N, H, W) bool for a detector with masks."""
 
@@ -88,8 +61,9 @@ class Prediction:
     scores: list[float] = field(default_factory=list)
     masks: np.ndarray | None = None
     error: str | None = None
-    views: int = 1
-    top: list[tuple[int, str, float]] = field(default_factory=list)  # (label, name, score), best first
+
+    def ranked(self) -> list[tuple[str, float]]:
+        return list(zip(self.names, self.scores))
 
     def to_dict(self) -> dict[str, Any]:
         """``path``, ``error`` and ``detections``: ``label``, ``name``, ``score``, ``box`` (x1 y1 x2 y2) and, for a
@@ -145,44 +119,11 @@ class _Images(torch.utils.data.Dataset):
         return {**item, "image": image, "valid": True, "error": ""}
 
 
-@contextlib.contextmanager
-def _detector_threshold(model: nn.Module, threshold: float) -> Iterator[None]:
-    """A torchvision R-CNN's own test score threshold lowered to ``threshold`` while the block runs (when lower)."""
-    heads = getattr(model, "roi_heads", None)
-    saved = getattr(heads, "score_thresh", None)
-    if saved is None or threshold >= saved:
-        yield
-        return
-    heads.score_thresh = threshold
-    try:
-        yield
-    finally:
-        heads.score_thresh = saved
-
-
-def predict(model: nn.Module, paths: Sequence[str], setup: PredictionSetup, run: Run, topk: int) -> list[Prediction]:
-    """The detections of every image scoring above ``setup.score_threshold`` (at most ``topk`` listed in ``top``)."""
-    missing = [p for p in paths if not os.path.isfile(p)]
-    if missing:
-        raise FileNotFoundError(f"input not found: {', '.join(missing)}")
-    dataset = _Images(paths)
-    accumulator = Detections(len(dataset))
-    with _detector_threshold(model, setup.score_threshold):
-        run(model, dataset, accumulator)
-    out = []
-    for index, path in enumerate(paths):
-        if index in accumulator.failed:
-            out.append(Prediction(path, error=accumulator.failed[index]))
-            continue
-        found = accumulator.outputs[index]
-        keep = found["scores"] > setup.score_threshold
-        labels = found["labels"][keep].tolist()
-        names = [setup.labels[label - 1] for label in labels]
-        scores = found["scores"][keep].tolist()
-        masks = (found["masks"][keep, 0] > MASK_THRESHOLD).numpy() if "masks" in found else None
-        top = list(zip(labels, names, scores))[:topk]
-        out.append(Prediction(path, found["boxes"][keep].numpy(), labels, names, scores, masks, top=top))
-    return out
+def _threshold_options(model: nn.Module, threshold: float) -> dict[str, object]:
+    """The model call's options that lower a torchvision R-CNN's own test score threshold to ``threshold`` (when
+    lower; the model's own otherwise, and nothing for a model without one)."""
+    own = getattr(getattr(model, "roi_heads", None), "score_thresh", None)
+    return {"score_thresh": threshold} if own is not None and threshold < own else {}
 
 
 def draw_detections(image_path: str | os.PathLike[str], prediction: Prediction, out: str | os.PathLike[str]) -> Path:
@@ -206,23 +147,85 @@ def detections_image(image_path: str | os.PathLike[str], prediction: Prediction)
     return Image.fromarray(image.permute(1, 2, 0).numpy())
 
 
-def write_predictions(
-    predictions: Sequence[Prediction], setup: PredictionSetup, out_dir: str | os.PathLike[str]
-) -> list[Path]:
-    """For each readable image ``NAME``: ``NAME_detections.png`` (:func:`draw_detections`) and
-    ``NAME_detections.json`` (:meth:`Prediction.to_dict` with the image size and the threshold) in ``out_dir``;
-    returns the files written. Images of the same name get their input position appended."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    stems = [Path(p.path).stem for p in predictions]
-    written = []
-    for index, (prediction, stem) in enumerate(zip(predictions, stems, strict=True)):
-        if prediction.error is not None:
-            continue
-        name = stem if stems.count(stem) == 1 else f"{stem}_{index}"
-        picture = draw_detections(prediction.path, prediction, out / f"{name}_detections.png")
-        width, height = image_size(picture)
-        record = {**prediction.to_dict(), "width": width, "height": height, "score_threshold": setup.score_threshold}
-        atomic_write_text(out / f"{name}_detections.json", json.dumps(record, indent=1) + "\n")
-        written += [picture, out / f"{name}_detections.json"]
-    return written
+class DetectionPredictTask(base.PredictTask[PredictionSetup, Prediction]):
+    """The prediction half of the detection task."""
+
+    options = (
+        base.Option(
+            "--score-threshold", "T", "keep the detections scoring above T (in [0, 1], default 0.3)", type=float
+        ),
+    )
+
+    def prediction_setup(
+        self, info: ModelInfo, model: nn.Module, file: CheckpointFile | None, labels: Sequence[str] | None
+    ) -> PredictionSetup:
+        """Names given, else stored with the weights, else the zoo's (COCO) when the class counts match, else numbers."""
+        num_classes = model.num_classes
+        names = list(labels) if labels is not None else (None if file is None else file.class_names)
+        if names is None:
+            names = info.labels if info.num_classes == num_classes else [f"class {i + 1}" for i in range(num_classes)]
+        if len(names) != num_classes:
+            raise ValueError(f"{len(names)} class names for a {num_classes}-class detector")
+        return PredictionSetup(list(names))
+
+    def prediction_options(self, setup: PredictionSetup, values: Mapping[str, Any]) -> PredictionSetup:
+        """``--score-threshold T`` (in [0, 1])."""
+        threshold = values.get("score_threshold", setup.score_threshold)
+        if not 0 <= threshold <= 1:
+            raise ValueError(f"--score-threshold must be in [0, 1]; got {threshold}")
+        return replace(setup, score_threshold=threshold)
+
+    def predict(
+        self, model: nn.Module, paths: Sequence[str], setup: PredictionSetup, run: base.Run, topk: int
+    ) -> list[Prediction]:
+        """The detections of every image scoring above ``setup.score_threshold``, best first (all of them:
+        ``topk`` cuts the printed listing only)."""
+        missing = [p for p in paths if not os.path.isfile(p)]
+        if missing:
+            raise FileNotFoundError(f"input not found: {', '.join(missing)}")
+        dataset = _Images(paths)
+        accumulator = Detections(len(dataset))
+        run(model, dataset, accumulator, options=_threshold_options(model, setup.score_threshold))
+        out = []
+        for index, path in enumerate(paths):
+            if index in accumulator.failed:
+                out.append(Prediction(path, error=accumulator.failed[index]))
+                continue
+            found = accumulator.outputs[index]
+            keep = found["scores"] > setup.score_threshold
+            labels = found["labels"][keep].tolist()
+            names = [setup.labels[label - 1] for label in labels]
+            scores = found["scores"][keep].tolist()
+            masks = (found["masks"][keep, 0] > MASK_THRESHOLD).numpy() if "masks" in found else None
+            out.append(Prediction(path, found["boxes"][keep].numpy(), labels, names, scores, masks))
+        return out
+
+    def write_predictions(
+        self, predictions: Sequence[Prediction], setup: PredictionSetup, out_dir: str | os.PathLike[str]
+    ) -> list[Path]:
+        """For each readable image ``NAME``: ``NAME_detections.png`` (:func:`draw_detections`) and
+        ``NAME_detections.json`` (:meth:`Prediction.to_dict` with the image size and the threshold) in ``out_dir``;
+        returns the files written. Images of the same name get their input position appended."""
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        stems = [Path(p.path).stem for p in predictions]
+        written = []
+        for index, (prediction, stem) in enumerate(zip(predictions, stems, strict=True)):
+            if prediction.error is not None:
+                continue
+            name = stem if stems.count(stem) == 1 else f"{stem}_{index}"
+            picture = draw_detections(prediction.path, prediction, out / f"{name}_detections.png")
+            width, height = image_size(picture)
+            record = {
+                **prediction.to_dict(),
+                "width": width,
+                "height": height,
+                "score_threshold": setup.score_threshold,
+            }
+            atomic_write_text(out / f"{name}_detections.json", json.dumps(record, indent=1) + "\n")
+            written += [picture, out / f"{name}_detections.json"]
+        return written
+
+    def draw_prediction(self, prediction: Prediction, setup: PredictionSetup) -> Image.Image:
+        """The masks, boxes and ``name score`` captions over the image."""
+        return detections_image(prediction.path, prediction)

@@ -4,7 +4,8 @@ The task owns the ``data`` section and the pose fields of ``eval`` (:mod:`.confi
 and detector boxes (:mod:`.coco`), crops persons with the official augmentation and heatmap targets
 (:mod:`.transforms`, :mod:`.data`), trains with mmpose's ``JointsMSELoss`` (target-weighted), tests with flip
 test, heatmap decoding, rescoring, OKS-NMS and ``COCOeval`` (:mod:`.metrics`), and predicts skeletons
-(:mod:`.predict`). Public helpers for running a model yourself: :func:`decode_heatmaps`,
+(:mod:`.predict`), heatmaps encoded and decoded by one codec (:mod:`.codec`). Public helpers for running a model
+yourself: :class:`MSRAHeatmap`,
 :func:`evaluate_coco_keypoints`.
 """
 
@@ -19,25 +20,20 @@ import torch
 import torch.nn as nn
 from omegaconf import DictConfig
 
+from uniformer.models.checkpoint import CheckpointFile
 from uniformer.models.pose import COCO_FLIP_PAIRS, build_pose_model
 from uniformer.models.zoo.catalog import model_info
 from uniformer.models.zoo.pose import HEAD_CHANNELS
-from uniformer.tasks.base import Metrics, Objective, Task
+from uniformer.tasks.base import LabelMap, Metrics, Objective, Task
 from uniformer.tasks.pose.coco import COCO_SIGMAS, read_detections, read_keypoint_file
+from uniformer.tasks.pose.codec import MSRAHeatmap
 from uniformer.tasks.pose.config import DataConfig, HeadConfig, PoseEvalConfig, resolve
 from uniformer.tasks.pose.data import PoseDataset, collate_persons
-from uniformer.tasks.pose.metrics import KeypointAccumulator, decode_heatmaps, evaluate_coco_keypoints, write_report
-from uniformer.tasks.pose.predict import (
-    Prediction,
-    PredictionSetup,
-    parse_options,
-    pose_image,
-    predict,
-    prediction_setup,
-)
+from uniformer.tasks.pose.metrics import KeypointAccumulator, evaluate_coco_keypoints, write_report
+from uniformer.tasks.pose.predict import PosePredictTask
 from uniformer.tasks.pose.transforms import EvalTransform, TrainTransform
 
-__all__ = ["TASK", "PoseTask", "decode_heatmaps", "evaluate_coco_keypoints", "keypoint_mse_loss"]
+__all__ = ["TASK", "MSRAHeatmap", "PoseTask", "evaluate_coco_keypoints", "keypoint_mse_loss"]
 
 
 def keypoint_mse_loss(heatmaps: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
@@ -61,13 +57,19 @@ class _Heatmaps(Objective):
         return keypoint_mse_loss(output, target, weight)
 
 
+def _codec(cfg: DictConfig) -> MSRAHeatmap:
+    """The heatmap codec of the config's crops (``data.input_size`` is (H, W)) and ``data.sigma``."""
+    height, width = cfg.data.input_size
+    return MSRAHeatmap((width, height), sigma=cfg.data.sigma, flip_pairs=COCO_FLIP_PAIRS)
+
+
 def _paths(cfg: DictConfig, split: str) -> tuple[str, str]:
     data = cfg.data
     ann, images = (data.train_ann, data.train_images) if split == "train" else (data.val_ann, data.val_images)
     return os.path.join(data.root, ann), os.path.join(data.root, images)
 
 
-class PoseTask(Task):
+class PoseTask(PosePredictTask, Task):
     name = "pose"
     sections = {"data": DataConfig, "head": HeadConfig, "eval": PoseEvalConfig}
     primary_metric = "ap"
@@ -97,8 +99,7 @@ class PoseTask(Task):
                 (width, height),
                 data.mean,
                 data.std,
-                flip_pairs=COCO_FLIP_PAIRS,
-                sigma=data.sigma,
+                codec=_codec(cfg),
                 flip=data.flip,
                 half_body_prob=data.half_body_prob,
                 half_body_min_keypoints=data.half_body_min_keypoints,
@@ -138,8 +139,7 @@ class PoseTask(Task):
 
     def build_model(self, cfg: DictConfig, num_outputs: int) -> nn.Module:
         """The zoo pose model ``model.name`` with ``num_outputs`` heatmaps, its backbone changed by
-        ``model.overrides`` and ``model.drop_path_rate``, its head's width by ``head.channels``; ``flip_test`` as
-        ``eval.flip_test`` (validation and ``uniformer eval``; training mode ignores it)."""
+        ``model.overrides`` and ``model.drop_path_rate``, its head's width by ``head.channels``."""
         info = model_info(cfg.model.name)
         overrides = {**info.model_args, **cfg.model.overrides, "drop_path_rate": cfg.model.drop_path_rate}
         if num_outputs != len(COCO_SIGMAS):
@@ -148,19 +148,29 @@ class PoseTask(Task):
             model = build_pose_model(num_outputs, overrides, channels=cfg.head.channels)
         except TypeError as exc:
             raise ValueError(f"config: model.overrides: {exc}") from None
-        model.flip_test = bool(cfg.eval.flip_test)
         return model
+
+    def test_options(self, cfg: DictConfig) -> dict[str, object]:
+        """``flip_test`` as ``eval.flip_test`` (validation and ``uniformer eval``)."""
+        return {"flip_test": bool(cfg.eval.flip_test)}
 
     def objective(self, cfg: DictConfig, num_outputs: int, micro_batch: int) -> Objective:
         return _Heatmaps()
 
-    def metric(self, cfg: DictConfig, dataset: torch.utils.data.Dataset, label_map: Any = None) -> KeypointAccumulator:
-        return KeypointAccumulator(len(dataset), dataset.ann_file, vis_thr=cfg.eval.vis_thr, oks_thr=cfg.eval.oks_thr)
+    def metric(
+        self, cfg: DictConfig, dataset: torch.utils.data.Dataset, label_map: LabelMap = None
+    ) -> KeypointAccumulator:
+        eval_cfg = cfg.eval
+        return KeypointAccumulator(
+            len(dataset), dataset.ann_file, _codec(cfg), vis_thr=eval_cfg.vis_thr, oks_thr=eval_cfg.oks_thr
+        )
 
     def weights_metadata(self, cfg: DictConfig, train_set: torch.utils.data.Dataset) -> dict[str, Any]:
         return {"classes": list(train_set.keypoint_names), "model_args": {HEAD_CHANNELS: cfg.head.channels}}
 
-    def check_eval_data(self, cfg: DictConfig, checkpoint: Any, dataset: torch.utils.data.Dataset) -> Any:
+    def check_eval_data(
+        self, cfg: DictConfig, checkpoint: CheckpointFile, dataset: torch.utils.data.Dataset
+    ) -> LabelMap:
         """Refuse a test set whose keypoint names are not those stored with the weights."""
         stored = checkpoint.class_names
         if stored is not None and list(stored) != list(dataset.keypoint_names):
@@ -172,29 +182,6 @@ class PoseTask(Task):
 
     def write_report(self, out_dir: Path, metrics: Metrics, cfg: DictConfig) -> str:
         return write_report(out_dir, metrics.detail)
-
-    def prediction_setup(self, info: Any, model: nn.Module, checkpoint: Any, labels: Sequence[str] | None) -> Any:
-        return prediction_setup(info, model, checkpoint, labels)
-
-    def prediction_options(self, setup: PredictionSetup, args: Sequence[str]) -> PredictionSetup:
-        """``--boxes FILE`` (person boxes per image) or ``--detector NAME [--detector-checkpoint FILE]
-        [--person-score-threshold T]`` (a detection model's person boxes), and ``--out DIR`` (skeleton PNGs,
-        keypoints JSON)."""
-        return parse_options(setup, args)
-
-    def predict(
-        self, model: nn.Module, paths: Sequence[str], setup: PredictionSetup, run: Any, topk: int
-    ) -> list[Prediction]:
-        return predict(model, paths, setup, run, topk)
-
-    def draw_prediction(self, prediction: Prediction, setup: PredictionSetup) -> Any:
-        """The skeletons over the image, as ``--out`` writes them."""
-        return pose_image(prediction.path, prediction.persons, setup)
-
-    def run_demo(self, out_dir: Path) -> dict[str, Any]:
-        from uniformer.tasks.pose.demo import run_demo  # the demo's drawing and data, imported on demand
-
-        return run_demo(out_dir)
 
 
 TASK = PoseTask()

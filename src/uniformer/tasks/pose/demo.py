@@ -5,7 +5,7 @@
    heatmap targets, loss and validation), run as a user would (a child process: tasks do not import the engine);
 3. ``uniformer eval`` tests the last checkpoint on the held-out figures' ground-truth boxes (flip test, decoding,
    rescoring, OKS-NMS, ``COCOeval``) against chance: the mean training pose placed in each box;
-4. the task's prediction draws the predicted skeletons of a few held-out figures (its one-batch loop here).
+4. the task's prediction draws the predicted skeletons of a few held-out figures (the runtime's loop, batches of 16).
 
 ``report.md`` and ``result.json`` (held-out AP and chance as fractions, seconds) hold the measured numbers.
 """
@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -22,18 +23,19 @@ import numpy as np
 import torch
 from PIL import Image
 
-from uniformer._fileio import atomic_write_text
 from uniformer.data.images import read_image
 from uniformer.models.checkpoint import read_checkpoint
 from uniformer.models.factory import create_model
 from uniformer.models.zoo.catalog import model_info
-from uniformer.tasks._demo import train_and_test
+from uniformer.runtime import feed
+from uniformer.tasks._demo import train_and_test, write_report
 from uniformer.tasks.pose import TASK
 from uniformer.tasks.pose.coco import read_keypoint_file
+from uniformer.tasks.pose.codec import PIXEL_STD
 from uniformer.tasks.pose.metrics import evaluate_coco_keypoints
 from uniformer.tasks.pose.predict import draw_people
 from uniformer.tasks.pose.synth import write_figures
-from uniformer.tasks.pose.transforms import PIXEL_STD, box_to_center_scale
+from uniformer.tasks.pose.transforms import box_to_center_scale
 
 __all__ = ["CONFIG", "mean_pose_ap", "run_demo"]
 
@@ -65,15 +67,6 @@ def mean_pose_ap(train_ann: Path, val_ann: Path, aspect_ratio: float) -> float:
     return evaluate_coco_keypoints(val_ann, results)["AP"]
 
 
-@torch.no_grad()
-def _feed(model: torch.nn.Module, dataset: Any, accumulator: Any) -> None:
-    """What ``uniformer predict`` does with the engine's loop, one batch of 16 at a time on this CPU."""
-    indices = accumulator.indices(0, 1)
-    for start in range(0, len(indices), 16):
-        batch = TASK.collate([dataset[i] for i in indices[start : start + 16]])
-        accumulator.update(model(TASK.model_inputs(batch)), batch)
-
-
 def run_demo(
     out: Path, *, train_images: int = 1500, val_images: int = 200, seed: int = 0, overrides: tuple[str, ...] = ()
 ) -> dict[str, Any]:
@@ -101,7 +94,8 @@ def run_demo(
     boxes = {Path(inst.image).name: [list(inst.box)] for inst in shown}
     setup = replace(setup, boxes=boxes)  # the held-out ground-truth boxes, as the test uses them
     drawings = []
-    for inst, prediction in zip(shown, TASK.predict(model, [i.image for i in shown], setup, _feed, 1), strict=True):
+    loop = partial(feed, collate=TASK.collate, inputs=TASK.model_inputs, batch_size=16)  # as `uniformer predict`
+    for inst, prediction in zip(shown, TASK.predict(model, [i.image for i in shown], setup, loop, 1), strict=True):
         image = read_image(inst.image)
         truth = draw_people(image, [{"keypoints": inst.keypoints.tolist()}], setup.skeleton, 0.5)
         predicted = draw_people(image, prediction.persons, setup.skeleton, setup.vis_thr)
@@ -142,12 +136,7 @@ def run_demo(
         "",
         *[f"![{name}]({name})" for name in drawings],
         "",
-        "| step | seconds |",
-        "|---|---|",
-        *[f"| {step} | {seconds:.0f} |" for step, seconds in times.items()],
-        "",
     ]
-    atomic_write_text(out / "report.md", "\n".join(lines))
-    atomic_write_text(out / "result.json", json.dumps(result, indent=2) + "\n")
+    write_report(out, lines, times, result)
     print(f"held-out AP {100 * result['value']:.1f}% (chance {100 * chance:.1f}%), {result['seconds']:.0f} s")
     return result

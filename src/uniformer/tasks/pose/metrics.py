@@ -2,7 +2,7 @@
 Sense-X/UniFormer: ``core/evaluation/top_down_eval.py``, ``core/post_processing/{post_transforms,nms}.py`` and
 ``TopDownCocoDataset.evaluate``).
 
-1. :func:`decode_heatmaps`: the arg-max of each heatmap, a quarter-pixel step toward the higher neighbour
+1. :meth:`MSRAHeatmap.decode <uniformer.tasks.pose.codec.MSRAHeatmap.decode>`: the arg-max of each heatmap, a quarter-pixel step toward the higher neighbour
    (``post_process='default'``), mapped back to the image through the crop's center and scale;
 2. :func:`rescore`: a person's score is its box score times the mean confidence of its keypoints above 0.2;
 3. :func:`oks_nms`: per image, persons overlapping a better one with OKS above 0.9 are dropped;
@@ -30,15 +30,15 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from uniformer._fileio import atomic_write_text
-from uniformer.tasks.base import Collectives, MetricAccumulator, Metrics
+from uniformer.runtime import DistContext
+from uniformer.tasks.base import MetricAccumulator, Metrics
 from uniformer.tasks.pose.coco import COCO_SIGMAS
-from uniformer.tasks.pose.transforms import PIXEL_STD
+from uniformer.tasks.pose.codec import PIXEL_STD, MSRAHeatmap
 
 __all__ = [
     "STAT_NAMES",
     "KeypointAccumulator",
     "PoseMetrics",
-    "decode_heatmaps",
     "evaluate_coco_keypoints",
     "oks_iou",
     "oks_nms",
@@ -48,37 +48,6 @@ __all__ = [
 
 # COCOeval.stats of the keypoint evaluation, in its order
 STAT_NAMES = ("AP", "AP50", "AP75", "APm", "APl", "AR", "AR50", "AR75", "ARm", "ARl")
-
-
-def decode_heatmaps(
-    heatmaps: torch.Tensor, centers: torch.Tensor | np.ndarray, scales: torch.Tensor | np.ndarray
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Keypoints in image pixels (B, K, 2) and their scores (B, K) from heatmaps (B, K, H, W) of crops made
-    with ``centers`` (B, 2) and ``scales`` (B, 2) (box size / 200, mmpose's convention).
-
-    mmpose ``keypoints_from_heatmaps`` with ``post_process='default'``: the arg-max (x, y) and its value (a map
-    whose maximum is not positive gives heatmap position (-1, -1)); where the peak is strictly inside
-    ``1 < x < W - 1`` and ``1 < y < H - 1``, a step of 0.25 toward the higher neighbour in x and in y (none on a
-    tie); then ``transform_preds``: ``x * scale_w * 200 / W + center_x - scale_w * 200 / 2`` (and the same in y).
-    """
-    if heatmaps.ndim != 4:
-        raise ValueError(f"heatmaps must be (B, K, H, W), got shape {tuple(heatmaps.shape)}")
-    maps = heatmaps.detach().float().cpu()
-    batch, joints, height, width = maps.shape
-    values, index = maps.flatten(2).max(dim=2)
-    x, y = (index % width).float(), torch.div(index, width, rounding_mode="floor").float()
-    x, y = torch.where(values > 0, x, -1.0), torch.where(values > 0, y, -1.0)
-    inside = (x > 1) & (x < width - 1) & (y > 1) & (y < height - 1)
-    xi, yi = x.long().clamp(1, width - 2), y.long().clamp(1, height - 2)
-    b, k = torch.meshgrid(torch.arange(batch), torch.arange(joints), indexing="ij")
-    dx = maps[b, k, yi, xi + 1] - maps[b, k, yi, xi - 1]
-    dy = maps[b, k, yi + 1, xi] - maps[b, k, yi - 1, xi]
-    x = torch.where(inside, x + 0.25 * torch.sign(dx), x)
-    y = torch.where(inside, y + 0.25 * torch.sign(dy), y)
-    centers = torch.as_tensor(np.asarray(centers), dtype=torch.float32).reshape(batch, 1, 2)
-    size = torch.as_tensor(np.asarray(scales), dtype=torch.float32).reshape(batch, 1, 2) * PIXEL_STD
-    points = torch.stack([x, y], dim=-1) * size / torch.tensor([width, height]) + centers - size * 0.5
-    return points, values
 
 
 def rescore(keypoint_scores: np.ndarray, box_score: float, threshold: float = 0.2) -> float:
@@ -182,12 +151,13 @@ class KeypointAccumulator(MetricAccumulator):
         self,
         num_items: int,
         ann_file: str | os.PathLike[str],
+        codec: MSRAHeatmap,
         *,
         vis_thr: float = 0.2,
         oks_thr: float = 0.9,
         sigmas: np.ndarray = COCO_SIGMAS,
     ) -> None:
-        self.num_items, self.ann_file = num_items, os.fspath(ann_file)
+        self.num_items, self.ann_file, self.codec = num_items, os.fspath(ann_file), codec
         self.vis_thr, self.oks_thr, self.sigmas = vis_thr, oks_thr, np.asarray(sigmas)
         self.persons: list[dict[str, Any]] = []
         self.failed: dict[str, str] = {}
@@ -198,7 +168,7 @@ class KeypointAccumulator(MetricAccumulator):
     def update(self, output: torch.Tensor, batch: dict[str, Any]) -> None:
         if not isinstance(output, torch.Tensor) or output.ndim != 4:
             raise ValueError(f"the model must return heatmaps (B, K, H, W) in eval mode; got {type(output).__name__}")
-        points, scores = decode_heatmaps(output, batch["center"], batch["scale"])
+        points, scores = self.codec.decode(output, batch["center"], batch["scale"])
         for i, ok in enumerate(batch["valid"].tolist()):
             if not ok:
                 self.failed[batch["path"][i]] = batch["error"][i]
@@ -214,7 +184,7 @@ class KeypointAccumulator(MetricAccumulator):
                 }
             )
 
-    def compute(self, comm: Collectives) -> Metrics:
+    def compute(self, comm: DistContext) -> Metrics:
         persons = sorted((p for part in comm.all_gather_object(self.persons) for p in part), key=lambda p: p["index"])
         failed: dict[str, str] = {}
         for part in comm.all_gather_object(self.failed):

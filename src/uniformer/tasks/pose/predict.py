@@ -2,20 +2,19 @@
 a score, drawn as skeletons (``torchvision.utils.draw_keypoints``) and written as JSON.
 
 People come from a boxes file (``--boxes FILE``: ``{"image name or path": [[x, y, w, h(, score)], ...]}``), from a
-detection zoo model (``--detector NAME``: :class:`PersonDetector`, its ``person`` boxes), or, without either, the
-whole image is one person box. Each box is cropped and tested as ``uniformer eval`` tests (flip
-test, :func:`~uniformer.tasks.pose.metrics.decode_heatmaps`, the person score of mmpose's rescoring).
+detection zoo model (``--detector NAME``: the engine builds its predictor, :class:`PersonDetector` keeps its
+``person`` boxes), or, without either, the whole image is one person box. Each box is cropped and tested as ``uniformer eval`` tests (flip
+test, :meth:`~uniformer.tasks.pose.codec.MSRAHeatmap.decode`, the person score of mmpose's rescoring).
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -26,92 +25,78 @@ from torchvision.utils import draw_keypoints
 
 from uniformer._fileio import atomic_write_text
 from uniformer.data.images import DecodeError, image_size, read_image
-from uniformer.models.checkpoint import CheckpointFile, read_checkpoint
-from uniformer.models.factory import create_model
-from uniformer.models.optimize import optimize_for_inference
-from uniformer.models.zoo.catalog import model_info
+from uniformer.models.checkpoint import CheckpointFile
 from uniformer.models.zoo.schema import ModelInfo
-from uniformer.tasks import get_task
-from uniformer.tasks.base import parse_task_options
+from uniformer.tasks import base
+from uniformer.tasks.base import PredictorRequest
 from uniformer.tasks.pose.coco import COCO_SIGMAS, COCO_SKELETON, Instance
+from uniformer.tasks.pose.codec import MSRAHeatmap
 from uniformer.tasks.pose.data import PoseDataset
-from uniformer.tasks.pose.metrics import decode_heatmaps, rescore
+from uniformer.tasks.pose.metrics import rescore
 from uniformer.tasks.pose.transforms import EvalTransform
 
 __all__ = [
+    "PosePredictTask",
+    "DetectionPredictor",
     "PersonDetector",
     "Prediction",
     "PredictionSetup",
     "draw_people",
-    "parse_options",
     "pose_image",
-    "predict",
-    "prediction_setup",
     "read_boxes",
 ]
 
-Run = Callable[[nn.Module, Any, Any], None]
-
-logger = logging.getLogger("uniformer.tasks")
-
 # mmpose 0.x demo/top_down_img_demo_with_mmdet.py: --det-cat-id 1 (person), --bbox-thr 0.3
 PERSON_SCORE_THRESHOLD = 0.3
+FLIP_TEST = {"flip_test": True}  # the model's call when predicting: the official test's flip test
+
+
+class _Labelled(Protocol):
+    labels: list[str]
+
+
+class _Detected(Protocol):
+    """One image's detections as a detection prediction holds them (boxes x1 y1 x2 y2, labels 1 .. C, scores)."""
+
+    path: str
+    error: str | None
+    boxes: np.ndarray | None
+    labels: list[int]
+    scores: list[float]
+
+
+class DetectionPredictor(Protocol):
+    """What pose uses of a detector: the engine's :class:`~uniformer.engine.Predictor` of a detection zoo model
+    (its setup's class names; per image its boxes, class names and scores, or why it could not be read)."""
+
+    @property
+    def setup(self) -> _Labelled: ...
+
+    def predict(self, paths: Sequence[str], topk: int = 5, progress: bool = False) -> Sequence[_Detected]: ...
 
 
 @dataclass(frozen=True)
 class PersonDetector:
-    """A detection zoo model finding the people a top-down pose model then looks at: its boxes of the class named
-    ``person`` scoring at least ``setup.score_threshold``, as mmpose's demo with an mmdet detector does.
+    """The people a top-down pose model then looks at: ``predictor``'s boxes of the class named ``person`` (label
+    ``label``) scoring above its score threshold, as mmpose's demo with an mmdet detector finds them."""
 
-    The detector runs through the detection task's own prediction (:meth:`~uniformer.tasks.Task.predict`: the
-    images at their size, its class names), one image per forward pass; :meth:`load` builds one from a zoo name.
-    """
-
-    model: nn.Module
-    setup: Any  # the detection task's prediction setup (class names, score threshold)
+    predictor: DetectionPredictor
     label: int  # the detector's label of the person class
 
     @classmethod
-    def load(
-        cls,
-        name: str,
-        checkpoint: str | os.PathLike[str] | None = None,
-        score_threshold: float = PERSON_SCORE_THRESHOLD,
-    ) -> PersonDetector:
-        """Zoo detector ``name`` with the weights of ``checkpoint`` (random without one: a warning says so), as
-        ``uniformer predict --model NAME`` runs it (the fp32 :func:`optimize_for_inference` copy)."""
-        info = model_info(name)
-        if info.task != "detection":
-            raise ValueError(
-                f"--detector {name}: a {info.task} model, not a detection model (`uniformer models "
-                "--task detection` lists them)"
-            )
-        if not 0 <= score_threshold <= 1:
-            raise ValueError(f"--person-score-threshold must be in [0, 1], got {score_threshold}")
-        file = None if checkpoint is None else read_checkpoint(checkpoint)
-        if file is None:
-            logger.warning("--detector %s: no --detector-checkpoint: the weights are random, so are the boxes", name)
-        model = create_model(name, checkpoint_path=file).eval()
-        task = get_task("detection")
-        setup = replace(task.prediction_setup(info, model, file, None), score_threshold=score_threshold)
-        if "person" not in setup.labels:
-            shown = ", ".join(setup.labels[:8]) + (", ..." if len(setup.labels) > 8 else "")
-            raise ValueError(f"--detector {name}: its classes ({shown}) have no 'person'")
-        return cls(optimize_for_inference(model), setup, setup.labels.index("person") + 1)
+    def of(cls, predictor: DetectionPredictor, flag: str, name: str) -> PersonDetector:
+        """The person class of ``predictor`` (zoo model ``name``, given by option ``flag``); refused without one."""
+        labels = predictor.setup.labels
+        if "person" not in labels:
+            shown = ", ".join(labels[:8]) + (", ..." if len(labels) > 8 else "")
+            raise ValueError(f"{flag} {name}: its classes ({shown}) have no 'person'")
+        return cls(predictor, labels.index("person") + 1)
 
     def people(self, paths: Sequence[str]) -> tuple[dict[str, list[list[float]]], dict[int, str]]:
         """The person boxes ``[x, y, w, h, score]`` of every readable image (by path), and the unreadable ones
         (input index -> reason)."""
-        task = get_task("detection")
-
-        def run(model: nn.Module, dataset: Any, accumulator: Any) -> None:
-            with torch.inference_mode():
-                for index in accumulator.indices(0, 1):
-                    batch = task.collate([dataset[index]])
-                    accumulator.update(model(task.model_inputs(batch)), batch)
-
         boxes, errors = {}, {}
-        for n, found in enumerate(task.predict(self.model, paths, self.setup, run, topk=0)):
+        for n, found in enumerate(self.predictor.predict(paths, topk=0)):
             if found.error:
                 errors[n] = found.error
                 continue
@@ -133,30 +118,9 @@ class PredictionSetup:
     std: list[float]
     vis_thr: float = 0.2
     boxes: dict[str, list[list[float]]] | None = None
+    detector_request: PredictorRequest | None = None  # from --detector, until the engine builds it
     detector: PersonDetector | None = None
     out_dir: Path | None = None
-
-
-def prediction_setup(
-    info: ModelInfo, model: nn.Module, file: CheckpointFile | None, labels: Sequence[str] | None
-) -> PredictionSetup:
-    """Names (given, else stored with the weights, else the zoo's), the crop and normalisation of the weights'
-    training run (else the zoo entry's). Switches ``model.flip_test`` on, as the official test."""
-    count = model.num_keypoints
-    stored = None if file is None else file.class_names
-    names = list(labels) if labels is not None else stored or (info.labels if info.num_classes == count else None)
-    names = names or [f"keypoint {i}" for i in range(count)]
-    if len(names) != count:
-        raise ValueError(f"{len(names)} keypoint names for a {count}-keypoint model")
-    data = ((file.config if file is not None else None) or {}).get("data") or {}
-    model.flip_test = True
-    return PredictionSetup(
-        keypoints=names,
-        skeleton=list(COCO_SKELETON) if count == len(COCO_SIGMAS) else [],  # COCO limbs for COCO keypoints
-        input_size=list(data.get("input_size") or info.release().input_hw or (info.release().img_size,) * 2),
-        mean=list(data.get("mean") or info.mean),
-        std=list(data.get("std") or info.std),
-    )
 
 
 def read_boxes(path: str | os.PathLike[str]) -> dict[str, list[list[float]]]:
@@ -180,41 +144,11 @@ def read_boxes(path: str | os.PathLike[str]) -> dict[str, list[list[float]]]:
     return data
 
 
-def parse_options(setup: PredictionSetup, args: Sequence[str]) -> PredictionSetup:
-    """The pose task's ``uniformer predict`` options: the people from ``--boxes FILE`` or from ``--detector NAME
-    [--detector-checkpoint FILE] [--person-score-threshold T]`` (:class:`PersonDetector`), and ``--out DIR``
-    (skeleton PNGs and keypoints JSON per image)."""
-    flags = {
-        "--boxes": {"default": None},
-        "--detector": {"default": None},
-        "--detector-checkpoint": {"default": None},
-        "--person-score-threshold": {"type": float, "default": None},
-        "--out": {"default": None},
-    }
-    usage = "--boxes FILE or --detector NAME [--detector-checkpoint FILE] [--person-score-threshold T], and --out DIR"
-    options = parse_task_options("pose", args, usage, flags)
-    if options.boxes and options.detector:
-        raise ValueError("pose options: give the people by --boxes FILE or by --detector NAME, not both")
-    threshold = options.person_score_threshold
-    if options.detector is None and (options.detector_checkpoint or threshold is not None):
-        raise ValueError("pose options: --detector-checkpoint and --person-score-threshold need --detector NAME")
-    detector = None
-    if options.detector:
-        threshold = PERSON_SCORE_THRESHOLD if threshold is None else threshold
-        detector = PersonDetector.load(options.detector, options.detector_checkpoint, threshold)
-    return replace(
-        setup,
-        boxes=read_boxes(options.boxes) if options.boxes else None,
-        detector=detector,
-        out_dir=Path(options.out) if options.out else None,
-    )
-
-
 class _Persons:
     """The accumulator of a prediction run: each crop's keypoints (K, 3), or the reason its image failed."""
 
-    def __init__(self, num_items: int) -> None:
-        self.num_items = num_items
+    def __init__(self, num_items: int, codec: MSRAHeatmap) -> None:
+        self.num_items, self.codec = num_items, codec
         self.keypoints: dict[int, np.ndarray] = {}
         self.failed: dict[int, str] = {}
 
@@ -222,7 +156,7 @@ class _Persons:
         return list(range(self.num_items))
 
     def update(self, output: torch.Tensor, batch: dict[str, Any]) -> None:
-        points, scores = decode_heatmaps(output, batch["center"], batch["scale"])
+        points, scores = self.codec.decode(output, batch["center"], batch["scale"])
         for i, (index, ok) in enumerate(zip(batch["index"].tolist(), batch["valid"].tolist(), strict=True)):
             if ok:
                 self.keypoints[index] = torch.cat([points[i], scores[i, :, None]], dim=1).numpy()
@@ -231,16 +165,20 @@ class _Persons:
 
 
 @dataclass
-class Prediction:
+class Prediction(base.Prediction):
     """The people of one image: ``persons`` of ``{"box", "score", "keypoints": [[x, y, confidence], ...]}``,
-    best first; ``top`` ranks them for the command line's listing."""
+    best first, and the files ``--out`` wrote for it."""
 
     path: str
     persons: list[dict[str, Any]] = field(default_factory=list)
-    top: list[tuple[int, str, float]] = field(default_factory=list)
-    views: int = 1
     error: str | None = None
     files: list[str] = field(default_factory=list)
+
+    def ranked(self) -> list[tuple[str, float]]:
+        return [
+            (f"person {k} (box {', '.join(f'{v:.0f}' for v in p['box'])})", p["score"])
+            for k, p in enumerate(self.persons)
+        ]
 
     def to_dict(self) -> dict[str, Any]:
         return {"path": self.path, "error": self.error, "persons": self.persons, "files": self.files}
@@ -266,60 +204,132 @@ def pose_image(path: str | os.PathLike[str], persons: Sequence[dict[str, Any]], 
     return Image.fromarray(drawn.permute(1, 2, 0).numpy())
 
 
-def predict(model: nn.Module, paths: Sequence[str], setup: PredictionSetup, run: Run, topk: int) -> list[Prediction]:
-    """The people of every image (boxes from ``setup.boxes`` or ``setup.detector``, else the whole image), in
-    input order; with ``setup.out_dir`` each image's skeletons (``<stem>_pose.png``) and keypoints
-    (``<stem>_keypoints.json``)."""
-    missing = [p for p in paths if not os.path.isfile(p)]
-    if missing:
-        raise FileNotFoundError(f"input not found: {', '.join(missing)}")
-    given, errors = setup.boxes, {}
-    if setup.detector is not None:
-        given, errors = setup.detector.people(paths)
-    instances, owner = [], []
-    for n, path in enumerate(paths):
-        if n in errors:
-            continue
-        if given is not None:
-            boxes = given.get(path, given.get(os.path.basename(path), []))
-        else:
-            try:
-                width, height = image_size(path)
-            except DecodeError as exc:
-                errors[n] = f"unreadable image ({exc})"
+class PosePredictTask(base.PredictTask[PredictionSetup, Prediction]):
+    """The prediction half of the pose task."""
+
+    def prediction_setup(
+        self, info: ModelInfo, model: nn.Module, file: CheckpointFile | None, labels: Sequence[str] | None
+    ) -> PredictionSetup:
+        """Names (given, else stored with the weights, else the zoo's), the crop and normalisation of the weights'
+        training run (else the zoo entry's)."""
+        count = model.num_keypoints
+        stored = None if file is None else file.class_names
+        names = list(labels) if labels is not None else stored or (info.labels if info.num_classes == count else None)
+        names = names or [f"keypoint {i}" for i in range(count)]
+        if len(names) != count:
+            raise ValueError(f"{len(names)} keypoint names for a {count}-keypoint model")
+        data = ((file.config if file is not None else None) or {}).get("data") or {}
+        return PredictionSetup(
+            keypoints=names,
+            skeleton=list(COCO_SKELETON) if count == len(COCO_SIGMAS) else [],  # COCO limbs for COCO keypoints
+            input_size=list(data.get("input_size") or info.release().input_hw or (info.release().img_size,) * 2),
+            mean=list(data.get("mean") or info.mean),
+            std=list(data.get("std") or info.std),
+        )
+
+    options = (
+        base.Option("--boxes", "FILE", "person boxes per image (JSON: image -> [[x, y, w, h(, score)], ...])"),
+        base.Option("--detector", "NAME", "a detection zoo model finds the people (default: the whole image)"),
+        base.Option("--detector-checkpoint", "FILE", "the detector's weights"),
+        base.Option("--person-score-threshold", "T", "the detector's person boxes scoring above T (0.3)", type=float),
+        base.Option("--out", "DIR", "skeleton PNGs and keypoints JSON per image"),
+    )
+
+    def prediction_options(self, setup: PredictionSetup, values: Mapping[str, Any]) -> PredictionSetup:
+        """The people from ``--boxes FILE`` or from ``--detector NAME [--detector-checkpoint FILE]
+        [--person-score-threshold T]`` (a request for the engine's detection predictor), and ``--out DIR``
+        (skeleton PNGs and keypoints JSON per image)."""
+        boxes, detector, threshold = values.get("boxes"), values.get("detector"), values.get("person_score_threshold")
+        if boxes and detector:
+            raise ValueError("pose options: give the people by --boxes FILE or by --detector NAME, not both")
+        if detector is None and (values.get("detector_checkpoint") or threshold is not None):
+            raise ValueError("pose options: --detector-checkpoint and --person-score-threshold need --detector NAME")
+        request = None
+        if detector:
+            threshold = PERSON_SCORE_THRESHOLD if threshold is None else threshold
+            if not 0 <= threshold <= 1:
+                raise ValueError(f"--person-score-threshold must be in [0, 1], got {threshold}")
+            checkpoint, options = values.get("detector_checkpoint"), {"score_threshold": threshold}
+            request = PredictorRequest(detector, "detection", "--detector", checkpoint, options)
+        return replace(
+            setup,
+            boxes=read_boxes(boxes) if boxes else None,
+            detector_request=request,
+            detector=None,
+            out_dir=Path(values["out"]) if values.get("out") else None,
+        )
+
+    def predict(
+        self, model: nn.Module, paths: Sequence[str], setup: PredictionSetup, run: base.Run, topk: int
+    ) -> list[Prediction]:
+        """The people of every image (boxes from ``setup.boxes`` or ``setup.detector``, else the whole image), in
+        input order, best first (all of them: ``topk`` cuts the printed listing only); with ``setup.out_dir`` each image's skeletons (``<stem>_pose.png``) and keypoints
+        (``<stem>_keypoints.json``)."""
+        missing = [p for p in paths if not os.path.isfile(p)]
+        if missing:
+            raise FileNotFoundError(f"input not found: {', '.join(missing)}")
+        given, errors = setup.boxes, {}
+        if setup.detector is not None:
+            given, errors = setup.detector.people(paths)
+        instances, owner = [], []
+        for n, path in enumerate(paths):
+            if n in errors:
                 continue
-            boxes = [[0.0, 0.0, float(width), float(height)]]
-        for box in boxes:
-            instances.append(Instance(path, n, tuple(box[:4]), None, float(box[4]) if len(box) > 4 else 1.0))
-            owner.append(n)
-    height, width = setup.input_size
-    persons = _Persons(len(instances))
-    if instances:
-        transform = EvalTransform((width, height), setup.mean, setup.std)
-        run(model, PoseDataset(instances, setup.keypoints, transform, train=False), persons)
-    out = []
-    for n, path in enumerate(paths):
-        mine = [i for i, o in enumerate(owner) if o == n]
-        failure = errors.get(n) or next((persons.failed[i] for i in mine if i in persons.failed), None)
-        if failure:
-            out.append(Prediction(path, error=failure))
-            continue
-        people = []
-        for i in mine:
-            keypoints = persons.keypoints[i]
-            score = rescore(keypoints[:, 2], instances[i].score, setup.vis_thr)
-            people.append({"box": list(instances[i].box), "score": score, "keypoints": keypoints.tolist()})
-        people.sort(key=lambda p: -p["score"])
-        top = [
-            (k, f"person {k} (box {', '.join(f'{v:.0f}' for v in p['box'])})", p["score"]) for k, p in enumerate(people)
-        ]
-        prediction = Prediction(path, people, top[:topk])
-        if setup.out_dir is not None:
-            setup.out_dir.mkdir(parents=True, exist_ok=True)
-            stem = Path(path).stem
-            pose_image(path, people, setup).save(setup.out_dir / f"{stem}_pose.png")
-            record = {"image": path, "keypoint_names": setup.keypoints, "persons": people}
-            atomic_write_text(setup.out_dir / f"{stem}_keypoints.json", json.dumps(record, indent=1) + "\n")
-            prediction.files = [str(setup.out_dir / f"{stem}_pose.png"), str(setup.out_dir / f"{stem}_keypoints.json")]
-        out.append(prediction)
-    return out
+            if given is not None:
+                boxes = given.get(path, given.get(os.path.basename(path), []))
+            else:
+                try:
+                    width, height = image_size(path)
+                except DecodeError as exc:
+                    errors[n] = f"unreadable image ({exc})"
+                    continue
+                boxes = [[0.0, 0.0, float(width), float(height)]]
+            for box in boxes:
+                instances.append(Instance(path, n, tuple(box[:4]), None, float(box[4]) if len(box) > 4 else 1.0))
+                owner.append(n)
+        height, width = setup.input_size
+        persons = _Persons(len(instances), MSRAHeatmap((width, height)))
+        if instances:
+            transform = EvalTransform((width, height), setup.mean, setup.std)
+            run(model, PoseDataset(instances, setup.keypoints, transform, train=False), persons, options=FLIP_TEST)
+        out = []
+        for n, path in enumerate(paths):
+            mine = [i for i, o in enumerate(owner) if o == n]
+            failure = errors.get(n) or next((persons.failed[i] for i in mine if i in persons.failed), None)
+            if failure:
+                out.append(Prediction(path, error=failure))
+                continue
+            people = []
+            for i in mine:
+                keypoints = persons.keypoints[i]
+                score = rescore(keypoints[:, 2], instances[i].score, setup.vis_thr)
+                people.append({"box": list(instances[i].box), "score": score, "keypoints": keypoints.tolist()})
+            people.sort(key=lambda p: -p["score"])
+            prediction = Prediction(path, people)
+            if setup.out_dir is not None:
+                setup.out_dir.mkdir(parents=True, exist_ok=True)
+                stem = Path(path).stem
+                pose_image(path, people, setup).save(setup.out_dir / f"{stem}_pose.png")
+                record = {"image": path, "keypoint_names": setup.keypoints, "persons": people}
+                atomic_write_text(setup.out_dir / f"{stem}_keypoints.json", json.dumps(record, indent=1) + "\n")
+                prediction.files = [
+                    str(setup.out_dir / f"{stem}_pose.png"),
+                    str(setup.out_dir / f"{stem}_keypoints.json"),
+                ]
+            out.append(prediction)
+        return out
+
+    def requests(self, setup: PredictionSetup) -> tuple[PredictorRequest, ...]:
+        """The detection model of ``--detector``, if any."""
+        return () if setup.detector_request is None else (setup.detector_request,)
+
+    def attach(
+        self, setup: PredictionSetup, request: PredictorRequest, predictor: DetectionPredictor
+    ) -> PredictionSetup:
+        """``setup`` finding its people with ``predictor``, the engine's predictor of ``setup.detector_request``."""
+        detector = PersonDetector.of(predictor, request.flag, request.model)
+        return replace(setup, detector_request=None, detector=detector)
+
+    def draw_prediction(self, prediction: Prediction, setup: PredictionSetup) -> Image.Image:
+        """The skeletons over the image, as ``--out`` writes them."""
+        return pose_image(prediction.path, prediction.persons, setup)

@@ -30,21 +30,18 @@ import torch
 import torch.nn.functional as F
 
 from uniformer.tasks.pose.coco import UPPER_BODY_IDS
+from uniformer.tasks.pose.codec import PIXEL_STD, MSRAHeatmap
 
 __all__ = [
-    "PIXEL_STD",
     "Crop",
     "EvalTransform",
     "TrainTransform",
     "affine_matrix",
     "apply_affine",
     "box_to_center_scale",
-    "heatmap_targets",
     "half_body_box",
     "warp_image",
 ]
-
-PIXEL_STD = 200.0  # mmpose's scale unit: scale = size in pixels / 200
 
 
 def box_to_center_scale(
@@ -92,31 +89,6 @@ def warp_image(image: torch.Tensor, matrix: np.ndarray, size: Sequence[int]) -> 
     grid = F.affine_grid(torch.from_numpy(theta[:2]).float()[None], [1, 3, height, width], align_corners=True)
     pixels = image.float()[None] / (255.0 if image.dtype == torch.uint8 else 1.0)
     return F.grid_sample(pixels, grid, mode="bilinear", padding_mode="zeros", align_corners=True)[0]
-
-
-def heatmap_targets(
-    keypoints: np.ndarray, visible: np.ndarray, crop_size: Sequence[int], heatmap_size: Sequence[int], sigma: float
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """mmpose's MSRA target: per keypoint (crop pixels (K, 2), ``visible`` (K,) 0/1) a Gaussian of ``sigma``
-    centred on the nearest heatmap pixel ``int(x / stride + 0.5)``, cut at 3 sigma; the weight is the visibility,
-    0 when the cut Gaussian lies wholly outside the map. Returns ``(target (K, h, w), weight (K,))``."""
-    width, height = int(heatmap_size[0]), int(heatmap_size[1])
-    stride = np.asarray(crop_size, dtype=np.float64) / [width, height]
-    radius = sigma * 3
-    target = np.zeros((len(keypoints), height, width), dtype=np.float32)
-    weight = np.asarray(visible, dtype=np.float32).copy()
-    xs, ys = np.arange(width), np.arange(height)
-    for k, (x, y) in enumerate(keypoints[:, :2]):
-        mu_x, mu_y = int(x / stride[0] + 0.5), int(y / stride[1] + 0.5)  # int() truncates toward 0, as mmpose
-        left, top = int(mu_x - radius), int(mu_y - radius)
-        right, bottom = int(mu_x + radius + 1), int(mu_y + radius + 1)
-        if left >= width or top >= height or right < 0 or bottom < 0:
-            weight[k] = 0
-        if weight[k] > 0.5:
-            gx = np.where((xs >= left) & (xs < right), np.exp(-((xs - mu_x) ** 2) / (2 * sigma**2)), 0)
-            gy = np.where((ys >= top) & (ys < bottom), np.exp(-((ys - mu_y) ** 2) / (2 * sigma**2)), 0)
-            target[k] = gy[:, None] * gx[None, :]
-    return torch.from_numpy(target), torch.from_numpy(weight)
 
 
 def half_body_box(
@@ -173,7 +145,8 @@ class EvalTransform(_Normalize):
 
 
 class TrainTransform(_Normalize):
-    """The official training augmentation (module docstring) and targets of one person."""
+    """The official training augmentation (module docstring) and targets of one person (``codec``'s encoding
+    and flip pairs; its input size must be ``size``)."""
 
     def __init__(
         self,
@@ -181,8 +154,7 @@ class TrainTransform(_Normalize):
         mean: Sequence[float],
         std: Sequence[float],
         *,
-        flip_pairs: Sequence[tuple[int, int]],
-        sigma: float,
+        codec: MSRAHeatmap,
         flip: bool = True,
         half_body_prob: float = 0.3,
         half_body_min_keypoints: int = 8,
@@ -192,7 +164,7 @@ class TrainTransform(_Normalize):
         center_shift_prob: float = 0.3,
     ) -> None:
         super().__init__(size, mean, std)
-        self.flip_pairs, self.sigma, self.flip = list(flip_pairs), sigma, flip
+        self.codec, self.flip = codec, flip
         self.half_body_prob, self.half_body_min_keypoints = half_body_prob, half_body_min_keypoints
         self.scale_factor, self.rotation_factor, self.rotation_prob = scale_factor, rotation_factor, rotation_prob
         self.center_shift_prob = center_shift_prob
@@ -207,7 +179,7 @@ class TrainTransform(_Normalize):
             image = image.flip(-1)
             width = image.shape[-1]
             order = list(range(len(points)))
-            for left, right in self.flip_pairs:
+            for left, right in self.codec.flip_pairs:
                 order[left], order[right] = right, left
             points, visible = points[order], visible[order]
             points[:, 0] = width - 1 - points[:, 0]
@@ -224,6 +196,5 @@ class TrainTransform(_Normalize):
         )
         crop = self.crop(image, center, scale, rotation)
         in_crop = apply_affine(points, affine_matrix(center, scale, rotation, self.size))
-        heatmap_size = (self.size[0] // 4, self.size[1] // 4)
-        target, weight = heatmap_targets(in_crop, visible, self.size, heatmap_size, self.sigma)
+        target, weight = self.codec.encode(in_crop, visible)
         return Crop(crop, center, scale, target, weight)

@@ -20,9 +20,10 @@ import torch.nn.functional as F
 from omegaconf import DictConfig
 
 from uniformer.data import read_classes
+from uniformer.models.checkpoint import CheckpointFile
 from uniformer.models.segmentor import build_segmentor
 from uniformer.models.zoo.catalog import model_info
-from uniformer.tasks.base import Metrics, Objective, Task
+from uniformer.tasks.base import LabelMap, Metrics, Objective, Task
 from uniformer.tasks.segmentation.config import (
     DataConfig,
     EvalConfig,
@@ -40,14 +41,7 @@ from uniformer.tasks.segmentation.data import (
     folder_pairs,
 )
 from uniformer.tasks.segmentation.metrics import IoUAccumulator, write_report
-from uniformer.tasks.segmentation.predict import (
-    Prediction,
-    PredictionSetup,
-    overlay_image,
-    predict,
-    prediction_setup,
-    write_predictions,
-)
+from uniformer.tasks.segmentation.predict import SegmentationPredictTask
 
 __all__ = ["TASK", "SegmentationTask", "segmentation_loss"]
 
@@ -97,7 +91,7 @@ def _class_names(cfg: DictConfig) -> list[str]:
     return read_classes(path)
 
 
-class SegmentationTask(Task):
+class SegmentationTask(SegmentationPredictTask, Task):
     name = "segmentation"
     sections = {"data": DataConfig, "loss": LossConfig, "head": HeadConfig, "eval": EvalConfig}
     primary_metric = "miou"
@@ -180,19 +174,24 @@ class SegmentationTask(Task):
             )
         except TypeError as exc:
             raise ValueError(f"config: model.overrides: {exc}") from None
-        model.test_cfg = inference_config(cfg)
         return model
+
+    def test_options(self, cfg: DictConfig) -> dict[str, object]:
+        """The test mode of ``eval`` (whole or slide, scales, flip) as the model's ``test_cfg``."""
+        return {"test_cfg": inference_config(cfg)}
 
     def objective(self, cfg: DictConfig, num_outputs: int, micro_batch: int) -> Objective:
         return _Segment(cfg.loss.aux_weight, cfg.data.ignore_index, cfg.loss.class_weight)
 
-    def metric(self, cfg: DictConfig, dataset: torch.utils.data.Dataset, label_map: Any = None) -> IoUAccumulator:
+    def metric(self, cfg: DictConfig, dataset: torch.utils.data.Dataset, label_map: LabelMap = None) -> IoUAccumulator:
         return IoUAccumulator(len(dataset), dataset.classes, cfg.data.ignore_index)
 
     def weights_metadata(self, cfg: DictConfig, train_set: torch.utils.data.Dataset) -> dict[str, Any]:
         return {"classes": list(train_set.classes)}
 
-    def check_eval_data(self, cfg: DictConfig, checkpoint: Any, dataset: torch.utils.data.Dataset) -> Any:
+    def check_eval_data(
+        self, cfg: DictConfig, checkpoint: CheckpointFile, dataset: torch.utils.data.Dataset
+    ) -> LabelMap:
         """Refuse a test set whose class names are not those stored with the weights."""
         stored = checkpoint.class_names
         if stored is not None and list(stored) != list(dataset.classes):
@@ -205,26 +204,6 @@ class SegmentationTask(Task):
 
     def write_report(self, out_dir: Path, metrics: Metrics, cfg: DictConfig) -> str:
         return write_report(out_dir, metrics.detail)
-
-    def prediction_setup(self, info: Any, model: nn.Module, checkpoint: Any, labels: Sequence[str] | None) -> Any:
-        return prediction_setup(info, model, checkpoint, labels)
-
-    def predict(
-        self, model: nn.Module, paths: Sequence[str], setup: PredictionSetup, run: Any, topk: int
-    ) -> list[Prediction]:
-        return predict(model, paths, setup, run, topk)
-
-    def write_predictions(self, predictions: Sequence[Prediction], setup: PredictionSetup, out_dir: Path) -> list[Path]:
-        return write_predictions(predictions, setup, out_dir)
-
-    def draw_prediction(self, prediction: Prediction, setup: PredictionSetup) -> Any:
-        """The colour overlay with the legend of the classes present, as ``--out-dir`` writes it."""
-        return overlay_image(prediction.path, prediction.label_map, setup.palette, labels=setup.labels)
-
-    def run_demo(self, out_dir: Path) -> dict[str, Any]:
-        from uniformer.tasks.segmentation.demo import run_demo  # the demo's plotting stack, imported on demand
-
-        return run_demo(out_dir)
 
 
 TASK = SegmentationTask()

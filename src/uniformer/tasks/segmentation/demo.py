@@ -26,10 +26,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from uniformer._fileio import atomic_write_text
 from uniformer.data.images import read_image
 from uniformer.models.zoo.catalog import model_info
-from uniformer.tasks._demo import run_cli, train_and_test
+from uniformer.tasks._demo import run_cli, train_and_test, write_report
 from uniformer.tasks.segmentation.metrics import Areas, compute_metrics, intersect_and_union
 from uniformer.tasks.segmentation.predict import palette_for
 from uniformer.tasks.segmentation.synth import SHAPE_CLASSES, write_shapes
@@ -130,12 +129,7 @@ def run_demo(
         "",
         *[f"![{stem}](predictions/{stem}_overlay.png)" for stem in stems],
         "",
-        "| step | seconds |",
-        "|---|---|",
-        *[f"| {step} | {seconds:.0f} |" for step, seconds in times.items()],
-        "",
     ]
-    atomic_write_text(out / "report.md", "\n".join(lines))
-    atomic_write_text(out / "result.json", json.dumps(result, indent=2) + "\n")
+    write_report(out, lines, times, result)
     print(f"held-out mIoU {100 * result['value']:.2f}% (chance {100 * chance:.2f}%), {result['seconds']:.0f} s")
     return result

@@ -20,7 +20,8 @@ import torch
 import torch.nn.functional as F
 
 from uniformer._fileio import atomic_write_text
-from uniformer.tasks.base import Collectives, MetricAccumulator, Metrics
+from uniformer.runtime import DistContext
+from uniformer.tasks.base import MetricAccumulator, Metrics
 
 __all__ = [
     "Areas",
@@ -145,7 +146,7 @@ class IoUAccumulator(MetricAccumulator):
             areas = intersect_and_union(pred, mask[:h, :w].cpu(), num_classes, self.ignore_index)
             self.sums += torch.stack([areas.intersect, areas.union, areas.pred, areas.label])
 
-    def compute(self, comm: Collectives) -> Metrics:
+    def compute(self, comm: DistContext) -> Metrics:
         sums = comm.all_reduce_sum(self.sums.clone())
         failed: dict[str, str] = {}
         for part in comm.all_gather_object(self.failed):

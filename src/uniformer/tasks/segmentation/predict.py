@@ -7,7 +7,7 @@ are resized back to the image, as ``uniformer eval`` scores them.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,22 +21,19 @@ from uniformer.data.images import read_image
 from uniformer.models.checkpoint import CheckpointFile
 from uniformer.models.segmentor import InferenceConfig
 from uniformer.models.zoo.schema import ModelInfo
+from uniformer.tasks import base
 from uniformer.tasks.segmentation.data import EvalTransform, Pair, SegmentationDataset
 from uniformer.tasks.segmentation.metrics import label_maps
 
 __all__ = [
+    "SegmentationPredictTask",
     "LabelMaps",
     "Prediction",
     "overlay_image",
     "PredictionSetup",
     "palette_for",
-    "predict",
-    "prediction_setup",
     "write_overlay",
-    "write_predictions",
 ]
-
-Run = Callable[[nn.Module, Any, Any], None]
 
 
 def palette_for(info: ModelInfo, num_classes: int) -> list[tuple[int, int, int]]:
@@ -57,33 +54,6 @@ class PredictionSetup:
     mean: list[float]
     std: list[float]
     inference: InferenceConfig = InferenceConfig()  # whole / slide, scales, flip
-
-
-def prediction_setup(
-    info: ModelInfo, model: nn.Module, file: CheckpointFile | None, labels: Sequence[str] | None
-) -> PredictionSetup:
-    """Names (given, else stored with the weights, else the zoo's when the counts match, else numbers), the
-    data settings of the weights' training run (else the official ADE20K test scale and the zoo's mean/std) and
-    its test mode (``eval.mode``, ``scales``, ``flip``...; else whole-image inference)."""
-    num_classes = model.num_classes
-    stored = None if file is None else file.class_names
-    names = list(labels) if labels is not None else stored
-    if names is None:
-        names = info.labels if info.num_classes == num_classes else [f"class {i}" for i in range(num_classes)]
-    if len(names) != num_classes:
-        raise ValueError(f"{len(names)} class names for a {num_classes}-class model")
-    config = (file.config if file is not None else None) or {}
-    data, test = config.get("data") or {}, config.get("eval") or {}
-    fields = ("mode", "crop_size", "stride", "scales", "flip")
-    inference = InferenceConfig(**{k: tuple(v) if k == "scales" else v for k, v in test.items() if k in fields})
-    return PredictionSetup(
-        labels=list(names),
-        palette=palette_for(info, num_classes),
-        scale=list(data.get("scale") or [2048, 512]),
-        mean=list(data.get("mean") or info.mean),
-        std=list(data.get("std") or info.std),
-        inference=inference,
-    )
 
 
 class LabelMaps:
@@ -108,14 +78,16 @@ class LabelMaps:
 
 
 @dataclass
-class Prediction:
+class Prediction(base.Prediction):
     """One image's label map (H, W) and its classes by share of the pixels, largest first (``top``)."""
 
     path: str
     label_map: np.ndarray | None
     top: list[tuple[int, str, float]] = field(default_factory=list)  # (class index, name, share of the pixels)
-    views: int = 1
     error: str | None = None
+
+    def ranked(self) -> list[tuple[str, float]]:
+        return [(name, share) for _, name, share in self.top]
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -123,32 +95,6 @@ class Prediction:
             "error": self.error,
             "top": [{"index": i, "label": name, "share": s} for i, name, s in self.top],
         }
-
-
-def predict(model: nn.Module, paths: Sequence[str], setup: PredictionSetup, run: Run, topk: int) -> list[Prediction]:
-    """The label map of every image and its ``topk`` largest classes, in input order, the model run in the
-    setup's test mode (``model.test_cfg``)."""
-    missing = [p for p in paths if not os.path.isfile(p)]
-    if missing:
-        raise FileNotFoundError(f"input not found: {', '.join(missing)}")
-    transform = EvalTransform(scale=setup.scale, mean=setup.mean, std=setup.std)
-    dataset = SegmentationDataset(
-        [Pair(p, None) for p in paths], setup.labels, transform, train=False, require_masks=False
-    )
-    maps = LabelMaps(len(dataset))
-    model.test_cfg = setup.inference
-    run(model, dataset, maps)
-    out = []
-    for index, path in enumerate(paths):
-        if index in maps.failed:
-            out.append(Prediction(path, None, error=maps.failed[index]))
-            continue
-        label_map = maps.maps[index]
-        shares = torch.bincount(label_map.flatten(), minlength=len(setup.labels)).double() / label_map.numel()
-        values, classes = shares.topk(min(topk, len(setup.labels)))
-        top = [(int(c), setup.labels[int(c)], float(v)) for v, c in zip(values, classes, strict=True) if v > 0]
-        out.append(Prediction(path, label_map.numpy().astype(np.uint8), top))
-    return out
 
 
 def overlay_image(
@@ -199,24 +145,83 @@ def _with_legend(
     return canvas
 
 
-def write_predictions(
-    predictions: Sequence[Prediction], setup: PredictionSetup, out_dir: str | os.PathLike[str]
-) -> list[Path]:
-    """For each readable image ``NAME``: ``NAME_labels.png`` (the label map, one class index per pixel) and
-    ``NAME_overlay.png`` (the colours over the image, with a legend) in ``out_dir``; returns the files written.
-    Images of the same name get their input position appended."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    stems = [Path(p.path).stem for p in predictions]
-    written = []
-    for index, (prediction, stem) in enumerate(zip(predictions, stems, strict=True)):
-        if prediction.label_map is None:
-            continue
-        name = stem if stems.count(stem) == 1 else f"{stem}_{index}"
-        Image.fromarray(prediction.label_map).save(out / f"{name}_labels.png")
-        written.append(out / f"{name}_labels.png")
-        overlay = out / f"{name}_overlay.png"
-        written.append(
-            write_overlay(prediction.path, prediction.label_map, setup.palette, overlay, labels=setup.labels)
+class SegmentationPredictTask(base.PredictTask[PredictionSetup, Prediction]):
+    """The prediction half of the segmentation task."""
+
+    def prediction_setup(
+        self, info: ModelInfo, model: nn.Module, file: CheckpointFile | None, labels: Sequence[str] | None
+    ) -> PredictionSetup:
+        """Names (given, else stored with the weights, else the zoo's when the counts match, else numbers), the
+        data settings of the weights' training run (else the official ADE20K test scale and the zoo's mean/std) and
+        its test mode (``eval.mode``, ``scales``, ``flip``...; else whole-image inference)."""
+        num_classes = model.num_classes
+        stored = None if file is None else file.class_names
+        names = list(labels) if labels is not None else stored
+        if names is None:
+            names = info.labels if info.num_classes == num_classes else [f"class {i}" for i in range(num_classes)]
+        if len(names) != num_classes:
+            raise ValueError(f"{len(names)} class names for a {num_classes}-class model")
+        config = (file.config if file is not None else None) or {}
+        data, test = config.get("data") or {}, config.get("eval") or {}
+        fields = ("mode", "crop_size", "stride", "scales", "flip")
+        inference = InferenceConfig(**{k: tuple(v) if k == "scales" else v for k, v in test.items() if k in fields})
+        return PredictionSetup(
+            labels=list(names),
+            palette=palette_for(info, num_classes),
+            scale=list(data.get("scale") or [2048, 512]),
+            mean=list(data.get("mean") or info.mean),
+            std=list(data.get("std") or info.std),
+            inference=inference,
         )
-    return written
+
+    def predict(
+        self, model: nn.Module, paths: Sequence[str], setup: PredictionSetup, run: base.Run, topk: int
+    ) -> list[Prediction]:
+        """The label map of every image and its ``topk`` largest classes, in input order, the model run in the
+        setup's test mode (the model's ``test_cfg``)."""
+        missing = [p for p in paths if not os.path.isfile(p)]
+        if missing:
+            raise FileNotFoundError(f"input not found: {', '.join(missing)}")
+        transform = EvalTransform(scale=setup.scale, mean=setup.mean, std=setup.std)
+        dataset = SegmentationDataset(
+            [Pair(p, None) for p in paths], setup.labels, transform, train=False, require_masks=False
+        )
+        maps = LabelMaps(len(dataset))
+        run(model, dataset, maps, options={"test_cfg": setup.inference})
+        out = []
+        for index, path in enumerate(paths):
+            if index in maps.failed:
+                out.append(Prediction(path, None, error=maps.failed[index]))
+                continue
+            label_map = maps.maps[index]
+            shares = torch.bincount(label_map.flatten(), minlength=len(setup.labels)).double() / label_map.numel()
+            values, classes = shares.topk(min(topk, len(setup.labels)))
+            top = [(int(c), setup.labels[int(c)], float(v)) for v, c in zip(values, classes, strict=True) if v > 0]
+            out.append(Prediction(path, label_map.numpy().astype(np.uint8), top))
+        return out
+
+    def write_predictions(
+        self, predictions: Sequence[Prediction], setup: PredictionSetup, out_dir: str | os.PathLike[str]
+    ) -> list[Path]:
+        """For each readable image ``NAME``: ``NAME_labels.png`` (the label map, one class index per pixel) and
+        ``NAME_overlay.png`` (the colours over the image, with a legend) in ``out_dir``; returns the files written.
+        Images of the same name get their input position appended."""
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        stems = [Path(p.path).stem for p in predictions]
+        written = []
+        for index, (prediction, stem) in enumerate(zip(predictions, stems, strict=True)):
+            if prediction.label_map is None:
+                continue
+            name = stem if stems.count(stem) == 1 else f"{stem}_{index}"
+            Image.fromarray(prediction.label_map).save(out / f"{name}_labels.png")
+            written.append(out / f"{name}_labels.png")
+            overlay = out / f"{name}_overlay.png"
+            written.append(
+                write_overlay(prediction.path, prediction.label_map, setup.palette, overlay, labels=setup.labels)
+            )
+        return written
+
+    def draw_prediction(self, prediction: Prediction, setup: PredictionSetup) -> Image.Image:
+        """The colour overlay with the legend of the classes present, as ``--out-dir`` writes it."""
+        return overlay_image(prediction.path, prediction.label_map, setup.palette, labels=setup.labels)

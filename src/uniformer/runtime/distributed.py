@@ -1,29 +1,24 @@
-"""Process-group setup for runs launched by ``torchrun`` (one node or many), and the few collectives we need.
+"""Where a process sits among the processes of a run, the collectives a metric needs, and the process group.
 
 ``torchrun`` sets ``RANK``, ``LOCAL_RANK``, ``WORLD_SIZE``, ``MASTER_ADDR``/``MASTER_PORT`` (or a rendezvous
 endpoint); a plain ``python -m uniformer.cli train`` is a world of one and never touches ``torch.distributed``.
 The backend is NCCL when each process drives a GPU and gloo on CPU. Only rank 0 writes files.
+:class:`DistContext` is the one collective abstraction: ``DistContext()`` is a world of one on the CPU, whose
+collectives return what they are given.
 """
 
 from __future__ import annotations
 
 import os
-from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 import torch.distributed as dist
 
-from uniformer.models.optimize import warn_if_cpu_bf16_is_slow
+from uniformer.runtime.device import select_device
 
-__all__ = [
-    "DistContext",
-    "autocast_context",
-    "cleanup_distributed",
-    "select_device",
-    "setup_distributed",
-]
+__all__ = ["DistContext", "cleanup_distributed", "setup_distributed"]
 
 
 @dataclass(frozen=True)
@@ -59,17 +54,6 @@ class DistContext:
         return gathered
 
 
-def select_device(preference: str, local_rank: int = 0) -> torch.device:
-    """``"auto"``: this process's GPU when CUDA is available, else the CPU; ``"cuda"`` insists on a GPU."""
-    if preference == "cpu":
-        return torch.device("cpu")
-    if torch.cuda.is_available():
-        return torch.device("cuda", local_rank % torch.cuda.device_count())
-    if preference == "cuda":
-        raise ValueError("trainer.device=cuda but no CUDA device is available (use trainer.device=cpu or auto)")
-    return torch.device("cpu")
-
-
 def setup_distributed(device_preference: str = "auto") -> DistContext:
     """Join the process group that ``torchrun`` prepared (if any) and pick this process's device."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
@@ -87,15 +71,3 @@ def cleanup_distributed() -> None:
     """Leave the process group (end of run), so that the launcher sees a clean exit."""
     if dist.is_initialized():
         dist.destroy_process_group()
-
-
-def autocast_context(precision: str, device: torch.device) -> AbstractContextManager[object]:
-    """The forward-pass context of ``trainer.precision``: fp32 (none), bf16 autocast (CPU or GPU), fp16 autocast
-    (GPU only: CPU float16 autocast is slow and unscaled fp16 gradients underflow)."""
-    if precision == "fp32":
-        return nullcontext()
-    if precision == "fp16" and device.type != "cuda":
-        raise ValueError("trainer.precision=fp16 needs a CUDA device; use bf16 or fp32 on CPU")
-    if precision == "bf16" and device.type == "cpu":
-        warn_if_cpu_bf16_is_slow("precision bf16")
-    return torch.autocast(device_type=device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
