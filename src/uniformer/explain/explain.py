@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn as nn
@@ -29,6 +29,9 @@ from uniformer.explain.maps import (
     stage_features,
     upsample,
 )
+
+if TYPE_CHECKING:
+    from uniformer.engine import Predictor
 
 __all__ = ["Explanation", "explain", "explain_files", "resolve_target"]
 
@@ -229,7 +232,7 @@ def explain(
 
 
 def explain_files(
-    predictor: Any,
+    predictor: Predictor,
     paths: Sequence[str | os.PathLike[str]],
     method: str = "gradcam",
     *,
