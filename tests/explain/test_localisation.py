@@ -89,3 +89,20 @@ def test_mass_ratio_and_the_regions_of_a_synthetic_video(tmp_path: Path) -> None
     assert float((moving & (masks[1:] | masks[:-1])).sum()) > 0.9 * float(moving.sum())
     with pytest.raises(ValueError, match="not a synthetic motion video of class 0"):
         motion_regions(path, 0, seed=3)
+
+
+def test_the_guide_figures_script_scores_and_draws_a_demo_folder(tmp_path: Path, capsys) -> None:
+    from benchmarks.explain_localisation import METHODS, figures, table
+
+    demo = tmp_path / "demo"
+    synthesize(demo / "data", num_classes=5, videos_per_class=2, size=64, val_fraction=0.5)
+    (demo / "run" / "checkpoints").mkdir(parents=True)
+    model = create_model("uniformer_tiny_motion")
+    torch.save({"model": model.state_dict()}, demo / "run" / "checkpoints" / "checkpoint-00000001.pt")
+    text = table(demo, limit=2)
+    rows = [line for line in text.splitlines() if line.startswith("| ") and "x |" in line]
+    assert len(rows) == len(METHODS) and rows[0].startswith("| gradcam | 2 (default) |")
+    assert "2 held-out videos" in text
+    written = figures(demo, tmp_path / "assets")
+    assert [p.name for p in written] == ["moving_right.gradcam.strip.png", "rotating_clockwise.gradcam.strip.png"]
+    assert all(p.stat().st_size > 0 for p in written)
