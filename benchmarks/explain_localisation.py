@@ -48,13 +48,15 @@ def _checkpoint(demo: Path) -> Path:
 def table(demo: Path, seed: int = 0, limit: int | None = None) -> str:
     """The Markdown table of mass ratios over ``demo``'s held-out videos."""
     predictor = Predictor(MODEL, _checkpoint(demo))
-    rows = ["| method | stage | map | centred blob |", "|---|---|---|---|"]
+    rows = ["| method | stage | map | centred blob | maps without mass |", "|---|---|---|---|---|"]
     for method, stage in METHODS:
         result = motion_localisation(
             predictor.model, predictor.setup.spec, demo / "data", method=method, stage=stage, seed=seed, limit=limit
         )
         default = " (default)" if stage is None and method == "gradcam" else ""
-        rows.append(f"| {method} | {result.stage}{default} | {result.mean:.2f}x | {result.blob_mean:.2f}x |")
+        rows.append(
+            f"| {method} | {result.stage}{default} | {result.mean:.2f}x | {result.blob_mean:.2f}x | {result.empty} |"
+        )
     return "\n".join(rows) + f"\n\n{len(result.ratios)} held-out videos, model {MODEL} ({_checkpoint(demo).name})\n"
 
 

@@ -59,7 +59,7 @@ def test_grad_cam_puts_its_mass_on_the_moving_object(tmp_path: Path) -> None:
     spec = Predictor("uniformer_tiny_motion").setup.spec
     gradcam = motion_localisation(model, spec, tmp_path, method="gradcam")
     cam = motion_localisation(model, spec, tmp_path, method="cam")
-    assert gradcam.stage == 2 and len(gradcam.ratios) == CLASSES * 6
+    assert gradcam.stage == 2 and len(gradcam.ratios) == CLASSES * 6 and gradcam.empty == 0
     assert gradcam.mean >= 2.0, gradcam  # at least twice the object's share of the frame
     assert gradcam.mean > gradcam.blob_mean, gradcam  # and above a content-agnostic centred blob
     assert cam.mean < gradcam.mean  # the 2 x 2 last stage is too coarse to localise at 64 px
@@ -100,7 +100,7 @@ def test_the_guide_figures_script_scores_and_draws_a_demo_folder(tmp_path: Path,
     model = create_model("uniformer_tiny_motion")
     torch.save({"model": model.state_dict()}, demo / "run" / "checkpoints" / "checkpoint-00000001.pt")
     text = table(demo, limit=2)
-    rows = [line for line in text.splitlines() if line.startswith("| ") and "x |" in line]
+    rows = [line for line in text.splitlines() if line.startswith("| ") and "x | " in line]
     assert len(rows) == len(METHODS) and rows[0].startswith("| gradcam | 2 (default) |")
     assert "2 held-out videos" in text
     written = figures(demo, tmp_path / "assets")

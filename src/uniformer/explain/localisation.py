@@ -70,7 +70,10 @@ def motion_regions(path: str | os.PathLike[str], label: int, seed: int = 0) -> t
 
 @dataclass(frozen=True)
 class MotionLocalisation:
-    """Mass ratios (:func:`mass_ratio`) per held-out video: of the method's map and of :func:`centred_blob`."""
+    """Mass ratios (:func:`mass_ratio`) per held-out video: of the method's map and of :func:`centred_blob`.
+
+    A map without mass (Grad-CAM where every position argues against the class, all zero after its ReLU) has no
+    ratio (NaN): :attr:`mean` leaves it out and :attr:`empty` counts it."""
 
     method: str
     stage: int | None
@@ -79,7 +82,11 @@ class MotionLocalisation:
 
     @property
     def mean(self) -> float:
-        return float(np.mean(self.ratios))
+        return float(np.nanmean(self.ratios))
+
+    @property
+    def empty(self) -> int:
+        return int(np.isnan(self.ratios).sum())
 
     @property
     def blob_mean(self) -> float:
