@@ -118,3 +118,17 @@ def test_image_explanation_picture(image: Path, tmp_path: Path) -> None:
         assert [p.name for p in written] == [f"shape.{method}.png", f"shape.{method}.json"]
         with Image.open(written[0]) as picture:
             assert picture.size[0] > picture.size[1]  # panels side by side
+
+
+def test_batches_give_the_maps_of_one_input_at_a_time(video: Path, tmp_path: Path) -> None:
+    other = tmp_path / "other.mp4"
+    write_video(other, render_clip("rotating_clockwise", np.random.default_rng(4), num_frames=40, size=(80, 64)))
+    predictor = Predictor("uniformer_tiny_motion")
+    for method in ("gradcam", "attention"):
+        together = explain_files(predictor, [video, other], method, batch_size=2)
+        alone = explain_files(predictor, [video, other], method, batch_size=1)
+        for a, b in zip(together, alone, strict=True):
+            assert a.target == b.target and a.map.shape == b.map.shape
+            torch.testing.assert_close(a.map, b.map, rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="out of range"):
+        explain_files(predictor, [video], "features", target=8)

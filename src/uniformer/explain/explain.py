@@ -27,6 +27,7 @@ from uniformer.explain.maps import (
     grad_cam,
     min_max,
     stage_features,
+    target_classes,
     upsample,
 )
 
@@ -121,9 +122,8 @@ def _check_method(method: str, stage: int | None, query: tuple[float, float] | N
     if method not in METHODS:
         raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
     if stage is not None and method in ("cam", "features"):
-        raise ValueError(
-            f"--stage applies to gradcam and attention; {method} reads {'stage 4' if method == 'cam' else 'every stage'}"
-        )
+        reads = "stage 4" if method == "cam" else "every stage"
+        raise ValueError(f"--stage applies to gradcam and attention; {method} reads {reads}")
     if stage is not None and method == "attention" and stage not in GLOBAL_STAGES:
         raise ValueError(f"attention: stage must be 3 or 4 (the self-attention stages), got {stage}")
     if query is not None and method != "attention":
@@ -152,10 +152,10 @@ def _explain_batch(
         chosen = GLOBAL_STAGES[0] if stage is None else stage
         view_query = None if query is None else items[0].geometry.to_view(*query)
         raw, logits = attention_received(model, x, chosen, view_query, precision)
-        targets = logits.argmax(1) if target is None else torch.full((len(x),), target)
+        targets = target_classes(logits, target)
     else:
         stages, logits = stage_features(model, x, precision)
-        targets = logits.argmax(1) if target is None else torch.full((len(x),), target)
+        targets = target_classes(logits, target)
     probabilities = logits.float().softmax(dim=1)
     out = []
     for i, item in enumerate(items):
@@ -198,9 +198,9 @@ def explain(
 
     ``target``: the class to explain (``None``: each input's top-1); ``stage``: Grad-CAM's stage (1-4, default
     :func:`~uniformer.explain.maps.default_stage`) or the attention's (3 or 4, default 3: the finer map, and the
-    stage with most attention blocks); ``query``: the attention's query
-    location ``(x, y)`` as fractions of the frame's width and height. Inputs of one shape run ``batch_size`` at a time, in
-    ``precision`` (``fp32`` or ``bf16`` autocast). An input given as an exception (it could not be read) comes
+    stage with most attention blocks); ``query``: the attention's query location ``(x, y)`` as fractions of the
+    frame's width and height. Inputs of one shape run ``batch_size`` at a time, in ``precision`` (``fp32`` or
+    ``bf16`` autocast). An input given as an exception (it could not be read) comes
     back as an :class:`Explanation` with that error; ``paths`` names such inputs.
     """
     _check_method(method, stage, query)

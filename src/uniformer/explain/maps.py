@@ -28,6 +28,7 @@ __all__ = [
     "default_stage",
     "grad_cam",
     "stage_features",
+    "target_classes",
 ]
 
 METHODS: tuple[str, ...] = ("cam", "gradcam", "attention", "features")
@@ -69,7 +70,7 @@ def forward_stages(model: nn.Module, x: torch.Tensor, precision: str = "fp32") -
     return StageOutputs(logits.float(), stages)
 
 
-def _targets(logits: torch.Tensor, target: int | Sequence[int] | None) -> torch.Tensor:
+def target_classes(logits: torch.Tensor, target: int | Sequence[int] | None) -> torch.Tensor:
     """Class per sample: the top-1 class where ``target`` is ``None``, else the given class(es)."""
     if target is None:
         return logits.argmax(dim=1)
@@ -115,7 +116,7 @@ def class_activation_map(
     """
     with torch.no_grad():
         out = forward_stages(model, x, precision)
-        targets = _targets(out.logits, target)
+        targets = target_classes(out.logits, target)
         weights = model.get_classifier().weight.float()[targets]  # (B, C)
         features = out.stages[3].float()
         cam = torch.einsum("bc...,bc->b...", features, weights)
@@ -139,7 +140,7 @@ def grad_cam(
     with torch.enable_grad():
         x = x.detach().requires_grad_(True)  # a graph even where the parameters are frozen
         out = forward_stages(model, x, precision)
-        targets = _targets(out.logits, target)
+        targets = target_classes(out.logits, target)
         activation = out.stages[stage - 1]
         score = out.logits.gather(1, targets[:, None]).sum()
         (gradient,) = torch.autograd.grad(score, activation)
