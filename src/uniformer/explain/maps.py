@@ -113,6 +113,13 @@ def class_activation_map(
     decomposition of the logit; the notebook chose the pre-norm map and we keep its formula (a token-labeling
     model's ``aux_head`` is not used either, as in the notebook). Returns ``(cam, logits, targets)``;
     ``cam`` is ``(B, [T',] h, w)`` at stride 32.
+
+    Where :func:`uniformer.explain.explain` differs from the notebook around this formula: the input is the
+    model's own test view (the notebook normalises with ImageNet's mean and std and takes a 224 crop of a
+    256 resize, while the video models were trained and tested with mean 0.45, std 0.225 and a short side of 224);
+    the map is upsampled bilinearly in space (the notebook's ``scipy.ndimage.zoom`` is a cubic spline) and
+    linearly in time (the notebook's ``downsample=False`` path), then scaled to [0, 1] over the whole clip as the
+    notebook does.
     """
     with torch.no_grad():
         out = forward_stages(model, x, precision)
