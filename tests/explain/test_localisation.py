@@ -24,14 +24,16 @@ from uniformer.explain import centred_blob, mass_ratio, motion_localisation, mot
 CLASSES, PER_CLASS, EPOCHS = 4, 22, 8
 
 
-def _train(root: Path, num_classes: int) -> torch.nn.Module:
+def _train(root: Path, num_classes: int, mean: tuple[float, ...], std: tuple[float, ...]) -> torch.nn.Module:
     """The demo recipe's essentials (random resized crops of scale 0.4-1, no flip, AdamW, label smoothing) in a
     short one-cycle schedule."""
     torch.manual_seed(0)
     rng = random.Random(0)
     records = read_kinetics_list(root / "train.txt", root).records
     videos = [(read_frames(r.path, list(range(40))), r.label) for r in records]
-    transform = TrainTransform(64, scale=(0.4, 1.0), flip=False, rand_augment=None, erasing_prob=0.0)
+    transform = TrainTransform(
+        64, scale=(0.4, 1.0), flip=False, rand_augment=None, erasing_prob=0.0, mean=mean, std=std
+    )
     model = create_model("uniformer_tiny_motion", num_classes=num_classes, drop_path_rate=0.05)
     steps = EPOCHS * -(-len(videos) // 16)
     optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=0.05)
@@ -55,8 +57,8 @@ def _train(root: Path, num_classes: int) -> torch.nn.Module:
 @pytest.mark.timeout(300)
 def test_grad_cam_puts_its_mass_on_the_moving_object(tmp_path: Path) -> None:
     synthesize(tmp_path, num_classes=CLASSES, videos_per_class=PER_CLASS, size=64, val_fraction=6 / PER_CLASS)
-    model = _train(tmp_path, CLASSES)
     spec = Predictor("uniformer_tiny_motion").setup.spec
+    model = _train(tmp_path, CLASSES, spec.mean, spec.std)
     gradcam = motion_localisation(model, spec, tmp_path, method="gradcam")
     cam = motion_localisation(model, spec, tmp_path, method="cam")
     assert gradcam.stage == 2 and len(gradcam.ratios) == CLASSES * 6 and gradcam.empty == 0
