@@ -17,7 +17,7 @@ from uniformer import __version__
 from uniformer.engine.checkpointing import RunLocked
 
 # Command-group modules under ``uniformer.cli``; each has ``register(subparsers)``.
-COMMAND_GROUPS: tuple[str, ...] = ("models", "data", "benchmark", "engine", "predict", "deploy")
+COMMAND_GROUPS: tuple[str, ...] = ("models", "data", "benchmark", "engine", "predict", "explain", "deploy")
 
 
 def build_parser() -> argparse.ArgumentParser:

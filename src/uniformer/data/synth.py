@@ -120,6 +120,14 @@ def render_clip(
     motion: str, rng: np.random.Generator, num_frames: int = 40, size: tuple[int, int] = (128, 128)
 ) -> np.ndarray:
     """Frames ``(T, H, W, 3)`` uint8 of one video of class ``motion``; all randomness from ``rng``."""
+    return render_scene(motion, rng, num_frames, size)[0]
+
+
+def render_scene(
+    motion: str, rng: np.random.Generator, num_frames: int = 40, size: tuple[int, int] = (128, 128)
+) -> tuple[np.ndarray, np.ndarray]:
+    """The frames of :func:`render_clip` (the same for the same ``rng``) and where the moving object is in each:
+    ``(T, H, W)`` bool masks, true where its sprite is opaque (what a localisation check scores against)."""
     if motion not in MOTIONS:
         raise ValueError(f"unknown motion {motion!r}; expected one of {', '.join(MOTIONS)}")
     height, width = size
@@ -162,15 +170,20 @@ def render_clip(
         angles = np.zeros(num_frames)
     sprite = _sprite(rng, float(radii.max()), background)
     frames = np.empty((num_frames, height, width, 3), np.uint8)
+    masks = np.empty((num_frames, height, width), bool)
     for t in range(num_frames):
         image = base.copy()
         scaled = max(2, int(round(sprite.width * radii[t] / radii.max())))
         moving = sprite.rotate(angles[t], resample=Image.BICUBIC) if angles[t] else sprite
         if scaled != sprite.width:
             moving = moving.resize((scaled, scaled), Image.BILINEAR)
-        image.paste(moving, (int(round(xs[t] - scaled / 2)), int(round(ys[t] - scaled / 2))), moving)
+        corner = (int(round(xs[t] - scaled / 2)), int(round(ys[t] - scaled / 2)))
+        image.paste(moving, corner, moving)
         frames[t] = np.asarray(image)
-    return frames
+        mask = Image.new("L", (width, height), 0)
+        mask.paste(moving.getchannel("A"), corner)
+        masks[t] = np.asarray(mask) > 0
+    return frames, masks
 
 
 def _write_one(job: tuple[str, str, int, int, int, int, tuple[int, int], int, str]) -> None:
