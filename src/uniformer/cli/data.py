@@ -1,4 +1,5 @@
-"""``uniformer data``: make the synthetic motion dataset, check a dataset's videos."""
+"""``uniformer data``: make the synthetic motion dataset, check a dataset's videos, prepare a dataset for training at
+scale (re-encode, frames, lists) and write it as WebDataset shards."""
 
 from __future__ import annotations
 
@@ -7,11 +8,12 @@ import os
 
 from uniformer.data import check_videos, synthesize
 from uniformer.data.lists import FORMATS
+from uniformer.data.prepare import PrepareReport, build_lists, extract_frames, resize_videos, write_report
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add ``data synth`` and ``data check``."""
-    parser = subparsers.add_parser("data", help="video data tools: synthetic dataset, integrity check")
+    """Add ``data synth``, ``data check``, ``data prepare`` and ``data shard``."""
+    parser = subparsers.add_parser("data", help="video data tools: synthetic dataset, check, prepare, shard")
     commands = parser.add_subparsers(dest="data_command", required=True, metavar="SUBCOMMAND")
 
     synth = commands.add_parser(
@@ -48,6 +50,61 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--workers", type=int, default=os.cpu_count() or 1, help="decoding processes (default: all cores)"
     )
     check.set_defaults(func=_check)
+    _register_prepare(commands)
+
+
+def _register_prepare(commands: argparse._SubParsersAction) -> None:
+    prepare = commands.add_parser(
+        "prepare",
+        help="prepare a dataset for training: re-encode videos, extract frames, build lists",
+        description="Each tool writes its outputs atomically; a rerun skips finished outputs and redoes "
+        "half-written ones. Unreadable sources are skipped and listed.",
+    )
+    tools = prepare.add_subparsers(dest="prepare_command", required=True, metavar="TOOL")
+    workers = dict(type=int, default=os.cpu_count() or 1, help="processes (default: all cores)")
+    report = dict(default=None, help="also write the run's report (written, skipped with reasons) as JSON")
+
+    resize = tools.add_parser(
+        "resize",
+        help="re-encode every video under SRC to DST (same relative path, .mp4) at a short side",
+        description="Re-encode videos (PyAV) with the short side scaled to --short-side, keeping fps and duration "
+        "(or at a constant --fps, the official Something-Something V2 option).",
+    )
+    resize.add_argument("src", metavar="SRC")
+    resize.add_argument("dst", metavar="DST")
+    resize.add_argument("--short-side", type=int, default=320, help="short side in pixels (default 320)")
+    resize.add_argument("--fps", type=float, default=None, help="constant output frame rate (default: keep)")
+    resize.add_argument("--codec", default=None, help="encoder (default libx264 where available, else mpeg4)")
+    resize.add_argument("--workers", **workers)
+    resize.add_argument("--report", **report)
+    resize.set_defaults(func=_resize)
+
+    frames = tools.add_parser(
+        "frames",
+        help="extract the frames of every video under SRC to DST/<video>/00001.jpg ...",
+        description="Extract JPEG frames, numbered from 1 as the official Something-Something lists expect.",
+    )
+    frames.add_argument("src", metavar="SRC")
+    frames.add_argument("dst", metavar="DST")
+    frames.add_argument("--fps", type=float, default=30.0, help="frames per second kept (default 30; 0: all)")
+    frames.add_argument("--template", default="{:05d}.jpg", help="file name of frame N (default {:05d}.jpg)")
+    frames.add_argument("--short-side", type=int, default=None, help="resize frames to this short side")
+    frames.add_argument("--workers", **workers)
+    frames.add_argument("--report", **report)
+    frames.set_defaults(func=_frames)
+
+    lists = tools.add_parser(
+        "lists",
+        help="write OUT/NAME.txt and OUT/classes.txt from class folders or a Kinetics csv",
+        description="Lines 'path label' (videos) or 'path num_frames label' (--frames), paths relative to ROOT, "
+        "labels in the official class order (Kinetics' label files when the classes are theirs, else sorted).",
+    )
+    lists.add_argument("root", metavar="ROOT", help="folder of the videos (class folders unless --csv)")
+    lists.add_argument("out", metavar="OUT", help="folder to write the list and classes.txt to")
+    lists.add_argument("--csv", default=None, help="Kinetics annotation csv (youtube_id,time_start,time_end,label)")
+    lists.add_argument("--frames", action="store_true", help="list frame folders with their frame counts")
+    lists.add_argument("--name", default="train", help="list file name without .txt (default train)")
+    lists.set_defaults(func=_lists)
 
 
 def _synth(args: argparse.Namespace) -> int:
@@ -87,3 +144,49 @@ def _check(args: argparse.Namespace) -> int:
         if entry.status != "ok":
             print(f"  {entry.status}: {entry.path}: {entry.reason}")
     return 1 if report.broken else 0
+
+
+def _finish(report: PrepareReport, path: str | None) -> int:
+    print(report.summary())
+    if path is not None:
+        write_report(report, path)
+        print(f"report: {path}")
+    return 0
+
+
+def _resize(args: argparse.Namespace) -> int:
+    report = resize_videos(
+        args.src,
+        args.dst,
+        short_side=args.short_side,
+        fps=args.fps,
+        codec=args.codec,
+        workers=args.workers,
+        progress=True,
+    )
+    return _finish(report, args.report)
+
+
+def _frames(args: argparse.Namespace) -> int:
+    report = extract_frames(
+        args.src,
+        args.dst,
+        fps=args.fps or None,
+        template=args.template,
+        short_side=args.short_side,
+        workers=args.workers,
+        progress=True,
+    )
+    return _finish(report, args.report)
+
+
+def _lists(args: argparse.Namespace) -> int:
+    list_path, classes_path, missing = build_lists(
+        args.root, args.out, annotations=args.csv, frames=args.frames, name=args.name
+    )
+    print(f"wrote {list_path} and {classes_path}")
+    for clip, reason in missing:
+        print(f"  missing {clip}: {reason}")
+    if missing:
+        print(f"{len(missing)} listed clip(s) not found, left out of the list")
+    return 0

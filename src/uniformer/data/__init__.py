@@ -9,7 +9,8 @@
 * datasets: :func:`read_video_list` (Kinetics, Something-Something V1/V2, UCF101, HMDB51, folder tree),
   :class:`VideoDataset`, :func:`collate_videos`, :class:`SkippedVideos`, :func:`build_video_dataset`,
   :func:`build_image_dataset`
-* tools: :func:`synthesize` (motion-defined synthetic videos), :func:`check_videos`
+* tools: :func:`synthesize` (motion-defined synthetic videos), :func:`check_videos`; preparation at scale in
+  :mod:`uniformer.data.prepare` (:func:`resize_videos`, :func:`extract_frames`, :func:`build_lists`)
 """
 
 from uniformer.data.check import CheckReport, FileCheck, check_videos
@@ -49,6 +50,7 @@ from uniformer.data.lists import (
     read_ucf101,
     read_video_list,
 )
+from uniformer.data.prepare import PrepareReport, build_lists, extract_frames, resize_videos
 from uniformer.data.sampling import clip_indices
 from uniformer.data.synth import MOTIONS, SynthResult, render_clip, synthesize, write_video
 from uniformer.data.transforms import (
@@ -75,6 +77,7 @@ __all__ = [
     "IMAGE_FORMAT",
     "IMAGE_RAND_AUGMENT",
     "LIST_FORMATS",
+    "PrepareReport",
     "MOTIONS",
     "VIDEO_MEAN",
     "VIDEO_STD",
@@ -100,12 +103,14 @@ __all__ = [
     "available_backends",
     "backend_status",
     "build_image_dataset",
+    "build_lists",
     "build_video_dataset",
     "check_videos",
     "clip_indices",
     "collate_items",
     "collate_videos",
     "envelope",
+    "extract_frames",
     "frame_folder_files",
     "image_size",
     "image_transform",
@@ -121,6 +126,7 @@ __all__ = [
     "read_ucf101",
     "read_video_list",
     "render_clip",
+    "resize_videos",
     "short_side_resize",
     "synthesize",
     "uniform_crop",
