@@ -9,19 +9,22 @@
 | ``hmdb51`` | ``<class>_test_splitN.txt`` (``video 1|2|0``: train/test/unused) | sorted class names |
 | ``folder`` | ``root/<class>/<video file or frame folder>`` | sorted folder names |
 
-Relative paths are resolved against ``root`` (by default the list file's folder). Errors name the file and line.
+Relative paths are resolved against ``root`` (by default the list file's folder). The list formats also read a
+remote ``root`` and list files (fsspec URLs, :mod:`uniformer.data.remote`). Errors name the file and line.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import posixpath
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from uniformer.data.decode import is_video_path
 from uniformer.data.images import IMAGE_EXTENSIONS
+from uniformer.data.remote import is_url, join, read_text
 
 FORMATS: tuple[str, ...] = ("kinetics", "ssv2", "ssv1", "ucf101", "hmdb51", "folder")
 LIST_FORMATS: tuple[str, ...] = ("kinetics", "ssv1", "ssv2", "ucf101")  # the formats that need a list file
@@ -55,14 +58,18 @@ class VideoList:
 
 
 def _resolve(root: str | os.PathLike[str], path: str) -> str:
-    return path if os.path.isabs(path) else os.path.join(os.fspath(root), path)
+    return join(root, path)
+
+
+def _read(path: str | os.PathLike[str]) -> str:
+    """A list or labels file, local or at a URL."""
+    if not is_url(path) and not os.path.isfile(path):
+        raise FileNotFoundError(f"{path}: list file not found")
+    return read_text(path)
 
 
 def _lines(path: str | os.PathLike[str]) -> list[tuple[int, str]]:
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"{path}: list file not found")
-    with open(path, encoding="utf-8") as handle:
-        return [(n, line.strip()) for n, line in enumerate(handle, 1) if line.strip()]
+    return [(n, line.strip()) for n, line in enumerate(_read(path).splitlines(), 1) if line.strip()]
 
 
 def read_classes(path: str | os.PathLike[str]) -> list[str]:
@@ -84,7 +91,8 @@ def read_kinetics_list(
 ) -> VideoList:
     """``path label`` lines (PySlowFast's Kinetics csv; space, tab or comma separated), or ``path num_frames label``
     (the Something-Something lists of the official code). The label is an integer or, with ``classes``, a name."""
-    root = os.path.dirname(os.path.abspath(list_file)) if root is None else root
+    if root is None:
+        root = posixpath.dirname(list_file) if is_url(list_file) else os.path.dirname(os.path.abspath(list_file))
     index = {name: i for i, name in enumerate(classes)} if classes is not None else None
     records = []
     for number, line in _lines(list_file):
@@ -115,11 +123,9 @@ def read_ssv2(
 ) -> VideoList:
     """Something-Something V2: ``[{"id": "78687", "template": "Holding [something] next to [something]", ...}]``
     with labels ``{"Holding something next to something": "41", ...}``. Test entries carry no template: label -1."""
-    with open(labels_json, encoding="utf-8") as handle:
-        label_map = {name: int(i) for name, i in json.load(handle).items()}
+    label_map = {name: int(i) for name, i in json.loads(_read(labels_json)).items()}
     classes = [name for name, _ in sorted(label_map.items(), key=lambda kv: kv[1])]
-    with open(annotation_json, encoding="utf-8") as handle:
-        entries = json.load(handle)
+    entries = json.loads(_read(annotation_json))
     records = []
     for n, entry in enumerate(entries):
         if "id" not in entry:
@@ -235,6 +241,8 @@ def read_video_list(
     """
     if format not in FORMATS:
         raise ValueError(f"dataset format must be one of {', '.join(FORMATS)}, got {format!r}")
+    if format in ("folder", "hmdb51") and is_url(root):
+        raise ValueError(f"{root}: the {format} format walks a local folder; a remote root needs a list format")
     if format == "folder":
         return read_folder_tree(os.path.join(root, split) if os.path.isdir(os.path.join(root, split)) else root)
     if format == "hmdb51":

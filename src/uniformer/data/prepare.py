@@ -26,6 +26,7 @@ from typing import Any
 
 from tqdm import tqdm
 
+from uniformer._fileio import atomic_write_text
 from uniformer.data.decode import is_video_path
 from uniformer.data.images import DecodeError
 
@@ -343,13 +344,6 @@ def kinetics_file_name(youtube_id: str, start: str, end: str) -> str:
     return f"{youtube_id}_{int(float(start)):06d}_{int(float(end)):06d}"
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    part = path.with_name(path.name + PART)
-    part.write_text(text, encoding="utf-8")
-    os.replace(part, path)
-
-
 def build_lists(
     src: str | os.PathLike[str],
     out: str | os.PathLike[str],
@@ -391,8 +385,8 @@ def build_lists(
             lines.append(f"{relative} {index[label]}\n")
     target = Path(out)
     list_path, classes_path = target / f"{name}.txt", target / "classes.txt"
-    _atomic_write_text(list_path, "".join(lines))
-    _atomic_write_text(classes_path, "".join(f"{c}\n" for c in classes))
+    atomic_write_text(list_path, "".join(lines))
+    atomic_write_text(classes_path, "".join(f"{c}\n" for c in classes))
     return list_path, classes_path, missing
 
 
@@ -427,4 +421,4 @@ def _entries_from_csv(path: Path, root: Path, frames: bool) -> tuple[list[tuple[
 
 def write_report(report: PrepareReport, path: str | os.PathLike[str]) -> None:
     """The report as JSON, written atomically."""
-    _atomic_write_text(Path(path), json.dumps(report.to_dict(), indent=1) + "\n")
+    atomic_write_text(Path(path), json.dumps(report.to_dict(), indent=1) + "\n")
