@@ -7,8 +7,9 @@ import argparse
 import os
 
 from uniformer.data import check_videos, synthesize
-from uniformer.data.lists import FORMATS
+from uniformer.data.lists import FORMATS, read_video_list
 from uniformer.data.prepare import PrepareReport, build_lists, extract_frames, resize_videos, write_report
+from uniformer.data.shards import write_shards
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -51,6 +52,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     check.set_defaults(func=_check)
     _register_prepare(commands)
+
+    shard = commands.add_parser(
+        "shard",
+        help="pack a list's videos into WebDataset tar shards plus index.json (train with data.format=webdataset)",
+        description="Write OUT/shard-000000.tar ... (video bytes, label, metadata per sample; a new shard past "
+        "--max-bytes) and OUT/index.json. Upload OUT as it is; point data.train_list at its index.json.",
+    )
+    shard.add_argument("source", metavar="LIST_OR_DIR", help="a list file ('path label' by default) or class folders")
+    shard.add_argument("out", metavar="OUT")
+    shard.add_argument("--format", choices=FORMATS, default=None, help="list format (default: kinetics, or folder)")
+    shard.add_argument("--root", default=None, help="folder that relative paths in the list start from")
+    shard.add_argument("--labels-file", default=None, help="class names file")
+    shard.add_argument("--max-bytes", type=_size, default=1 << 30, help="shard size, e.g. 500M, 1G (default 1G)")
+    shard.add_argument("--prefix", default="shard", help="shard file name prefix (default shard)")
+    shard.set_defaults(func=_shard)
 
 
 def _register_prepare(commands: argparse._SubParsersAction) -> None:
@@ -189,4 +205,31 @@ def _lists(args: argparse.Namespace) -> int:
         print(f"  missing {clip}: {reason}")
     if missing:
         print(f"{len(missing)} listed clip(s) not found, left out of the list")
+    return 0
+
+
+def _size(text: str) -> int:
+    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+    number, unit = (text[:-1], units[text[-1].upper()]) if text and text[-1].upper() in units else (text, 1)
+    try:
+        return int(float(number) * unit)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a size such as 500M or 1G, got {text!r}") from None
+
+
+def _shard(args: argparse.Namespace) -> int:
+    source = args.source
+    fmt = args.format or ("folder" if os.path.isdir(source) else "kinetics")
+    videos = read_video_list(
+        fmt,
+        args.root or (source if os.path.isdir(source) else os.path.dirname(os.path.abspath(source))),
+        list_file=None if fmt == "folder" else source,
+        labels_file=args.labels_file,
+    )
+    report = write_shards(videos, args.out, max_bytes=args.max_bytes, prefix=args.prefix, progress=True)
+    print(
+        f"wrote {report.samples} videos ({report.bytes / 2**20:.1f} MiB) in {len(report.shards)} shard(s); index: {report.index}"
+    )
+    for path, reason in report.failed:
+        print(f"  skipped {path}: {reason}")
     return 0

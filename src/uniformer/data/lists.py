@@ -8,6 +8,7 @@
 | ``ucf101`` | ``trainlist0N.txt`` / ``testlist0N.txt`` + ``classInd.txt`` | 1-based class number in the list, or the class folder |
 | ``hmdb51`` | ``<class>_test_splitN.txt`` (``video 1|2|0``: train/test/unused) | sorted class names |
 | ``folder`` | ``root/<class>/<video file or frame folder>`` | sorted folder names |
+| ``webdataset`` | a shard folder's ``index.json`` (:func:`uniformer.data.shards.write_shards`), tar shards beside it | stored with each sample, class names in the index |
 
 Relative paths are resolved against ``root`` (by default the list file's folder). The list formats also read a
 remote ``root`` and list files (fsspec URLs, :mod:`uniformer.data.remote`). Errors name the file and line.
@@ -26,19 +27,36 @@ from uniformer.data.decode import is_video_path
 from uniformer.data.images import IMAGE_EXTENSIONS
 from uniformer.data.remote import is_url, join, read_text
 
-FORMATS: tuple[str, ...] = ("kinetics", "ssv2", "ssv1", "ucf101", "hmdb51", "folder")
-LIST_FORMATS: tuple[str, ...] = ("kinetics", "ssv1", "ssv2", "ucf101")  # the formats that need a list file
+FORMATS: tuple[str, ...] = ("kinetics", "ssv2", "ssv1", "ucf101", "hmdb51", "folder", "webdataset")
+LIST_FORMATS: tuple[str, ...] = ("kinetics", "ssv1", "ssv2", "ucf101", "webdataset")  # need a list file
+INDEX_KIND = "uniformer-webdataset-index"  # the "kind" of a shard folder's index.json
 IMAGE_FORMAT = "imagefolder"  # ImageNet-style root/<split>/<class>/<image>, for the image models
+
+
+@dataclass(frozen=True)
+class ShardMember:
+    """Where a video lies inside a shard: its member name and the byte range of its data in the tar file."""
+
+    name: str
+    offset: int
+    size: int
 
 
 @dataclass(frozen=True)
 class VideoRecord:
     """One video: a file or a frame folder, its label (-1 when unknown, e.g. a test split), and the frame count
-    the list claims (``None`` unless the format carries one; decoding always measures the real count)."""
+    the list claims (``None`` unless the format carries one; decoding always measures the real count). A video
+    packed in a WebDataset shard has the shard as ``path`` and its place in it as ``member``."""
 
     path: str
     label: int
     num_frames: int | None = None
+    member: ShardMember | None = None
+
+    @property
+    def name(self) -> str:
+        """How the video is named in messages and failure reports: its path, or ``shard.tar/member``."""
+        return self.path if self.member is None else f"{self.path}/{self.member.name}"
 
 
 @dataclass
@@ -224,6 +242,33 @@ def read_folder_tree(root: str | os.PathLike[str]) -> VideoList:
     return VideoList(records, classes)
 
 
+def read_shard_index(index_file: str | os.PathLike[str], root: str | os.PathLike[str] | None = None) -> VideoList:
+    """The videos of a shard folder's ``index.json`` (local or at a URL) as a :class:`VideoList` whose records
+    point into the shards (``root``: where the shards are; by default beside the index)."""
+    index_file = os.fspath(index_file)
+    try:
+        index = json.loads(read_text(index_file))
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{index_file}: shard index not found (written by `uniformer data shard`)") from None
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{index_file}: not a shard index: {exc}") from exc
+    if not isinstance(index, dict) or index.get("kind") != INDEX_KIND:
+        raise ValueError(f'{index_file}: not a shard index (no "kind": "{INDEX_KIND}")')
+    if root is None:
+        root = posixpath.dirname(index_file) if is_url(index_file) else os.path.dirname(os.path.abspath(index_file))
+    shards = [join(root, name) for name in index["shards"]]
+    records = []
+    for n, sample in enumerate(index["samples"]):
+        try:
+            member = ShardMember(f"{sample['key']}.{sample['ext']}", int(sample["offset"]), int(sample["size"]))
+            records.append(VideoRecord(shards[int(sample["shard"])], int(sample["label"]), member=member))
+        except (KeyError, IndexError, TypeError, ValueError) as exc:
+            raise ValueError(f"{index_file}: sample {n} is malformed ({type(exc).__name__}: {exc})") from exc
+    if not records:
+        raise ValueError(f"{index_file}: the shard index holds no samples")
+    return VideoList(records, index.get("classes"))
+
+
 def read_video_list(
     format: str,
     root: str | os.PathLike[str],
@@ -236,7 +281,7 @@ def read_video_list(
 ) -> VideoList:
     """Dispatch to the reader of ``format`` (see the table in this module's docstring).
 
-    ``list_file`` is the split's list (kinetics, ssv1, ssv2, ucf101) or the splits folder (hmdb51; defaults to
+    ``list_file`` is the split's list (kinetics, ssv1, ssv2, ucf101; the shard index for webdataset) or the splits folder (hmdb51; defaults to
     ``root``); ``labels_file`` the class names file (required for ssv1, ssv2, ucf101; optional for kinetics).
     """
     if format not in FORMATS:
@@ -249,6 +294,8 @@ def read_video_list(
         return read_hmdb51(list_file or root, root, split, split_id)
     if list_file is None:
         raise ValueError(f"dataset format {format!r} needs list_file")
+    if format == "webdataset":
+        return read_shard_index(list_file)
     if format == "kinetics":
         classes = read_classes(labels_file) if labels_file else None
         return read_kinetics_list(list_file, root, classes)
