@@ -184,3 +184,35 @@ def s3_server() -> Iterator[Callable[[Path, str], str]]:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+DEMO_CONFIG = Path(__file__).resolve().parents[2] / "src" / "uniformer" / "configs" / "demo" / "motion_tiny.yaml"
+TINY_MODEL = [
+    "model.overrides.depth=[1,1,1,1]",
+    "model.overrides.embed_dim=[16,32,64,128]",
+    "model.overrides.head_dim=16",
+    "data.num_frames=4",
+    "data.stride=2",
+    "data.crop_size=32",
+    "trainer.progress=false",
+    "trainer.tensorboard=false",
+    "trainer.log_every_steps=1",
+]
+
+
+@pytest.fixture(scope="session")
+def tiny_run() -> Callable[..., list[dict]]:
+    """``tiny_run(output_dir, *overrides)``: train the demo recipe shrunk to a 16-128 channel model on 4 frames of
+    32 px, one record per step; returns the step and epoch records of ``metrics.jsonl`` without their timings."""
+    import json
+
+    from uniformer.engine import load_config, train
+
+    timing = {"clips_per_s", "data_wait", "epoch_seconds", "train_seconds", "peak_memory_bytes", "time"}
+
+    def run(out: Path, *overrides: str) -> list[dict]:
+        train(load_config(DEMO_CONFIG, [f"output_dir={out}", *TINY_MODEL, *overrides]))
+        records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+        return [{k: v for k, v in r.items() if k not in timing} for r in records if r["kind"] in ("step", "epoch")]
+
+    return run

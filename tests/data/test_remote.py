@@ -3,7 +3,6 @@ S3-compatible server. A run from either gives the per-step losses of the same ru
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -12,9 +11,6 @@ import torch
 
 from uniformer.data import read_frames, read_video_list, video_info
 from uniformer.data.remote import is_url, join
-
-REPO = Path(__file__).resolve().parents[2]
-DEMO_CONFIG = REPO / "src" / "uniformer" / "configs" / "demo" / "motion_tiny.yaml"
 
 
 @pytest.fixture(scope="module")
@@ -59,44 +55,25 @@ def test_missing_remote_file_is_an_error_naming_the_url(roots: dict, kind: str) 
         read_frames(url, [0])
 
 
-def _step_losses(root: str, out: Path, *more: str) -> list[float]:
-    from uniformer.engine import load_config, train
+def test_training_from_http_and_s3_gives_the_local_losses(
+    roots: dict, tiny_run: Callable[..., list[dict]], tmp_path: Path
+) -> None:
+    def losses(kind: str, workers: int) -> list[float]:
+        run = ["data.val_list=null", "trainer.batch_size=2", "trainer.max_epochs=1", "seed=5"]
+        records = tiny_run(tmp_path / kind, f"data.root={roots[kind]}", f"data.num_workers={workers}", *run)
+        return [r["loss"] for r in records if r["kind"] == "step"]
 
-    cfg = load_config(
-        DEMO_CONFIG,
-        [
-            f"data.root={root}",
-            f"output_dir={out}",
-            "data.val_list=null",
-            "model.overrides.depth=[1,1,1,1]",
-            "model.overrides.embed_dim=[16,32,64,128]",
-            "model.overrides.head_dim=16",
-            "data.num_frames=4",
-            "data.stride=2",
-            "data.crop_size=32",
-            "trainer.batch_size=2",
-            "trainer.max_epochs=1",
-            "trainer.progress=false",
-            "trainer.tensorboard=false",
-            "trainer.log_every_steps=1",
-            "seed=5",
-            *more,
-        ],
-    )
-    train(cfg)
-    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    return [r["loss"] for r in records if r["kind"] == "step"]
-
-
-def test_training_from_http_and_s3_gives_the_local_losses(roots: dict, tmp_path: Path) -> None:
-    local = _step_losses(roots["local"], tmp_path / "local", "data.num_workers=0")
+    local = losses("local", 0)
     assert len(local) == 3
-    assert _step_losses(roots["http"], tmp_path / "http", "data.num_workers=0") == local
-    assert _step_losses(roots["s3"], tmp_path / "s3", "data.num_workers=2") == local
+    assert losses("http", 0) == local
+    assert losses("s3", 2) == local
 
 
 def test_filecache_root_reads_once_then_from_the_local_copy(roots: dict, tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setenv("FSSPEC_FILECACHE_CACHE_STORAGE", str(tmp_path / "cache"))
+    import fsspec.config
+
+    # what FSSPEC_FILECACHE_CACHE_STORAGE sets when fsspec is imported (here it was imported by earlier tests)
+    monkeypatch.setitem(fsspec.config.conf, "filecache", {"cache_storage": str(tmp_path / "cache")})
     url = f"filecache::{roots['http']}/videos/moving_left/moving_left_0000.mp4"
     local = f"{roots['local']}/videos/moving_left/moving_left_0000.mp4"
     assert torch.equal(read_frames(url, [0, 7]), read_frames(local, [0, 7]))

@@ -18,22 +18,7 @@ from uniformer.data import collate_videos, read_video_list
 from uniformer.data.datasets import build_video_dataset
 from uniformer.data.shards import stream_samples, write_shards
 
-REPO = Path(__file__).resolve().parents[2]
-DEMO_CONFIG = REPO / "src" / "uniformer" / "configs" / "demo" / "motion_tiny.yaml"
-TINY = [
-    "model.overrides.depth=[1,1,1,1]",
-    "model.overrides.embed_dim=[16,32,64,128]",
-    "model.overrides.head_dim=16",
-    "data.num_frames=4",
-    "data.stride=2",
-    "data.crop_size=32",
-    "trainer.batch_size=4",
-    "trainer.max_epochs=2",
-    "trainer.progress=false",
-    "trainer.tensorboard=false",
-    "trainer.log_every_steps=1",
-    "seed=7",
-]
+RUN = ["trainer.batch_size=4", "trainer.max_epochs=2", "seed=7"]
 
 
 @pytest.fixture(scope="module")
@@ -108,44 +93,31 @@ def test_an_epoch_over_two_ranks_and_two_workers_sees_every_sample_once(dataset:
     assert all(".tar/000000" in name for name in seen)
 
 
-def _run(root: str, out: Path, train_list: str, val_list: str, *more: str) -> list[dict]:
-    from uniformer.engine import load_config, train
-
-    overrides = [f"data.root={root}", f"output_dir={out}", f"data.train_list={train_list}"]
-    overrides += [f"data.val_list={val_list}", *TINY, *more]
-    train(load_config(DEMO_CONFIG, overrides))
-    return _records(out)
-
-
-def _records(out: Path) -> list[dict]:
-    timing = {"clips_per_s", "data_wait", "epoch_seconds", "train_seconds", "peak_memory_bytes", "time"}
-    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    return [{k: v for k, v in r.items() if k not in timing} for r in records if r["kind"] in ("step", "epoch")]
+def _lists(root: str, train_list: str, val_list: str, *more: str) -> list[str]:
+    return [f"data.root={root}", f"data.train_list={train_list}", f"data.val_list={val_list}", *RUN, *more]
 
 
 def test_training_from_shards_local_and_on_s3_equals_training_from_files(
-    dataset: Path, s3_server: Callable[[Path, str], str], tmp_path: Path
+    dataset: Path, s3_server: Callable[[Path, str], str], tiny_run: Callable[..., list[dict]], tmp_path: Path
 ) -> None:
-    files = _run(str(dataset), tmp_path / "files", "train.txt", "val.txt", "data.num_workers=0")
+    files = tiny_run(tmp_path / "files", *_lists(str(dataset), "train.txt", "val.txt", "data.num_workers=0"))
     assert sum(r["kind"] == "step" for r in files) == 6 and files[-1]["kind"] == "epoch"
-    local = _run(
-        str(dataset / "shards"), tmp_path / "shards", "train/index.json", "val/index.json", "data.format=webdataset"
-    )
+    shards = _lists(str(dataset / "shards"), "train/index.json", "val/index.json", "data.format=webdataset")
+    local = tiny_run(tmp_path / "shards", *shards)
     assert local == files  # per-step losses, and the validation metrics of each epoch
     bucket = s3_server(dataset / "shards", "shards")
-    remote = _run(bucket, tmp_path / "s3", "train/index.json", "val/index.json", "data.format=webdataset")
+    remote = tiny_run(tmp_path / "s3", *_lists(bucket, "train/index.json", "val/index.json", "data.format=webdataset"))
     assert remote == files
 
 
 def test_resume_in_the_middle_of_an_epoch_of_shards_is_exact(
-    dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    dataset: Path, tiny_run: Callable[..., list[dict]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from uniformer.engine import TrainingInterrupted
     from uniformer.engine.train import Trainer
 
-    shards = str(dataset / "shards")
-    args = ("train/index.json", "null", "data.format=webdataset", "data.num_workers=2")
-    straight = _run(shards, tmp_path / "straight", *args)
+    args = _lists(str(dataset / "shards"), "train/index.json", "null", "data.format=webdataset", "data.num_workers=2")
+    straight = tiny_run(tmp_path / "straight", *args)
     original = Trainer._step
 
     def interrupt_at_step_4(self: Trainer, batches):  # epoch 2, after its first step
@@ -155,6 +127,14 @@ def test_resume_in_the_middle_of_an_epoch_of_shards_is_exact(
 
     monkeypatch.setattr(Trainer, "_step", interrupt_at_step_4)
     with pytest.raises(TrainingInterrupted, match="interrupted at step 5"):
-        _run(shards, tmp_path / "resumed", *args)
+        tiny_run(tmp_path / "resumed", *args)
     monkeypatch.setattr(Trainer, "_step", original)
-    assert _run(shards, tmp_path / "resumed", *args, "trainer.resume=auto") == straight
+    assert tiny_run(tmp_path / "resumed", *args, "trainer.resume=auto") == straight
+
+
+def test_data_check_decodes_every_video_inside_the_shards(dataset: Path) -> None:
+    from uniformer.data import check_videos
+
+    report = check_videos(dataset / "shards" / "train" / "index.json", format="webdataset", workers=1)
+    assert len(report.files) == 12 and report.count("ok") == 12
+    assert all(".tar/000000" in entry.path for entry in report.files)

@@ -8,7 +8,7 @@ import os
 
 from uniformer.data import check_videos, synthesize
 from uniformer.data.lists import FORMATS, read_video_list
-from uniformer.data.prepare import PrepareReport, build_lists, extract_frames, resize_videos, write_report
+from uniformer.data.prepare import build_lists, extract_frames, resize_videos, write_report
 from uniformer.data.shards import write_shards
 
 
@@ -93,7 +93,7 @@ def _register_prepare(commands: argparse._SubParsersAction) -> None:
     resize.add_argument("--codec", default=None, help="encoder (default libx264 where available, else mpeg4)")
     resize.add_argument("--workers", **workers)
     resize.add_argument("--report", **report)
-    resize.set_defaults(func=_resize)
+    resize.set_defaults(func=_prepare, tool=resize_videos, options=("short_side", "fps", "codec"))
 
     frames = tools.add_parser(
         "frames",
@@ -102,12 +102,14 @@ def _register_prepare(commands: argparse._SubParsersAction) -> None:
     )
     frames.add_argument("src", metavar="SRC")
     frames.add_argument("dst", metavar="DST")
-    frames.add_argument("--fps", type=float, default=30.0, help="frames per second kept (default 30; 0: all)")
+    frames.add_argument(
+        "--fps", type=lambda text: float(text) or None, default=30.0, help="frames per second kept (default 30; 0: all)"
+    )
     frames.add_argument("--template", default="{:05d}.jpg", help="file name of frame N (default {:05d}.jpg)")
     frames.add_argument("--short-side", type=int, default=None, help="resize frames to this short side")
     frames.add_argument("--workers", **workers)
     frames.add_argument("--report", **report)
-    frames.set_defaults(func=_frames)
+    frames.set_defaults(func=_prepare, tool=extract_frames, options=("fps", "template", "short_side"))
 
     lists = tools.add_parser(
         "lists",
@@ -162,38 +164,15 @@ def _check(args: argparse.Namespace) -> int:
     return 1 if report.broken else 0
 
 
-def _finish(report: PrepareReport, path: str | None) -> int:
+def _prepare(args: argparse.Namespace) -> int:
+    """Run the chosen ``prepare`` tool with its own options (``args.options`` names them)."""
+    options = {name: getattr(args, name) for name in args.options}
+    report = args.tool(args.src, args.dst, workers=args.workers, progress=True, **options)
     print(report.summary())
-    if path is not None:
-        write_report(report, path)
-        print(f"report: {path}")
+    if args.report is not None:
+        write_report(report, args.report)
+        print(f"report: {args.report}")
     return 0
-
-
-def _resize(args: argparse.Namespace) -> int:
-    report = resize_videos(
-        args.src,
-        args.dst,
-        short_side=args.short_side,
-        fps=args.fps,
-        codec=args.codec,
-        workers=args.workers,
-        progress=True,
-    )
-    return _finish(report, args.report)
-
-
-def _frames(args: argparse.Namespace) -> int:
-    report = extract_frames(
-        args.src,
-        args.dst,
-        fps=args.fps or None,
-        template=args.template,
-        short_side=args.short_side,
-        workers=args.workers,
-        progress=True,
-    )
-    return _finish(report, args.report)
 
 
 def _lists(args: argparse.Namespace) -> int:

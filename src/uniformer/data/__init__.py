@@ -9,6 +9,8 @@
 * datasets: :func:`read_video_list` (Kinetics, Something-Something V1/V2, UCF101, HMDB51, folder tree),
   :class:`VideoDataset`, :func:`collate_videos`, :class:`SkippedVideos`, :func:`build_video_dataset`,
   :func:`build_image_dataset`
+* at scale: remote roots (any fsspec URL, :mod:`uniformer.data.remote`), WebDataset shards (:func:`write_shards`,
+  read as ``format="webdataset"`` lists by :func:`read_shard_index`)
 * tools: :func:`synthesize` (motion-defined synthetic videos), :func:`check_videos`; preparation at scale in
   :mod:`uniformer.data.prepare` (:func:`resize_videos`, :func:`extract_frames`, :func:`build_lists`)
 """
@@ -39,12 +41,14 @@ from uniformer.data.lists import (
     FORMATS,
     IMAGE_FORMAT,
     LIST_FORMATS,
+    ShardMember,
     VideoList,
     VideoRecord,
     read_classes,
     read_folder_tree,
     read_hmdb51,
     read_kinetics_list,
+    read_shard_index,
     read_ssv1,
     read_ssv2,
     read_ucf101,
@@ -52,6 +56,7 @@ from uniformer.data.lists import (
 )
 from uniformer.data.prepare import PrepareReport, build_lists, extract_frames, resize_videos
 from uniformer.data.sampling import clip_indices
+from uniformer.data.shards import write_shards
 from uniformer.data.synth import MOTIONS, SynthResult, render_clip, synthesize, write_video
 from uniformer.data.transforms import (
     DEFAULT_RAND_AUGMENT,
@@ -92,6 +97,7 @@ __all__ = [
     "FileCheck",
     "RandomShortSideScale",
     "RetryingDataset",
+    "ShardMember",
     "SkippedVideos",
     "SynthResult",
     "TrainTransform",
@@ -121,6 +127,7 @@ __all__ = [
     "read_hmdb51",
     "read_image",
     "read_kinetics_list",
+    "read_shard_index",
     "read_ssv1",
     "read_ssv2",
     "read_ucf101",
@@ -131,5 +138,6 @@ __all__ = [
     "synthesize",
     "uniform_crop",
     "video_info",
+    "write_shards",
     "write_video",
 ]

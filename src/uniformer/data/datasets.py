@@ -23,7 +23,6 @@ from uniformer.data.decode import VideoSource, frame_folder_files, read_frames, 
 from uniformer.data.images import DecodeError, read_image
 from uniformer.data.items import Item, RetryingDataset, collate_items, long_tensor
 from uniformer.data.lists import VideoList, VideoRecord, read_video_list
-from uniformer.data.remote import read_bytes
 from uniformer.data.sampling import SamplingMode, clip_indices
 from uniformer.data.transforms import (
     DEFAULT_RAND_AUGMENT,
@@ -153,11 +152,7 @@ class VideoDataset(RetryingDataset):
         """The clip's uint8 frames. The decoders are third-party code fed untrusted files: a damaged file can
         surface as almost any exception type, and none of them may stop a run, hence :attr:`unreadable`. A video
         in a shard is fetched with one byte-range read and decoded from memory."""
-        record = self.records[index]
-        member = record.member
-        source: VideoSource = (
-            record.path if member is None else read_bytes(record.path, member.offset, member.offset + member.size)
-        )
+        source = self.records[index].source()
         count, fps = self._frame_count_and_fps(source)
         use_fps = self.target_fps is not None and fps > 0
         indices = clip_indices(

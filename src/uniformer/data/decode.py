@@ -458,15 +458,14 @@ def video_info(path: VideoSource) -> VideoInfo:
     )
 
 
-def count_decoded_frames(path: str | os.PathLike[str]) -> int:
+def count_decoded_frames(path: VideoSource) -> int:
     """Decode a whole video sequentially without keeping frames; returns how many frames came out.
 
     Raises ``DecodeError`` when decoding fails part-way (damaged stream), naming how far it got.
     """
     import av
 
-    path = os.fspath(path)
-    if os.path.isdir(path):
+    if not isinstance(path, bytes) and os.path.isdir(path):
         files = frame_folder_files(path)
         for file in files:
             read_image(file)
@@ -479,7 +478,7 @@ def count_decoded_frames(path: str | os.PathLike[str]) -> int:
             for _ in container.decode(stream):
                 count += 1
         except av.error.FFmpegError as exc:
-            raise DecodeError(f"{path}: decoding failed after {count} frames: {exc}") from exc
+            raise DecodeError(f"{_name(path)}: decoding failed after {count} frames: {exc}") from exc
     return count
 
 

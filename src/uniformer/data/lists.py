@@ -25,7 +25,7 @@ from pathlib import Path
 
 from uniformer.data.decode import is_video_path
 from uniformer.data.images import IMAGE_EXTENSIONS
-from uniformer.data.remote import is_url, join, read_text
+from uniformer.data.remote import is_url, join, read_bytes, read_text
 
 FORMATS: tuple[str, ...] = ("kinetics", "ssv2", "ssv1", "ucf101", "hmdb51", "folder", "webdataset")
 LIST_FORMATS: tuple[str, ...] = ("kinetics", "ssv1", "ssv2", "ucf101", "webdataset")  # need a list file
@@ -57,6 +57,13 @@ class VideoRecord:
     def name(self) -> str:
         """How the video is named in messages and failure reports: its path, or ``shard.tar/member``."""
         return self.path if self.member is None else f"{self.path}/{self.member.name}"
+
+    def source(self) -> str | bytes:
+        """What the decoder reads: the path (local or URL), or the video's bytes read from its shard with one
+        byte-range request."""
+        if self.member is None:
+            return self.path
+        return read_bytes(self.path, self.member.offset, self.member.offset + self.member.size)
 
 
 @dataclass

@@ -24,9 +24,8 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-from tqdm import tqdm
-
 from uniformer._fileio import atomic_write_text
+from uniformer._progress import progress_bar
 from uniformer.data.decode import is_video_path
 from uniformer.data.images import DecodeError
 
@@ -124,13 +123,15 @@ def _run(
     else:
         pool, results = None, map(work, jobs)
     try:
-        for status, name, reason in tqdm(results, total=len(jobs), desc=desc, disable=not progress, unit="file"):
-            if status == "written":
-                report.written.append(name)
-            elif status == "existing":
-                report.existing.append(name)
-            else:
-                report.failed.append((name, reason))
+        with progress_bar(len(jobs), desc=desc, enabled=progress, unit="file") as bar:
+            for status, name, reason in results:
+                if status == "written":
+                    report.written.append(name)
+                elif status == "existing":
+                    report.existing.append(name)
+                else:
+                    report.failed.append((name, reason))
+                bar.update()
     finally:
         if pool is not None:
             pool.shutdown()

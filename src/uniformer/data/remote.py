@@ -5,7 +5,8 @@ takes the usual ``open``/``os`` route, so local runs do not change. Remote files
 seekable file objects that fetch byte ranges on demand, so the decoder reads the container index and the few
 GOPs a clip needs, not the whole video. A local cache is fsspec's own URL chaining: a root of
 ``filecache::s3://bucket/k400`` keeps each file it reads under fsspec's cache folder (set it with the environment
-variable ``FSSPEC_FILECACHE_CACHE_STORAGE``) and reads it from there afterwards; ``simplecache::`` does the same
+variable ``FSSPEC_FILECACHE_CACHE_STORAGE``, read when fsspec is imported, or ``fsspec.config.conf``) and reads it
+from there afterwards; ``simplecache::`` does the same
 for one process's lifetime. Credentials and endpoints come from each filesystem's usual configuration (for S3:
 the ``AWS_*`` environment variables, ``~/.aws``, ``AWS_ENDPOINT_URL`` for an S3-compatible server).
 """

@@ -25,9 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tqdm import tqdm
-
 from uniformer._fileio import atomic_write_text
+from uniformer._progress import progress_bar
 from uniformer.data.lists import INDEX_KIND, VideoList
 
 __all__ = ["INDEX_NAME", "ShardReport", "stream_samples", "write_shards"]
@@ -82,8 +81,10 @@ def write_shards(
     shard_of: list[int] = []
     failed: list[tuple[str, str]] = []
     total = 0
+    bar = progress_bar(len(videos.records), desc="shard", enabled=progress, unit="video")
     try:
-        for position, record in enumerate(tqdm(videos.records, desc="shard", disable=not progress, unit="video")):
+        for position, record in enumerate(videos.records):
+            bar.update()
             try:
                 data = Path(record.path).read_bytes()
             except OSError as exc:
@@ -102,6 +103,7 @@ def write_shards(
             total += len(data)
     finally:
         writer.close()
+        bar.close()
     shard_names = sorted({Path(name).name for name in finished})
     members = {name: _members(str(folder / name)) for name in shard_names}
     samples = []
