@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -99,7 +100,7 @@ def test_killed_cli_run_then_rerun_finishes(source: Path, tmp_path: Path) -> Non
     process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         while process.poll() is None and not list(out.rglob("*.mp4")):
-            pass  # wait for the first finished file, then kill in the middle of the next ones
+            time.sleep(0.01)  # wait for the first finished file, then kill in the middle of the next ones
         process.kill()
     finally:
         process.wait()

@@ -100,7 +100,10 @@ def _clean_partials(root: Path) -> list[str]:
         for name in [*files, *dirs]:
             if name.endswith(PART):
                 path = Path(folder) / name
-                shutil.rmtree(path) if path.is_dir() else path.unlink()
+                if path.is_dir():
+                    shutil.rmtree(path)
+                else:
+                    path.unlink()
                 removed.append(str(path))
         dirs[:] = [d for d in dirs if not d.endswith(PART)]
     return sorted(removed)
