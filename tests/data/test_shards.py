@@ -77,7 +77,14 @@ def test_an_epoch_over_two_ranks_and_two_workers_sees_every_sample_once(dataset:
     from uniformer.engine.loader import BatchPlan, EpochSampler, SeededItems
 
     shards = build_video_dataset(
-        "webdataset", "", list_file=dataset / "shards" / "train" / "index.json", num_frames=4, stride=2, crop_size=32
+        "webdataset",
+        "",
+        list_file=dataset / "shards" / "train" / "index.json",
+        num_frames=4,
+        stride=2,
+        crop_size=32,
+        mean=(0.45, 0.45, 0.45),
+        std=(0.225, 0.225, 0.225),
     )
     plan = BatchPlan(global_batch=4, world_size=2, accum_steps=1, micro_batch=2)
     seen: Counter[str] = Counter()
