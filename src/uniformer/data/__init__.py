@@ -9,7 +9,10 @@
 * datasets: :func:`read_video_list` (Kinetics, Something-Something V1/V2, UCF101, HMDB51, folder tree),
   :class:`VideoDataset`, :func:`collate_videos`, :class:`SkippedVideos`, :func:`build_video_dataset`,
   :func:`build_image_dataset`
-* tools: :func:`synthesize` (motion-defined synthetic videos), :func:`check_videos`
+* at scale: remote roots (any fsspec URL, :mod:`uniformer.data.remote`), WebDataset shards (:func:`write_shards`,
+  read as ``format="webdataset"`` lists by :func:`read_shard_index`)
+* tools: :func:`synthesize` (motion-defined synthetic videos), :func:`check_videos`; preparation at scale in
+  :mod:`uniformer.data.prepare` (:func:`resize_videos`, :func:`extract_frames`, :func:`build_lists`)
 """
 
 from uniformer.data.check import CheckReport, FileCheck, check_videos
@@ -38,18 +41,22 @@ from uniformer.data.lists import (
     FORMATS,
     IMAGE_FORMAT,
     LIST_FORMATS,
+    ShardMember,
     VideoList,
     VideoRecord,
     read_classes,
     read_folder_tree,
     read_hmdb51,
     read_kinetics_list,
+    read_shard_index,
     read_ssv1,
     read_ssv2,
     read_ucf101,
     read_video_list,
 )
+from uniformer.data.prepare import PrepareReport, build_lists, extract_frames, resize_videos
 from uniformer.data.sampling import clip_indices
+from uniformer.data.shards import write_shards
 from uniformer.data.synth import MOTIONS, SynthResult, render_clip, synthesize, write_video
 from uniformer.data.transforms import (
     DEFAULT_RAND_AUGMENT,
@@ -73,6 +80,7 @@ __all__ = [
     "IMAGE_FORMAT",
     "IMAGE_RAND_AUGMENT",
     "LIST_FORMATS",
+    "PrepareReport",
     "MOTIONS",
     "CheckReport",
     "ClipItem",
@@ -85,6 +93,7 @@ __all__ = [
     "FileCheck",
     "RandomShortSideScale",
     "RetryingDataset",
+    "ShardMember",
     "SkippedVideos",
     "SynthResult",
     "TrainTransform",
@@ -96,12 +105,14 @@ __all__ = [
     "available_backends",
     "backend_status",
     "build_image_dataset",
+    "build_lists",
     "build_video_dataset",
     "check_videos",
     "clip_indices",
     "collate_items",
     "collate_videos",
     "envelope",
+    "extract_frames",
     "frame_folder_files",
     "image_size",
     "image_transform",
@@ -112,14 +123,17 @@ __all__ = [
     "read_hmdb51",
     "read_image",
     "read_kinetics_list",
+    "read_shard_index",
     "read_ssv1",
     "read_ssv2",
     "read_ucf101",
     "read_video_list",
     "render_clip",
+    "resize_videos",
     "short_side_resize",
     "synthesize",
     "uniform_crop",
     "video_info",
+    "write_shards",
     "write_video",
 ]

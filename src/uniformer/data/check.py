@@ -21,7 +21,7 @@ from typing import Any
 
 from uniformer._fileio import atomic_write_text
 from uniformer._progress import progress_bar
-from uniformer.data.decode import count_decoded_frames, is_video_path, read_frames, video_info
+from uniformer.data.decode import VideoSource, count_decoded_frames, is_video_path, read_frames, video_info
 from uniformer.data.images import IMAGE_EXTENSIONS
 from uniformer.data.lists import VideoRecord, read_kinetics_list, read_video_list
 
@@ -73,11 +73,11 @@ class CheckReport:
         atomic_write_text(path, json.dumps(self.to_dict(), indent=2) + "\n")
 
 
-def _decode_as_training_does(path: str, indexed: int) -> int:
+def _decode_as_training_does(path: VideoSource, indexed: int) -> int:
     """Decode ``path`` completely and through :func:`read_frames`, the reader training uses; returns the decoded
     frame count. A frame folder is read whole (its images must share one size, as a clip needs); a video file is
     decoded sequentially, then its first and last indexed frames are read the way training seeks to them."""
-    if os.path.isdir(path):
+    if isinstance(path, str) and os.path.isdir(path):
         read_frames(path, range(indexed))
         return indexed
     decoded = count_decoded_frames(path)
@@ -87,10 +87,11 @@ def _decode_as_training_does(path: str, indexed: int) -> int:
 
 def check_file(record: VideoRecord) -> FileCheck:
     """Fully decode one video (or frame folder) and classify it; never raises for a bad file."""
-    result = FileCheck(record.path, "ok", listed_frames=record.num_frames)
+    result = FileCheck(record.name, "ok", listed_frames=record.num_frames)
     try:
-        info = video_info(record.path)
-        decoded = _decode_as_training_does(record.path, info.num_frames)
+        source = record.source()
+        info = video_info(source)
+        decoded = _decode_as_training_does(source, info.num_frames)
     except Exception as exc:  # noqa: BLE001 - a checker reports every failure of untrusted files, whatever its type
         result.status, result.reason = "broken", f"{type(exc).__name__}: {exc}"
         return result

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from PIL import Image
 
-from uniformer.data.decode import frame_folder_files, read_frames, video_info
+from uniformer.data.decode import VideoSource, frame_folder_files, read_frames, video_info
 from uniformer.data.images import DecodeError, read_image
 from uniformer.data.items import Item, RetryingDataset, collate_items, long_tensor
 from uniformer.data.lists import VideoList, VideoRecord, read_video_list
@@ -130,10 +130,10 @@ class VideoDataset(RetryingDataset):
             f"clip={self.num_frames}x{self.stride if self.sampling == 'dense' else 'seg'}, classes={self.num_classes})"
         )
 
-    def _frame_count_and_fps(self, path: str) -> tuple[int, float]:
-        if os.path.isdir(path):
-            return len(frame_folder_files(path)), 0.0
-        info = video_info(path)
+    def _frame_count_and_fps(self, source: VideoSource) -> tuple[int, float]:
+        if isinstance(source, str) and os.path.isdir(source):
+            return len(frame_folder_files(source)), 0.0
+        info = video_info(source)
         return info.num_frames, info.fps
 
     @property
@@ -141,16 +141,17 @@ class VideoDataset(RetryingDataset):
         return self.num_videos
 
     def source_path(self, index: int) -> str:
-        return self.records[index].path
+        return self.records[index].name
 
     def locate(self, item: int) -> tuple[int, int]:
         return divmod(item, self.num_views)
 
     def load(self, index: int, view: int) -> torch.Tensor:
         """The clip's uint8 frames. The decoders are third-party code fed untrusted files: a damaged file can
-        surface as almost any exception type, and none of them may stop a run, hence :attr:`unreadable`."""
-        path = self.records[index].path
-        count, fps = self._frame_count_and_fps(path)
+        surface as almost any exception type, and none of them may stop a run, hence :attr:`unreadable`. A video
+        in a shard is fetched with one byte-range read and decoded from memory."""
+        source = self.records[index].source()
+        count, fps = self._frame_count_and_fps(source)
         use_fps = self.target_fps is not None and fps > 0
         indices = clip_indices(
             count,
@@ -163,7 +164,7 @@ class VideoDataset(RetryingDataset):
             fps=fps if use_fps else 30.0,
             target_fps=self.target_fps if use_fps else 30.0,  # type: ignore[arg-type]
         )
-        return read_frames(path, indices, backend=self.backend)
+        return read_frames(source, indices, backend=self.backend)
 
     def build(self, index: int, view: int, loaded: torch.Tensor) -> dict[str, Any]:
         video = self.transform(loaded) if self.train else self.transform(loaded, view % self.num_crops)

@@ -16,6 +16,10 @@ keyframes. This module is the one place that translates between the two, per bac
 * Frame folders (a directory of images, e.g. Something-Something V1's ``00001.jpg``...): frame ``i`` is the
   ``i``-th image file in sorted order, so 1-based file numbering never leaks into indices.
 
+A video is a local path, an fsspec URL (``s3://``, ``http(s)://``, ...; PyAV reads it through a seekable file
+object that fetches byte ranges on demand, the other backends get its bytes) or the file's bytes (a member of a
+WebDataset shard).
+
 Backends agree on which frame an index means (tests check each against a plain sequential decode); pixel values
 can differ by a few levels because each library converts YUV to RGB with its own scaler.
 """
@@ -23,18 +27,21 @@ can differ by a few levels because each library converts YUV to RGB with its own
 from __future__ import annotations
 
 import bisect
+import contextlib
 import functools
 import io
 import os
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Union
 
 import numpy as np
 import torch
 
 from uniformer.data.images import IMAGE_EXTENSIONS, DecodeError, read_image
+from uniformer.data.remote import is_url, open_binary, read_bytes, stamp
 
 BACKENDS: tuple[str, ...] = ("pyav", "torchcodec", "decord")
 DEFAULT_BACKEND = "pyav"
@@ -108,30 +115,52 @@ class _PacketIndex:
     codec: str
 
 
-def _open_av(path: str) -> Any:
+VideoSource = Union[str, "os.PathLike[str]", bytes]
+"""A video to decode: a local path, an fsspec URL (see :mod:`uniformer.data.remote`) or the file's bytes."""
+
+
+def _name(source: VideoSource) -> str:
+    """How a source is named in messages."""
+    return f"<video in memory, {len(source)} bytes>" if isinstance(source, bytes) else os.fspath(source)
+
+
+@contextlib.contextmanager
+def _opened(source: VideoSource) -> Iterator[Any]:
+    """A PyAV container of ``source``; a URL is read through a seekable fsspec file (byte ranges on demand)."""
     import av
 
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"{path}: no such video file")
-    if os.path.getsize(path) == 0:
-        raise DecodeError(f"{path}: empty file (0 bytes)")
+    name, handle = _name(source), None
+    if isinstance(source, bytes):
+        if not source:
+            raise DecodeError(f"{name}: empty (0 bytes)")
+        handle = io.BytesIO(source)
+    elif is_url(name):
+        handle = open_binary(name)
+    elif not os.path.exists(name):
+        raise FileNotFoundError(f"{name}: no such video file")
+    elif os.path.getsize(name) == 0:
+        raise DecodeError(f"{name}: empty file (0 bytes)")
     try:
-        container = av.open(path)
-    except av.error.FFmpegError as exc:
-        raise DecodeError(f"{path}: cannot open as a video: {exc}") from exc
-    if not container.streams.video:
-        container.close()
-        raise DecodeError(f"{path}: has no video stream")
-    return container
+        try:
+            container = av.open(handle if handle is not None else name)
+        except av.error.FFmpegError as exc:
+            raise DecodeError(f"{name}: cannot open as a video: {exc}") from exc
+        try:
+            if not container.streams.video:
+                raise DecodeError(f"{name}: has no video stream")
+            yield container
+        finally:
+            container.close()
+    finally:
+        if handle is not None:
+            handle.close()
 
 
-@functools.lru_cache(maxsize=1024)
-def _packet_index(path: str, size: int, mtime_ns: int) -> _PacketIndex:
+def _build_index(source: VideoSource) -> _PacketIndex:
     import av
 
-    del size, mtime_ns  # cache key only
-    container = _open_av(path)
-    try:
+    name = _name(source)
+    with _opened(source) as container:
         stream = container.streams.video[0]
         pts: list[int] = []
         keyframes: list[int] = []
@@ -144,9 +173,9 @@ def _packet_index(path: str, size: int, mtime_ns: int) -> _PacketIndex:
                 if packet.is_keyframe:
                     keyframes.append(stamp)
         except av.error.FFmpegError as exc:
-            raise DecodeError(f"{path}: container is damaged after {len(pts)} packets: {exc}") from exc
+            raise DecodeError(f"{name}: container is damaged after {len(pts)} packets: {exc}") from exc
         if not pts:
-            raise DecodeError(f"{path}: video stream holds no frames")
+            raise DecodeError(f"{name}: video stream holds no frames")
         rate = stream.average_rate or stream.guessed_rate or stream.base_rate
         return _PacketIndex(
             pts=tuple(sorted(pts)),
@@ -157,11 +186,21 @@ def _packet_index(path: str, size: int, mtime_ns: int) -> _PacketIndex:
             header_frames=stream.frames or None,
             codec=stream.codec_context.name,
         )
-    finally:
-        container.close()
 
 
-def _index_for(path: str) -> _PacketIndex:
+@functools.lru_cache(maxsize=1024)
+def _packet_index(path: str, size: int, version: int | str) -> _PacketIndex:
+    del size, version  # cache key only: a file that changed is indexed again
+    return _build_index(path)
+
+
+def _index_for(source: VideoSource) -> _PacketIndex:
+    """The packet index, cached per process for files (keyed by size and mtime, or a URL's size and ETag)."""
+    if isinstance(source, bytes):
+        return _build_index(source)
+    path = os.fspath(source)
+    if is_url(path):
+        return _packet_index(path, *stamp(path))
     try:
         st = os.stat(path)
     except FileNotFoundError:
@@ -173,15 +212,15 @@ def _frame_pts(frame: Any) -> int | None:
     return frame.pts if frame.pts is not None else frame.dts
 
 
-def _pyav_read(path: str, indices: list[int]) -> list[np.ndarray]:
+def _pyav_read(source: VideoSource, indices: list[int]) -> list[np.ndarray]:
     """Decode the frames at sorted, unique ``indices`` with as few seeks and as little decoding as possible."""
     import av
 
-    index = _index_for(path)
+    path = _name(source)
+    index = _index_for(source)
     wanted = [index.pts[i] for i in indices]
     frames: list[np.ndarray] = []
-    container = _open_av(path)
-    try:
+    with _opened(source) as container:
         # No frame threading here: it adds a pipeline delay per seek that costs more than it saves on the few GOPs
         # a clip needs (and DataLoader workers already use the cores).
         stream = container.streams.video[0]
@@ -204,8 +243,6 @@ def _pyav_read(path: str, indices: list[int]) -> list[np.ndarray]:
             if last_pts != target:
                 raise DecodeError(f"{path}: frame {i} (pts {target}) did not decode; the stream is damaged there")
             frames.append(frame.to_ndarray(format="rgb24"))
-    finally:
-        container.close()
     return frames
 
 
@@ -240,11 +277,20 @@ def _prepend(first: Any, rest: Any) -> Any:
 # Optional backends
 
 
-def _torchcodec_read(path: str, indices: list[int]) -> torch.Tensor:
+def _local_or_bytes(source: VideoSource) -> str | bytes:
+    """What the optional backends open: a local path, or the bytes of an in-memory or remote file (they take no
+    fsspec file object)."""
+    if isinstance(source, bytes):
+        return source
+    path = os.fspath(source)
+    return read_bytes(path) if is_url(path) else path
+
+
+def _torchcodec_read(source: str | bytes, path: str, indices: list[int]) -> torch.Tensor:
     from torchcodec.decoders import VideoDecoder
 
     try:
-        decoder = VideoDecoder(path, seek_mode="exact", dimension_order="NHWC", num_ffmpeg_threads=1)
+        decoder = VideoDecoder(source, seek_mode="exact", dimension_order="NHWC", num_ffmpeg_threads=1)
     except (RuntimeError, ValueError) as exc:
         raise DecodeError(f"{path}: torchcodec cannot open the video: {exc}") from exc
     count = decoder.metadata.num_frames or 0
@@ -255,11 +301,13 @@ def _torchcodec_read(path: str, indices: list[int]) -> torch.Tensor:
         raise DecodeError(f"{path}: torchcodec failed to decode frames {indices}: {exc}") from exc
 
 
-def _decord_read(path: str, indices: list[int]) -> np.ndarray:
+def _decord_read(source: str | bytes, path: str, indices: list[int]) -> np.ndarray:
     import decord
 
     try:
-        reader = decord.VideoReader(path, ctx=decord.cpu(0), num_threads=1)
+        reader = decord.VideoReader(
+            io.BytesIO(source) if isinstance(source, bytes) else source, ctx=decord.cpu(0), num_threads=1
+        )
     except (RuntimeError, decord.DECORDError) as exc:
         raise DecodeError(f"{path}: decord cannot open the video: {exc}") from exc
     count = len(reader)
@@ -337,14 +385,15 @@ def _check_range(path: str, indices: list[int], count: int) -> None:
 
 
 def read_frames(
-    path: str | os.PathLike[str],
+    path: VideoSource,
     indices: list[int] | tuple[int, ...] | np.ndarray | torch.Tensor,
     backend: str | None = None,
 ) -> torch.Tensor:
     """Decode exactly the frames at 0-based presentation-order ``indices`` of a video file or frame folder.
 
     Args:
-        path: a video file, or a directory of one image per frame (read in sorted file-name order).
+        path: a video file, a directory of one image per frame (read in sorted file-name order), an fsspec URL
+            of a video file (:mod:`uniformer.data.remote`), or a video file's bytes.
         indices: frame numbers in any order, repeats allowed (short videos repeat frames to fill a clip).
         backend: ``"pyav"`` (default), ``"torchcodec"`` or ``"decord"``; ``None`` takes the environment variable
             ``UNIFORMER_VIDEO_BACKEND`` or ``pyav``. Ignored for frame folders.
@@ -357,12 +406,12 @@ def read_frames(
         DecodeError: the file is empty, damaged, not a video, or an index is outside ``[0, num_frames)``.
         ValueError: the requested backend is not installed or does not work here.
     """
-    path = os.fspath(path)
+    source, path = path, _name(path)
     wanted = [int(i) for i in (indices.tolist() if hasattr(indices, "tolist") else indices)]
     if not wanted:
         raise ValueError(f"{path}: read_frames needs at least one frame index")
     unique = sorted(set(wanted))
-    if os.path.isdir(path):
+    if not isinstance(source, bytes) and os.path.isdir(path):
         files = frame_folder_files(path)
         _check_range(path, unique, len(files))
         decoded = {i: read_image(files[i]).permute(1, 2, 0) for i in unique}
@@ -372,30 +421,30 @@ def read_frames(
         return torch.stack(frames)
     name = _resolve_backend(backend)
     if name == "pyav":
-        _check_range(path, unique, len(_index_for(path).pts))
-        arrays = _pyav_read(path, unique)
+        _check_range(path, unique, len(_index_for(source).pts))
+        arrays = _pyav_read(source, unique)
         batch = torch.from_numpy(np.stack(arrays))
     elif name == "torchcodec":
-        batch = _torchcodec_read(path, unique)
+        batch = _torchcodec_read(_local_or_bytes(source), path, unique)
     else:
-        batch = torch.from_numpy(_decord_read(path, unique))
+        batch = torch.from_numpy(_decord_read(_local_or_bytes(source), path, unique))
     position = {i: k for k, i in enumerate(unique)}
     return batch[[position[i] for i in wanted]].contiguous()
 
 
-def video_info(path: str | os.PathLike[str]) -> VideoInfo:
+def video_info(path: VideoSource) -> VideoInfo:
     """Frame count, fps, size and codec of a video file or frame folder, plus whether the container's count lies.
 
     The frame count comes from demuxing every packet (no decoding), which equals the number of frames a
     sequential decode yields for any intact file; ``uniformer data check`` additionally decodes every frame to
     catch damage inside the stream.
     """
-    path = os.fspath(path)
-    if os.path.isdir(path):
+    source, path = path, _name(path)
+    if not isinstance(source, bytes) and os.path.isdir(path):
         files = frame_folder_files(path)
         _, height, width = read_image(files[0]).shape
         return VideoInfo(path, len(files), 0.0, width, height, None, False, "images")
-    index = _index_for(path)
+    index = _index_for(source)
     count = len(index.pts)
     return VideoInfo(
         path=path,
@@ -409,30 +458,27 @@ def video_info(path: str | os.PathLike[str]) -> VideoInfo:
     )
 
 
-def count_decoded_frames(path: str | os.PathLike[str]) -> int:
+def count_decoded_frames(path: VideoSource) -> int:
     """Decode a whole video sequentially without keeping frames; returns how many frames came out.
 
     Raises ``DecodeError`` when decoding fails part-way (damaged stream), naming how far it got.
     """
     import av
 
-    path = os.fspath(path)
-    if os.path.isdir(path):
+    if not isinstance(path, bytes) and os.path.isdir(path):
         files = frame_folder_files(path)
         for file in files:
             read_image(file)
         return len(files)
-    container = _open_av(path)
     count = 0
-    try:
+    with _opened(path) as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
-        for _ in container.decode(stream):
-            count += 1
-    except av.error.FFmpegError as exc:
-        raise DecodeError(f"{path}: decoding failed after {count} frames: {exc}") from exc
-    finally:
-        container.close()
+        try:
+            for _ in container.decode(stream):
+                count += 1
+        except av.error.FFmpegError as exc:
+            raise DecodeError(f"{_name(path)}: decoding failed after {count} frames: {exc}") from exc
     return count
 
 

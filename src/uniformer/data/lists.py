@@ -8,34 +8,62 @@
 | ``ucf101`` | ``trainlist0N.txt`` / ``testlist0N.txt`` + ``classInd.txt`` | 1-based class number in the list, or the class folder |
 | ``hmdb51`` | ``<class>_test_splitN.txt`` (``video 1|2|0``: train/test/unused) | sorted class names |
 | ``folder`` | ``root/<class>/<video file or frame folder>`` | sorted folder names |
+| ``webdataset`` | a shard folder's ``index.json`` (:func:`uniformer.data.shards.write_shards`), tar shards beside it | stored with each sample, class names in the index |
 
-Relative paths are resolved against ``root`` (by default the list file's folder). Errors name the file and line.
+Relative paths are resolved against ``root`` (by default the list file's folder). The list formats also read a
+remote ``root`` and list files (fsspec URLs, :mod:`uniformer.data.remote`). Errors name the file and line.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import posixpath
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from uniformer.data.decode import is_video_path
 from uniformer.data.images import IMAGE_EXTENSIONS
+from uniformer.data.remote import is_url, join, read_bytes, read_text
 
-FORMATS: tuple[str, ...] = ("kinetics", "ssv2", "ssv1", "ucf101", "hmdb51", "folder")
-LIST_FORMATS: tuple[str, ...] = ("kinetics", "ssv1", "ssv2", "ucf101")  # the formats that need a list file
+FORMATS: tuple[str, ...] = ("kinetics", "ssv2", "ssv1", "ucf101", "hmdb51", "folder", "webdataset")
+LIST_FORMATS: tuple[str, ...] = ("kinetics", "ssv1", "ssv2", "ucf101", "webdataset")  # need a list file
+INDEX_KIND = "uniformer-webdataset-index"  # the "kind" of a shard folder's index.json
 IMAGE_FORMAT = "imagefolder"  # ImageNet-style root/<split>/<class>/<image>, for the image models
+
+
+@dataclass(frozen=True)
+class ShardMember:
+    """Where a video lies inside a shard: its member name and the byte range of its data in the tar file."""
+
+    name: str
+    offset: int
+    size: int
 
 
 @dataclass(frozen=True)
 class VideoRecord:
     """One video: a file or a frame folder, its label (-1 when unknown, e.g. a test split), and the frame count
-    the list claims (``None`` unless the format carries one; decoding always measures the real count)."""
+    the list claims (``None`` unless the format carries one; decoding always measures the real count). A video
+    packed in a WebDataset shard has the shard as ``path`` and its place in it as ``member``."""
 
     path: str
     label: int
     num_frames: int | None = None
+    member: ShardMember | None = None
+
+    @property
+    def name(self) -> str:
+        """How the video is named in messages and failure reports: its path, or ``shard.tar/member``."""
+        return self.path if self.member is None else f"{self.path}/{self.member.name}"
+
+    def source(self) -> str | bytes:
+        """What the decoder reads: the path (local or URL), or the video's bytes read from its shard with one
+        byte-range request."""
+        if self.member is None:
+            return self.path
+        return read_bytes(self.path, self.member.offset, self.member.offset + self.member.size)
 
 
 @dataclass
@@ -55,14 +83,18 @@ class VideoList:
 
 
 def _resolve(root: str | os.PathLike[str], path: str) -> str:
-    return path if os.path.isabs(path) else os.path.join(os.fspath(root), path)
+    return join(root, path)
+
+
+def _read(path: str | os.PathLike[str]) -> str:
+    """A list or labels file, local or at a URL."""
+    if not is_url(path) and not os.path.isfile(path):
+        raise FileNotFoundError(f"{path}: list file not found")
+    return read_text(path)
 
 
 def _lines(path: str | os.PathLike[str]) -> list[tuple[int, str]]:
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"{path}: list file not found")
-    with open(path, encoding="utf-8") as handle:
-        return [(n, line.strip()) for n, line in enumerate(handle, 1) if line.strip()]
+    return [(n, line.strip()) for n, line in enumerate(_read(path).splitlines(), 1) if line.strip()]
 
 
 def read_classes(path: str | os.PathLike[str]) -> list[str]:
@@ -84,7 +116,8 @@ def read_kinetics_list(
 ) -> VideoList:
     """``path label`` lines (PySlowFast's Kinetics csv; space, tab or comma separated), or ``path num_frames label``
     (the Something-Something lists of the official code). The label is an integer or, with ``classes``, a name."""
-    root = os.path.dirname(os.path.abspath(list_file)) if root is None else root
+    if root is None:
+        root = posixpath.dirname(list_file) if is_url(list_file) else os.path.dirname(os.path.abspath(list_file))
     index = {name: i for i, name in enumerate(classes)} if classes is not None else None
     records = []
     for number, line in _lines(list_file):
@@ -115,11 +148,9 @@ def read_ssv2(
 ) -> VideoList:
     """Something-Something V2: ``[{"id": "78687", "template": "Holding [something] next to [something]", ...}]``
     with labels ``{"Holding something next to something": "41", ...}``. Test entries carry no template: label -1."""
-    with open(labels_json, encoding="utf-8") as handle:
-        label_map = {name: int(i) for name, i in json.load(handle).items()}
+    label_map = {name: int(i) for name, i in json.loads(_read(labels_json)).items()}
     classes = [name for name, _ in sorted(label_map.items(), key=lambda kv: kv[1])]
-    with open(annotation_json, encoding="utf-8") as handle:
-        entries = json.load(handle)
+    entries = json.loads(_read(annotation_json))
     records = []
     for n, entry in enumerate(entries):
         if "id" not in entry:
@@ -218,6 +249,33 @@ def read_folder_tree(root: str | os.PathLike[str]) -> VideoList:
     return VideoList(records, classes)
 
 
+def read_shard_index(index_file: str | os.PathLike[str], root: str | os.PathLike[str] | None = None) -> VideoList:
+    """The videos of a shard folder's ``index.json`` (local or at a URL) as a :class:`VideoList` whose records
+    point into the shards (``root``: where the shards are; by default beside the index)."""
+    index_file = os.fspath(index_file)
+    try:
+        index = json.loads(read_text(index_file))
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{index_file}: shard index not found (written by `uniformer data shard`)") from None
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{index_file}: not a shard index: {exc}") from exc
+    if not isinstance(index, dict) or index.get("kind") != INDEX_KIND:
+        raise ValueError(f'{index_file}: not a shard index (no "kind": "{INDEX_KIND}")')
+    if root is None:
+        root = posixpath.dirname(index_file) if is_url(index_file) else os.path.dirname(os.path.abspath(index_file))
+    shards = [join(root, name) for name in index["shards"]]
+    records = []
+    for n, sample in enumerate(index["samples"]):
+        try:
+            member = ShardMember(f"{sample['key']}.{sample['ext']}", int(sample["offset"]), int(sample["size"]))
+            records.append(VideoRecord(shards[int(sample["shard"])], int(sample["label"]), member=member))
+        except (KeyError, IndexError, TypeError, ValueError) as exc:
+            raise ValueError(f"{index_file}: sample {n} is malformed ({type(exc).__name__}: {exc})") from exc
+    if not records:
+        raise ValueError(f"{index_file}: the shard index holds no samples")
+    return VideoList(records, index.get("classes"))
+
+
 def read_video_list(
     format: str,
     root: str | os.PathLike[str],
@@ -230,17 +288,21 @@ def read_video_list(
 ) -> VideoList:
     """Dispatch to the reader of ``format`` (see the table in this module's docstring).
 
-    ``list_file`` is the split's list (kinetics, ssv1, ssv2, ucf101) or the splits folder (hmdb51; defaults to
+    ``list_file`` is the split's list (kinetics, ssv1, ssv2, ucf101; the shard index for webdataset) or the splits folder (hmdb51; defaults to
     ``root``); ``labels_file`` the class names file (required for ssv1, ssv2, ucf101; optional for kinetics).
     """
     if format not in FORMATS:
         raise ValueError(f"dataset format must be one of {', '.join(FORMATS)}, got {format!r}")
+    if format in ("folder", "hmdb51") and is_url(root):
+        raise ValueError(f"{root}: the {format} format walks a local folder; a remote root needs a list format")
     if format == "folder":
         return read_folder_tree(os.path.join(root, split) if os.path.isdir(os.path.join(root, split)) else root)
     if format == "hmdb51":
         return read_hmdb51(list_file or root, root, split, split_id)
     if list_file is None:
         raise ValueError(f"dataset format {format!r} needs list_file")
+    if format == "webdataset":
+        return read_shard_index(list_file)
     if format == "kinetics":
         classes = read_classes(labels_file) if labels_file else None
         return read_kinetics_list(list_file, root, classes)

@@ -25,7 +25,8 @@ __all__ = ["ClipSpec", "DataConfig", "LossConfig", "MixupConfig", "class_names",
 class DataConfig:
     """The dataset, the clip, the augmentation and the loader. ``null`` fields come from the model's zoo entry."""
 
-    format: str = "kinetics"  # uniformer.data.FORMATS, or "imagefolder" (root/<split>/<class>/<image>)
+    format: str = "kinetics"  # uniformer.data.FORMATS (webdataset: the lists are shard index.json files), or
+    # "imagefolder" (root/<split>/<class>/<image>)
     root: str = MISSING
     train_list: Optional[str] = None  # relative to root
     val_list: Optional[str] = None  # relative to root; also what `uniformer eval` tests on

@@ -24,6 +24,7 @@ from uniformer.data import (
     image_transform,
 )
 from uniformer.data.images import IMAGE_EXTENSIONS
+from uniformer.data.remote import is_url, join
 from uniformer.tasks.classification.config import ClipSpec
 
 __all__ = ["build_dataset", "build_inputs", "has_validation"]
@@ -32,7 +33,7 @@ _FOLDER_FORMATS = ("folder", IMAGE_FORMAT, "hmdb51")
 
 
 def _under_root(root: str, path: str | None) -> str | None:
-    return None if path is None else os.path.join(root, path)
+    return None if path is None else join(root, path)
 
 
 def has_validation(cfg: DictConfig) -> bool:
@@ -57,7 +58,7 @@ def build_dataset(cfg: DictConfig, split: str) -> torch.utils.data.Dataset:
         raise ValueError(
             f"config: {list_key} is not set; the {data.format} format needs a list file (relative to data.root)"
         )
-    if not os.path.isdir(data.root):
+    if not is_url(data.root) and not os.path.isdir(data.root):
         raise FileNotFoundError(f"config: data.root={data.root} is not a folder")
     if data.format == IMAGE_FORMAT:
         return build_image_dataset(
