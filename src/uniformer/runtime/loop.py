@@ -18,7 +18,14 @@ from uniformer._progress import progress_bar
 from uniformer.runtime.device import autocast_context, to_device
 from uniformer.runtime.distributed import DistContext
 
-__all__ = ["Accumulator", "feed"]
+__all__ = ["Accumulator", "Batch", "ModelInput", "ModelOutput", "feed"]
+
+Batch = dict[str, object]
+"""A collated batch: the task's fields (tensors) and the item envelope (``index``, ``valid``, ``path``, ...)."""
+ModelInput = torch.Tensor | Sequence[torch.Tensor]
+"""What a model takes from a batch: one tensor, or a detector's list of images."""
+ModelOutput = torch.Tensor | Mapping[str, torch.Tensor] | Sequence[Mapping[str, torch.Tensor]]
+"""What a model returns: logits or heatmaps, or a detector's losses (training) or detections per image."""
 
 
 class Accumulator(Protocol):
@@ -26,7 +33,7 @@ class Accumulator(Protocol):
 
     def indices(self, rank: int, world_size: int) -> list[int]: ...
 
-    def update(self, output: Any, batch: dict[str, Any]) -> None: ...
+    def update(self, output: ModelOutput, batch: Batch) -> None: ...
 
 
 @torch.no_grad()
@@ -35,8 +42,8 @@ def feed(
     dataset: torch.utils.data.Dataset,
     accumulator: Accumulator,
     *,
-    collate: Callable[[Sequence[Any]], dict[str, Any]],
-    inputs: Callable[[dict[str, Any]], Any],
+    collate: Callable[[list[Any]], Batch],
+    inputs: Callable[[Batch], ModelInput],
     batch_size: int = 8,
     ctx: DistContext | None = None,
     precision: str = "fp32",

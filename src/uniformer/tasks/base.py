@@ -19,7 +19,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Generic, Protocol, TypeVar
+from typing import ClassVar, Generic, Protocol, TypeVar
 
 import torch
 import torch.nn as nn
@@ -28,7 +28,7 @@ from PIL import Image
 
 from uniformer.models.checkpoint import CheckpointFile
 from uniformer.models.zoo.schema import ModelInfo
-from uniformer.runtime import Accumulator, DistContext
+from uniformer.runtime import Accumulator, Batch, DistContext, ModelInput, ModelOutput
 
 __all__ = [
     "LabelMap",
@@ -85,7 +85,7 @@ class Prediction(ABC):
         return [self.title(), *failed, *ranked[:topk]]
 
     @abstractmethod
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, object]:
         """The JSON record: ``path``, ``error`` and what was found."""
 
 
@@ -98,7 +98,7 @@ class Option:
     flag: str
     metavar: str
     help: str
-    type: Callable[[str], Any] = str
+    type: Callable[[str], object] = str
 
     @property
     def dest(self) -> str:
@@ -129,7 +129,7 @@ class PredictorRequest:
     task: str
     flag: str
     checkpoint: str | None = None
-    options: Mapping[str, Any] = field(default_factory=dict)
+    options: Mapping[str, object] = field(default_factory=dict)
 
 
 # what check_eval_data returns and metric takes: the model class of each dataset class (None: the same)
@@ -143,8 +143,8 @@ class Metrics:
     report writer needs."""
 
     primary: float
-    values: dict[str, Any]
-    detail: Any = None
+    values: dict[str, float]
+    detail: object = None
 
 
 class MetricAccumulator(ABC):
@@ -158,7 +158,7 @@ class MetricAccumulator(ABC):
     def indices(self, rank: int, world_size: int) -> list[int]: ...
 
     @abstractmethod
-    def update(self, output: torch.Tensor, batch: dict[str, Any]) -> None: ...
+    def update(self, output: ModelOutput, batch: Batch) -> None: ...
 
     @abstractmethod
     def compute(self, comm: DistContext) -> Metrics: ...
@@ -168,13 +168,13 @@ class Objective(ABC):
     """The training signal: batch -> (inputs, targets), the forward pass, and the loss."""
 
     @abstractmethod
-    def prepare(self, batch: dict[str, Any], device: torch.device) -> tuple[torch.Tensor, Any]: ...
+    def prepare(self, batch: Batch, device: torch.device) -> tuple[ModelInput, object]: ...
 
-    def forward(self, model: nn.Module, inputs: torch.Tensor) -> Any:
+    def forward(self, model: nn.Module, inputs: ModelInput) -> ModelOutput:
         return model(inputs)
 
     @abstractmethod
-    def loss(self, output: Any, targets: Any) -> torch.Tensor: ...
+    def loss(self, output: ModelOutput, targets: object) -> torch.Tensor: ...
 
 
 class TrainTask(ABC):
@@ -201,7 +201,7 @@ class TrainTask(ABC):
     def has_validation(self, cfg: DictConfig) -> bool: ...
 
     @abstractmethod
-    def collate(self, items: Sequence[dict[str, Any]]) -> dict[str, Any]: ...
+    def collate(self, items: Sequence[Mapping[str, object]]) -> Batch: ...
 
     @abstractmethod
     def num_outputs(self, cfg: DictConfig, train_set: torch.utils.data.Dataset) -> int:
@@ -230,13 +230,13 @@ class TrainTask(ABC):
     ) -> MetricAccumulator:
         """A fresh accumulator over ``dataset``; ``label_map`` is what :meth:`check_eval_data` returned."""
 
-    def model_inputs(self, batch: dict[str, Any]) -> Any:
+    def model_inputs(self, batch: Batch) -> ModelInput:
         """What the model takes from a collated batch: a tensor, or tensors in lists/tuples/dicts (a detector's
         list of images); the evaluation loop moves every tensor in it to the device."""
         return batch["inputs"]
 
     @abstractmethod
-    def weights_metadata(self, cfg: DictConfig, train_set: torch.utils.data.Dataset) -> dict[str, Any]:
+    def weights_metadata(self, cfg: DictConfig, train_set: torch.utils.data.Dataset) -> dict[str, object]:
         """What travels with trained weights so that predict and eval need nothing else (class names, views)."""
 
     def eval_outputs(self, cfg: DictConfig, checkpoint: CheckpointFile) -> int:
@@ -278,7 +278,7 @@ class PredictTask(ABC, Generic[SetupT, PredictionT]):
         """What :meth:`predict` needs beside the model (class names, views...), from the zoo entry ``info`` and
         the weights' file (``None`` for none); ``labels`` are names given by the user."""
 
-    def prediction_options(self, setup: SetupT, values: Mapping[str, Any]) -> SetupT:
+    def prediction_options(self, setup: SetupT, values: Mapping[str, object]) -> SetupT:
         """``setup`` with the task's options applied: ``values`` maps the :attr:`Option.dest` of each option
         given to its value (parsed by the CLI from :attr:`options`)."""
         if values:
@@ -314,5 +314,5 @@ class PredictTask(ABC, Generic[SetupT, PredictionT]):
         raise ValueError(f"the {self.name} task does not extract features")
 
 
-class Task(TrainTask, PredictTask[Any, Any]):
+class Task(TrainTask, PredictTask[object, Prediction]):
     """A whole task: what a task package's ``TASK`` is (training, evaluation and prediction)."""
