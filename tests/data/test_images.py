@@ -12,6 +12,7 @@ import torch
 from PIL import Image
 
 from uniformer.data import DecodeError, image_size, read_image
+from uniformer.data.images import read_label_map
 
 RNG = np.random.default_rng(0)
 NOISE = RNG.integers(0, 256, (37, 53, 3), dtype=np.uint8)  # odd sizes: no block or chroma alignment
@@ -188,3 +189,17 @@ def test_unreadable_files_are_errors_naming_the_file(tmp_path: Path) -> None:
         read_image(tmp_path / "missing.png")
     with pytest.raises(DecodeError, match="garbage.png: cannot decode image"):
         image_size(tmp_path / "garbage.png")
+
+
+def test_a_label_map_keeps_its_class_indices_and_a_broken_one_names_its_file(tmp_path: Path) -> None:
+    classes = (NOISE[..., 0] % 7).astype(np.uint8)
+    palette = Image.fromarray(classes, mode="P")
+    palette.putpalette([255, 0, 0, 0, 255, 0, 0, 0, 255] * 85 + [0, 0, 0])  # colours that are not the indices
+    palette.save(tmp_path / "palette.png")
+    Image.fromarray(classes, mode="L").save(tmp_path / "gray.png")
+    for name in ("palette.png", "gray.png"):
+        label = read_label_map(tmp_path / name)
+        assert label.shape == classes.shape and np.array_equal(label, classes)
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 20)
+    with pytest.raises(DecodeError, match=r"broken\.png: cannot decode label map"):
+        read_label_map(tmp_path / "broken.png")

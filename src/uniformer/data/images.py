@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-__all__ = ["IMAGE_EXTENSIONS", "DecodeError", "image_size", "read_image"]
+__all__ = ["IMAGE_EXTENSIONS", "DecodeError", "image_size", "read_image", "read_label_map"]
 
 IMAGE_EXTENSIONS: frozenset[str] = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp"})
 """What a folder walk counts as an image file (frame folders, image splits, segmentation pairs)."""
@@ -80,6 +80,18 @@ def image_size(path: str | os.PathLike[str]) -> tuple[int, int]:
     except (OSError, ValueError, SyntaxError) as exc:  # UnidentifiedImageError is an OSError
         raise DecodeError(f"{path}: cannot decode image: {exc}") from None
     return (height, width) if orientation in _TRANSPOSED_ORIENTATIONS else (width, height)
+
+
+def read_label_map(path: str | os.PathLike[str]) -> np.ndarray:
+    """The class indices a label-map PNG stores (a palette or grayscale image, as ADE20K's and our predictions'),
+    as they are: no colour conversion, no orientation (a label map has no EXIF); an (H, W) array, or (H, W, C)
+    for a file that is not single-channel (the caller refuses it). Raises :class:`DecodeError` naming the file."""
+    path = os.fspath(path)
+    try:
+        with Image.open(path) as image:
+            return np.asarray(image)
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise DecodeError(f"{path}: cannot decode label map: {exc}") from None
 
 
 def _decode_torchvision(path: str, data: bytes) -> torch.Tensor:

@@ -23,12 +23,11 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
-from uniformer.data.images import IMAGE_EXTENSIONS, DecodeError, read_image
+from uniformer.data.images import IMAGE_EXTENSIONS, DecodeError, read_image, read_label_map
 from uniformer.data.items import RetryingDataset, collate_items, long_tensor
 
 __all__ = [
@@ -211,9 +210,8 @@ class SegmentationDataset(RetryingDataset):
                 raise PairError("no mask")
             return image, torch.full((height, width), self.ignore_index)
         try:
-            with Image.open(pair.mask) as f:
-                mask = np.asarray(f)
-        except (OSError, ValueError) as exc:
+            mask = read_label_map(pair.mask)
+        except DecodeError as exc:
             raise PairError(f"unreadable mask ({exc})") from None
         if mask.ndim != 2:
             raise PairError(f"mask has {mask.shape[-1]} channels; masks are single-channel class indices")

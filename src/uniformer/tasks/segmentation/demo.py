@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from uniformer.data.images import read_image
+from uniformer.data.images import read_image, read_label_map
 from uniformer.models.zoo.catalog import model_info
 from uniformer.tasks._demo import run_cli, train_and_test, write_report
 from uniformer.tasks.segmentation.metrics import Areas, compute_metrics, intersect_and_union
@@ -43,7 +43,7 @@ def background_miou(mask_dir: Path, num_classes: int, ignore_index: int = 255) -
     """Chance: the mIoU (fraction) of predicting background (class 0) everywhere on the masks in ``mask_dir``."""
     total = torch.zeros(4, num_classes, dtype=torch.long)
     for path in sorted(mask_dir.glob("*.png")):
-        label = torch.from_numpy(np.asarray(Image.open(path)).astype(np.int64))
+        label = torch.from_numpy(read_label_map(path).astype(np.int64))
         areas = intersect_and_union(torch.zeros_like(label), label, num_classes, ignore_index)
         total += torch.stack([areas.intersect, areas.union, areas.pred, areas.label])
     return compute_metrics(Areas(*total), list(SHAPE_CLASSES), 0, {}).miou / 100
@@ -55,8 +55,8 @@ def _grid(data: Path, predicted: Path, stems: list[str], out: Path, zoom: int = 
     rows = []
     for stem in stems:
         image = read_image(data / "images" / "val" / f"{stem}.png").permute(1, 2, 0).numpy()
-        truth = palette[np.asarray(Image.open(data / "masks" / "val" / f"{stem}.png"))]
-        pred = palette[np.asarray(Image.open(predicted / f"{stem}_labels.png"))]
+        truth = palette[read_label_map(data / "masks" / "val" / f"{stem}.png")]
+        pred = palette[read_label_map(predicted / f"{stem}_labels.png")]
         gap = np.full((image.shape[0], 2, 3), 255, np.uint8)
         rows.append(np.concatenate([image, gap, truth, gap, pred], axis=1))
     sheet = np.concatenate([np.concatenate([r, np.full((2, r.shape[1], 3), 255, np.uint8)]) for r in rows])
