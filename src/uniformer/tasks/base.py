@@ -43,6 +43,7 @@ __all__ = [
     "Run",
     "Task",
     "TrainTask",
+    "refuse_other_names",
 ]
 
 
@@ -175,6 +176,19 @@ class Objective(ABC):
 
     @abstractmethod
     def loss(self, output: ModelOutput, targets: object) -> torch.Tensor: ...
+
+
+def refuse_other_names(checkpoint: CheckpointFile, names: Sequence[str], noun: str) -> None:
+    """Refuse a test set whose ``noun`` (classes, keypoints) are not those stored with the weights: an error with
+    both counts and the first places where the names differ. Weights without stored names pass."""
+    stored = checkpoint.class_names
+    if stored is None or list(stored) == list(names):
+        return
+    differ = [f"{i}: {a!r} vs {b!r}" for i, (a, b) in enumerate(zip(names, stored)) if a != b]
+    raise ValueError(
+        f"checkpoint={checkpoint.path} was trained on {len(stored)} {noun}, the test set has {len(names)}"
+        + (f" (test set vs weights: {'; '.join(differ[:5])})" if differ else "")
+    )
 
 
 class TrainTask(ABC):

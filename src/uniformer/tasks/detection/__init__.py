@@ -22,7 +22,7 @@ from uniformer.models.checkpoint import CheckpointFile
 from uniformer.models.detection import build_detector, detector_options
 from uniformer.models.zoo.catalog import model_info
 from uniformer.runtime import DistContext, feed
-from uniformer.tasks.base import LabelMap, Metrics, Objective, Task
+from uniformer.tasks.base import LabelMap, Metrics, Objective, Task, refuse_other_names
 from uniformer.tasks.detection.config import DataConfig, DetectorConfig, resolve
 from uniformer.tasks.detection.data import CocoDetection, collate_detection, train_transform
 from uniformer.tasks.detection.metrics import CocoAccumulator, write_report
@@ -196,12 +196,7 @@ class DetectionTask(DetectionPredictTask, Task):
         ``detector.mask`` becomes whether the weights have a mask branch."""
         if cfg.detector.mask is None:
             cfg.detector.mask = any(k.startswith("roi_heads.mask_") for k in checkpoint.state_dict)
-        stored = checkpoint.class_names
-        if stored is not None and list(stored) != list(dataset.classes):
-            raise ValueError(
-                f"checkpoint={checkpoint.path} was trained on {len(stored)} classes ({', '.join(stored[:5])}, ...), "
-                f"the test set has {len(dataset.classes)} ({', '.join(dataset.classes[:5])}, ...)"
-            )
+        refuse_other_names(checkpoint, dataset.classes, "classes")
         return None
 
     def write_report(self, out_dir: Path, metrics: Metrics, cfg: DictConfig) -> str:

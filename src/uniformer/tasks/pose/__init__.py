@@ -24,7 +24,7 @@ from uniformer.models.checkpoint import CheckpointFile
 from uniformer.models.pose import COCO_FLIP_PAIRS, build_pose_model
 from uniformer.models.zoo.catalog import model_info
 from uniformer.models.zoo.pose import HEAD_CHANNELS
-from uniformer.tasks.base import LabelMap, Metrics, Objective, Task
+from uniformer.tasks.base import LabelMap, Metrics, Objective, Task, refuse_other_names
 from uniformer.tasks.pose.coco import COCO_SIGMAS, read_detections, read_keypoint_file
 from uniformer.tasks.pose.codec import MSRAHeatmap
 from uniformer.tasks.pose.config import DataConfig, HeadConfig, PoseEvalConfig, resolve
@@ -172,12 +172,7 @@ class PoseTask(PosePredictTask, Task):
         self, cfg: DictConfig, checkpoint: CheckpointFile, dataset: torch.utils.data.Dataset
     ) -> LabelMap:
         """Refuse a test set whose keypoint names are not those stored with the weights."""
-        stored = checkpoint.class_names
-        if stored is not None and list(stored) != list(dataset.keypoint_names):
-            raise ValueError(
-                f"checkpoint={checkpoint.path} was trained on keypoints {stored}, the test set has "
-                f"{dataset.keypoint_names}"
-            )
+        refuse_other_names(checkpoint, dataset.keypoint_names, "keypoints")
         return None
 
     def write_report(self, out_dir: Path, metrics: Metrics, cfg: DictConfig) -> str:

@@ -23,7 +23,7 @@ from uniformer.data import read_classes
 from uniformer.models.checkpoint import CheckpointFile
 from uniformer.models.segmentor import build_segmentor
 from uniformer.models.zoo.catalog import model_info
-from uniformer.tasks.base import LabelMap, Metrics, Objective, Task
+from uniformer.tasks.base import LabelMap, Metrics, Objective, Task, refuse_other_names
 from uniformer.tasks.segmentation.config import (
     DataConfig,
     EvalConfig,
@@ -193,13 +193,7 @@ class SegmentationTask(SegmentationPredictTask, Task):
         self, cfg: DictConfig, checkpoint: CheckpointFile, dataset: torch.utils.data.Dataset
     ) -> LabelMap:
         """Refuse a test set whose class names are not those stored with the weights."""
-        stored = checkpoint.class_names
-        if stored is not None and list(stored) != list(dataset.classes):
-            differ = [f"{i}: {a!r} vs {b!r}" for i, (a, b) in enumerate(zip(dataset.classes, stored)) if a != b]
-            raise ValueError(
-                f"checkpoint={checkpoint.path} has {len(stored)} classes, the test set {len(dataset.classes)}"
-                + (f" ({'; '.join(differ[:5])})" if differ else "")
-            )
+        refuse_other_names(checkpoint, dataset.classes, "classes")
         return None
 
     def write_report(self, out_dir: Path, metrics: Metrics, cfg: DictConfig) -> str:
