@@ -9,7 +9,7 @@ import os
 from collections import Counter
 from pathlib import Path
 
-from uniformer.cli.predict import _common, _inputs, _predictor
+from uniformer.cli.predict import add_model_arguments, build_predictor, expand_inputs
 from uniformer.explain import METHODS, explain_files
 from uniformer.explain.render import VIDEO_FORMATS, write_explanation
 
@@ -26,7 +26,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "for an image a PNG (input, map, overlay), for a video a strip of 8 frames and the animations asked by "
         "--video-format, and a JSON (class, score, map statistics) per input into --out.",
     )
-    _common(p)
+    add_model_arguments(p)
     p.add_argument("--method", choices=METHODS, default="gradcam")
     p.add_argument("--target", default="top1", help="class to explain: index, name, or top1 (each input's top class)")
     p.add_argument("--stage", type=int, default=None, help="gradcam: 1-4; attention: 3 or 4")
@@ -58,9 +58,9 @@ def _stems(paths: list[str]) -> list[str]:
 
 
 def _explain(args: argparse.Namespace) -> int:
-    paths = _inputs(args.inputs)
+    paths = expand_inputs(args.inputs)
     query = _query(args.query)
-    predictor = _predictor(args)
+    predictor = build_predictor(args)
     explanations = explain_files(
         predictor,
         paths,

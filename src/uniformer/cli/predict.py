@@ -8,10 +8,14 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
+from uniformer.data import read_classes
+from uniformer.engine.predict import Predictor
 from uniformer.tasks import PredictTask, task_for_model
+from uniformer.tasks.classification.predict import check_features_path, save_features
 
 
-def _common(parser: argparse.ArgumentParser) -> None:
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """The inputs, the model and its weights, precision and batching: what predict, features and explain take."""
     parser.add_argument("inputs", nargs="+", metavar="PATH", help="videos, folders of frames or images; or @LIST")
     parser.add_argument("--model", required=True, help="zoo name (`uniformer models`)")
     weights = parser.add_mutually_exclusive_group()
@@ -34,7 +38,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "the whole image is one person) and --out DIR (skeleton drawings and keypoints JSON); detection models "
         "take --score-threshold T (keep detections scoring above T, default 0.3).",
     )
-    _common(p)
+    add_model_arguments(p)
     p.add_argument("--topk", type=int, default=5)
     p.add_argument("--labels", default=None, help="class-name file (one per line) overriding the model's")
     p.add_argument("--json", action="store_true", help="one JSON document on stdout, for scripts")
@@ -51,13 +55,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Pooled pre-logit features averaged over the official test views, or with --stage-maps the "
         "four stage maps (strides 4, 8, 16, 32) of the centre view.",
     )
-    _common(p)
+    add_model_arguments(p)
     p.add_argument("--output", required=True, help="FILE.safetensors or FILE.npy (pooled features only)")
     p.add_argument("--stage-maps", action="store_true")
     p.set_defaults(func=_features)
 
 
-def _inputs(items: list[str]) -> list[str]:
+def expand_inputs(items: list[str]) -> list[str]:
     """Expand ``@LIST`` arguments (a file with one path per line) in place."""
     paths: list[str] = []
     for item in items:
@@ -88,9 +92,8 @@ def parse_task_options(task: PredictTask, words: Sequence[str]) -> dict[str, Any
     return {o.dest: getattr(parsed, o.dest) for o in task.options if getattr(parsed, o.dest) is not None}
 
 
-def _predictor(args: argparse.Namespace, labels: list[str] | None = None):
-    from uniformer.engine.predict import Predictor
-
+def build_predictor(args: argparse.Namespace, labels: list[str] | None = None) -> Predictor:
+    """The engine's predictor of the model, weights, precision and task options the command line names."""
     return Predictor(
         args.model,
         args.checkpoint,
@@ -106,11 +109,9 @@ def _predictor(args: argparse.Namespace, labels: list[str] | None = None):
 def _predict(args: argparse.Namespace) -> int:
     labels = None
     if args.labels:
-        from uniformer.data import read_classes
-
         labels = read_classes(args.labels)
-    predictor = _predictor(args, labels)
-    predictions = predictor.predict(_inputs(args.inputs), topk=args.topk, progress=not args.json)
+    predictor = build_predictor(args, labels)
+    predictions = predictor.predict(expand_inputs(args.inputs), topk=args.topk, progress=not args.json)
     written = (
         [] if args.out_dir is None else predictor.task.write_predictions(predictions, predictor.setup, args.out_dir)
     )
@@ -128,11 +129,9 @@ def _predict(args: argparse.Namespace) -> int:
 
 
 def _features(args: argparse.Namespace) -> int:
-    from uniformer.tasks.classification.predict import check_features_path, save_features
-
     check_features_path(args.output, stage_maps=args.stage_maps)  # before any model runs
-    paths = _inputs(args.inputs)
-    predictor = _predictor(args)
+    paths = expand_inputs(args.inputs)
+    predictor = build_predictor(args)
     tensors, failed = predictor.features(paths, stage_maps=args.stage_maps, progress=True)
     metadata = {"model": args.model, "checkpoint": args.checkpoint, "stage_maps": args.stage_maps, "failed": failed}
     save_features(args.output, tensors, paths, metadata)

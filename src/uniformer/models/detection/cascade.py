@@ -83,7 +83,7 @@ class CascadeRoIHeads(RoIHeads):
     NMS 0.5, ``detections_per_img``). The masks of the detections are the sigmoid masks of every stage's mask head
     on the final boxes averaged (mmdet's ``merge_aug_masks``), at the detected class.
 
-    Box regression is class-specific (issue 12 said class-agnostic): the official ``exp/cascade_*/config.py``
+    Box regression is class-specific (the base config says class-agnostic): the official ``exp/cascade_*/config.py``
     replace the base file's ``Shared2FCBBoxHead`` (``reg_class_agnostic=True``) by three ``ConvFCBBoxHead`` with
     ``reg_class_agnostic=False``, so the released ``fc_reg`` of every stage has 4 x 80 outputs (mmdet
     ``BBoxHead``: ``4 if reg_class_agnostic else 4 * num_classes``).

@@ -81,7 +81,7 @@ def run_demo(
         "# UniFormer demo: instance segmentation learnt from scratch",
         "",
         f"`{CONFIG}` on {train_images} synthetic {size} x {size} images of {len(INSTANCE_CLASSES)} shapes "
-        f"(1-4 overlapping instances each), tested on {val_images} held-out images, seed {seed}. Goal: box AP50 "
+        f"(1-4 overlapping instances each), tested on {val_images} held-out images, seed {seed}. Expected: box AP50 "
         ">= 80%, mask AP50 >= 75%.",
         "",
         "| metric (pycocotools) | % |",
