@@ -1,4 +1,4 @@
-"""Writing files so that a crash never leaves a half-written one behind.
+"""Writing files so that a crash never leaves a half-written one behind, and reading a user's JSON files.
 
 Shared by checkpoint conversion (:mod:`uniformer.models.checkpoint`) and training checkpoints, metrics and
 reports (:mod:`uniformer.engine`): whatever kills the process (SIGKILL, OOM, power loss after the rename), a
@@ -7,12 +7,13 @@ reader sees either the previous complete file or the new complete file.
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 from collections.abc import Callable
 from pathlib import Path
 
-__all__ = ["atomic_write", "atomic_write_text"]
+__all__ = ["atomic_write", "atomic_write_text", "read_json"]
 
 
 def atomic_write(path: str | os.PathLike[str], write: Callable[[str], object]) -> None:
@@ -39,3 +40,14 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[str], object]) -
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
     """Atomically replace ``path`` with ``text`` (UTF-8)."""
     atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+
+
+def read_json(path: str | os.PathLike[str], what: str) -> object:
+    """The content of the JSON file ``path``; a missing or malformed file is an error naming ``what`` it should
+    be (``"keypoint annotations"``, ``"--boxes"``) and the file."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{what} {path}: no such file") from None
+    except (OSError, ValueError) as exc:  # a JSON or UTF-8 error is a ValueError
+        raise ValueError(f"{what} {path}: not a readable JSON file ({exc})") from None

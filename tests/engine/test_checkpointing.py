@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from uniformer._fileio import atomic_write
+from uniformer._fileio import atomic_write, read_json
 from uniformer.engine.checkpointing import CheckpointManager, RunLock, RunLocked, remove_stale_temporaries
 from uniformer.models.checkpoint import TRAIN_FORMAT, CheckpointError
 
@@ -127,3 +127,13 @@ def test_written_files_get_the_usual_permissions(tmp_path: Path) -> None:
         os.umask(old)
     assert target.read_text() == "done" and (target.stat().st_mode & 0o777) == 0o644
     assert [p.name for p in tmp_path.iterdir()] == ["report.txt"]
+
+
+def test_a_users_json_file_that_is_missing_or_malformed_is_named_with_what_it_should_be(tmp_path: Path) -> None:
+    (tmp_path / "boxes.json").write_text('{"a.png": [[1, 2, 3, 4]]}')
+    assert read_json(tmp_path / "boxes.json", "--boxes") == {"a.png": [[1, 2, 3, 4]]}
+    with pytest.raises(FileNotFoundError, match=r"^--boxes .*missing\.json: no such file$"):
+        read_json(tmp_path / "missing.json", "--boxes")
+    (tmp_path / "bad.json").write_text('{"a.png": [[1, 2, 3, 4]')
+    with pytest.raises(ValueError, match=r"^keypoint annotations .*bad\.json: not a readable JSON file \("):
+        read_json(tmp_path / "bad.json", "keypoint annotations")

@@ -10,7 +10,6 @@ training; keypoint visibility ``v`` (0 unlabelled, 1 labelled but hidden, 2 visi
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from dataclasses import dataclass
@@ -18,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from uniformer._fileio import read_json
 
 __all__ = [
     "COCO_SIGMAS",
@@ -84,12 +85,7 @@ def read_keypoint_file(path: str | os.PathLike[str], image_dir: str | os.PathLik
     boxes and persons without labelled keypoints are left out as mmpose leaves them out.
     """
     path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise FileNotFoundError(f"keypoint annotations {path} do not exist") from None
-    except (OSError, ValueError) as exc:
-        raise ValueError(f"{path}: not a readable JSON file ({exc})") from None
+    data = read_json(path, "keypoint annotations")
     for key in ("images", "annotations", "categories"):
         if not isinstance(data, dict) or not isinstance(data.get(key), list):
             raise ValueError(f"{path}: no '{key}' list; a COCO keypoints file has images, annotations, categories")
@@ -131,12 +127,7 @@ def read_detections(
     ``category_id`` 1 with ``score >= min_score``; boxes of images the keypoint file does not list, or malformed,
     are skipped and reported."""
     path = Path(path)
-    try:
-        results = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise FileNotFoundError(f"person boxes {path} do not exist") from None
-    except (OSError, ValueError) as exc:
-        raise ValueError(f"{path}: not a readable JSON file ({exc})") from None
+    results = read_json(path, "person boxes")
     if not isinstance(results, list) or not results:
         raise ValueError(f"{path}: expected a non-empty list of detections {{image_id, category_id, bbox, score}}")
     instances, broken = [], []

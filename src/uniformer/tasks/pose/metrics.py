@@ -29,7 +29,7 @@ import torch
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from uniformer._fileio import atomic_write_text
+from uniformer._fileio import atomic_write_text, read_json
 from uniformer.runtime import DistContext
 from uniformer.tasks.base import MetricAccumulator, Metrics
 from uniformer.tasks.pose.coco import COCO_SIGMAS
@@ -121,12 +121,7 @@ def evaluate_coco_keypoints(
     ``AR``, ``AR50``, ``AR75``, ``ARm``, ``ARl`` as ``COCOeval(..., "keypoints")`` computes them (no rescoring,
     no NMS here). An empty results list scores 0."""
     if isinstance(results_file, (str, os.PathLike)):
-        try:
-            results = json.loads(Path(results_file).read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise FileNotFoundError(f"keypoint results {results_file} do not exist") from None
-        except ValueError as exc:
-            raise ValueError(f"{results_file}: not a readable JSON file ({exc})") from None
+        results = read_json(results_file, "keypoint results")
     else:
         results = list(results_file)
     return _evaluate(_load_gt(ann_file), results, sigmas)

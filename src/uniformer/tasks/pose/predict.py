@@ -23,7 +23,7 @@ from PIL import Image
 from torchvision.ops import box_convert
 from torchvision.utils import draw_keypoints
 
-from uniformer._fileio import atomic_write_text
+from uniformer._fileio import atomic_write_text, read_json
 from uniformer.data.images import DecodeError, image_size, read_image
 from uniformer.models.checkpoint import CheckpointFile
 from uniformer.models.zoo.schema import ModelInfo
@@ -126,12 +126,7 @@ class PredictionSetup:
 def read_boxes(path: str | os.PathLike[str]) -> dict[str, list[list[float]]]:
     """A boxes file: a JSON object from image name (or path) to a list of ``[x, y, w, h]`` or ``[x, y, w, h,
     score]``; a malformed file is refused naming the entry."""
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise FileNotFoundError(f"--boxes {path}: no such file") from None
-    except (OSError, ValueError) as exc:
-        raise ValueError(f"--boxes {path}: not a readable JSON file ({exc})") from None
+    data = read_json(path, "--boxes")
     if not isinstance(data, dict):
         raise ValueError(f"--boxes {path}: expected an object {{image: [[x, y, w, h(, score)], ...]}}")
     for name, boxes in data.items():
