@@ -1,15 +1,16 @@
 """``uniformer app``: a web page (Gradio) that shows a model to people.
 
-Classification: the user uploads a video or an image (or picks an example), presses *Classify*, and sees the
-top-5 classes with probabilities, the frames the model saw (the centre view after the test transforms,
-normalisation undone) and the time the prediction took. Segmentation, pose and detection: the user uploads an
-image, presses *Predict*, and sees the task's picture of the prediction (:meth:`~uniformer.tasks.Task.draw_prediction`:
-the colour overlay with the legend of the classes present, the skeletons of the whole image taken as one
-person box, the boxes and masks with class names), a table of what it found (class shares, persons, detections
-with scores) and the time; a detector's page has a score-threshold slider. Predictions go through
-:class:`uniformer.engine.predict.Predictor`, i.e. the model's test mode on its
-:func:`~uniformer.optimize_for_inference` copy, exactly as ``uniformer predict`` scores them. The server binds
-127.0.0.1 unless told otherwise.
+Classification: the user uploads a video or an image (or picks an example), presses *Classify*, and sees the top-5
+classes with probabilities, the frames the model saw (the centre view after the test transforms, normalisation
+undone) and the time the prediction took. Ticking *show where the model looks* adds, beside the prediction, the
+Grad-CAM overlay of the top class on each frame (:func:`explained_view`: the :mod:`uniformer.explain` map and
+overlay that ``uniformer explain`` draws). Segmentation, pose and detection: the user uploads an image, presses
+*Predict*, and sees the task's picture of the prediction (:meth:`~uniformer.tasks.Task.draw_prediction`: the colour
+overlay with the legend of the classes present, the skeletons of the whole image taken as one person box, the boxes
+and masks with class names), a table of what it found (class shares, persons, detections with scores) and the time;
+a detector's page has a score-threshold slider. Predictions go through :class:`uniformer.engine.predict.Predictor`,
+i.e. the model's test mode on its :func:`~uniformer.optimize_for_inference` copy, exactly as ``uniformer predict``
+scores them. The server binds 127.0.0.1 unless told otherwise.
 
 Needs the ``app`` extra (``pip install 'uniformer[app]'``).
 """
@@ -32,6 +33,8 @@ import torch
 
 from uniformer.data.synth import MOTIONS, render_clip, write_video
 from uniformer.engine.predict import Predictor
+from uniformer.explain import default_stage, explain_files
+from uniformer.explain.render import overlay
 from uniformer.tasks.classification.data import build_inputs
 
 try:
@@ -39,7 +42,16 @@ try:
 except ImportError as exc:  # the app extra
     raise ImportError("uniformer app needs gradio: pip install 'uniformer[app]'") from exc
 
-__all__ = ["DenseView", "build_app", "demo_examples", "dense_view", "seen_frames", "serve"]
+__all__ = [
+    "DenseView",
+    "ExplainedView",
+    "build_app",
+    "demo_examples",
+    "dense_view",
+    "explained_view",
+    "seen_frames",
+    "serve",
+]
 
 TOPK = 5
 _DEMO_DATASET = "synthetic-motion"
@@ -94,6 +106,48 @@ def seen_frames(predictor: Predictor, path: str) -> list[np.ndarray]:
     return list(pictures.permute(1, 2, 3, 0).numpy())
 
 
+@dataclass
+class ExplainedView:
+    """Where a classifier looks on one input: the overlay of each clip frame ((H, W, 3) uint8, the frame's own
+    size; one for an image) and a caption naming the method, the stage, the class and its score on that view."""
+
+    overlays: list[np.ndarray]
+    caption: str
+
+
+def explained_view(predictor: Predictor, path: str, target: int) -> ExplainedView:
+    """Grad-CAM of class ``target`` on ``path``'s centre view at the default stage
+    (:func:`uniformer.explain.explain_files`), each frame drawn with :func:`uniformer.explain.render.overlay`:
+    the pictures ``uniformer explain`` draws. Grad-CAM rather than the official CAM because CAM always reads the
+    last stage (stride 32): at small inputs it is a grid of a few cells that cannot say where an object is, while
+    Grad-CAM's default stage keeps at least 7 cells across. The page asks for the class it shows first (the
+    prediction averages every test view; the map explains the centre view, whose own score the caption gives)."""
+    (explanation,) = explain_files(predictor, [path], "gradcam", target=target)
+    if explanation.error:
+        raise ValueError(f"{Path(path).name} could not be read: {explanation.error}")
+    frames, maps = explanation.frames.numpy(), explanation.map.numpy()
+    overlays = [overlay(frame, heat, explanation.box) for frame, heat in zip(frames, maps, strict=True)]
+    caption = (
+        f"Grad-CAM at stage {explanation.stage} for {explanation.label} "
+        f"({100 * explanation.score:.1f}% on the centre view)"
+    )
+    return ExplainedView(overlays, caption)
+
+
+def _explain_help(crop_size: int) -> str:
+    """The checkbox's help: which map, at which stage, and why not the official CAM, for this model's input."""
+    stage, last = default_stage((crop_size, crop_size)), crop_size // 32
+    chosen = (
+        f"Grad-CAM of the top class at stage {stage}, the deepest stage with at least 7 cells across this model's "
+        f"{crop_size} px input."
+    )
+    if stage == 4:
+        return f"{chosen} Grad-CAM, not the official CAM: CAM reads only the last stage, too coarse at small inputs."
+    return (
+        f"{chosen} Not the official CAM: it reads the last stage, {last} x {last} cells here, too coarse to localise."
+    )
+
+
 def demo_examples(folder: str | os.PathLike[str], count: int = 3, seed: int = 0) -> list[str]:
     """Examples for the synthetic-motion demo model: ``count`` videos rendered by the shipped generator, one per
     motion class (as ``uniformer data synth`` renders them)."""
@@ -114,7 +168,18 @@ def build_app(predictor: Predictor, examples: Sequence[str] = ()) -> gr.Blocks:
     info, spec = predictor.info, predictor.setup.spec
     kind = "video" if info.task == "video" else "image"
 
-    def classify(path: str | None) -> tuple[dict[str, float], list[np.ndarray], str]:
+    def where(path: str | None, target: int | None, show: bool) -> tuple[list[np.ndarray], str]:
+        if not show or path is None or target is None:
+            return [], ""
+        try:
+            view = explained_view(predictor, path, target)
+        except ValueError as exc:
+            raise gr.Error(str(exc)) from None
+        return view.overlays, view.caption
+
+    def classify(
+        path: str | None, show: bool
+    ) -> tuple[dict[str, float], list[np.ndarray], str, list[np.ndarray], str, tuple[str, int]]:
         if not path:
             raise gr.Error(f"upload a{'' if kind == 'video' else 'n'} {kind} first")
         start = time.perf_counter()
@@ -125,7 +190,11 @@ def build_app(predictor: Predictor, examples: Sequence[str] = ()) -> gr.Blocks:
         top = {name: probability for _, name, probability in prediction.top}
         frames = seen_frames(predictor, path)
         timing = f"{1000 * elapsed:.0f} ms for {prediction.views} view{'s' if prediction.views > 1 else ''}"
-        return top, frames, timing
+        shown = (path, prediction.top[0][0])  # the prediction on the page, which the checkbox explains later
+        return top, frames, timing, *where(*shown, show), shown
+
+    def toggle(shown: tuple[str, int] | None, show: bool) -> tuple[list[np.ndarray], str]:
+        return where(*(shown or (None, None)), show)
 
     views = f"{spec.clips} clips x {spec.crops} crops"
     clip = f"{spec.num_frames} frames, " if spec.num_frames else ""
@@ -133,17 +202,29 @@ def build_app(predictor: Predictor, examples: Sequence[str] = ()) -> gr.Blocks:
         gr.Markdown(
             f"## {info.title}\n`{info.name}`: {clip}{spec.crop_size} px, {views}, {len(predictor.setup.labels)} classes"
         )
+        shown = gr.State(None)
         with gr.Row():
             with gr.Column():
                 upload = gr.File(label=f"a {kind}", file_types=[kind], type="filepath", elem_id="upload")
+                show = gr.Checkbox(
+                    label="show where the model looks", info=_explain_help(spec.crop_size), elem_id="explain"
+                )
                 button = gr.Button("Classify", variant="primary", elem_id="classify")
                 if examples:
                     gr.Examples(examples=[[e] for e in examples], inputs=[upload], label="examples")
             with gr.Column():
                 top = gr.Label(num_top_classes=TOPK, label="top-5", elem_id="top5")
                 timing = gr.Textbox(label="time", interactive=False, elem_id="timing")
+                caption = gr.Textbox(label="where the model looks", interactive=False, elem_id="explained")
+                overlays = gr.Gallery(
+                    label="the top class's map on each frame (white box: the centre view)",
+                    format="png",  # lossless: the pictures are the overlays exactly
+                    columns=4,
+                    elem_id="overlay",
+                )
         frames = gr.Gallery(label="the frames the model saw (centre view)", columns=8, elem_id="frames")
-        button.click(classify, inputs=[upload], outputs=[top, frames, timing])
+        button.click(classify, inputs=[upload, show], outputs=[top, frames, timing, overlays, caption, shown])
+        show.change(toggle, inputs=[shown, show], outputs=[overlays, caption])
     return page
 
 
