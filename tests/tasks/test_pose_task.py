@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from uniformer.cli import main
 from uniformer.cli.predict import parse_task_options
@@ -536,3 +537,36 @@ def test_mean_pose_chance_is_low_and_the_tiny_demo_writes_its_report(tmp_path: P
     report = (out / "report.md").read_text()
     assert f"AP {metrics['AP']:.1f}%" in report and "skeletons_00000.png" in report
     assert (out / "skeletons_00000.png").stat().st_size > 0
+
+
+@pytest.mark.parametrize(
+    ("box", "problem"),
+    [("[5, 5, NaN, 10]", "not finite"), ("[5, 5, Infinity, 10]", "not finite"), ("[5, 5, true, 10]", "expected a")],
+)
+def test_boxes_that_are_not_finite_numbers_are_refused_naming_file_image_and_box(
+    tmp_path: Path, box: str, problem: str
+) -> None:
+    boxes = tmp_path / "boxes.json"
+    boxes.write_text('{"a.png": [[1, 1, 4, 4], ' + box + "]}")  # Python's json reads NaN and Infinity
+    with pytest.raises(ValueError, match=rf"--boxes .*boxes\.json: 'a\.png': .*{problem}"):
+        TASK.prediction_options(
+            TASK.prediction_setup(model_info(POSE), build_pose_model(17, {}, channels=16), None, None),
+            {"boxes": str(boxes)},
+        )
+
+
+def test_a_box_off_the_image_fails_that_image_only_and_unmatched_names_are_reported(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    images = []
+    for name in ("on.png", "off.png"):
+        images.append(str(tmp_path / name))
+        Image.fromarray(np.full((40, 30, 3), 128, np.uint8)).save(images[-1])
+    boxes = tmp_path / "boxes.json"
+    boxes.write_text(json.dumps({"on.png": [[2, 2, 20, 30]], "off.png": [[30, 5, 10, 10]], "of.png": [[1, 1, 5, 5]]}))
+    predictor = Predictor(POSE, _pose_checkpoint(tmp_path / "pose.pt"), task_options={"boxes": str(boxes)})
+    with caplog.at_level("WARNING", logger="uniformer.tasks"):
+        on, off = predictor.predict(images)
+    assert on.error is None and len(on.persons) == 1
+    assert off.error == "--boxes: box [30, 5, 10, 10] lies outside the 30x40 image" and off.persons == []
+    assert "no input is named of.png" in caplog.text

@@ -10,6 +10,8 @@ test, :meth:`~uniformer.tasks.pose.codec.MSRAHeatmap.decode`, the person score o
 from __future__ import annotations
 
 import json
+import logging
+import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -45,6 +47,8 @@ __all__ = [
     "pose_image",
     "read_boxes",
 ]
+
+logger = logging.getLogger("uniformer.tasks")
 
 # mmpose 0.x demo/top_down_img_demo_with_mmdet.py: --det-cat-id 1 (person), --bbox-thr 0.3
 PERSON_SCORE_THRESHOLD = 0.3
@@ -131,12 +135,26 @@ def read_boxes(path: str | os.PathLike[str]) -> dict[str, list[list[float]]]:
         raise ValueError(f"--boxes {path}: expected an object {{image: [[x, y, w, h(, score)], ...]}}")
     for name, boxes in data.items():
         if not isinstance(boxes, list) or not all(
-            isinstance(b, list) and len(b) in (4, 5) and all(isinstance(v, (int, float)) for v in b) for b in boxes
+            isinstance(b, list) and len(b) in (4, 5) and all(_is_number(v) for v in b) for b in boxes
         ):
             raise ValueError(f"--boxes {path}: {name!r}: expected a list of [x, y, w, h] or [x, y, w, h, score]")
-        if any(b[2] <= 0 or b[3] <= 0 for b in boxes):
-            raise ValueError(f"--boxes {path}: {name!r}: a box has no area (w and h must be > 0)")
+        for k, box in enumerate(boxes):
+            if not all(math.isfinite(v) for v in box):
+                raise ValueError(f"--boxes {path}: {name!r}: box {k} {box} has a value that is not finite")
+            if box[2] <= 0 or box[3] <= 0:
+                raise ValueError(f"--boxes {path}: {name!r}: box {k} {box} has no area (w and h must be > 0)")
     return data
+
+
+def _is_number(value: object) -> bool:
+    """A JSON number (``true`` and ``false`` are not, though Python counts them as ints)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _outside(box: Sequence[float], width: int, height: int) -> bool:
+    """Whether the ``[x, y, w, h]`` box shares no area with a ``width`` x ``height`` image."""
+    x, y, w, h = box[:4]
+    return x >= width or y >= height or x + w <= 0 or y + h <= 0
 
 
 class _Persons:
@@ -264,6 +282,11 @@ class PosePredictTask(base.PredictTask[PredictionSetup, Prediction]):
         if missing:
             raise FileNotFoundError(f"input not found: {', '.join(missing)}")
         given, errors = setup.boxes, {}
+        if given is not None:
+            names = {*paths, *(os.path.basename(p) for p in paths)}
+            unmatched = sorted(key for key in given if key not in names)
+            if unmatched:
+                logger.warning("--boxes: no input is named %s (those boxes are not used)", ", ".join(unmatched[:10]))
         if setup.detector is not None:
             given, errors = setup.detector.people(paths)
         instances, owner = [], []
@@ -272,6 +295,16 @@ class PosePredictTask(base.PredictTask[PredictionSetup, Prediction]):
                 continue
             if given is not None:
                 boxes = given.get(path, given.get(os.path.basename(path), []))
+                if boxes and setup.boxes is not None:  # a user's file: its boxes must lie on the image
+                    try:
+                        width, height = image_size(path)
+                    except DecodeError as exc:
+                        errors[n] = f"unreadable image ({exc})"
+                        continue
+                    outside = [box for box in boxes if _outside(box, width, height)]
+                    if outside:
+                        errors[n] = f"--boxes: box {outside[0]} lies outside the {width}x{height} image"
+                        continue
             else:
                 try:
                     width, height = image_size(path)
