@@ -95,6 +95,14 @@ class CheckpointError(ValueError):
     """A checkpoint that cannot be read or does not fit the model."""
 
 
+def _unpickling_reason(exc: pickle.UnpicklingError) -> str:
+    """What PyTorch's weights-only unpickler refused (e.g. "unsupported GLOBAL posix.system ..."), without its
+    advice to load the file unsafely."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    named = [line for line in lines if "GLOBAL" in line or "Unsupported" in line]
+    return (named or lines or ["no details"])[0].rstrip(".")
+
+
 def torch_load(path: str | os.PathLike[str]) -> Any:
     """``torch.load`` of a checkpoint on CPU with ``weights_only=True`` (plus the allow-list above): the only
     one in the package. Any unreadable file becomes a :class:`CheckpointError` naming it."""
@@ -112,9 +120,9 @@ def torch_load(path: str | os.PathLike[str]) -> Any:
             return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         raise CheckpointError(
-            f"{path}: refusing to load: the file holds Python objects beyond tensors and plain containers, "
-            f"and unpickling them could run code ({str(exc).splitlines()[0]}). If you trust the file, load it "
-            "yourself with torch.load(weights_only=False) and save only its state dict."
+            f"{path}: refusing to load: the file holds Python objects beyond tensors and plain containers, and "
+            f"unpickling them could run code ({_unpickling_reason(exc)}); ask its author for a .safetensors file "
+            "or a plain state dict"
         ) from None
     except Exception as exc:  # a truncated or foreign file surfaces as several exception types
         first = str(exc).splitlines()[0] if str(exc) else "no details"
