@@ -12,8 +12,6 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-import pytest
-
 REPO = Path(__file__).resolve().parents[2]
 PAGE = REPO / "docs" / "scale.md"
 TINY = (
@@ -29,7 +27,6 @@ def _commands() -> str:
     return found[0]
 
 
-@pytest.mark.timeout(900)
 def test_the_pages_commands_prepare_shard_upload_and_train_with_two_processes(
     tmp_path: Path, s3_server: Callable[[Path, str], str]
 ) -> None:

@@ -54,7 +54,6 @@ def _train(root: Path, num_classes: int, mean: tuple[float, ...], std: tuple[flo
     return model.eval()
 
 
-@pytest.mark.timeout(300)
 def test_grad_cam_puts_its_mass_on_the_moving_object(tmp_path: Path) -> None:
     synthesize(tmp_path, num_classes=CLASSES, videos_per_class=PER_CLASS, size=64, val_fraction=6 / PER_CLASS)
     spec = Predictor("uniformer_tiny_motion").setup.spec

@@ -358,7 +358,6 @@ def test_detection_recipe_names_the_official_config_and_builds_the_published_mod
     assert len(RECIPES) == 6
 
 
-@pytest.mark.timeout(600)
 def test_tiny_demo_writes_its_report_and_consistent_numbers(tmp_path: Path) -> None:
     out = tmp_path / "demo"
     tiny = (*TINY, "trainer.tensorboard=false")

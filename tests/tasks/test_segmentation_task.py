@@ -388,7 +388,6 @@ def test_chance_is_the_miou_of_background_everywhere(tmp_path: Path) -> None:
     assert background_miou(tmp_path, len(SHAPE_CLASSES)) == pytest.approx(3 / 8)
 
 
-@pytest.mark.timeout(600)
 def test_tiny_demo_writes_its_report_and_consistent_numbers(tmp_path: Path) -> None:
     out = tmp_path / "demo"
     tiny = tuple(o for o in TINY if not o.startswith(("data.scale", "data.crop_size")))
