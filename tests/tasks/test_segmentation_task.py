@@ -17,6 +17,7 @@ from omegaconf import OmegaConf
 from PIL import Image
 
 from uniformer.cli import main
+from uniformer.data.shapes import SHAPE_CLASSES
 from uniformer.engine import load_config
 from uniformer.engine.config import resolve_config
 from uniformer.engine.evaluate import evaluate
@@ -35,7 +36,7 @@ from uniformer.tasks.segmentation.data import (
 from uniformer.tasks.segmentation.demo import background_miou, run_demo
 from uniformer.tasks.segmentation.metrics import IoUAccumulator
 from uniformer.tasks.segmentation.predict import write_overlay
-from uniformer.tasks.segmentation.synth import SHAPE_CLASSES, write_shapes
+from uniformer.tasks.segmentation.synth import write_shapes
 
 TINY = [
     "model.overrides.depth=[1,1,1,1]",

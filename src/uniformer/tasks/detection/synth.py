@@ -17,7 +17,7 @@ import numpy as np
 from PIL import Image
 from pycocotools import mask as mask_utils
 
-from uniformer.tasks.segmentation.synth import SHAPE_CLASSES, shape_mask
+from uniformer.data.shapes import SHAPE_CLASSES, shape_mask
 
 __all__ = ["INSTANCE_CLASSES", "draw_instances", "write_instances"]
 

@@ -27,11 +27,12 @@ import torch
 from PIL import Image
 
 from uniformer.data.images import read_image, read_label_map
+from uniformer.data.shapes import SHAPE_CLASSES
 from uniformer.models.zoo.catalog import model_info
 from uniformer.tasks._demo import run_cli, train_and_test, write_report
 from uniformer.tasks.segmentation.metrics import Areas, compute_metrics, intersect_and_union
 from uniformer.tasks.segmentation.predict import palette_for
-from uniformer.tasks.segmentation.synth import SHAPE_CLASSES, write_shapes
+from uniformer.tasks.segmentation.synth import write_shapes
 
 __all__ = ["CONFIG", "background_miou", "run_demo"]
 

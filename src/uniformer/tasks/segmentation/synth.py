@@ -16,30 +16,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-__all__ = ["SHAPE_CLASSES", "draw_sample", "shape_mask", "write_shapes"]
+from uniformer.data.shapes import SHAPE_CLASSES, shape_mask
 
-SHAPE_CLASSES = ("background", "disc", "square", "triangle", "ring", "cross")
+__all__ = ["draw_sample", "write_shapes"]
+
 RADIUS = (0.2, 0.32)  # shape radius, a fraction of the image side
 MAX_PLACEMENT_TRIES = 20  # random positions tried for a shape before it is left out
-
-
-def shape_mask(kind: str, size: int, cy: float, cx: float, r: float) -> np.ndarray:
-    """The (size, size) boolean region of one shape of radius ``r`` centred at (cy, cx) (also the detection
-    demo's instances)."""
-    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
-    dy, dx = yy - cy, xx - cx
-    dist = np.hypot(dy, dx)
-    if kind == "disc":
-        return dist <= r
-    if kind == "square":
-        return (np.abs(dy) <= 0.8 * r) & (np.abs(dx) <= 0.8 * r)
-    if kind == "triangle":  # apex up
-        return (dy >= -r) & (dy <= 0.7 * r) & (np.abs(dx) <= 0.6 * (dy + r))
-    if kind == "ring":
-        return (dist <= r) & (dist >= 0.55 * r)
-    if kind == "cross":
-        return ((np.abs(dx) <= 0.3 * r) & (np.abs(dy) <= r)) | ((np.abs(dy) <= 0.3 * r) & (np.abs(dx) <= r))
-    raise ValueError(f"unknown shape {kind!r}")
 
 
 def draw_sample(rng: np.random.Generator, size: int = 64) -> tuple[np.ndarray, np.ndarray]:
