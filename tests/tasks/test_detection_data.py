@@ -206,6 +206,10 @@ def test_broken_masks_and_orphans_are_left_out_at_load_and_reported_by_id(tmp_pa
     item = data[0]  # training draws the image without error: only the good annotation is a target
     assert item["target"]["masks"].shape == (1, 60, 80) and item["target"]["boxes"].shape == (1, 4)
     assert "with a broken mask" in r.summary()
+    # the evaluation's ground truth is drawn by pycocotools too: the broken masks have left it
+    test = CocoDetection(ann, tmp_path / "images", train=False)
+    assert sorted(test.coco.anns) == [5, 77]
+    assert all(test.coco.annToMask(a).shape == (60, 80) for a in test.coco.anns.values() if a["image_id"] == 1)
 
 
 @pytest.mark.parametrize(

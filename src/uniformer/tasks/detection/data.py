@@ -13,7 +13,7 @@ Annotations are read as mmdet 2.x's ``CocoDataset`` reads them (``mmdet/datasets
   without any trains a box-only detector. In a file with masks, an annotation without one is dropped (counted);
   so is one whose mask pycocotools cannot draw on its image (a polygon of fewer than 3 points or an odd number of
   values, an RLE whose size is not the image's), reported with its id when the set is read, not when training
-  draws the image;
+  draws the image, and removed from the ground truth the evaluation scores against (pycocotools would fail on it);
 * an annotation whose ``image_id`` is not in the images list is dropped and reported with its id; a file that
   is not a COCO object, an image id listed twice, or a box that is not numbers is an error naming the file;
 * an image that fails to decode (or whose size is not the annotated one) is replaced by another one in training
@@ -154,7 +154,12 @@ class CocoDetection(RetryingDataset):
         anns = self.coco.dataset.get("annotations", [])
         self.has_masks = any(a.get("segmentation") for a in anns)
         self.report = report = DataReport()
+        self.broken_masks: set[Any] = set()
         self.entries = self._entries()
+        if self.broken_masks:  # the mask metric draws every ground-truth mask: those it cannot draw leave the index
+            self.coco.dataset["annotations"] = [a for a in anns if a["id"] not in self.broken_masks]
+            with contextlib.redirect_stdout(io.StringIO()):
+                self.coco.createIndex()
         if report.problems:
             shown = "; ".join(report.problems[:20]) + ("; ..." if len(report.problems) > 20 else "")
             logger.warning("%s: %d annotation(s) left out: %s", self.ann_file, len(report.problems), shown)
@@ -195,6 +200,7 @@ class CocoDetection(RetryingDataset):
                     report.no_mask += 1
                 elif problem is not None:
                     report.bad_mask += 1
+                    self.broken_masks.add(ann["id"])
                     report.problems.append(f"annotation {ann['id']} (image {image_id}): {problem}")
                 else:
                     entry.annotations.append(ann)
