@@ -199,3 +199,6 @@ def test_the_card_of_each_task_carries_the_hubs_pipeline_tag(tmp_path):
             model = uniformer.create_model(name)
         uniformer.save_pretrained(model.to_empty(device="cpu"), tmp_path / name)
         assert _card_tag(tmp_path / name) == f"pipeline_tag: {tag}", name
+    card = (tmp_path / "uniformer_small_h14_mask_rcnn_coco_1x" / "README.md").read_text()
+    assert "box AP (published): 45.6" in card and "mask AP (published): 41.6" in card
+    assert "AP (published): 74.0" in (tmp_path / "uniformer_small_topdown_coco_256x192" / "README.md").read_text()

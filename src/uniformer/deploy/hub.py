@@ -30,7 +30,7 @@ from timm.models._hub import generate_readme
 from uniformer._fileio import atomic_write, atomic_write_text
 from uniformer.models.checkpoint import HUB_CONFIG, HUB_WEIGHTS, CheckpointFile, check_fit, hub_metadata
 from uniformer.models.zoo.catalog import model_info
-from uniformer.models.zoo.schema import ModelInfo
+from uniformer.models.zoo.schema import METRIC_LABELS, ModelInfo
 from uniformer.tasks.classification.config import class_names as resolve_class_names
 from uniformer.tasks.classification.config import clip_spec
 
@@ -90,9 +90,10 @@ def hub_config(
 ) -> dict[str, Any]:
     """The ``config.json`` of ``model`` in timm's layout (see the module docstring).
 
-    ``num_classes`` counts a pose model's keypoints. Class names: given, else those that came with the weights, else the zoo entry's when the class count matches,
-    else ``"class i"``. Clip (classification models): ``clip`` over the one that came with the weights over the
-    zoo entry's test views (:func:`~uniformer.tasks.classification.config.clip_spec`).
+    ``num_classes`` counts a pose model's keypoints. Class names: given, else those that came with the weights,
+    else the zoo entry's when the class count matches, else ``"class i"``. Clip (classification models): ``clip``
+    over the one that came with the weights over the zoo entry's test views
+    (:func:`~uniformer.tasks.classification.config.clip_spec`).
     """
     cfg = _zoo_cfg(model, model_name)
     info = model_info(cfg["name"])
@@ -126,12 +127,14 @@ def hub_config(
 
 
 def _published_metrics(info: ModelInfo) -> dict[str, str]:
-    published = info.release().metrics
+    """The release's published numbers as the card shows them (top-1 with its test views; the dense tasks' mIoU,
+    box / mask AP and keypoint AP under the zoo's names)."""
     metrics = {}
-    if "top1" in published:
-        metrics["Top-1 (published)"] = f"{published['top1']:.1f} % ({info.test_clips} clips x {info.test_crops} crops)"
-    if "miou" in published:
-        metrics["mIoU (published)"] = f"{published['miou']:.1f}"
+    for key, value in info.release().metrics.items():
+        if key == "top1":
+            metrics["Top-1 (published)"] = f"{value:.1f} % ({info.test_clips} clips x {info.test_crops} crops)"
+        else:
+            metrics[f"{METRIC_LABELS[key]} (published)"] = f"{value:.1f}"
     return metrics
 
 
