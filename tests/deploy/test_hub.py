@@ -9,9 +9,11 @@ from unittest import mock
 import pytest
 import timm
 import torch
+from safetensors.torch import save_file
 
 import uniformer
 from uniformer.models.checkpoint import CheckpointError, read_checkpoint
+from uniformer.models.segmentor import build_segmentor
 from uniformer.tasks.classification import TASK
 
 TINY_IMAGE = dict(depth=(1, 1, 1, 1), embed_dim=(32, 64, 128, 256), head_dim=32)
@@ -143,3 +145,60 @@ def test_a_detector_with_its_own_options_round_trips_through_the_hub_layout(tmp_
     with torch.no_grad():
         ours, theirs = model(images)[0], again(images)[0]
     assert all(torch.equal(ours[key], theirs[key]) for key in ours)
+
+
+TINY_DENSE = dict(depth=(1, 1, 1, 1), embed_dim=(16, 32, 48, 64), head_dim=16)
+
+
+def _card_tag(folder: Path) -> str:
+    return next(line for line in (folder / "README.md").read_text().splitlines() if line.startswith("pipeline_tag:"))
+
+
+def test_a_segmentor_with_reduced_heads_round_trips_and_its_card_names_the_task(tmp_path):
+    # the demo's segmentor: a reduced backbone and 32-wide heads, which only the weights' shapes record
+    torch.manual_seed(0)
+    trained = build_segmentor("upernet", 6, TINY_DENSE, channels=32, aux_channels=32)
+    save_file(trained.state_dict(), tmp_path / "trained.safetensors")
+    name = "uniformer_small_upernet_ade20k"
+    model = uniformer.create_model(name, checkpoint_path=tmp_path / "trained.safetensors", **TINY_DENSE).eval()
+    uniformer.save_pretrained(model, tmp_path / "hub")
+    loaded = uniformer.create_model(name, pretrained=f"local-dir:{tmp_path / 'hub'}").eval()
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(loaded(x), model(x))
+    assert _card_tag(tmp_path / "hub") == "pipeline_tag: image-segmentation"
+    assert json.loads((tmp_path / "hub" / "config.json").read_text())["num_classes"] == 6
+
+
+def test_a_pose_model_round_trips_with_its_head_width_and_keypoint_names(tmp_path):
+    name = "uniformer_small_topdown_coco_256x192"
+    torch.manual_seed(0)
+    model = uniformer.create_model(name, **TINY_DENSE, head_channels=32).eval()
+    uniformer.save_pretrained(model, tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["num_classes"] == 17 and config["model_args"]["head_channels"] == 32
+    assert config["label_names"] == uniformer.model_info(name).labels
+    loaded = uniformer.create_model(name, pretrained=f"local-dir:{tmp_path}").eval()
+    x = torch.randn(1, 3, 64, 48)
+    with torch.no_grad():
+        assert torch.equal(loaded(x), model(x))
+    assert _card_tag(tmp_path) == "pipeline_tag: keypoint-detection"
+    assert "**Keypoints:** 17" in (tmp_path / "README.md").read_text()
+
+
+def test_the_card_of_each_task_carries_the_hubs_pipeline_tag(tmp_path):
+    names = {
+        "uniformer_small": "image-classification",
+        "uniformer_tiny_motion": "video-classification",
+        "uniformer_small_fpn_ade20k": "image-segmentation",
+        "uniformer_small_h14_mask_rcnn_coco_1x": "object-detection",
+        "uniformer_small_topdown_coco_256x192": "keypoint-detection",
+    }
+    for name, tag in names.items():
+        with torch.device("meta"):
+            model = uniformer.create_model(name)
+        uniformer.save_pretrained(model.to_empty(device="cpu"), tmp_path / name)
+        assert _card_tag(tmp_path / name) == f"pipeline_tag: {tag}", name
+    card = (tmp_path / "uniformer_small_h14_mask_rcnn_coco_1x" / "README.md").read_text()
+    assert "box AP (published): 45.6" in card and "mask AP (published): 41.6" in card
+    assert "AP (published): 74.0" in (tmp_path / "uniformer_small_topdown_coco_256x192" / "README.md").read_text()

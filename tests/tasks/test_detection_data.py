@@ -174,3 +174,63 @@ def test_training_batches_hold_images_of_one_aspect_ratio_class(tmp_path: Path, 
         (False,),
         (True,),
     ]  # the engine drew each batch from one group
+
+
+def _edit(ann: Path, change: Any) -> Path:
+    data = json.loads(ann.read_text())
+    change(data)
+    ann.write_text(json.dumps(data))
+    return ann
+
+
+def test_broken_masks_and_orphans_are_left_out_at_load_and_reported_by_id(tmp_path: Path, caplog) -> None:
+    boxes = {1: [[5, 5, 20, 20], [30, 5, 20, 20], [5, 30, 20, 20], [30, 30, 20, 20], [10, 10, 30, 30]]}
+    ann = write_set(tmp_path, {1: (60, 80), 2: (60, 80)}, boxes)
+
+    def break_masks(data: dict) -> None:
+        anns = data["annotations"]
+        anns[0]["segmentation"] = [[5, 5, 25]]  # a 3-value polygon
+        anns[1]["segmentation"] = [[]]  # an empty polygon
+        anns[2]["segmentation"] = {"size": [10, 10], "counts": [100]}  # an RLE of another image's size
+        anns[3]["segmentation"] = {"size": [60, 80], "counts": [4000]}  # run lengths not covering the image
+        anns.append({**anns[4], "id": 77, "image_id": 9})  # an image not listed
+
+    _edit(ann, break_masks)
+    with caplog.at_level("WARNING"):
+        data = CocoDetection(ann, tmp_path / "images", train=True, flip=0.0)
+    r = data.report
+    assert (r.annotations, r.bad_mask, r.orphans) == (1, 4, 1)
+    for ann_id, reason in [(1, "polygon 0 has 3 values"), (2, "polygon 0 has 0 values"), (3, "RLE size [10, 10]"),
+                           (4, "counts cover 4000 pixels"), (77, "image_id 9 is not in images")]:  # fmt: skip
+        assert f"annotation {ann_id}" in caplog.text and reason in caplog.text
+    item = data[0]  # training draws the image without error: only the good annotation is a target
+    assert item["target"]["masks"].shape == (1, 60, 80) and item["target"]["boxes"].shape == (1, 4)
+    assert "with a broken mask" in r.summary()
+    # the evaluation's ground truth is drawn by pycocotools too: the broken masks have left it
+    test = CocoDetection(ann, tmp_path / "images", train=False)
+    assert sorted(test.coco.anns) == [5, 77]
+    assert all(test.coco.annToMask(a).shape == (60, 80) for a in test.coco.anns.values() if a["image_id"] == 1)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda d: d["annotations"][0].update(bbox=["5", "5", "20", "20"]), r"annotation 1: field 'bbox' must be"),
+        (lambda d: d["images"].append(dict(d["images"][0])), r"images\[1\] repeats the image id 1 of images\[0\]"),
+        (lambda d: d.update(annotations={"id": 1}), r"field 'annotations' must be a list"),
+        (lambda d: d["annotations"].append(3), r"annotations\[1\] is not an object with an 'id'"),
+    ],
+)
+def test_malformed_annotation_files_are_errors_naming_the_file_and_field(tmp_path: Path, change, message) -> None:
+    ann = _edit(write_set(tmp_path, {1: (60, 80)}, {1: [[5, 5, 20, 20]]}), change)
+    with pytest.raises(ValueError, match=rf"instances.json: .*{message}"):
+        CocoDetection(ann, tmp_path / "images", train=True)
+
+
+def test_a_file_that_is_not_a_coco_object_is_named(tmp_path: Path) -> None:
+    (tmp_path / "list.json").write_text("[]")
+    with pytest.raises(ValueError, match=r"list.json: not a COCO-format annotation file .*holds a list"):
+        CocoDetection(tmp_path / "list.json", tmp_path, train=True)
+    (tmp_path / "broken.json").write_text("{")
+    with pytest.raises(ValueError, match=r"annotation file .*broken.json: not a readable JSON file"):
+        CocoDetection(tmp_path / "broken.json", tmp_path, train=True)

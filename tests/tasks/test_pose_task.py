@@ -570,3 +570,20 @@ def test_a_box_off_the_image_fails_that_image_only_and_unmatched_names_are_repor
     assert on.error is None and len(on.persons) == 1
     assert off.error == "--boxes: box [30, 5, 10, 10] lies outside the 30x40 image" and off.persons == []
     assert "no input is named of.png" in caplog.text
+
+
+def test_null_keypoints_are_reported_by_id_once_at_load_and_a_non_object_annotation_is_named(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    gt = json.loads(_gt_file(tmp_path, [np.full((17, 2), 50.0)] * 2).read_text())
+    gt["annotations"][1]["keypoints"] = None
+    (tmp_path / "null.json").write_text(json.dumps(gt))
+    with caplog.at_level("WARNING"):
+        file = read_keypoint_file(tmp_path / "null.json", tmp_path)
+    assert len(file.instances) == 1
+    assert "1 unusable annotation(s) skipped: annotation 2" in caplog.text
+    assert "'keypoints' is null, not a list of x, y, v values" in caplog.text
+    gt["annotations"].append([1, 2, 3])
+    (tmp_path / "list.json").write_text(json.dumps(gt))
+    with pytest.raises(ValueError, match=r"list.json: annotations\[2\] is a list, not an object"):
+        read_keypoint_file(tmp_path / "list.json", tmp_path)

@@ -5,7 +5,9 @@ The folder holds timm's Hub layout (timm ``_hub.py``: ``save_for_hf`` / ``push_t
 ``label_names``, ``model_args`` (constructor arguments over the zoo entry) and ``pretrained_cfg`` (timm's
 preprocessing fields), plus ``clip``, the classification view settings (frames, stride, sampling, crop, test
 views) that timm has no field for; ``model.safetensors``; and a model card ``README.md`` written by timm's own
-``generate_readme``. ``create_model(name, pretrained="local-dir:DIR" | "hf-hub:ORG/REPO")`` reads it back
+``generate_readme``, tagged with the Hub's pipeline tag of the model's task. Every task's models use it (a pose
+model's ``num_classes`` is its keypoint count); what only the weights record, such as a segmentor's head widths,
+is read back from them. ``create_model(name, pretrained="local-dir:DIR" | "hf-hub:ORG/REPO")`` reads it back
 (:func:`uniformer.models.checkpoint.read_pretrained`), and for the image models so does
 ``timm.create_model("local-dir:DIR", pretrained=True)`` once ``uniformer`` is imported.
 """
@@ -26,10 +28,9 @@ from safetensors.torch import save_file
 from timm.models._hub import generate_readme
 
 from uniformer._fileio import atomic_write, atomic_write_text
-from uniformer.models.checkpoint import HUB_CONFIG, HUB_WEIGHTS, check_fit
-from uniformer.models.factory import create_model
+from uniformer.models.checkpoint import HUB_CONFIG, HUB_WEIGHTS, CheckpointFile, check_fit, hub_metadata
 from uniformer.models.zoo.catalog import model_info
-from uniformer.models.zoo.schema import ModelInfo
+from uniformer.models.zoo.schema import METRIC_LABELS, ModelInfo
 from uniformer.tasks.classification.config import class_names as resolve_class_names
 from uniformer.tasks.classification.config import clip_spec
 
@@ -57,6 +58,29 @@ def _zoo_cfg(model: nn.Module, model_name: str | None) -> dict[str, Any]:
     return {**recorded, "name": name}
 
 
+# The Hub's pipeline tag of each zoo task, and how the card names the model's kind
+_PIPELINE_TAGS = {
+    "image": "image-classification",
+    "video": "video-classification",
+    "segmentation": "image-segmentation",
+    "detection": "object-detection",
+    "pose": "keypoint-detection",
+}
+_MODEL_TYPES = {
+    "image": "Image classification",
+    "video": "Video classification",
+    "segmentation": "Semantic segmentation",
+    "detection": "Object detection and instance segmentation",
+    "pose": "Top-down human pose estimation (keypoint heatmaps)",
+}
+
+
+def _num_outputs(model: nn.Module, info: ModelInfo) -> int:
+    """The model's class count; a pose model's is its keypoint count (its heatmaps), as ``create_model``'s
+    ``num_classes``."""
+    return int(model.num_keypoints if info.task == "pose" else model.num_classes)
+
+
 def hub_config(
     model: nn.Module,
     model_name: str | None = None,
@@ -66,13 +90,14 @@ def hub_config(
 ) -> dict[str, Any]:
     """The ``config.json`` of ``model`` in timm's layout (see the module docstring).
 
-    Class names: given, else those that came with the weights, else the zoo entry's when the class count matches,
-    else ``"class i"``. Clip (classification models): ``clip`` over the one that came with the weights over the
-    zoo entry's test views (:func:`~uniformer.tasks.classification.config.clip_spec`).
+    ``num_classes`` counts a pose model's keypoints. Class names: given, else those that came with the weights,
+    else the zoo entry's when the class count matches, else ``"class i"``. Clip (classification models): ``clip``
+    over the one that came with the weights over the zoo entry's test views
+    (:func:`~uniformer.tasks.classification.config.clip_spec`).
     """
     cfg = _zoo_cfg(model, model_name)
     info = model_info(cfg["name"])
-    num_classes = int(model.num_classes)
+    num_classes = _num_outputs(model, info)
     if class_names is not None and len(class_names) != num_classes:
         raise ValueError(f"save_pretrained: {len(class_names)} class names for a {num_classes}-class model")
     stored = list(class_names) if class_names is not None else cfg.get("classes")
@@ -102,12 +127,14 @@ def hub_config(
 
 
 def _published_metrics(info: ModelInfo) -> dict[str, str]:
-    published = info.release().metrics
+    """The release's published numbers as the card shows them (top-1 with its test views; the dense tasks' mIoU,
+    box / mask AP and keypoint AP under the zoo's names)."""
     metrics = {}
-    if "top1" in published:
-        metrics["Top-1 (published)"] = f"{published['top1']:.1f} % ({info.test_clips} clips x {info.test_crops} crops)"
-    if "miou" in published:
-        metrics["mIoU (published)"] = f"{published['miou']:.1f}"
+    for key, value in info.release().metrics.items():
+        if key == "top1":
+            metrics["Top-1 (published)"] = f"{value:.1f} % ({info.test_clips} clips x {info.test_crops} crops)"
+        else:
+            metrics[f"{METRIC_LABELS[key]} (published)"] = f"{value:.1f}"
     return metrics
 
 
@@ -117,9 +144,9 @@ def model_card(config: Mapping[str, Any], repo_name: str, metrics: Mapping[str, 
     and how to load it."""
     info = model_info(config["architecture"])
     details: dict[str, Any] = {
-        "Model type": "Video classification" if info.task == "video" else f"{info.task.capitalize()} classification",
+        "Model type": _MODEL_TYPES[info.task],
         "Architecture": f"{info.title} (zoo name `{info.name}`)",
-        "Classes": config["num_classes"],
+        "Keypoints" if info.task == "pose" else "Classes": config["num_classes"],
     }
     if config.get("model_args"):
         details["Architecture overrides"] = ", ".join(f"{k}={v}" for k, v in config["model_args"].items())
@@ -140,18 +167,22 @@ def model_card(config: Mapping[str, Any], repo_name: str, metrics: Mapping[str, 
         "```python\nimport uniformer\n\n"
         f'model = uniformer.create_model("{info.name}", pretrained="hf-hub:{repo_name}").eval()\n'
         '```\n\nOr, with the weights in a local folder, `pretrained="local-dir:FOLDER"`; from the command line:\n'
-        f"`uniformer predict VIDEO_OR_IMAGE --model {info.name} --checkpoint FOLDER`.\n"
-        "`config.json` holds the class names (`label_names`) and the test views (`clip`).\n"
+        f"`uniformer predict {'VIDEO' if info.task == 'video' else 'IMAGE'} --model {info.name} --checkpoint FOLDER`.\n"
+        + (
+            "`config.json` holds the class names (`label_names`) and the test views (`clip`).\n"
+            if clip
+            else "`config.json` holds the class names (`label_names`).\n"
+        )
     )
+    task_name = _PIPELINE_TAGS[info.task]
     card = dict(
-        tags=[f"{'video' if info.task == 'video' else 'image'}-classification", "uniformer", "pytorch"],
+        tags=[task_name, "uniformer", "pytorch"],
         library_name="uniformer",
         license="mit",
         details=details,
         usage=usage,
         citation=_CITATION,
     )
-    task_name = "video-classification" if info.task == "video" else "image-classification"
     return generate_readme(card, repo_name.split("/")[-1], task_name=task_name)
 
 
@@ -178,8 +209,12 @@ def save_pretrained(
     folder = Path(save_directory)
     config = hub_config(model, model_name, class_names=class_names, clip=clip)
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    with torch.device("meta"):  # what create_model(pretrained="local-dir:...") will build must take these weights
-        target = create_model(config["architecture"], num_classes=config["num_classes"], **config["model_args"])
+    # create_model(pretrained="local-dir:...") must build a model these weights fit: its builder is given the file
+    # it will read (from which it takes what only the weights record, e.g. a segmentor's head widths)
+    file = CheckpointFile(folder / HUB_WEIGHTS, state, "safetensors", metadata=hub_metadata(config))
+    info = model_info(config["architecture"])
+    with torch.device("meta"):
+        target = info.kind.build(info, config["num_classes"], file.model_overrides, file)
     check_fit(target, state, "save_pretrained: the model's state dict")
     atomic_write(folder / HUB_WEIGHTS, lambda tmp: save_file(state, tmp, metadata={"format": "pt"}))
     atomic_write_text(folder / HUB_CONFIG, json.dumps(config, indent=2) + "\n")

@@ -65,6 +65,7 @@ __all__ = [
     "HUB_CONFIG",
     "HUB_WEIGHTS",
     "read_pretrained",
+    "hub_metadata",
 ]
 
 # ``format`` of the training checkpoints :mod:`uniformer.engine` writes (model, optimizer, counters, config).
@@ -292,10 +293,15 @@ def _read_hub_folder(config_path: Path, weights_path: Path) -> CheckpointFile:
     names = config.get("label_names")
     if names is not None and not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
         raise CheckpointError(f"{config_path}: field 'label_names' must be a list of class names")
-    file = read_checkpoint(weights_path)
-    metadata = dict(model=config["architecture"], classes=names, clip=config.get("clip"))
+    return dataclasses.replace(read_checkpoint(weights_path), metadata=hub_metadata(config))
+
+
+def hub_metadata(config: dict[str, Any]) -> dict[str, Any]:
+    """What a Hub folder's ``config.json`` says about its weights, as :class:`CheckpointFile` metadata (its
+    ``architecture``, ``label_names``, ``model_args`` and ``clip``)."""
+    metadata = dict(model=config["architecture"], classes=config.get("label_names"), clip=config.get("clip"))
     metadata["overrides"] = config.get("model_args") or {}
-    return dataclasses.replace(file, metadata={k: v for k, v in metadata.items() if v is not None})
+    return {k: v for k, v in metadata.items() if v is not None}
 
 
 def read_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:

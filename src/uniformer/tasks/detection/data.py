@@ -11,6 +11,11 @@ Annotations are read as mmdet 2.x's ``CocoDataset`` reads them (``mmdet/datasets
 * training skips images without any annotation (mmdet ``filter_empty_gt``); evaluation keeps every image;
 * masks (polygons or RLE, via pycocotools) when any annotation of the file has a ``segmentation``; a file
   without any trains a box-only detector. In a file with masks, an annotation without one is dropped (counted);
+  so is one whose mask pycocotools cannot draw on its image (a polygon of fewer than 3 points or an odd number of
+  values, an RLE whose size is not the image's), reported with its id when the set is read, not when training
+  draws the image, and removed from the ground truth the evaluation scores against (pycocotools would fail on it);
+* an annotation whose ``image_id`` is not in the images list is dropped and reported with its id; a file that
+  is not a COCO object, an image id listed twice, or a box that is not numbers is an error naming the file;
 * an image that fails to decode (or whose size is not the annotated one) is replaced by another one in training
   (logged and carried in the batch's ``skipped``), and marked ``valid=False`` in evaluation, where the metric
   lists it (:class:`~uniformer.data.items.RetryingDataset`).
@@ -25,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -36,28 +42,36 @@ from pycocotools.coco import COCO
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
+from uniformer._fileio import read_json
 from uniformer.data.images import DecodeError, read_image
 from uniformer.data.items import RetryingDataset, collate_items
 
 __all__ = ["CocoDetection", "DataReport", "RandomSizeCrop", "collate_detection", "load_coco", "train_transform"]
 
+logger = logging.getLogger(__name__)
+
 
 @dataclass
 class DataReport:
-    """What reading the annotation file left out, per reason (annotation or image counts)."""
+    """What reading the annotation file left out, per reason (annotation or image counts); ``problems`` names
+    each annotation left out for a broken mask or a missing image (``"annotation 7: ..."``)."""
 
     images: int = 0
     annotations: int = 0
     crowd: int = 0
     degenerate: int = 0
     no_mask: int = 0
+    bad_mask: int = 0
+    orphans: int = 0
     empty_images_skipped: int = 0
+    problems: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
         return (
             f"{self.images} images, {self.annotations} annotations used; left out: {self.crowd} crowd, "
-            f"{self.degenerate} degenerate boxes, {self.no_mask} without a mask, "
-            f"{self.empty_images_skipped} images without annotations (training only)"
+            f"{self.degenerate} degenerate boxes, {self.no_mask} without a mask, {self.bad_mask} with a broken mask, "
+            f"{self.orphans} of images not listed, {self.empty_images_skipped} images without annotations "
+            "(training only)"
         )
 
 
@@ -71,18 +85,40 @@ class _Entry:
 
 
 def load_coco(ann_file: str | os.PathLike[str]) -> COCO:
-    """The annotation file as a pycocotools ``COCO`` index (its progress prints silenced); a clear error for a
-    file that is missing or not COCO-format."""
+    """The annotation file as a pycocotools ``COCO`` index (its progress prints silenced); a clear error naming
+    the file and the field for a file that is missing, not JSON, not a COCO object (its ``images``,
+    ``annotations`` and ``categories`` lists of objects with an ``id``), or that lists an image id twice (the
+    index would keep one of them silently)."""
     if not os.path.isfile(ann_file):
         raise FileNotFoundError(f"annotation file {ann_file} does not exist")
-    try:
-        with contextlib.redirect_stdout(io.StringIO()):
-            coco = COCO(str(ann_file))
-    except (ValueError, KeyError, TypeError) as exc:
-        raise ValueError(f"{ann_file}: not a COCO-format annotation file ({type(exc).__name__}: {exc})") from None
+    data = read_json(ann_file, "annotation file")
+    if not isinstance(data, dict):
+        raise ValueError(
+            f"{ann_file}: not a COCO-format annotation file (a JSON object with images, annotations and categories "
+            f"lists; this file holds a {type(data).__name__})"
+        )
     for key in ("images", "categories"):
-        if key not in coco.dataset:
+        if key not in data:
             raise ValueError(f"{ann_file}: no {key!r} list (a COCO instances file has images, annotations, categories)")
+    first_index: dict[Any, int] = {}
+    for key in ("images", "annotations", "categories"):
+        records = data.get(key, [])
+        if not isinstance(records, list):
+            raise ValueError(f"{ann_file}: field {key!r} must be a list; got a {type(records).__name__}")
+        for i, record in enumerate(records):
+            if not isinstance(record, dict) or "id" not in record:
+                raise ValueError(f"{ann_file}: {key}[{i}] is not an object with an 'id'")
+            if key == "images":
+                if record["id"] in first_index:
+                    raise ValueError(
+                        f"{ann_file}: images[{i}] repeats the image id {record['id']!r} of images"
+                        f"[{first_index[record['id']]}] (each image is listed once)"
+                    )
+                first_index[record["id"]] = i
+    coco = COCO()
+    coco.dataset = data
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco.createIndex()
     return coco
 
 
@@ -117,14 +153,26 @@ class CocoDetection(RetryingDataset):
         self.label_of = {cat: i + 1 for i, cat in enumerate(self.category_ids)}
         anns = self.coco.dataset.get("annotations", [])
         self.has_masks = any(a.get("segmentation") for a in anns)
-        self.report = DataReport()
+        self.report = report = DataReport()
+        self.broken_masks: set[Any] = set()
         self.entries = self._entries()
+        if self.broken_masks:  # the mask metric draws every ground-truth mask: those it cannot draw leave the index
+            self.coco.dataset["annotations"] = [a for a in anns if a["id"] not in self.broken_masks]
+            with contextlib.redirect_stdout(io.StringIO()):
+                self.coco.createIndex()
+        if report.problems:
+            shown = "; ".join(report.problems[:20]) + ("; ..." if len(report.problems) > 20 else "")
+            logger.warning("%s: %d annotation(s) left out: %s", self.ann_file, len(report.problems), shown)
         steps = [v2.RandomHorizontalFlip(flip)] if flip > 0 else []
         steps += [crop] if crop is not None else []
         self.transform = v2.Compose(steps) if train and steps else None
 
     def _entries(self) -> list[_Entry]:
         entries, report = [], self.report
+        for ann in self.coco.dataset.get("annotations", []):
+            if ann.get("image_id") not in self.coco.imgs:
+                report.orphans += 1
+                report.problems.append(f"annotation {ann['id']}: image_id {ann.get('image_id')!r} is not in images")
         for image_id in sorted(self.coco.imgs):
             info = self.coco.imgs[image_id]
             for key in ("file_name", "height", "width"):
@@ -143,16 +191,34 @@ class CocoDetection(RetryingDataset):
                     )
                 if ann.get("iscrowd", 0) or ann.get("ignore", False):
                     report.crowd += 1
-                elif not _usable_box(ann, entry.width, entry.height):
+                    continue
+                self._check_numbers(ann)
+                problem = _mask_problem(ann.get("segmentation"), entry.height, entry.width) if self.has_masks else None
+                if not _usable_box(ann, entry.width, entry.height):
                     report.degenerate += 1
                 elif self.has_masks and not ann.get("segmentation"):
                     report.no_mask += 1
+                elif problem is not None:
+                    report.bad_mask += 1
+                    self.broken_masks.add(ann["id"])
+                    report.problems.append(f"annotation {ann['id']} (image {image_id}): {problem}")
                 else:
                     entry.annotations.append(ann)
             report.annotations += len(entry.annotations)
             entries.append(entry)
         report.images = len(entries)
         return entries
+
+    def _check_numbers(self, ann: dict[str, Any]) -> None:
+        """A box or area that is not numbers is an error of the file (a box of another length is degenerate)."""
+        bbox, area = ann.get("bbox"), ann.get("area", 1)
+        if isinstance(bbox, list) and not all(_is_number(v) for v in bbox):
+            raise ValueError(
+                f"{self.ann_file}: annotation {ann['id']}: field 'bbox' must be numbers [x, y, width, height]; "
+                f"got {bbox!r}"
+            )
+        if not _is_number(area):
+            raise ValueError(f"{self.ann_file}: annotation {ann['id']}: field 'area' must be a number; got {area!r}")
 
     def aspect_groups(self) -> list[int]:
         """1 for an image wider than tall, else 0, per item (mmdet ``CustomDataset._set_group_flag``: w / h > 1)."""
@@ -279,6 +345,38 @@ def _usable_box(ann: dict[str, Any], width: int, height: int) -> bool:
     overlap_w = max(0.0, min(x + w, width) - max(x, 0.0))
     overlap_h = max(0.0, min(y + h, height) - max(y, 0.0))
     return overlap_w * overlap_h > 0 and ann.get("area", w * h) > 0 and w >= 1 and h >= 1
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _mask_problem(segmentation: Any, height: int, width: int) -> str | None:
+    """Why pycocotools cannot draw ``segmentation`` as a ``height`` x ``width`` mask, or ``None`` when it can (or
+    when there is none). Polygons: lists of x, y pairs, at least 3 points each (pycocotools reads 4 values as a
+    box and refuses fewer). RLE: ``size`` = [height, width], ``counts`` a compressed string or run lengths
+    covering the image."""
+    if not segmentation:
+        return None
+    if isinstance(segmentation, list):
+        for i, polygon in enumerate(segmentation):
+            if not isinstance(polygon, list) or not all(_is_number(v) for v in polygon):
+                return f"segmentation polygon {i} is not a list of numbers"
+            if len(polygon) < 6 or len(polygon) % 2:
+                return f"segmentation polygon {i} has {len(polygon)} values (x, y pairs of at least 3 points)"
+        return None
+    if isinstance(segmentation, dict):
+        size, counts = segmentation.get("size"), segmentation.get("counts")
+        if size != [height, width]:
+            return f"segmentation RLE size {size!r} is not the image's [{height}, {width}]"
+        if isinstance(counts, str):
+            return None
+        if isinstance(counts, list) and all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in counts):
+            if sum(counts) != height * width:
+                return f"segmentation RLE counts cover {sum(counts)} pixels, not {height} x {width}"
+            return None
+        return "segmentation RLE counts are neither a string nor a list of run lengths"
+    return f"segmentation is a {type(segmentation).__name__}, neither polygons nor an RLE"
 
 
 def collate_detection(items: Sequence[dict[str, Any]]) -> dict[str, Any]:

@@ -81,7 +81,8 @@ def read_keypoint_file(path: str | os.PathLike[str], image_dir: str | os.PathLik
 
     The file must have ``images``, ``annotations`` and a ``categories`` entry with ``keypoints`` names; a file
     that does not is refused naming the field. Annotations that cannot be used (a malformed ``bbox`` or
-    ``keypoints``, an unknown ``image_id``) are skipped and reported in one warning; crowd annotations, empty
+    ``keypoints`` such as ``null``, an unknown ``image_id``) are skipped and reported by id in one warning, when
+    the file is read; an annotation that is not an object is an error naming its index; crowd annotations, empty
     boxes and persons without labelled keypoints are left out as mmpose leaves them out.
     """
     path = Path(path)
@@ -99,11 +100,17 @@ def read_keypoint_file(path: str | os.PathLike[str], image_dir: str | os.PathLik
     except (KeyError, TypeError, ValueError) as exc:
         raise ValueError(f"{path}: an 'images' entry lacks id, file_name, width or height ({exc!r})") from None
     instances, broken = [], []
-    for ann in data["annotations"]:
+    for i, ann in enumerate(data["annotations"]):
+        if not isinstance(ann, dict):
+            raise ValueError(
+                f"{path}: annotations[{i}] is a {_json_type(ann)}, not an object (id, image_id, bbox, keypoints, ...)"
+            )
         try:
             if ann.get("iscrowd", 0) or "keypoints" not in ann or ann.get("num_keypoints", 1) == 0:
                 continue
             file_name, width, height = images[int(ann["image_id"])]
+            if not isinstance(ann["keypoints"], list):
+                raise ValueError(f"'keypoints' is {_json_type(ann['keypoints'])}, not a list of x, y, v values")
             keypoints = np.asarray(ann["keypoints"], dtype=np.float64).reshape(-1, 3)
             if len(keypoints) != len(names):
                 raise ValueError(f"{len(keypoints)} keypoints, the category names {len(names)}")
@@ -118,6 +125,13 @@ def read_keypoint_file(path: str | os.PathLike[str], image_dir: str | os.PathLik
     if broken:
         logger.warning("%s: %d unusable annotation(s) skipped: %s", path, len(broken), "; ".join(broken[:5]))
     return KeypointFile(path, names, skeleton, images, instances)
+
+
+def _json_type(value: Any) -> str:
+    """How a JSON document spells the type of ``value`` (for messages about a user's file)."""
+    if value is None:
+        return "null"
+    return {dict: "object", list: "list", str: "string", bool: "boolean"}.get(type(value), "number")
 
 
 def read_detections(
