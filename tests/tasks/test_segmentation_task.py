@@ -35,7 +35,13 @@ from uniformer.tasks.segmentation.data import (
 )
 from uniformer.tasks.segmentation.demo import background_miou, run_demo
 from uniformer.tasks.segmentation.metrics import IoUAccumulator
-from uniformer.tasks.segmentation.predict import PredictionSetup, palette_for, resized_label_map, write_overlay
+from uniformer.tasks.segmentation.predict import (
+    PredictionSetup,
+    overlay_image,
+    palette_for,
+    resized_label_map,
+    write_overlay,
+)
 from uniformer.tasks.segmentation.synth import SHAPE_CLASSES, write_shapes
 
 TINY = [
@@ -508,3 +514,14 @@ def test_a_photo_larger_than_the_test_scale_never_has_logits_at_its_own_size(tmp
         (prediction,) = TASK.predict(model, [photo], setup, loop, topk=3)
     assert prediction.label_map.shape == (600, 800) and made
     assert max(shape[-2] * shape[-1] for shape in made) <= 48 * 64
+
+
+def test_an_overlay_taller_than_a_band_is_the_blend_of_every_pixel(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 256, (600, 40, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(tmp_path / "tall.png")
+    label_map = rng.integers(0, 6, (600, 40)).astype(np.uint8)
+    palette = [tuple(int(v) for v in rng.integers(0, 256, 3)) for _ in range(6)]
+    overlay = np.asarray(overlay_image(tmp_path / "tall.png", label_map, palette, alpha=0.3))
+    expected = 0.7 * pixels.astype(np.float64) + 0.3 * np.asarray(palette, np.float64)[label_map]
+    assert np.abs(overlay.astype(np.float64) - expected).max() <= 0.5 + 1e-4

@@ -40,6 +40,9 @@ __all__ = [
 ]
 
 
+_BAND_ROWS = 256  # rows an overlay blends at once
+
+
 def palette_for(info: ModelInfo, num_classes: int) -> list[tuple[int, int, int]]:
     """The zoo dataset's colours when the class count is its own, else fixed pseudo-random colours."""
     if num_classes == info.num_classes:
@@ -156,12 +159,18 @@ def overlay_image(
     labels: Sequence[str] | None = None,
 ) -> Image.Image:
     """The image blended with the class colours of ``label_map`` (``alpha`` of colour); with ``labels``, a
-    legend of the classes present (colour and name, largest share first) to its right."""
-    image = read_image(image_path).permute(1, 2, 0).numpy().astype(np.float32)
+    legend of the classes present (colour and name, largest share first) to its right. Blended in bands of
+    rows, so that a photo's float copies never exist whole."""
+    image = read_image(image_path).permute(1, 2, 0).numpy()
     if image.shape[:2] != label_map.shape:
         raise ValueError(f"label map {label_map.shape} does not match the image {image.shape[:2]}")
-    colours = np.asarray(palette, dtype=np.float32)[label_map]
-    blended = Image.fromarray(((1 - alpha) * image + alpha * colours).round().astype(np.uint8))
+    colours = np.asarray(palette, dtype=np.float32)
+    pixels = np.empty(image.shape, np.uint8)
+    for top in range(0, image.shape[0], _BAND_ROWS):
+        rows = slice(top, top + _BAND_ROWS)
+        band = (1 - alpha) * image[rows].astype(np.float32) + alpha * colours[label_map[rows]]
+        pixels[rows] = band.round().astype(np.uint8)
+    blended = Image.fromarray(pixels)
     return blended if labels is None else _with_legend(blended, label_map, palette, labels)
 
 
