@@ -191,6 +191,56 @@ def test_unreadable_files_are_errors_naming_the_file(tmp_path: Path) -> None:
         image_size(tmp_path / "garbage.png")
 
 
+def write_png_bomb(path: Path, width: int, height: int) -> Path:
+    """A PNG whose header declares ``width`` x ``height`` RGB pixels and whose data is one compressed row: the size
+    of a decompression bomb without its memory."""
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    data = zlib.compress(b"\x00" * (1 + 3 * width))
+    chunks = [(b"IHDR", header), (b"IDAT", data), (b"IEND", b"")]
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + b"".join(struct.pack(">I", len(d)) + k + d + struct.pack(">I", zlib.crc32(k + d)) for k, d in chunks)
+    )
+    return path
+
+
+def write_bmp_header(path: Path, width: int, height: int) -> Path:
+    """A 24-bit BMP header declaring ``width`` x ``height`` pixels with no pixel data (PIL reads BMP)."""
+    info = struct.pack("<IiiHHIIiiII", 40, width, height, 1, 24, 0, 0, 2835, 2835, 0, 0)
+    path.write_bytes(b"BM" + struct.pack("<IHHI", 14 + len(info), 0, 0, 14 + len(info)) + info)
+    return path
+
+
+@pytest.mark.parametrize("width, height", [(20000, 20000), (15000, 12000)])  # above twice PIL's limit, and between
+def test_an_image_above_the_pixel_limit_is_refused_from_its_header(tmp_path: Path, width: int, height: int) -> None:
+    for path in (
+        write_png_bomb(tmp_path / "bomb.png", width, height),
+        write_bmp_header(tmp_path / "bomb.bmp", width, height),
+    ):
+        with pytest.raises(DecodeError, match=f"{path}: refused: .*PIL.Image.MAX_IMAGE_PIXELS"):
+            read_image(path)
+    if width * height <= 2 * Image.MAX_IMAGE_PIXELS:  # above that PIL refuses even to read the header
+        assert image_size(tmp_path / "bomb.png") == (width, height)
+    else:
+        with pytest.raises(DecodeError, match="bomb.png: refused: "):
+            image_size(tmp_path / "bomb.png")
+
+
+def test_the_pixel_limit_is_pils_and_can_be_changed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    Image.fromarray(NOISE).save(tmp_path / "noise.png")  # 53 x 37 = 1961 pixels
+    Image.fromarray(NOISE).save(tmp_path / "noise.bmp")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1960)
+    for name in ("noise.png", "noise.bmp"):
+        with pytest.raises(
+            DecodeError, match=f"noise.{name[-3:]}: refused: 53x37 is 1961 pixels, more than the limit of 1960"
+        ):
+            read_image(tmp_path / name)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1961)
+    assert (hwc(read_image(tmp_path / "noise.png")) == NOISE).all()
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", None)
+    assert (hwc(read_image(tmp_path / "noise.bmp")) == NOISE).all()
+
+
 def test_a_label_map_keeps_its_class_indices_and_a_broken_one_names_its_file(tmp_path: Path) -> None:
     classes = (NOISE[..., 0] % 7).astype(np.uint8)
     palette = Image.fromarray(classes, mode="P")

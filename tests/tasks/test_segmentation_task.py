@@ -16,6 +16,7 @@ import torch
 from omegaconf import OmegaConf
 from PIL import Image
 
+from tests.data.test_images import write_png_bomb
 from uniformer.cli import main
 from uniformer.data.shapes import SHAPE_CLASSES
 from uniformer.engine import load_config
@@ -35,7 +36,13 @@ from uniformer.tasks.segmentation.data import (
 )
 from uniformer.tasks.segmentation.demo import background_miou, run_demo
 from uniformer.tasks.segmentation.metrics import IoUAccumulator
-from uniformer.tasks.segmentation.predict import write_overlay
+from uniformer.tasks.segmentation.predict import (
+    PredictionSetup,
+    overlay_image,
+    palette_for,
+    resized_label_map,
+    write_overlay,
+)
 from uniformer.tasks.segmentation.synth import write_shapes
 
 TINY = [
@@ -423,3 +430,98 @@ def test_predictions_run_in_the_test_mode_of_the_weights_training_run(tmp_path: 
 
     (prediction,) = TASK.predict(model.eval(), [str(image)], setup, run, topk=1)
     assert seen == [setup.inference] and prediction.label_map.shape == (40, 40)
+
+
+def _random_segmentor(classes: int = 6) -> torch.nn.Module:
+    torch.manual_seed(0)
+    model = build_segmentor("upernet", classes, {"depth": [1, 1, 1, 1], "embed_dim": [16, 32, 64, 128], "head_dim": 16})
+    return model.eval()
+
+
+def _setup(classes: int = 6, scale: list[int] | None = None) -> PredictionSetup:
+    info = model_info("uniformer_small_upernet_ade20k")
+    names = [f"class {i}" for i in range(classes)]
+    return PredictionSetup(names, palette_for(info, classes), scale or [96, 64], list(info.mean), list(info.std))
+
+
+def _noise(path: Path, height: int, width: int, seed: int) -> str:
+    pixels = np.random.default_rng(seed).integers(0, 256, (height // 4 + 1, width // 4 + 1, 3), dtype=np.uint8)
+    Image.fromarray(pixels).resize((width, height), Image.BILINEAR).save(path)
+    return str(path)
+
+
+def test_a_prediction_does_not_depend_on_the_other_images_of_its_batch(tmp_path: Path) -> None:
+    model, setup = _random_segmentor(), _setup()
+    # at the test scale (96, 64): 64 x 90, 85 x 64, 64 x 90 and 64 x 96: batched together they would be padded
+    paths = [
+        _noise(tmp_path / f"{i}.png", h, w, i) for i, (h, w) in enumerate([(40, 56), (64, 48), (40, 56), (30, 45)])
+    ]
+
+    def predict(order: list[int], batch_size: int) -> dict[str, np.ndarray]:
+        loop = partial(feed, collate=TASK.collate, inputs=TASK.model_inputs, batch_size=batch_size)
+        found = TASK.predict(model, [paths[i] for i in order], setup, loop, topk=3)
+        return {p.path: p.label_map for p in found}
+
+    alone = {k: v for i in range(len(paths)) for k, v in predict([i], 1).items()}
+    for order, batch_size in [([0, 1, 2, 3], 4), ([1, 3, 0, 2], 2), ([3, 2, 1, 0], 8)]:
+        together = predict(order, batch_size)
+        for path in paths:
+            assert (together[path] == alone[path]).all(), (order, batch_size, path)
+
+
+def test_one_bad_input_is_its_own_error_and_the_others_are_predicted(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    model, setup = _random_segmentor(), _setup(scale=[2048, 512])
+    good = _noise(tmp_path / "good.png", 48, 64, 0)
+    thin = _noise(tmp_path / "thin.png", 500, 3, 1)  # 3 pixels wide: 12 x 2048 at the test scale
+    bomb = str(write_png_bomb(tmp_path / "bomb.png", 20000, 20000))  # a header that declares 400 million pixels
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(Path(good).read_bytes()[:60])
+    loop = partial(feed, collate=TASK.collate, inputs=TASK.model_inputs, batch_size=4)
+    found = TASK.predict(model, [thin, good, bomb, str(broken)], setup, loop, topk=3)
+    assert [p.path for p in found] == [thin, good, bomb, str(broken)]
+    assert found[1].error is None and found[1].label_map.shape == (48, 64)
+    assert "thin.png: too small: 3x500 is 12x2048 at the test scale [2048, 512]" in found[0].error
+    assert "at least 32 pixels a side" in found[0].error
+    assert "bomb.png: refused: " in found[2].error and "PIL.Image.MAX_IMAGE_PIXELS" in found[2].error
+    assert "broken.png" in found[3].error and found[0].label_map is None and found[2].label_map is None
+
+
+def test_the_label_map_is_taken_at_the_test_scale_and_resized_by_nearest_pixel() -> None:
+    logits = torch.nn.functional.one_hot(torch.tensor([[0, 1, 2], [3, 4, 5], [6, 6, 6]]), 7).permute(2, 0, 1).float()
+    # the padding row (label 6) is cropped; 2 x 3 labels -> 4 x 9 pixels, each label a 2 x 3 block
+    assert (
+        resized_label_map(logits, (2, 3), (4, 9)).tolist()
+        == [[0] * 3 + [1] * 3 + [2] * 3] * 2 + [[3] * 3 + [4] * 3 + [5] * 3] * 2
+    )
+
+
+def test_a_photo_larger_than_the_test_scale_never_has_logits_at_its_own_size(tmp_path: Path) -> None:
+    model, setup = _random_segmentor(150), _setup(150, scale=[64, 48])
+    photo = _noise(tmp_path / "photo.jpg", 600, 800, 3)
+    made = []
+    interpolate = torch.nn.functional.interpolate
+
+    def recording(*args: Any, **kwargs: Any) -> torch.Tensor:
+        out = interpolate(*args, **kwargs)
+        made.append(tuple(out.shape))
+        return out
+
+    loop = partial(feed, collate=TASK.collate, inputs=TASK.model_inputs, batch_size=1)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(torch.nn.functional, "interpolate", recording)
+        (prediction,) = TASK.predict(model, [photo], setup, loop, topk=3)
+    assert prediction.label_map.shape == (600, 800) and made
+    assert max(shape[-2] * shape[-1] for shape in made) <= 48 * 64
+
+
+def test_an_overlay_taller_than_a_band_is_the_blend_of_every_pixel(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 256, (600, 40, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(tmp_path / "tall.png")
+    label_map = rng.integers(0, 6, (600, 40)).astype(np.uint8)
+    palette = [tuple(int(v) for v in rng.integers(0, 256, 3)) for _ in range(6)]
+    overlay = np.asarray(overlay_image(tmp_path / "tall.png", label_map, palette, alpha=0.3))
+    expected = 0.7 * pixels.astype(np.float64) + 0.3 * np.asarray(palette, np.float64)[label_map]
+    assert np.abs(overlay.astype(np.float64) - expected).max() <= 0.5 + 1e-4

@@ -17,6 +17,10 @@ Whichever library decodes, the result is converted the same way:
   PIL's own 16-bit RGB reading): 65535 -> 255, 0 -> 0. A 16-bit grayscale PNG or TIFF is scaled, not clipped;
 * CMYK (JPEG or TIFF) is converted to RGB.
 
+Pixel limit: an image with more pixels than PIL's ``Image.MAX_IMAGE_PIXELS`` (its decompression-bomb limit, about
+179 million by default; set it higher, or to ``None``, to read larger images) is refused from its header, before
+anything is decoded, whichever library would decode it: a small file can declare a size whose pixels fill the memory.
+
 torchvision 0.29 deprecates its image codecs in favour of torchcodec's; its warning is silenced around the one call
 that uses them.
 """
@@ -65,18 +69,22 @@ def read_image(path: str | os.PathLike[str]) -> torch.Tensor:
             data = f.read()
     except OSError as exc:
         raise DecodeError(f"{path}: cannot read image: {exc.strerror or exc}") from None
+    _check_pixels(path, data)
     if data.startswith(_TORCHVISION_SIGNATURES):
         return _decode_torchvision(path, data)
     return _decode_pil(path, data)
 
 
 def image_size(path: str | os.PathLike[str]) -> tuple[int, int]:
-    """``(width, height)`` of the image :func:`read_image` returns, from the file's header (nothing decoded)."""
+    """``(width, height)`` of the image :func:`read_image` returns, from the file's header (nothing decoded);
+    :class:`DecodeError` for a header PIL refuses as a decompression bomb (over twice ``Image.MAX_IMAGE_PIXELS``)."""
     path = os.fspath(path)
     try:
-        with Image.open(path) as image:
+        with _open_header(path, path) as image:
             width, height = image.size
             orientation = image.getexif().get(_EXIF_ORIENTATION)
+    except DecodeError:
+        raise
     except (OSError, ValueError, SyntaxError) as exc:  # UnidentifiedImageError is an OSError
         raise DecodeError(f"{path}: cannot decode image: {exc}") from None
     return (height, width) if orientation in _TRANSPOSED_ORIENTATIONS else (width, height)
@@ -92,6 +100,37 @@ def read_label_map(path: str | os.PathLike[str]) -> np.ndarray:
             return np.asarray(image)
     except (OSError, ValueError, SyntaxError) as exc:
         raise DecodeError(f"{path}: cannot decode label map: {exc}") from None
+
+
+def _open_header(path: str, source: str | io.BytesIO) -> Image.Image:
+    """PIL's lazy image (the header read, no pixels decoded); PIL's own decompression-bomb refusal becomes a
+    :class:`DecodeError` naming the file, its warning below that is left to :func:`_check_pixels`."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            return Image.open(source)
+    except Image.DecompressionBombError as exc:
+        raise DecodeError(f"{path}: refused: {exc} (PIL.Image.MAX_IMAGE_PIXELS sets the limit)") from None
+
+
+def _check_pixels(path: str, data: bytes) -> None:
+    """:class:`DecodeError` for an image whose header declares more than ``Image.MAX_IMAGE_PIXELS`` pixels; a
+    header PIL cannot read passes (the decoder then says what is wrong with the file)."""
+    limit = Image.MAX_IMAGE_PIXELS
+    if limit is None:
+        return
+    try:
+        with _open_header(path, io.BytesIO(data)) as image:
+            width, height = image.size
+    except DecodeError:
+        raise
+    except (OSError, ValueError, SyntaxError):
+        return
+    if width * height > limit:
+        raise DecodeError(
+            f"{path}: refused: {width}x{height} is {width * height} pixels, more than the limit of {int(limit)} "
+            "(PIL.Image.MAX_IMAGE_PIXELS; set it higher, or to None, to read larger images)"
+        )
 
 
 def _decode_torchvision(path: str, data: bytes) -> torch.Tensor:
@@ -112,7 +151,7 @@ def _decode_torchvision(path: str, data: bytes) -> torch.Tensor:
 
 def _decode_pil(path: str, data: bytes) -> torch.Tensor:
     try:
-        with Image.open(io.BytesIO(data)) as opened:
+        with _open_header(path, io.BytesIO(data)) as opened:
             image = ImageOps.exif_transpose(opened)
             if image.mode in _SIXTEEN_BIT_MODES:
                 high_byte = (np.asarray(image).astype(np.int64).clip(0, 65535) >> 8).astype(np.uint8)

@@ -21,9 +21,20 @@ import torch.nn as nn
 from uniformer.models.heads import FPN, FCNHead, FPNHead, UPerHead, resize
 from uniformer.models.uniformer import UniFormer
 
-__all__ = ["Decoder", "InferenceConfig", "UniFormerSegmentor", "build_segmentor", "head_widths", "slide_inference"]
+__all__ = [
+    "MIN_INPUT_SIZE",
+    "Decoder",
+    "InferenceConfig",
+    "UniFormerSegmentor",
+    "build_segmentor",
+    "head_widths",
+    "slide_inference",
+]
 
 Decoder = Literal["upernet", "fpn"]
+
+MIN_INPUT_SIZE = 32
+"""The smallest height and width a segmentor takes: below it the backbone's stride-32 map is empty."""
 
 
 @dataclass(frozen=True)

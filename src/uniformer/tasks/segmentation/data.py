@@ -163,7 +163,8 @@ class SegmentationDataset(RetryingDataset):
     envelope (``path`` is the image's).
 
     ``train=True`` replaces a broken pair (see the module docstring); otherwise it yields a placeholder with
-    ``valid=False``. ``require_masks=False`` (prediction) reads images alone, masks all ``ignore_index``.
+    ``valid=False``. ``require_masks=False`` (prediction) reads images alone: an item's mask is empty (0 x 0,
+    nothing to score; a photo's worth of labels would cost more memory than the image) and ``size`` is the image's.
     """
 
     noun = "image/mask pair"
@@ -208,7 +209,7 @@ class SegmentationDataset(RetryingDataset):
         if pair.mask is None:
             if self.require_masks:
                 raise PairError("no mask")
-            return image, torch.full((height, width), self.ignore_index)
+            return image, torch.full((1, 1), self.ignore_index).expand(height, width)  # no memory per pixel
         try:
             mask = read_label_map(pair.mask)
         except DecodeError as exc:
@@ -237,7 +238,8 @@ class SegmentationDataset(RetryingDataset):
 
     def build(self, index: int, view: int, loaded: tuple[torch.Tensor, torch.Tensor]) -> dict[str, Any]:
         image, mask = self.transform(*loaded)
-        return {"image": image, "mask": mask, "size": tuple(mask.shape[-2:])}
+        size = tuple(mask.shape[-2:])
+        return {"image": image, "mask": mask if self.require_masks else mask[:0, :0], "size": size}
 
     def blank(self, index: int, view: int) -> dict[str, Any]:
         return {"image": torch.zeros(3, 32, 32), "mask": torch.full((32, 32), self.ignore_index), "size": (32, 32)}

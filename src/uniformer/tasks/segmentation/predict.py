@@ -1,7 +1,11 @@
 """What a segmentation prediction is for a user: a label map per image, the share of each class, an overlay.
 
-Images go through the evaluation transform (resize keeping the ratio to the configured scale), and the logits
-are resized back to the image, as ``uniformer eval`` scores them.
+Images go through the evaluation transform (resize keeping the ratio to the configured test scale). A prediction
+is a function of its image alone: only images of the same size at the test scale share a batch, so no image is
+ever padded. The arg-max is taken at the test scale and the label map resized to the image by its nearest pixel
+(mmseg's ``inference_segmentor`` resizes the logits first, which for an ADE20K model on a 12-megapixel photo is a
+7 GB tensor): memory is bounded by the test scale, not the photo. ``uniformer eval`` scores the resized logits, as
+mmseg does (:func:`~uniformer.tasks.segmentation.metrics.label_maps`).
 """
 
 from __future__ import annotations
@@ -17,13 +21,12 @@ import torch
 import torch.nn as nn
 from PIL import Image, ImageDraw, ImageFont
 
-from uniformer.data.images import read_image
+from uniformer.data.images import DecodeError, image_size, read_image
 from uniformer.models.checkpoint import CheckpointFile
-from uniformer.models.segmentor import InferenceConfig
+from uniformer.models.segmentor import MIN_INPUT_SIZE, InferenceConfig
 from uniformer.models.zoo.schema import ModelInfo
 from uniformer.tasks import base
-from uniformer.tasks.segmentation.data import EvalTransform, Pair, SegmentationDataset
-from uniformer.tasks.segmentation.metrics import label_maps
+from uniformer.tasks.segmentation.data import EvalTransform, Pair, SegmentationDataset, rescale_size
 
 __all__ = [
     "SegmentationPredictTask",
@@ -33,7 +36,11 @@ __all__ = [
     "PredictionSetup",
     "palette_for",
     "write_overlay",
+    "resized_label_map",
 ]
+
+
+_BAND_ROWS = 256  # rows an overlay blends at once
 
 
 def palette_for(info: ModelInfo, num_classes: int) -> list[tuple[int, int, int]]:
@@ -56,25 +63,72 @@ class PredictionSetup:
     inference: InferenceConfig = InferenceConfig()  # whole / slide, scales, flip
 
 
-class LabelMaps:
-    """The accumulator of a prediction run: each image's label map, or the reason it could not be read."""
+def _nearest(size: int, source: int) -> torch.Tensor:
+    """For each of ``size`` output positions, the source position whose pixel holds its centre (nearest-exact)."""
+    centres = (torch.arange(size, dtype=torch.float64) + 0.5) * (source / size)
+    return centres.floor().long().clamp_(max=source - 1)
 
-    def __init__(self, num_items: int) -> None:
-        self.num_items = num_items
+
+def resized_label_map(logits: torch.Tensor, resized: Sequence[int], size: Sequence[int]) -> torch.Tensor:
+    """The label map (H, W) of logits (C, h', w') at ``size = (H, W)``: the logits cropped to the image's own
+    ``resized = (h, w)``, arg-max, then each pixel of the image takes the label at its centre's position (uint8
+    for up to 256 classes). Memory: the logits at the test scale and the label map, never C x H x W."""
+    (rh, rw), (height, width) = resized, size
+    labels = logits[:, :rh, :rw].argmax(0)
+    if logits.shape[0] <= 256:
+        labels = labels.to(torch.uint8)
+    return labels[_nearest(height, rh)[:, None], _nearest(width, rw)[None, :]].cpu()
+
+
+class LabelMaps:
+    """The accumulator of a prediction run over the dataset items ``indices``: each image's label map, or the
+    reason it could not be read."""
+
+    def __init__(self, indices: Sequence[int]) -> None:
+        self.items = list(indices)
         self.maps: dict[int, torch.Tensor] = {}
         self.failed: dict[int, str] = {}
 
     def indices(self, rank: int, world_size: int) -> list[int]:
-        return list(range(self.num_items))
+        return self.items
 
     def update(self, output: torch.Tensor, batch: dict[str, Any]) -> None:
-        for index, pred, ok, error in zip(
-            batch["index"].tolist(), label_maps(output, batch), batch["valid"].tolist(), batch["error"], strict=True
-        ):
+        if not isinstance(output, torch.Tensor) or output.ndim != 4:
+            raise ValueError(
+                f"the model must return logits (B, classes, H, W) in eval mode; got {type(output).__name__}"
+            )
+        rows = zip(
+            batch["index"].tolist(), output, batch["resized"].tolist(), batch["size"].tolist(), batch["valid"].tolist(),
+            batch["error"], strict=True,
+        )  # fmt: skip
+        for index, logits, resized, size, ok, error in rows:
             if ok:
-                self.maps[index] = pred
+                self.maps[index] = resized_label_map(logits, resized, size)
             else:
                 self.failed[index] = error
+
+
+def _batches(paths: Sequence[str], setup: PredictionSetup) -> tuple[list[list[int]], dict[int, str]]:
+    """The inputs in groups of one size at the test scale (the order of first appearance; an input whose header
+    cannot be read alone: reading it says why), and the inputs refused as too small for the model at that scale."""
+    groups: dict[object, list[int]] = {}
+    refused: dict[int, str] = {}
+    for index, path in enumerate(paths):
+        try:
+            width, height = image_size(path)
+        except DecodeError:
+            groups[("alone", index)] = [index]
+            continue
+        resized = rescale_size(height, width, setup.scale)
+        smallest = round(min(1.0, *setup.inference.scales) * min(resized))  # never below a blank item's size
+        if smallest < MIN_INPUT_SIZE:
+            refused[index] = (
+                f"{path}: too small: {width}x{height} is {resized[1]}x{resized[0]} at the test scale "
+                f"{setup.scale}, and the model needs at least {MIN_INPUT_SIZE} pixels a side"
+            )
+            continue
+        groups.setdefault(resized, []).append(index)
+    return list(groups.values()), refused
 
 
 @dataclass
@@ -105,12 +159,18 @@ def overlay_image(
     labels: Sequence[str] | None = None,
 ) -> Image.Image:
     """The image blended with the class colours of ``label_map`` (``alpha`` of colour); with ``labels``, a
-    legend of the classes present (colour and name, largest share first) to its right."""
-    image = read_image(image_path).permute(1, 2, 0).numpy().astype(np.float32)
+    legend of the classes present (colour and name, largest share first) to its right. Blended in bands of
+    rows, so that a photo's float copies never exist whole."""
+    image = read_image(image_path).permute(1, 2, 0).numpy()
     if image.shape[:2] != label_map.shape:
         raise ValueError(f"label map {label_map.shape} does not match the image {image.shape[:2]}")
-    colours = np.asarray(palette, dtype=np.float32)[label_map]
-    blended = Image.fromarray(((1 - alpha) * image + alpha * colours).round().astype(np.uint8))
+    colours = np.asarray(palette, dtype=np.float32)
+    pixels = np.empty(image.shape, np.uint8)
+    for top in range(0, image.shape[0], _BAND_ROWS):
+        rows = slice(top, top + _BAND_ROWS)
+        band = (1 - alpha) * image[rows].astype(np.float32) + alpha * colours[label_map[rows]]
+        pixels[rows] = band.round().astype(np.uint8)
+    blended = Image.fromarray(pixels)
     return blended if labels is None else _with_legend(blended, label_map, palette, labels)
 
 
@@ -178,7 +238,8 @@ class SegmentationPredictTask(base.PredictTask[PredictionSetup, Prediction]):
         self, model: nn.Module, paths: Sequence[str], setup: PredictionSetup, run: base.Run, topk: int
     ) -> list[Prediction]:
         """The label map of every image and its ``topk`` largest classes, in input order, the model run in the
-        setup's test mode (the model's ``test_cfg``)."""
+        setup's test mode (the model's ``test_cfg``) on batches of images of one size at the test scale. An image
+        that cannot be read, or is too small for the model at the test scale, gets an ``error`` instead."""
         missing = [p for p in paths if not os.path.isfile(p)]
         if missing:
             raise FileNotFoundError(f"input not found: {', '.join(missing)}")
@@ -186,14 +247,19 @@ class SegmentationPredictTask(base.PredictTask[PredictionSetup, Prediction]):
         dataset = SegmentationDataset(
             [Pair(p, None) for p in paths], setup.labels, transform, train=False, require_masks=False
         )
-        maps = LabelMaps(len(dataset))
-        run(model, dataset, maps, options={"test_cfg": setup.inference})
+        groups, failed = _batches(paths, setup)
+        label_maps: dict[int, torch.Tensor] = {}
+        for indices in groups:
+            maps = LabelMaps(indices)
+            run(model, dataset, maps, options={"test_cfg": setup.inference})
+            label_maps.update(maps.maps)
+            failed.update(maps.failed)
         out = []
         for index, path in enumerate(paths):
-            if index in maps.failed:
-                out.append(Prediction(path, None, error=maps.failed[index]))
+            if index in failed:
+                out.append(Prediction(path, None, error=failed[index]))
                 continue
-            label_map = maps.maps[index]
+            label_map = label_maps[index]
             shares = torch.bincount(label_map.flatten(), minlength=len(setup.labels)).double() / label_map.numel()
             values, classes = shares.topk(min(topk, len(setup.labels)))
             top = [(int(c), setup.labels[int(c)], float(v)) for v, c in zip(values, classes, strict=True) if v > 0]
