@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from uniformer.cli import engine as cli_engine
 from uniformer.cli import main
 
 DEMO_CONFIG = str(Path(__file__).resolve().parents[2] / "src" / "uniformer" / "configs" / "demo" / "motion_tiny.yaml")
@@ -92,3 +93,19 @@ def test_fine_tune_and_eval_on_a_folder_per_class_tree(
     rows = list(csv.DictReader((out / "eval" / "predictions.csv").open()))
     assert sorted(r["label_name"] for r in rows) == sorted(f"class_{n}" for n in names)
     assert {r["prediction_name"] for r in rows} <= {f"class_{n}" for n in names}
+
+
+def test_demo_without_tasks_runs_every_demo_and_an_unknown_one_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ran = []
+
+    def run(name: str, out_dir: Path) -> dict[str, float | str]:
+        ran.append(name)
+        return {"metric": "m", "value": 0.5, "chance": 0.25, "seconds": 1.0}
+
+    monkeypatch.setattr(cli_engine, "run_task_demo", run)
+    assert main(["demo", "--out", str(tmp_path)]) == 0  # `make demo`
+    assert ran == list(cli_engine.DEMOS)
+    assert main(["demo", "frobnicate"]) == 2
+    assert "no demo for frobnicate; demos: classification, segmentation, pose, detection" in capsys.readouterr().err

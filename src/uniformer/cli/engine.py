@@ -72,8 +72,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="run a task's end-to-end demo (all tasks by default) into demo_out/TASK/",
         description="Each demo makes its data, trains, evaluates and writes demo_out/TASK/report.md and result.json.",
     )
+    # no argparse choices: with nargs="*" they would refuse the empty default (every task)
     demo.add_argument(
-        "tasks", nargs="*", metavar="TASK", choices=list(DEMOS), help="tasks to run (default: every task)"
+        "tasks", nargs="*", metavar="TASK", help=f"tasks to run (default: every task: {', '.join(DEMOS)})"
     )
     demo.add_argument("--out", default="demo_out", help="output folder (default demo_out)")
     demo.set_defaults(func=_demo)
@@ -143,6 +144,9 @@ def run_task_demo(name: str, out_dir: Path) -> dict[str, Any]:
 
 def _demo(args: argparse.Namespace) -> int:
     """Each task's demo in turn, then one line per task (``make demo``)."""
+    unknown = [name for name in args.tasks if name not in DEMOS]
+    if unknown:
+        raise ValueError(f"no demo for {', '.join(unknown)}; demos: {', '.join(DEMOS)}")
     results = {name: run_task_demo(name, Path(args.out) / name) for name in args.tasks or DEMOS}
     print()
     for name, r in results.items():
