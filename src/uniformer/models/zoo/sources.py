@@ -35,20 +35,40 @@ MMPOSE_UNIFORMER = "https://download.openmmlab.com/mmpose/v1/projects/uniformer/
 _SHA256 = re.compile(r"[0-9a-f]{8,64}")
 
 
-def _check_digest(owner: str, sha256: str | None, size: int | None) -> None:
-    if sha256 is not None and not _SHA256.fullmatch(sha256):
-        raise ValueError(f"{owner}: sha256 {sha256!r} is not 8 to 64 lowercase hex digits")
-    if size is not None and size <= 0:
-        raise ValueError(f"{owner}: size {size} is not a positive byte count")
-
-
 def gdown_installed() -> bool:
     """Whether the optional Google Drive client is importable."""
     return importlib.util.find_spec("gdown") is not None
 
 
+class _Published:
+    """What the sources share: the published digest, checked when the zoo is built (``_check`` adds a source's
+    own checks), and a file that ``pretrained=True`` downloads by itself or a person from ``url``."""
+
+    sha256: str | None
+    size: int | None
+    label: str
+    url: str
+
+    def __post_init__(self) -> None:
+        if self.sha256 is not None and not _SHA256.fullmatch(self.sha256):
+            raise ValueError(f"{self.label}: sha256 {self.sha256!r} is not 8 to 64 lowercase hex digits")
+        if self.size is not None and self.size <= 0:
+            raise ValueError(f"{self.label}: size {self.size} is not a positive byte count")
+        self._check()
+
+    def _check(self) -> None:
+        pass
+
+    @property
+    def automatic(self) -> bool:
+        return True
+
+    def manual_step(self) -> str:
+        return self.url
+
+
 @dataclass(frozen=True)
-class HubFile:
+class HubFile(_Published):
     """``filename`` in the Hugging Face Hub model repository ``repo`` (fetched into the standard Hub cache)."""
 
     repo: str
@@ -56,9 +76,6 @@ class HubFile:
     sha256: str | None = None
     size: int | None = None
     kind: ClassVar[Literal["hub"]] = "hub"
-
-    def __post_init__(self) -> None:
-        _check_digest(f"HubFile({self.repo}, {self.filename})", self.sha256, self.size)
 
     @property
     def name(self) -> str:
@@ -72,16 +89,9 @@ class HubFile:
     def label(self) -> str:
         return f"Hub {self.repo}/{self.filename}"
 
-    @property
-    def automatic(self) -> bool:
-        return True
-
-    def manual_step(self) -> str:
-        return self.url
-
 
 @dataclass(frozen=True)
-class UrlFile:
+class UrlFile(_Published):
     """A file at ``url`` (fetched with ``torch.hub`` into its checkpoint cache under the URL's file name).
 
     ``sha256`` (a prefix of at least 8 hex digits) is required: a plain HTTP download has no other check that it
@@ -92,8 +102,7 @@ class UrlFile:
     size: int | None = None
     kind: ClassVar[Literal["url"]] = "url"
 
-    def __post_init__(self) -> None:
-        _check_digest(f"UrlFile({self.url})", self.sha256, self.size)
+    def _check(self) -> None:
         if urlsplit(self.url).scheme not in ("http", "https") or not self.name:
             raise ValueError(f"UrlFile: {self.url!r} is not an http(s) URL of a file")
 
@@ -109,16 +118,9 @@ class UrlFile:
     def host(self) -> str:
         return urlsplit(self.url).hostname or ""
 
-    @property
-    def automatic(self) -> bool:
-        return True
-
-    def manual_step(self) -> str:
-        return self.url
-
 
 @dataclass(frozen=True)
-class DriveFile:
+class DriveFile(_Published):
     """A Google Drive file, by id (fetched with ``gdown`` when it is installed, into ``torch.hub``'s cache)."""
 
     file_id: str
@@ -126,8 +128,7 @@ class DriveFile:
     size: int | None = None
     kind: ClassVar[Literal["drive"]] = "drive"
 
-    def __post_init__(self) -> None:
-        _check_digest(f"DriveFile({self.file_id})", self.sha256, self.size)
+    def _check(self) -> None:
         if not re.fullmatch(r"[0-9A-Za-z_-]{20,}", self.file_id):
             raise ValueError(f"DriveFile: {self.file_id!r} is not a Google Drive file id")
 
