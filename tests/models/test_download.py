@@ -262,10 +262,27 @@ def test_offline_nothing_is_requested_and_the_message_says_what_to_fetch_and_how
     assert "checkpoint_path='.../w.pth'" in message and "--checkpoint FILE" in message
 
 
-def test_a_host_that_does_not_resolve_fails_at_once_with_the_manual_route(caches: Path) -> None:
-    release = Release(224, 1.0, (UrlFile("https://weights.invalid/uniformer-a1b2c3d4.pth", sha256="a1b2c3d4"),))
-    with pytest.raises(FileNotFoundError, match=r"weights\.invalid does not resolve.*\n.*checkpoint_path="):
+def test_hosts_that_do_not_resolve_fail_at_once_with_the_manual_route(
+    caches: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No name resolution (no network): the cache is read and nothing is retried (huggingface_hub is told to stay
+    local, torch.hub is not called)."""
+    monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", "https://hub.invalid")
+    release = Release(
+        224,
+        1.0,
+        (
+            HubFile("Sense-X/uniformer_image", "w.pth"),
+            UrlFile("https://weights.invalid/uniformer-a1b2c3d4.pth", sha256="a1b2c3d4"),
+        ),
+    )
+    with pytest.raises(FileNotFoundError) as err:
         fetch_release("uniformer_small", release)
+    message = str(err.value)
+    assert "hub.invalid does not resolve (no network?), and not in the Hub cache" in message
+    assert "weights.invalid does not resolve (no network?), and not in " in message
+    assert "https://huggingface.co/Sense-X/uniformer_image/resolve/main/w.pth" in message
+    assert "checkpoint_path='.../w.pth'" in message
 
 
 @pytest.mark.skipif(gdown_installed(), reason="the message for a machine without gdown")

@@ -113,13 +113,21 @@ def download_hub_file(repo: str, filename: str, revision: str | None = None) -> 
         ) from None
 
 
+def _no_network(url: str) -> str | None:
+    """Why ``url`` is not to be asked now (offline mode, or its host does not resolve); ``None`` when it may be."""
+    if _offline():
+        return "offline (HF_HUB_OFFLINE)"
+    if not _resolves(url):
+        return f"{urlsplit(url).hostname} does not resolve (no network?)"
+    return None
+
+
 def _hub_file(repo: str, filename: str, revision: str | None = None) -> Path:
-    endpoint = huggingface_hub.constants.ENDPOINT
-    cache_only = _offline() or not _resolves(endpoint)
+    why = _no_network(huggingface_hub.constants.ENDPOINT)
     try:
-        return Path(hf_hub_download(repo_id=repo, filename=filename, revision=revision, local_files_only=cache_only))
+        return Path(hf_hub_download(repo_id=repo, filename=filename, revision=revision, local_files_only=bool(why)))
     except LocalEntryNotFoundError:
-        raise _Unavailable("offline and not in the Hub cache" if cache_only else "the Hub is not reachable") from None
+        raise _Unavailable(f"{why or 'the Hub is not reachable'}, and not in the Hub cache") from None
     except Exception as exc:  # no such repository or file, an HTTP error: all end the same way here
         first = str(exc).splitlines()[0] if str(exc) else "no details"
         raise _Unavailable(f"{type(exc).__name__}: {first}") from None
@@ -140,10 +148,8 @@ def _fetch_url(source: UrlFile) -> Path:
     target = weights_cache_dir() / source.name
     if target.is_file():
         return target
-    if _offline():
-        raise _Unavailable(f"offline (HF_HUB_OFFLINE) and not in {target.parent}")
-    if not _resolves(source.url):
-        raise _Unavailable(f"the host {urlsplit(source.url).hostname} does not resolve (no network?)")
+    if why := _no_network(source.url):
+        raise _Unavailable(f"{why}, and not in {target.parent}")
     target.parent.mkdir(parents=True, exist_ok=True)
     # download_url_to_file writes a temporary file beside the target, checks the hash prefix and only then moves
     # it into place; on any failure it deletes the temporary file
@@ -172,10 +178,8 @@ def _fetch_drive(source: DriveFile) -> Path:
         return target
     if not gdown_installed():
         raise _Unavailable("Google Drive needs the gdown client (pip install gdown, or uniformer[drive])")
-    if _offline():
-        raise _Unavailable(f"offline (HF_HUB_OFFLINE) and not in {target.parent}")
-    if not _resolves(source.url):
-        raise _Unavailable("drive.google.com does not resolve (no network?)")
+    if why := _no_network(source.url):
+        raise _Unavailable(f"{why}, and not in {target.parent}")
     import gdown
 
     target.parent.mkdir(parents=True, exist_ok=True)
