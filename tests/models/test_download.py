@@ -291,7 +291,7 @@ def test_a_drive_only_release_without_gdown_names_the_extra_and_the_manual_route
         uniformer.create_model("uniformer_base_ls", pretrained=True)
     message = str(err.value)
     assert "gdown" in message and "https://drive.google.com/file/d/10FnwzMVgGL8bPO3EMZ7oG4vDvqnPoBK5/view" in message
-    assert "checkpoint_path='.../gdrive-10FnwzMVgGL8bPO3EMZ7oG4vDvqnPoBK5.pth'" in message
+    assert "checkpoint_path='DOWNLOADED.pth' (CLI: --checkpoint FILE)" in message
 
 
 def test_an_mmpose_1x_file_loads_with_its_head_renamed(tmp_path: Path) -> None:
@@ -303,3 +303,16 @@ def test_an_mmpose_1x_file_loads_with_its_head_renamed(tmp_path: Path) -> None:
         "uniformer_small_topdown_coco_256x192", checkpoint_path=tmp_path / "mmpose.pth", head_channels=32, **TINY
     )
     _same_weights(model, official)
+
+
+def test_an_mmaction2_file_of_another_class_count_keeps_its_row_order(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    official = uniformer.create_model("uniformer_small_k400_16x4", num_classes=5, **TINY).state_dict()
+    mmaction2 = {f"backbone.{k}": v for k, v in official.items() if not k.startswith("head.")}
+    mmaction2 |= {"cls_head.fc_cls.weight": official["head.weight"], "cls_head.fc_cls.bias": official["head.bias"]}
+    torch.save({"state_dict": mmaction2}, tmp_path / "mine.pth")
+    with caplog.at_level("WARNING"):
+        model = uniformer.create_model("uniformer_small_k400_16x4", checkpoint_path=tmp_path / "mine.pth", **TINY)
+    _same_weights(model, official)
+    assert "5-class classifier: no mmaction2 class order ships for it, rows kept in the file's order" in caplog.text

@@ -162,13 +162,9 @@ def _fetch_url(source: UrlFile) -> Path:
             f"{source.name} from {source.label}: SHA-256 {str(exc).removeprefix('invalid hash value ')}; nothing "
             f"was kept in {target.parent}"
         ) from None
-    except (
-        urllib.error.URLError,
-        http.client.HTTPException,
-        OSError,
-    ) as exc:  # HTTP errors, refused or cut connections
+    except (urllib.error.URLError, http.client.HTTPException, OSError) as exc:  # HTTP errors, refused connections
         raise _Unavailable(f"{type(exc).__name__}: {exc}") from None
-    _verify(target, source)
+    _verify(target, source, known_sha256=source.sha256)  # torch.hub has checked the digest; the size remains
     return target
 
 
@@ -218,9 +214,11 @@ def fetch_release(name: str, release: Release) -> Path:
         except _Unavailable as exc:
             failures.append(f"  {source.label}: {exc}")
     first = release.sources[0]
+    # a Drive download keeps the uploader's file name, which the Drive id does not tell
+    path = "DOWNLOADED.pth" if isinstance(first, DriveFile) else f".../{first.name}"
     raise FileNotFoundError(
-        f"{name}: could not fetch the released weights ({first.name}):\n"
+        f"{name}: could not fetch the released weights:\n"
         + "\n".join(failures)
-        + f"\nDownload it where the network is reachable ({first.manual_step()}) and pass the file as "
-        f"checkpoint_path='.../{first.name}' (CLI: --checkpoint FILE)."
+        + f"\nDownload the file where the network is reachable ({first.manual_step()}) and pass it as "
+        f"checkpoint_path='{path}' (CLI: --checkpoint FILE)."
     )
