@@ -94,8 +94,8 @@ def _info(args: argparse.Namespace) -> int:
         (f"GFLOPs per {per}", f"{measured.gmacs:.2f} measured (multiply-adds), {release.gflops:g} published"),
     ]
     # pretrained=True tries the sources in this order
-    rows += [(f"weights {i}", describe(source)) for i, source in enumerate(release.sources, 1)]
-    rows += [] if release.sources else [("weights", "not released")]
+    weights = [(f"weights {i}", describe(source)) for i, source in enumerate(release.sources, 1)]
+    rows += weights or [("weights", "not released")]
     rows.append(("normalisation", f"mean {info.mean}, std {info.std}"))
     if len(info.releases) > 1:
         rows.append(("releases (img_size)", ", ".join(str(r.img_size) for r in info.releases)))
