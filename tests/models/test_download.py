@@ -11,6 +11,9 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import io
+import os
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -316,3 +319,28 @@ def test_an_mmaction2_file_of_another_class_count_keeps_its_row_order(
         model = uniformer.create_model("uniformer_small_k400_16x4", checkpoint_path=tmp_path / "mine.pth", **TINY)
     _same_weights(model, official)
     assert "5-class classifier: no mmaction2 class order ships for it, rows kept in the file's order" in caplog.text
+
+
+def test_hf_endpoint_points_the_hub_client_at_the_server(
+    hub: FileServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The HF_ENDPOINT environment variable itself, in a fresh interpreter: ``pretrained="hf-hub:ORG/REPO"`` reads a
+    saved model from the Hub server into the Hub cache given by HF_HUB_CACHE."""
+    model = uniformer.create_model("uniformer_tiny_motion")
+    uniformer.save_pretrained(model, tmp_path / "saved")
+    for path in (tmp_path / "saved").iterdir():
+        hub.files[f"/me/motion/resolve/main/{path.name}"] = path.read_bytes()
+    env = {**os.environ, "HF_ENDPOINT": hub.url, "HF_HUB_CACHE": str(tmp_path / "cache"), "HF_HUB_OFFLINE": "0"}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(uniformer.__file__).parents[1]), env.get("PYTHONPATH")]))
+    script = (
+        "import sys, torch, uniformer; "
+        "m = uniformer.create_model('uniformer_tiny_motion', pretrained='hf-hub:me/motion'); "
+        "torch.save(m.state_dict(), sys.argv[1])"
+    )
+    subprocess.run([sys.executable, "-c", script, str(tmp_path / "out.pt")], env=env, check=True, timeout=600)
+    _same_weights(model, torch.load(tmp_path / "out.pt"))
+    assert {path for method, path, _ in hub.requests if method == "GET" and path.startswith("/me/")} == {
+        "/me/motion/resolve/main/config.json",
+        "/me/motion/resolve/main/model.safetensors",
+    }
+    assert list((tmp_path / "cache").glob("models--me--motion/snapshots/*/model.safetensors"))
