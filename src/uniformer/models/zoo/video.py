@@ -29,8 +29,10 @@ VIDEO_CLASSIFIER = ModelKind(build_classifier, head="auto", inflates_image_weigh
 _PARAMS = {"small": 21.4, "base": 49.8}
 
 
-def _video(name: str, size: str, dataset: str, title: str, release: Release, **clip: object) -> ModelInfo:
-    """A video entry: the size's architecture in 3-D, its published parameters, the video Hub repository."""
+def _video(
+    name: str, size: str, dataset: str, title: str, release: Release, params_m: float | None = None, **clip: object
+) -> ModelInfo:
+    """A video entry: the size's architecture in 3-D and its published parameters (unless ``params_m`` says)."""
     return ModelInfo(
         name=name,
         task="video",
@@ -38,7 +40,7 @@ def _video(name: str, size: str, dataset: str, title: str, release: Release, **c
         title=f"{SIZES[size][0]} {title}",
         model_args=MappingProxyType({**SIZES[size][1], "video": True}),
         releases=(release,),
-        params_m=_PARAMS[size],
+        params_m=_PARAMS[size] if params_m is None else params_m,
         kind=VIDEO_CLASSIFIER,
         **clip,
     )
@@ -235,24 +237,21 @@ def _small_finetune(dataset: str, title: str, top1: float) -> ModelInfo:
     """UniFormer-S 16x4 fine-tuned from Kinetics-400 on a small dataset (official ``exp/uniformer_s16x4_*_prek400``):
     16 frames x 3 crops x 5 clips at test, 625 GFLOPs over the 15 views; the README gives no parameter count
     (counted from the architecture with the dataset's classifier)."""
-    key = dataset.replace("-", "")
-    name = f"uniformer_small_{key}_16x4"
-    return ModelInfo(
-        name=name,
-        task="video",
-        dataset=dataset,
-        title=f"{SIZES['small'][0]} 16x4 ({title}, K400 pretrain)",
-        model_args=MappingProxyType({**SIZES["small"][1], "video": True}),
-        releases=(Release(224, round(625 / 15, 2), _sources(name), metrics={"top1": top1}),),
-        params_m={"ucf101": 21.25, "hmdb51": 21.22}[key],
-        kind=VIDEO_CLASSIFIER,
+    name = f"uniformer_small_{dataset}_16x4"
+    return _video(
+        name,
+        "small",
+        dataset,
+        f"16x4 ({title}, K400 pretrain)",
+        Release(224, round(625 / 15, 2), _sources(name), metrics={"top1": top1}),
+        params_m={"ucf101": 21.25, "hmdb51": 21.22}[dataset],
         num_frames=16,
         frame_stride=4,
         sampling="dense",
         test_clips=5,
         test_crops=3,
         pretrain="uniformer_small_k400_16x4",
-        notes=_FINETUNE_NOTES[key],
+        notes=_FINETUNE_NOTES[dataset],
     )
 
 
