@@ -8,6 +8,7 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
+from uniformer.cli.video import add_video_arguments, predict_videos
 from uniformer.data import read_classes
 from uniformer.engine.predict import Predictor
 from uniformer.tasks import PredictTask, task_for_model
@@ -45,8 +46,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--out-dir",
         default=None,
-        help="segmentation: each label map and colour overlay; detection: each picture and detections JSON",
+        help="segmentation: each label map and colour overlay; detection: each picture and detections JSON; "
+        "videos: the annotated video and frame lines, or the timeline (default: the current folder)",
     )
+    add_video_arguments(p)
     p.set_defaults(func=_predict, task_args=[])
 
     p = subparsers.add_parser(
@@ -111,7 +114,11 @@ def _predict(args: argparse.Namespace) -> int:
     if args.labels:
         labels = read_classes(args.labels)
     predictor = build_predictor(args, labels)
-    predictions = predictor.predict(expand_inputs(args.inputs), topk=args.topk, progress=not args.json)
+    paths = expand_inputs(args.inputs)
+    code = predict_videos(args, predictor, paths)
+    if code is not None:
+        return code
+    predictions = predictor.predict(paths, topk=args.topk, progress=not args.json)
     written = (
         [] if args.out_dir is None else predictor.task.write_predictions(predictions, predictor.setup, args.out_dir)
     )
