@@ -130,12 +130,14 @@ def predict_video(
     *,
     every: int = 1,
     progress: bool = True,
+    setup: Any = None,
 ) -> VideoResult:
     """Run ``predictor`` (a detection, segmentation or pose model) on every ``every``-th frame of the video at
     ``path``, ``predictor.batch_size`` frames at a time, writing the annotated video (the input's frame size, its
     frame rate divided by ``every``) and a JSON line per frame done: ``frame`` (0-based index), ``time`` (seconds,
     from the stream's time base) and the frame's predictions as :meth:`Prediction.to_dict` gives them for an image
-    (less its ``path``; pose's people with their ``id``). Ctrl-C ends the run with both files whole.
+    (less its ``path``; pose's people with their ``id``). Ctrl-C ends the run with both files whole. ``setup``
+    replaces the predictor's for this call only, as in :meth:`Predictor.predict`.
 
     A file without a video stream or without frames is a :class:`~uniformer.data.images.DecodeError` naming it.
     """
@@ -145,7 +147,7 @@ def predict_video(
             f"{predictor.info.name} is a {task} model; video in, video out takes a detection, segmentation or pose "
             "model (a video classifier classifies the video, or labels it over time with --timeline)"
         )
-    source = os.fspath(path)
+    source, setup = os.fspath(path), predictor.setup if setup is None else setup
     stream = FrameStream(source, every=every, batch_size=predictor.batch_size)
     info = stream.info
     video_path, frames_path = video_outputs(source, out_dir)
@@ -161,7 +163,7 @@ def predict_video(
                 for index, frame in zip(batch.indices, batch.frames, strict=True):
                     files.append(os.path.join(scratch, f"frame_{index:08d}.png"))
                     Image.fromarray(frame.numpy()).save(files[-1], compress_level=1)
-                predictions = predictor.predict(files, progress=False)
+                predictions = predictor.predict(files, progress=False, setup=setup)
                 for index, time, frame, prediction in zip(
                     batch.indices, batch.times, batch.frames, predictions, strict=True
                 ):
@@ -169,7 +171,7 @@ def predict_video(
                         prediction.persons = tracker.update(prediction.persons)
                     record = {k: v for k, v in prediction.to_dict().items() if k != "path"}
                     if prediction.error is None:
-                        picture = predictor.task.draw_prediction(prediction, predictor.setup)
+                        picture = predictor.task.draw_prediction(prediction, setup)
                         drawn = np.asarray(picture.convert("RGB").crop((0, 0, info.width, info.height)))
                     else:
                         result.failed[index] = prediction.error
