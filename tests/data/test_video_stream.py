@@ -9,6 +9,7 @@ import av
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from uniformer.data.decode import FrameStream, read_frames
 from uniformer.data.encode import VideoWriter
@@ -56,6 +57,16 @@ def test_the_stream_hands_out_the_frames_read_frames_reads_in_batches(tmp_path: 
     assert [b.indices for b in batches] == [[0, 3], [6, 9]] and stream.num_wanted == 4 and stream.skipped == []
     assert [b.times for b in batches] == [[0.0, 0.3], [0.6, 0.9]]
     assert torch.equal(torch.cat([b.frames for b in batches]), read_frames(path, [0, 3, 6, 9]))
+
+
+def test_a_frame_folder_streams_through_read_frames_without_times(tmp_path: Path) -> None:
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for t, frame in enumerate(_frames(5)):
+        Image.fromarray(frame).save(folder / f"{t + 1:05d}.png")
+    batches = list(FrameStream(folder, every=2, batch_size=2))
+    assert [(b.indices, b.times) for b in batches] == [([0, 2], [None, None]), ([4], [None])]
+    assert torch.equal(batches[0].frames, torch.from_numpy(_frames(5)[[0, 2]]))
 
 
 def test_a_damaged_packet_is_a_skipped_frame_and_the_rest_still_come(tmp_path: Path) -> None:

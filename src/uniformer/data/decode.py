@@ -20,6 +20,9 @@ A video is a local path, an fsspec URL (``s3://``, ``http(s)://``, ...; PyAV rea
 object that fetches byte ranges on demand, the other backends get its bytes) or the file's bytes (a member of a
 WebDataset shard).
 
+A whole video is read by :class:`FrameStream`: one pass from the start to the end (no seeks), every K-th frame
+handed out in batches, the frame indices those of the packet index, a damaged packet a skipped frame.
+
 Backends agree on which frame an index means (tests check each against a plain sequential decode); pixel values
 can differ by a few levels because each library converts YUV to RGB with its own scaler.
 """
@@ -509,14 +512,14 @@ class FrameStream:
     default) a packet the decoder refuses, or a frame it never puts out, is skipped and listed in :attr:`skipped`
     instead of ending the stream; the other backends read the same indices through :func:`read_frames`. A file
     that holds no video stream, or a stream without frames, is a :class:`DecodeError` naming it when the stream is
-    made. :attr:`rotation` is the display rotation in degrees the stream's first frame carries (phone videos):
+    made. :attr:`rotation` is the display rotation in degrees the stream's frames carry (phone videos):
     frames are handed out as stored, as every decoder here reads them.
     """
 
     def __init__(self, source: VideoSource, *, every: int = 1, batch_size: int = 8, backend: str | None = None) -> None:
         if every < 1 or batch_size < 1:
             raise ValueError(f"every and batch_size must be >= 1, got {every} and {batch_size}")
-        self.source, self.name = source, _name(source)
+        self.source = source
         self.info = video_info(source)
         self.every, self.batch_size = every, batch_size
         self.backend = "images" if self.info.codec == "images" else _resolve_backend(backend)
@@ -559,7 +562,7 @@ class FrameStream:
         with _opened(self.source) as container:
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"  # one front-to-back pass: frame threading pays here
-            for packet in container.demux(stream):
+            for packet in container.demux(stream):  # demuxed whole once already, for the index
                 try:
                     found = packet.decode()
                 except av.error.FFmpegError:
@@ -568,8 +571,7 @@ class FrameStream:
                     index = position.get(_frame_pts(frame))
                     if index is None or index < self._next or index % self.every:
                         continue
-                    if index == 0:
-                        self.rotation = int(frame.rotation)
+                    self.rotation = self.rotation or int(frame.rotation)
                     self._reached(index)
                     self._next = index + self.every
                     yield index, float(frame.time), torch.from_numpy(frame.to_ndarray(format="rgb24"))
