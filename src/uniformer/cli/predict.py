@@ -37,7 +37,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "to the model's task: pose models take --boxes FILE (person boxes per image) or --detector NAME "
         "[--detector-checkpoint FILE] [--person-score-threshold T] (a detection model finds the people; default: "
         "the whole image is one person) and --out DIR (skeleton drawings and keypoints JSON); detection models "
-        "take --score-threshold T (keep detections scoring above T, default 0.3).",
+        "take --score-threshold T (keep detections scoring above T, default 0.3). A video given to a detection, "
+        "segmentation or pose model becomes an annotated video and a JSON line per frame in --out-dir; a video "
+        "classifier labels a long video window by window with --timeline.",
     )
     add_model_arguments(p)
     p.add_argument("--topk", type=int, default=5)
