@@ -20,7 +20,9 @@ from uniformer.data.synth import write_video
 from uniformer.engine.predict import Predictor
 from uniformer.engine.timeline import video_timeline, window_spans
 from uniformer.engine.video import predict_video
+from uniformer.models.checkpoint import TRAIN_FORMAT
 from uniformer.models.detection import UniFormerMaskRCNN
+from uniformer.models.factory import create_model
 
 TINY = dict(depth=(1, 1, 1, 1), embed_dim=(16, 32, 64, 128), head_dim=16)
 TINY_DETECTOR = dict(window_size=2, min_size=(64,), max_size=64, fpn_channels=16, representation_size=32, mask=False)
@@ -204,3 +206,30 @@ def test_the_command_writes_a_detector_video_and_refuses_video_options_that_do_n
     image = tmp_path / "still.png"
     Image.new("RGB", (32, 32)).save(image)
     assert main([*cli[:2], str(image), *cli[2:]]) == 2 and "not video files: " in capsys.readouterr().err
+
+
+def test_the_command_prints_and_writes_the_timeline_of_a_video_classifier(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    frames = np.full((40, 32, 48, 3), 30, np.uint8)  # 8 s at 5 fps, bright from 4 s
+    frames[20:] = 220
+    write_video(tmp_path / "long.mp4", frames, fps=5)
+    model = create_model("uniformer_tiny_motion", num_classes=2)
+    checkpoint = tmp_path / "motion.pt"
+    config = {"model": {"name": "uniformer_tiny_motion"}}
+    torch.save({"format": TRAIN_FORMAT, "model": model.state_dict(), "config": config, "classes": ["dark", "bright"]},
+               checkpoint)  # fmt: skip
+    monkeypatch.setattr(type(model), "forward", _brightness)
+    cli = ["predict", str(tmp_path / "long.mp4"), "--model", "uniformer_tiny_motion", "--checkpoint", str(checkpoint)]
+    assert main([*cli, "--timeline", "--window", "2", "--stride", "2", "--out-dir", str(tmp_path / "o")]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].endswith("long.mp4  (4 windows of 2.0 s)")
+    assert [line.split()[1] for line in out[1:5]] == ["dark", "dark", "bright", "bright"]
+    assert out[5:] == [
+        f"wrote {tmp_path / 'o' / 'long_timeline.json'}",
+        f"wrote {tmp_path / 'o' / 'long_timeline.png'}",
+    ]
+    assert main([*cli, "--window", "2"]) == 2 and "add --timeline" in capsys.readouterr().err
+    assert main([*cli, "--timeline", "--every", "2"]) == 2 and "--every K takes videos and a detection" in (
+        capsys.readouterr().err
+    )
