@@ -17,7 +17,6 @@ Both files are written under temporary names and moved into place when the run e
 from __future__ import annotations
 
 import json
-import logging
 import os
 import tempfile
 from dataclasses import dataclass, field
@@ -34,8 +33,6 @@ from uniformer.engine.predict import Predictor
 from uniformer.tasks.pose.tracking import PoseTracker
 
 __all__ = ["FramesFile", "VideoResult", "predict_video", "video_outputs"]
-
-logger = logging.getLogger("uniformer.engine")
 
 DENSE_TASKS = ("detection", "segmentation", "pose")
 
@@ -189,7 +186,4 @@ def predict_video(
         result.video = writer.close()
         lines.close()
         result.skipped, result.rotation = list(stream.skipped), stream.rotation
-    if result.rotation:
-        logger.warning("%s: the stream asks to be shown rotated by %d degrees; frames are used as stored", source,
-                       result.rotation)  # fmt: skip
     return result
