@@ -19,6 +19,7 @@ from PIL import Image
 from tests.data.test_images import write_png_bomb
 from uniformer.cli import main
 from uniformer.data.shapes import SHAPE_CLASSES
+from uniformer.data.transforms import rescale_size
 from uniformer.engine import load_config
 from uniformer.engine.config import resolve_config
 from uniformer.engine.evaluate import evaluate
@@ -29,11 +30,7 @@ from uniformer.models.zoo.catalog import model_info
 from uniformer.runtime import feed
 from uniformer.tasks import get_task, task_for_model
 from uniformer.tasks.segmentation import TASK, SegmentationTask, segmentation_loss
-from uniformer.tasks.segmentation.data import (
-    TrainTransform,
-    collate_pairs,
-    rescale_size,
-)
+from uniformer.tasks.segmentation.data import TrainTransform, collate_pairs
 from uniformer.tasks.segmentation.demo import background_miou, run_demo
 from uniformer.tasks.segmentation.metrics import IoUAccumulator
 from uniformer.tasks.segmentation.predict import (

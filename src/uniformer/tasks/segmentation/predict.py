@@ -22,11 +22,12 @@ import torch.nn as nn
 from PIL import Image, ImageDraw, ImageFont
 
 from uniformer.data.images import DecodeError, image_size, read_image
+from uniformer.data.transforms import rescale_size
 from uniformer.models.checkpoint import CheckpointFile
 from uniformer.models.segmentor import MIN_INPUT_SIZE, InferenceConfig
 from uniformer.models.zoo.schema import ModelInfo
 from uniformer.tasks import base
-from uniformer.tasks.segmentation.data import EvalTransform, Pair, SegmentationDataset, rescale_size
+from uniformer.tasks.segmentation.data import EvalTransform, Pair, SegmentationDataset
 
 __all__ = [
     "SegmentationPredictTask",
