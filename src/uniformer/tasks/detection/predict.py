@@ -252,6 +252,10 @@ class DetectionPredictTask(base.PredictTask[PredictionSetup, Prediction]):
             out.append(Prediction(path, found["boxes"][keep].numpy(), labels, names, scores, masks))
         return out
 
+    def check_out_dir(self, out_dir: Path) -> None:
+        """``--out-dir``: a folder (made when missing)."""
+        base.check_folder(out_dir, "--out-dir")
+
     def write_predictions(
         self, predictions: Sequence[Prediction], setup: PredictionSetup, out_dir: str | os.PathLike[str]
     ) -> list[Path]:

@@ -9,6 +9,7 @@ test, :meth:`~uniformer.tasks.pose.codec.MSRAHeatmap.decode`, the person score o
 
 from __future__ import annotations
 
+import difflib
 import json
 import logging
 import math
@@ -122,6 +123,7 @@ class PredictionSetup:
     std: list[float]
     vis_thr: float = 0.2
     boxes: dict[str, list[list[float]]] | None = None
+    boxes_file: str | None = None  # where ``boxes`` came from, for messages
     detector_request: PredictorRequest | None = None  # from --detector, until the engine builds it
     detector: PersonDetector | None = None
     out_dir: Path | None = None
@@ -151,10 +153,27 @@ def _is_number(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def _outside(box: Sequence[float], width: int, height: int) -> bool:
-    """Whether the ``[x, y, w, h]`` box shares no area with a ``width`` x ``height`` image."""
+def _misplaced(box: Sequence[float], width: int, height: int) -> str | None:
+    """What is wrong with an ``[x, y, w, h]`` box on a ``width`` x ``height`` image, or ``None``: it must share
+    area with the image and reach past it by no more than the image's own width and height (a person partly out
+    of the frame is fine; a box many times the image's size is a wrong unit or a typo)."""
     x, y, w, h = box[:4]
-    return x >= width or y >= height or x + w <= 0 or y + h <= 0
+    if x >= width or y >= height or x + w <= 0 or y + h <= 0:
+        return f"lies outside the {width}x{height} image"
+    if x < -width or y < -height or x + w > 2 * width or y + h > 2 * height:
+        return (
+            f"reaches past the {width}x{height} image by more than its size (a box may extend past the image by at "
+            "most its width and height)"
+        )
+    return None
+
+
+def _no_entry(path: str, boxes: Mapping[str, object], file: str | None) -> str:
+    """The error of an input the boxes file has no entry for, with the closest key (a misspelt name)."""
+    name = os.path.basename(path)
+    close = difflib.get_close_matches(name, list(boxes), n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return f"--boxes {file}: no entry for {name} (an image without people needs {name!r}: []){hint}"
 
 
 class _Persons:
@@ -192,6 +211,11 @@ class Prediction(base.Prediction):
             (f"person {k} (box {', '.join(f'{v:.0f}' for v in p['box'])})", p["score"])
             for k, p in enumerate(self.persons)
         ]
+
+    def lines(self, topk: int) -> list[str]:
+        """The title and the people, or a line saying that none was found."""
+        lines = super().lines(topk)
+        return lines if self.error or self.persons else [*lines, "  no person found"]
 
     def to_dict(self) -> dict[str, Any]:
         return {"path": self.path, "error": self.error, "persons": self.persons, "files": self.files}
@@ -267,10 +291,15 @@ class PosePredictTask(base.PredictTask[PredictionSetup, Prediction]):
         return replace(
             setup,
             boxes=read_boxes(boxes) if boxes else None,
+            boxes_file=boxes or None,
             detector_request=request,
             detector=None,
-            out_dir=Path(values["out"]) if values.get("out") else None,
+            out_dir=base.check_folder(values["out"], "--out") if values.get("out") else None,
         )
+
+    def check_out_dir(self, out_dir: Path) -> None:
+        """Refused: a pose model writes its files with its own ``--out DIR``, as it predicts."""
+        raise ValueError("pose models write their skeleton PNGs and keypoints JSON with --out DIR, not --out-dir")
 
     def predict(
         self, model: nn.Module, paths: Sequence[str], setup: PredictionSetup, run: base.Run, topk: int
@@ -294,16 +323,22 @@ class PosePredictTask(base.PredictTask[PredictionSetup, Prediction]):
             if n in errors:
                 continue
             if given is not None:
-                boxes = given.get(path, given.get(os.path.basename(path), []))
+                boxes = given.get(path, given.get(os.path.basename(path)))
+                if boxes is None and setup.boxes is not None:
+                    errors[n] = _no_entry(path, given, setup.boxes_file)
+                    continue
+                boxes = boxes or []
                 if boxes and setup.boxes is not None:  # a user's file: its boxes must lie on the image
                     try:
                         width, height = image_size(path)
                     except DecodeError as exc:
                         errors[n] = f"unreadable image ({exc})"
                         continue
-                    outside = [box for box in boxes if _outside(box, width, height)]
-                    if outside:
-                        errors[n] = f"--boxes: box {outside[0]} lies outside the {width}x{height} image"
+                    wrong = [(k, box, why) for k, box in enumerate(boxes) if (why := _misplaced(box, width, height))]
+                    if wrong:
+                        k, box, why = wrong[0]
+                        name = os.path.basename(path)
+                        errors[n] = f"--boxes {setup.boxes_file}: {name!r}: box {k} {box} {why}"
                         continue
             else:
                 try:
