@@ -27,7 +27,7 @@ from uniformer.tasks import task_for_model
 from uniformer.tasks.detection import TASK, evaluate_coco
 from uniformer.tasks.detection.data import CocoDetection, collate_detection
 from uniformer.tasks.detection.demo import run_demo
-from uniformer.tasks.detection.metrics import CocoAccumulator
+from uniformer.tasks.detection.metrics import CocoAccumulator, write_report
 from uniformer.tasks.detection.predict import Prediction, PredictionSetup, draw_detections
 from uniformer.tasks.detection.synth import INSTANCE_CLASSES, write_instances
 
@@ -182,7 +182,11 @@ def test_results_are_gathered_across_processes_before_evaluation(tmp_path: Path)
             acc.update(_Oracle(truth)(batch["images"]), batch)
     parts = [(acc.results, acc.failed) for acc in accumulators]
     metrics = accumulators[0].compute(_Gather(parts))
-    assert metrics.values["bbox_AP"] == pytest.approx(1.0) and metrics.primary == pytest.approx(1.0)
+    assert metrics.values["bbox_AP"] == pytest.approx(1.0) and metrics.primary == pytest.approx(100.0)  # in %
+    assert metrics.values["bbox_APl"] == -1  # pycocotools' "no object of that size", which the report shows as -
+    line = write_report(tmp_path / "report", metrics.detail)
+    assert line.startswith("box AP 100.0 AP50 100.0 AP75 100.0 (s/m/l ") and "-100" not in line
+    assert TASK.metric_label == "box AP (%)"
     alone = accumulators[0].compute(_Gather(parts[:1]))  # rank 0's share only: image 2's objects unmatched
     assert alone.values["bbox_AP"] < 1.0
 

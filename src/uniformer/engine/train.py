@@ -542,11 +542,13 @@ class Trainer:
             "epoch_seconds": seconds,
         }
         best = False
+        val = ""
         if self.val_set is not None and ((epoch + 1) % self.cfg.trainer.eval_every_epochs == 0 or last):
             metrics = self._validate(self.module)
             record.update({f"val_{key}": value for key, value in metrics.values.items()})
             if self.ema is not None:
-                record[f"val_ema_{primary}"] = self._validate(self.ema.module).primary
+                record[f"val_ema_{primary}"] = self._validate(self.ema.module).values[primary]
+            val = f", val {self.task.metric_label} {metrics.primary:.2f}"
             best = state.best_metric is None or metrics.primary > state.best_metric
             if best:
                 state.best_metric, state.best_epoch = metrics.primary, epoch
@@ -554,8 +556,6 @@ class Trainer:
         self.log.log("epoch", **record)
         self.log.plot()
         self._save_checkpoint(best=best)
-        label = self.task.metric_label
-        val = f", val {label} {record[f'val_{primary}']:.2f}" if f"val_{primary}" in record else ""
         logger.info(
             "epoch %d/%d: train loss %.4f%s (%s)",
             epoch + 1,
