@@ -330,6 +330,12 @@ def test_annotation_problems_are_named_and_unusable_persons_reported(
     assert "1 unusable annotation(s) skipped: annotation 2" in caplog.text
 
 
+def test_dry_run_counts_the_keypoints(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    root = write_figures(tmp_path / "figures", {"train": 2, "val": 1}, size=64, seed=1)
+    assert main(["train", "demo/pose_tiny", "--dry-run", f"data.root={root}", *TINY]) == 0
+    assert "parameters, 17 keypoints\n" in capsys.readouterr().out
+
+
 def test_tiny_run_trains_evaluates_and_predicts_skeletons(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     root = write_figures(tmp_path / "figures", {"train": 8, "val": 3}, size=64, seed=1)
     (root / "val" / "00002.png").write_bytes(b"not a png")

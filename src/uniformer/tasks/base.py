@@ -213,6 +213,7 @@ class TrainTask(ABC):
     sections: ClassVar[dict[str, type]]
     primary_metric: ClassVar[str]  # key of Metrics.values that Metrics.primary is, e.g. "top1"
     metric_label: ClassVar[str]  # how the logs name it, e.g. "top-1 (%)"
+    outputs_noun: ClassVar[str] = "classes"  # what the model's outputs are, e.g. "keypoints"
 
     @abstractmethod
     def resolve(self, cfg: DictConfig) -> None:
