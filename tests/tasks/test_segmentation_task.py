@@ -258,6 +258,17 @@ def test_bad_pairs_are_replaced_and_logged_in_training(broken_set: Path, caplog:
     assert all(set(item["mask"].unique().tolist()) <= {1, 255} for item in items)
 
 
+def test_a_training_run_reports_its_skipped_pairs_as_image_mask_pairs(
+    broken_set: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    cfg = _folder_cfg(broken_set, "data.train_split=val", f"output_dir={tmp_path / 'run'}")
+    with caplog.at_level(logging.WARNING, logger="uniformer.engine"):
+        result = train(cfg)
+    assert "unreadable input(s) replaced" in result.summary and result.skipped_videos
+    assert f"{len(result.skipped_videos)} unreadable image/mask pair(s) skipped:" in caplog.text
+    assert "video" not in caplog.text
+
+
 def test_ade20k_layout_reduces_the_zero_label(tmp_path: Path) -> None:
     for split in ("training", "validation"):
         (tmp_path / "images" / split).mkdir(parents=True)

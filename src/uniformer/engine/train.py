@@ -33,7 +33,7 @@ import torch.nn as nn
 from omegaconf import DictConfig, OmegaConf
 from timm.utils import ModelEmaV3
 
-from uniformer.data import SkippedVideos
+from uniformer.data import SkippedInputs
 from uniformer.engine.build import (
     build_optimizer,
     build_scheduler,
@@ -213,7 +213,7 @@ class Trainer:
             persistent_workers=self.workers > 0,
             generator=torch.Generator(),  # the loader must not draw from the global generator (exact resume)
         )
-        self.skipped = SkippedVideos()
+        self.skipped = SkippedInputs(getattr(self.train_set, "noun", "input"))
         self.state = TrainState()
         if resume is not None:
             self._restore(resume)
@@ -583,11 +583,11 @@ class Trainer:
             options=self.task.test_options(self.cfg),
         )
 
-    def _all_skipped(self) -> SkippedVideos:
+    def _all_skipped(self) -> SkippedInputs:
         """Unreadable inputs reported to any process (a collective call under DDP)."""
         if not self.ctx.distributed:
             return self.skipped
-        merged = SkippedVideos()
+        merged = SkippedInputs(self.skipped.noun)
         for part in self.ctx.all_gather_object(self.skipped.to_dict()):
             _merge_skipped(merged, part)
         return merged
@@ -672,7 +672,7 @@ class Trainer:
 
 
 def _merge_skipped(target: Any, entries: dict[str, dict[str, Any]]) -> None:
-    """Add ``{path: {"reason", "count"}}`` reports to a :class:`uniformer.data.SkippedVideos`."""
+    """Add ``{path: {"reason", "count"}}`` reports to a :class:`uniformer.data.SkippedInputs`."""
     for path, entry in entries.items():
         target.reasons.setdefault(path, entry["reason"])
         target.occurrences[path] += entry["count"]
