@@ -496,6 +496,22 @@ def test_one_bad_input_is_its_own_error_and_the_others_are_predicted(
     assert "broken.png" in found[3].error and found[0].label_map is None and found[2].label_map is None
 
 
+def test_a_folder_is_predicted_as_its_images_and_a_folder_without_any_is_refused_as_such(tmp_path: Path) -> None:
+    model, setup = _random_segmentor(), _setup(scale=[2048, 512])
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    images = [_noise(folder / name, 48, 64, seed) for seed, name in enumerate(("b.png", "a.jpg"))]
+    (folder / "notes.txt").write_text("not an image")
+    (folder / "nested").mkdir()
+    loop = partial(feed, collate=TASK.collate, inputs=TASK.model_inputs, batch_size=4)
+    found = TASK.predict(model, [str(folder)], setup, loop, topk=3)
+    assert [p.path for p in found] == sorted(images) and all(p.error is None for p in found)
+    with pytest.raises(ValueError, match=r"nested: a folder without images \(.bmp, .jpeg, .jpg, .png, .webp\)"):
+        TASK.predict(model, [str(folder / "nested")], setup, loop, topk=3)
+    with pytest.raises(FileNotFoundError, match="input not found: .*missing"):
+        TASK.predict(model, [str(tmp_path / "missing")], setup, loop, topk=3)
+
+
 def test_the_label_map_is_taken_at_the_test_scale_and_resized_by_nearest_pixel() -> None:
     logits = torch.nn.functional.one_hot(torch.tensor([[0, 1, 2], [3, 4, 5], [6, 6, 6]]), 7).permute(2, 0, 1).float()
     # the padding row (label 6) is cropped; 2 x 3 labels -> 4 x 9 pixels, each label a 2 x 3 block

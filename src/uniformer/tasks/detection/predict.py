@@ -31,7 +31,7 @@ from torchvision.models.detection.transform import resize_boxes
 from torchvision.utils import draw_bounding_boxes, draw_segmentation_masks
 
 from uniformer._fileio import atomic_write_text
-from uniformer.data.images import DecodeError, image_size, read_image
+from uniformer.data.images import DecodeError, image_files, image_size, read_image
 from uniformer.data.transforms import rescale_size
 from uniformer.models.checkpoint import CheckpointFile
 from uniformer.models.detection import AssembledRCNN, paste_mask
@@ -230,9 +230,7 @@ class DetectionPredictTask(base.PredictTask[PredictionSetup, Prediction]):
     ) -> list[Prediction]:
         """The detections of every image scoring above ``setup.score_threshold``, best first (all of them:
         ``topk`` cuts the printed listing only)."""
-        missing = [p for p in paths if not os.path.isfile(p)]
-        if missing:
-            raise FileNotFoundError(f"input not found: {', '.join(missing)}")
+        paths = image_files(paths)  # a folder: its images
         dataset = _Images(paths, _test_scale(model))
         accumulator = Detections(len(dataset))
         options = _call_options(model, setup.score_threshold)

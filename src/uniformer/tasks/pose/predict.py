@@ -27,7 +27,7 @@ from torchvision.ops import box_convert
 from torchvision.utils import draw_keypoints
 
 from uniformer._fileio import atomic_write_text, read_json
-from uniformer.data.images import DecodeError, image_size, read_image
+from uniformer.data.images import DecodeError, image_files, image_size, read_image
 from uniformer.models.checkpoint import CheckpointFile
 from uniformer.models.zoo.schema import ModelInfo
 from uniformer.tasks import base
@@ -307,9 +307,7 @@ class PosePredictTask(base.PredictTask[PredictionSetup, Prediction]):
         """The people of every image (boxes from ``setup.boxes`` or ``setup.detector``, else the whole image), in
         input order, best first (all of them: ``topk`` cuts the printed listing only); with ``setup.out_dir`` each image's skeletons (``<stem>_pose.png``) and keypoints
         (``<stem>_keypoints.json``)."""
-        missing = [p for p in paths if not os.path.isfile(p)]
-        if missing:
-            raise FileNotFoundError(f"input not found: {', '.join(missing)}")
+        paths = image_files(paths)  # a folder: its images
         given, errors = setup.boxes, {}
         if given is not None:
             names = {*paths, *(os.path.basename(p) for p in paths)}
