@@ -145,6 +145,15 @@ def test_dense_export_refuses_a_size_off_the_backbone_stride():
         dense_config(model, input_size=(64, 48))
 
 
+@pytest.mark.parametrize("size", [(4160, 64), (32, 64)])
+def test_a_dynamic_size_export_outside_its_size_range_is_refused_naming_the_rule(tmp_path, size) -> None:
+    model = uniformer.create_model(SEG, num_classes=3, **TINY).eval()
+    rule = r"multiples of 32 from 64 to 4096 \(the sizes its height and width then take\); got "
+    with pytest.raises(ValueError, match=rule + f"{size[0]} x {size[1]}"):
+        export_model(model, tmp_path / "seg.pt2", "exported-program", SEG, input_size=size)
+    assert not (tmp_path / "seg.pt2").exists()
+
+
 def test_export_refuses_a_detector_naming_what_is_unsupported(tmp_path, capsys):
     from uniformer.cli import main
 

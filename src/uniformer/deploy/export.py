@@ -97,10 +97,14 @@ def export_program(
     dims: dict[int, Any] = {0: torch.export.Dim("batch", min=1, max=MAX_BATCH)}
     if dynamic_size:
         height, width = example.shape[-2:]
-        if height % _SIZE_STEP or width % _SIZE_STEP or min(height, width) < 2 * _SIZE_STEP:
+        if (
+            height % _SIZE_STEP
+            or width % _SIZE_STEP
+            or not 2 * _SIZE_STEP <= min(height, width) <= max(height, width) <= MAX_SIZE
+        ):
             raise ValueError(
-                f"a dynamic-size export is traced at multiples of {_SIZE_STEP} from {2 * _SIZE_STEP}; "
-                f"got {height} x {width}"
+                f"export: a dynamic-size export is traced at an input size whose sides are multiples of {_SIZE_STEP} "
+                f"from {2 * _SIZE_STEP} to {MAX_SIZE} (the sizes its height and width then take); got {height} x {width}"
             )
         for axis, label in ((-2, "height"), (-1, "width")):
             dims[example.ndim + axis] = _SIZE_STEP * torch.export.Dim(label, min=1, max=MAX_SIZE // _SIZE_STEP)
