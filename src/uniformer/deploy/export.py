@@ -25,11 +25,13 @@ metadata says so. Pose: the crop size is part of the preprocessing, so it is fix
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import io
 import json
+import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -220,6 +222,29 @@ def onnx_metadata(config: Mapping[str, Any], opset: int = OPSET) -> dict[str, st
     return {key: json.dumps(value) for key, value in values.items()}
 
 
+# onnx_ir warns for every attribute given as an empty list (UperNet's pyramid pooling writes a dozen) that it is
+# stored as INTS: for an empty list the type carries no value, and the file's outputs equal PyTorch's (tested)
+_HARMLESS_EXPORTER_WARNINGS = (("onnx_ir._convenience", "Attribute type is ambiguous because it is an empty sequence"),)
+
+
+@contextlib.contextmanager
+def _without_harmless_exporter_warnings() -> Iterator[None]:
+    """The exporter's log messages known to be harmless (:data:`_HARMLESS_EXPORTER_WARNINGS`) dropped while this
+    runs; every other message, and these outside it, still reach the user."""
+
+    def keep(record: logging.LogRecord) -> bool:
+        return not any(record.getMessage().startswith(text) for _, text in _HARMLESS_EXPORTER_WARNINGS)
+
+    loggers = [logging.getLogger(name) for name, _ in _HARMLESS_EXPORTER_WARNINGS]
+    for logger in loggers:
+        logger.addFilter(keep)
+    try:
+        yield
+    finally:
+        for logger in loggers:
+            logger.removeFilter(keep)
+
+
 def save_onnx(
     program: torch.export.ExportedProgram, config: Mapping[str, Any], path: str | os.PathLike[str], opset: int = OPSET
 ) -> Path:
@@ -228,9 +253,10 @@ def save_onnx(
     import onnx_ir as ir  # the export extra (onnxscript's IR, which torch.onnx returns)
 
     output = config.get("output_name", "logits")
-    onnx_program = torch.onnx.export(
-        program, dynamo=True, opset_version=opset, input_names=["input"], output_names=[output], verbose=False
-    )
+    with _without_harmless_exporter_warnings():
+        onnx_program = torch.onnx.export(
+            program, dynamo=True, opset_version=opset, input_names=["input"], output_names=[output], verbose=False
+        )
     graph = onnx_program.model.graph
     for value in (*graph.inputs, *graph.outputs):
         dims = list(value.shape)
