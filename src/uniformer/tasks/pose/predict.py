@@ -44,6 +44,7 @@ __all__ = [
     "PersonDetector",
     "Prediction",
     "PredictionSetup",
+    "check_boxes",
     "draw_people",
     "pose_image",
     "read_boxes",
@@ -123,7 +124,7 @@ class PredictionSetup:
     std: list[float]
     vis_thr: float = 0.2
     boxes: dict[str, list[list[float]]] | None = None
-    boxes_file: str | None = None  # where ``boxes`` came from, for messages
+    boxes_source: str | None = None  # where ``boxes`` came from, as messages name it ("--boxes FILE")
     detector_request: PredictorRequest | None = None  # from --detector, until the engine builds it
     detector: PersonDetector | None = None
     out_dir: Path | None = None
@@ -131,20 +132,25 @@ class PredictionSetup:
 
 def read_boxes(path: str | os.PathLike[str]) -> dict[str, list[list[float]]]:
     """A boxes file: a JSON object from image name (or path) to a list of ``[x, y, w, h]`` or ``[x, y, w, h,
-    score]``; a malformed file is refused naming the entry."""
-    data = read_json(path, "--boxes")
+    score]``; a malformed file is refused naming the entry (:func:`check_boxes`)."""
+    return check_boxes(read_json(path, "--boxes"), f"--boxes {path}")
+
+
+def check_boxes(data: object, source: str) -> dict[str, list[list[float]]]:
+    """``data`` as person boxes by image (``{image: [[x, y, w, h(, score)], ...]}``, finite numbers, positive
+    width and height); anything else is refused naming ``source`` (``--boxes FILE``), the image and the box."""
     if not isinstance(data, dict):
-        raise ValueError(f"--boxes {path}: expected an object {{image: [[x, y, w, h(, score)], ...]}}")
+        raise ValueError(f"{source}: expected an object {{image: [[x, y, w, h(, score)], ...]}}")
     for name, boxes in data.items():
         if not isinstance(boxes, list) or not all(
             isinstance(b, list) and len(b) in (4, 5) and all(_is_number(v) for v in b) for b in boxes
         ):
-            raise ValueError(f"--boxes {path}: {name!r}: expected a list of [x, y, w, h] or [x, y, w, h, score]")
+            raise ValueError(f"{source}: {name!r}: expected a list of [x, y, w, h] or [x, y, w, h, score]")
         for k, box in enumerate(boxes):
             if not all(math.isfinite(v) for v in box):
-                raise ValueError(f"--boxes {path}: {name!r}: box {k} {box} has a value that is not finite")
+                raise ValueError(f"{source}: {name!r}: box {k} {box} has a value that is not finite")
             if box[2] <= 0 or box[3] <= 0:
-                raise ValueError(f"--boxes {path}: {name!r}: box {k} {box} has no area (w and h must be > 0)")
+                raise ValueError(f"{source}: {name!r}: box {k} {box} has no area (w and h must be > 0)")
     return data
 
 
@@ -168,12 +174,12 @@ def _misplaced(box: Sequence[float], width: int, height: int) -> str | None:
     return None
 
 
-def _no_entry(path: str, boxes: Mapping[str, object], file: str | None) -> str:
+def _no_entry(path: str, boxes: Mapping[str, object], source: str | None) -> str:
     """The error of an input the boxes file has no entry for, with the closest key (a misspelt name)."""
     name = os.path.basename(path)
     close = difflib.get_close_matches(name, list(boxes), n=1)
     hint = f"; did you mean {close[0]!r}?" if close else ""
-    return f"--boxes {file}: no entry for {name} (an image without people needs {name!r}: []){hint}"
+    return f"{source}: no entry for {name} (an image without people needs {name!r}: []){hint}"
 
 
 class _Persons:
@@ -291,7 +297,7 @@ class PosePredictTask(base.PredictTask[PredictionSetup, Prediction]):
         return replace(
             setup,
             boxes=read_boxes(boxes) if boxes else None,
-            boxes_file=boxes or None,
+            boxes_source=f"--boxes {boxes}" if boxes else None,
             detector_request=request,
             detector=None,
             out_dir=base.check_folder(values["out"], "--out") if values.get("out") else None,
@@ -323,7 +329,7 @@ class PosePredictTask(base.PredictTask[PredictionSetup, Prediction]):
             if given is not None:
                 boxes = given.get(path, given.get(os.path.basename(path)))
                 if boxes is None and setup.boxes is not None:
-                    errors[n] = _no_entry(path, given, setup.boxes_file)
+                    errors[n] = _no_entry(path, given, setup.boxes_source)
                     continue
                 boxes = boxes or []
                 if boxes and setup.boxes is not None:  # a user's file: its boxes must lie on the image
@@ -336,7 +342,7 @@ class PosePredictTask(base.PredictTask[PredictionSetup, Prediction]):
                     if wrong:
                         k, box, why = wrong[0]
                         name = os.path.basename(path)
-                        errors[n] = f"--boxes {setup.boxes_file}: {name!r}: box {k} {box} {why}"
+                        errors[n] = f"{setup.boxes_source}: {name!r}: box {k} {box} {why}"
                         continue
             else:
                 try:
