@@ -106,7 +106,8 @@ def export_program(
         ):
             raise ValueError(
                 f"export: a dynamic-size export is traced at an input size whose sides are multiples of {_SIZE_STEP} "
-                f"from {2 * _SIZE_STEP} to {MAX_SIZE} (the sizes its height and width then take); got {height} x {width}"
+                f"from {2 * _SIZE_STEP} to {MAX_SIZE} (the sizes its height and width then take); "
+                f"got {height} x {width}"
             )
         for axis, label in ((-2, "height"), (-1, "width")):
             dims[example.ndim + axis] = _SIZE_STEP * torch.export.Dim(label, min=1, max=MAX_SIZE // _SIZE_STEP)

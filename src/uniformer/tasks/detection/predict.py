@@ -5,12 +5,14 @@ bilinear, to the rounded size within ``max_size`` x ``min_size``), and its boxes
 detection's mask is pasted into the full-size image only when the detection is kept, one at a time
 (:func:`~uniformer.models.detection.paste_mask`). So memory follows the test scale and the kept detections, not the
 photo times the detector's hundred candidates (``uniformer eval`` still resizes inside the model and pastes every
-mask, as it scores them all). Only detections scoring above ``score_threshold`` (``uniformer predict --score-threshold T``, default 0.3) are kept, strictly
-above as torchvision's ``box_score_thresh`` and mmdet's ``show_result(score_thr)``; a threshold under the
-detector's own test threshold (0.05, the config's ``score_thr``) lowers it for the run (an argument of the
-model's call: the shared model keeps its own). ``--out-dir`` gets a
-picture per image drawn with torchvision's ``draw_segmentation_masks`` and ``draw_bounding_boxes`` and its
-detections as JSON (masks as COCO RLE).
+mask, as it scores them all).
+
+Only detections scoring above ``score_threshold`` (``uniformer predict --score-threshold T``, default 0.3) are
+kept, strictly above as torchvision's ``box_score_thresh`` and mmdet's ``show_result(score_thr)``; a threshold
+under the detector's own test threshold (0.05, the config's ``score_thr``) lowers it for the run (an argument of
+the model's call: the shared model keeps its own). ``--out-dir`` gets a picture per image drawn with torchvision's
+``draw_segmentation_masks`` (in bands of rows) and ``draw_bounding_boxes``, and its detections as JSON (masks as
+COCO RLE).
 """
 
 from __future__ import annotations
