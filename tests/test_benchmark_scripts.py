@@ -129,3 +129,13 @@ def test_the_pose_peer_table_times_uniformer_next_to_simplebaseline_resnet50() -
     errors = {note.split(":")[0]: float(note.rsplit("= ", 1)[1]) for note in table.notes if "heatmap error" in note}
     assert set(errors) == set(labels[1:])  # the fast paths compute the eager models' heatmaps to float rounding
     assert max(errors.values()) < 1e-4
+
+
+def test_the_memory_benchmark_photo_is_a_4_by_3_jpeg_of_the_pixels_asked_for(tmp_path) -> None:
+    from PIL import Image
+
+    from benchmarks.predict_memory import write_photo
+
+    width, height = write_photo(tmp_path / "photo.jpg", 0.03)
+    with Image.open(tmp_path / "photo.jpg") as photo:
+        assert photo.format == "JPEG" and photo.size == (width, height) == (200, 150)
