@@ -103,7 +103,7 @@ def _two_figures(path: Path, count: int = 8) -> Path:
 
 
 def test_pose_ids_stay_with_two_figures_walking_apart(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    def find_figures(self, images: list[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
+    def find_figures(self, images: list[torch.Tensor], **options: object) -> list[dict[str, torch.Tensor]]:
         """A detector that sees the figures: the boxes of the red pixels and of the blue ones, both people."""
         found = []
         for image in images:

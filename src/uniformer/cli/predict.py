@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from uniformer.cli.video import add_video_arguments, predict_videos
+from uniformer.cli.video import add_video_arguments, predict_videos, video_run
 from uniformer.data import read_classes
 from uniformer.engine.predict import Predictor
 from uniformer.tasks import PredictTask, task_for_model
@@ -113,16 +113,17 @@ def build_predictor(args: argparse.Namespace, labels: list[str] | None = None) -
 
 
 def _predict(args: argparse.Namespace) -> int:
-    if args.out_dir is not None:  # before any model is built
-        task_for_model(args.model).check_out_dir(Path(args.out_dir))
+    task = task_for_model(args.model)
+    paths = expand_inputs(args.inputs)
+    videos = video_run(args, task.name, paths)  # the options are checked before any model is built
+    if videos is None and args.out_dir is not None:
+        task.check_out_dir(Path(args.out_dir))
     labels = None
     if args.labels:
         labels = read_classes(args.labels)
     predictor = build_predictor(args, labels)
-    paths = expand_inputs(args.inputs)
-    code = predict_videos(args, predictor, paths)
-    if code is not None:
-        return code
+    if videos is not None:
+        return predict_videos(args, predictor, videos)
     predictions = predictor.predict(paths, topk=args.topk, progress=not args.json)
     written = (
         [] if args.out_dir is None else predictor.task.write_predictions(predictions, predictor.setup, args.out_dir)

@@ -17,8 +17,9 @@ from uniformer.data.decode import is_video_path
 from uniformer.engine.predict import Predictor
 from uniformer.engine.timeline import video_timeline
 from uniformer.engine.video import DENSE_TASKS, predict_video
+from uniformer.tasks.base import check_folder
 
-__all__ = ["add_video_arguments", "predict_videos"]
+__all__ = ["add_video_arguments", "predict_videos", "video_run"]
 
 
 def add_video_arguments(parser: argparse.ArgumentParser) -> None:
@@ -38,10 +39,10 @@ def add_video_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--stride", type=float, default=None, metavar="S", help="seconds between windows (1)")
 
 
-def predict_videos(args: argparse.Namespace, predictor: Predictor, paths: list[str]) -> int | None:
-    """Run the video outputs the command line asks for and print what was written; ``None`` when it asks for
-    none (the inputs are classified or predicted as files)."""
-    task = predictor.task.name
+def video_run(args: argparse.Namespace, task: str, paths: list[str]) -> list[str] | None:
+    """The videos whose outputs the command line asks for (an annotated video and frame lines, or a timeline),
+    its video options checked before any model is built; ``None`` when it asks for none (the inputs are
+    classified or predicted as files)."""
     videos = [p for p in paths if is_video_path(p)]
     timeline = args.timeline or args.window is not None or args.stride is not None
     if timeline and task != "classification":
@@ -61,6 +62,13 @@ def predict_videos(args: argparse.Namespace, predictor: Predictor, paths: list[s
                          f"these are not video files: {', '.join(others[:5])}")  # fmt: skip
     if "--out" in getattr(args, "task_args", []):
         raise ValueError("pose's --out DIR writes files per image; a video's files go to --out-dir DIR")
+    check_folder(args.out_dir or ".", "--out-dir")
+    return videos
+
+
+def predict_videos(args: argparse.Namespace, predictor: Predictor, videos: list[str]) -> int:
+    """Write the outputs :func:`video_run` found asked for, print what was written; the exit status."""
+    timeline = args.timeline
     out_dir = args.out_dir or "."
     documents, interrupted = [], False
     for path in videos:
