@@ -171,3 +171,20 @@ def test_the_light_image_checkpoint_inflates_into_the_light_video_model() -> Non
     torch.testing.assert_close(stem.sum(2), image["patch_embed1.proj.0.weight"])
     with torch.no_grad():
         assert video(torch.randn(1, 3, 4, 64, 64)).shape == (1, 9)
+
+
+def test_zoo_entries_carry_the_official_recipes_test_views_and_variants() -> None:
+    import uniformer
+
+    video = uniformer.model_info("uniformer_xxs_k400_16f_160")
+    assert (video.num_frames, video.frame_stride, video.sampling, video.test_views) == (16, None, "segment", 1)
+    assert video.model_args["video"] and video.model_args["light"] and "layer_scale" not in video.model_args
+    # the 4-frame and 8-frame 128 px recipes are the layer-scale variant
+    for name in ("uniformer_xxs_k400_4f_128", "uniformer_xxs_k400_4f_160", "uniformer_xxs_k400_8f_128"):
+        assert uniformer.model_info(name).model_args["layer_scale"] == "all"
+    image = uniformer.model_info("uniformer_xxs")
+    assert [r.img_size for r in image.releases] == [224, 128, 160, 192]
+    assert image.release(160).metrics == {"top1": 79.1} and image.release(160).gflops == 0.67
+    assert image.release(160).checkpoint_url.startswith("https://drive.google.com/")
+    model = uniformer.create_model("uniformer_xxs_k400_4f_128")
+    assert model.blocks1[0].gamma_1 is not None and model.blocks4[0].gamma_1[0].item() == pytest.approx(0.1)

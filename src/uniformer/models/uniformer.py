@@ -1023,7 +1023,8 @@ class UniFormer(nn.Module):
             if i == 0:
                 x = self.pos_drop(x)
             if self.light and i == 2:
-                cls = self.cls_token.expand(x.shape[0], -1, -1)
+                # a copy per sample: a view of the parameter would require grad even under no_grad
+                cls = self.cls_token.repeat(x.shape[0], 1, 1)
             elif self.light and i == 3:
                 cls = self.cls_upsample(cls)
             state = (x, cls, scores) if self.light and i >= 2 else (x,)
