@@ -182,9 +182,9 @@ def test_zoo_entries_carry_the_official_recipes_test_views_and_variants() -> Non
     # the 4-frame and 8-frame 128 px recipes are the layer-scale variant
     for name in ("uniformer_xxs_k400_4f_128", "uniformer_xxs_k400_4f_160", "uniformer_xxs_k400_8f_128"):
         assert uniformer.model_info(name).model_args["layer_scale"] == "all"
-    image = uniformer.model_info("uniformer_xxs")
-    assert [r.img_size for r in image.releases] == [224, 128, 160, 192]
-    assert image.release(160).metrics == {"top1": 79.1} and image.release(160).gflops == 0.67
-    assert image.release(160).checkpoint_url.startswith("https://drive.google.com/")
+    assert video.pretrain == "uniformer_xxs_160 (inflated)"
+    image = uniformer.model_info("uniformer_xxs_160").release()
+    assert (image.img_size, image.metrics, image.gflops) == (160, {"top1": 79.1}, 0.67)
+    assert image.checkpoint_url.startswith("https://drive.google.com/")
     model = uniformer.create_model("uniformer_xxs_k400_4f_128")
     assert model.blocks1[0].gamma_1 is not None and model.blocks4[0].gamma_1[0].item() == pytest.approx(0.1)

@@ -34,7 +34,7 @@ EXPECTED_TL = [
     f"uniformer_{s}_tl"
     for s in ("small", "small_dim64", "small_plus", "small_plus_dim64", "base", "base_dim64", "large_ls")
 ]
-EXPECTED_LIGHT_IMAGE = ["uniformer_xxs", "uniformer_xs"]
+EXPECTED_LIGHT_IMAGE = [f"uniformer_xxs_{s}" for s in (128, 160, 192, 224)] + ["uniformer_xs_192", "uniformer_xs_224"]
 EXPECTED_LIGHT = [
     *EXPECTED_LIGHT_IMAGE,
     *(
@@ -116,7 +116,7 @@ MEASURED_NOT_PUBLISHED = {
     ("uniformer_large_ls_tl", 384): 62.76,
     ("uniformer_small_h14_fpn_ade20k", 512): 190.91,
     ("uniformer_base_topdown_coco_384x288", 384): 22.05,
-    ("uniformer_xs", 224): 1.93,
+    ("uniformer_xs_224", 224): 1.93,
     ("uniformer_xxs_k400_8f_160", 160): 3.22,
 }
 

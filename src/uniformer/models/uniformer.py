@@ -1079,7 +1079,12 @@ class UniFormer(nn.Module):
                 maps.append(_channels_last_norm(getattr(self, f"norm{i + 1}"), x).contiguous())
         return tuple(maps)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
+    def forward(self, x: torch.Tensor, train_outputs: bool = False) -> torch.Tensor | tuple[torch.Tensor, ...]:
+        """Logits (B, classes), or a dense backbone's maps. ``train_outputs``: the two outputs of
+        :meth:`forward_train` instead, for a training loop that calls the model through a wrapper (DDP, a compiled
+        model) which only runs ``forward``."""
+        if train_outputs:
+            return self.forward_train(x)
         if self.dense:
             return self.forward_dense(x)
         return self.forward_head(self.forward_features(x))

@@ -52,19 +52,18 @@ _XXS_8X160_FLOPS_NOTE = (
 _MEASURED_NOTE = "{what} are this package's count of the architecture; the official table gives none."
 
 
-def _image(size: str, params_m: float, *rows: tuple[int, float, float, str], notes: str = "") -> ModelInfo:
+def _image(
+    size: str, img_size: int, top1: float, gflops: float, params_m: float, drive_id: str, notes: str = ""
+) -> ModelInfo:
     title, args = LIGHT_SIZES[size]
-    releases = tuple(
-        Release(img_size, gflops, None, metrics={"top1": top1}, checkpoint_url=DRIVE.format(drive_id))
-        for img_size, top1, gflops, drive_id in rows
-    )
+    release = Release(img_size, gflops, None, metrics={"top1": top1}, checkpoint_url=DRIVE.format(drive_id))
     return ModelInfo(
-        name=f"uniformer_{size}",
+        name=f"uniformer_{size}_{img_size}",
         task="image",
         dataset="imagenet-1k",
-        title=title,
+        title=f"{title} {img_size} px",
         model_args=args,
-        releases=releases,
+        releases=(release,),
         params_m=params_m,
         hub_repo="",
         kind=CLASSIFIER,
@@ -96,7 +95,7 @@ def _kinetics(
         sampling="segment",
         test_clips=1,
         test_crops=1,
-        pretrain=f"uniformer_{size} at {img_size} px (ImageNet-1K, inflated)",
+        pretrain=f"uniformer_{size}_{img_size} (inflated)",
         notes=_MEASURED_NOTE.format(what="Parameters") + notes,
     )
 
@@ -127,7 +126,7 @@ def _mask_rcnn(size: str, box_ap: float, mask_ap: float, params_m: float, gflops
         params_m=params_m,
         hub_repo="",
         kind=DETECTOR,
-        pretrain=f"uniformer_{size} (ImageNet-1K)",
+        pretrain=f"uniformer_{size}_224",
         notes=_MEASURED_NOTE.format(what="GFLOPs"),
         detector="mask_rcnn",
     )
@@ -155,28 +154,24 @@ def _fpn(size: str, miou: float, params_m: float, gflops: float, drive_id: str) 
         params_m=params_m,
         hub_repo="",
         kind=SEGMENTOR,
-        pretrain=f"uniformer_{size} (ImageNet-1K)",
+        pretrain=f"uniformer_{size}_224",
         notes=_MEASURED_NOTE.format(what="GFLOPs"),
         decoder="fpn",
     )
 
 
 MODELS: tuple[ModelInfo, ...] = (
-    # image: size, params (M); then per release: input size, top-1, GFLOPs, Google Drive file id (224 px first: the default)
-    _image(
-        "xxs",
-        10.2,
-        (224, 80.6, 1.3, "1Cw9r_3c30N-esFI8RFYa6rQXJrr1rAHY"),
-        (128, 76.8, 0.43, "1Cr7uB5hUck1BHioEROWZjfLpYRwg4Zps"),
-        (160, 79.1, 0.67, "1CsXCzfVFPyM2mY8BA_1fO3q_VBngnF44"),
-        (192, 79.9, 0.96, "1CjrCEnZCk2aLrN7nVG8vFvu3FAUL4_Y_"),
-    ),
-    _image(
-        "xs",
-        16.5,
-        (224, 82.0, 2.0, "1CwQ91fjuAu3Rhn3zV4vjAmQ8v36AfYPT"),
-        (192, 81.5, 1.4, "1Ce2Dk9-k_-sHt5dXp-gfNOEK37Jdcffv"),
-        notes=_XS_224_FLOPS_NOTE,
+    *(
+        _image(*row)
+        for row in (
+            # size, input size, top-1, GFLOPs, params (M), Google Drive file id
+            ("xxs", 128, 76.8, 0.43, 10.2, "1Cr7uB5hUck1BHioEROWZjfLpYRwg4Zps"),
+            ("xxs", 160, 79.1, 0.67, 10.2, "1CsXCzfVFPyM2mY8BA_1fO3q_VBngnF44"),
+            ("xxs", 192, 79.9, 0.96, 10.2, "1CjrCEnZCk2aLrN7nVG8vFvu3FAUL4_Y_"),
+            ("xxs", 224, 80.6, 1.3, 10.2, "1Cw9r_3c30N-esFI8RFYa6rQXJrr1rAHY"),
+            ("xs", 192, 81.5, 1.4, 16.5, "1Ce2Dk9-k_-sHt5dXp-gfNOEK37Jdcffv"),
+            ("xs", 224, 82.0, 2.0, 16.5, "1CwQ91fjuAu3Rhn3zV4vjAmQ8v36AfYPT", _XS_224_FLOPS_NOTE),
+        )
     ),
     *(
         _kinetics(*row)
@@ -202,19 +197,43 @@ MODELS: tuple[ModelInfo, ...] = (
 
 
 # ---------------------------------------------------------------------------------------------------------
-# timm registration of the ImageNet models (``timm.create_model("uniformer_xxs", img_size=160)``): default cfgs
+# timm registration of the ImageNet models (``timm.create_model("uniformer_xxs_160")``): default cfgs
 # generated from the entries; no pretrained source timm can fetch (the files are on Google Drive only)
 
 default_cfgs = timm_default_cfgs(tuple(info for info in MODELS if info.task == "image"))
 
 
 @register_model
-def uniformer_xxs(pretrained: bool = False, **kwargs: Any) -> UniFormer:
-    """UniFormer-XXS (light), ImageNet-1K, 128 to 224 px."""
-    return create_timm_model("uniformer_xxs", pretrained, XXS, **kwargs)
+def uniformer_xxs_128(pretrained: bool = False, **kwargs: Any) -> UniFormer:
+    """UniFormer-XXS (light), ImageNet-1K at 128 px."""
+    return create_timm_model("uniformer_xxs_128", pretrained, XXS, **kwargs)
 
 
 @register_model
-def uniformer_xs(pretrained: bool = False, **kwargs: Any) -> UniFormer:
-    """UniFormer-XS (light), ImageNet-1K, 192 and 224 px."""
-    return create_timm_model("uniformer_xs", pretrained, XS, **kwargs)
+def uniformer_xxs_160(pretrained: bool = False, **kwargs: Any) -> UniFormer:
+    """UniFormer-XXS (light), ImageNet-1K at 160 px."""
+    return create_timm_model("uniformer_xxs_160", pretrained, XXS, **kwargs)
+
+
+@register_model
+def uniformer_xxs_192(pretrained: bool = False, **kwargs: Any) -> UniFormer:
+    """UniFormer-XXS (light), ImageNet-1K at 192 px."""
+    return create_timm_model("uniformer_xxs_192", pretrained, XXS, **kwargs)
+
+
+@register_model
+def uniformer_xxs_224(pretrained: bool = False, **kwargs: Any) -> UniFormer:
+    """UniFormer-XXS (light), ImageNet-1K at 224 px."""
+    return create_timm_model("uniformer_xxs_224", pretrained, XXS, **kwargs)
+
+
+@register_model
+def uniformer_xs_192(pretrained: bool = False, **kwargs: Any) -> UniFormer:
+    """UniFormer-XS (light), ImageNet-1K at 192 px."""
+    return create_timm_model("uniformer_xs_192", pretrained, XS, **kwargs)
+
+
+@register_model
+def uniformer_xs_224(pretrained: bool = False, **kwargs: Any) -> UniFormer:
+    """UniFormer-XS (light), ImageNet-1K at 224 px."""
+    return create_timm_model("uniformer_xs_224", pretrained, XS, **kwargs)
