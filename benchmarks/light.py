@@ -26,7 +26,13 @@ import torch
 import torch.nn as nn
 from torchvision.models.video import R2Plus1D_18_Weights, S3D_Weights, r2plus1d_18, s3d
 
-from uniformer.benchmarks.models import BenchmarkTable, machine_description, measure_table, paired_speedup
+from uniformer.benchmarks.models import (
+    BenchmarkTable,
+    machine_description,
+    measure_table,
+    no_grad_call,
+    paired_speedup,
+)
 from uniformer.models.complexity import count_gmacs
 from uniformer.models.factory import create_model
 from uniformer.models.optimize import optimize_for_inference
@@ -46,14 +52,6 @@ def _peer(model: nn.Module, video: bool) -> nn.Module:
     return model.eval().to(memory_format=layout)
 
 
-def _call(model: nn.Module, x: torch.Tensor) -> Callable[[], Any]:
-    def call() -> Any:
-        with torch.no_grad():
-            return model(x)
-
-    return call
-
-
 def _table(
     title: str,
     entries: dict[str, tuple[nn.Module, torch.Tensor]],
@@ -68,7 +66,7 @@ def _table(
     gmacs = {label: count_gmacs(model, (1, *x.shape[1:])) for label, (model, x) in entries.items()}
     table = measure_table(
         title,
-        {label: _call(model, x) for label, (model, x) in entries.items()},
+        {label: no_grad_call(model, x) for label, (model, x) in entries.items()},
         batch_size=batch_size,
         gmacs=gmacs,
         repeats=repeats,

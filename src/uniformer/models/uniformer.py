@@ -859,42 +859,32 @@ class UniFormer(nn.Module):
             rates = dpr[sum(depth[:i]) : sum(depth[: i + 1])]
             if i < 2:
                 blocks = [LocalBlock(embed_dim[i], mlp_ratios[i], video, drop_rate, rate, local_ls) for rate in rates]
-            elif light:
-                blocks = [
-                    HourglassBlock(
-                        embed_dim[i],
-                        embed_dim[i] // head_dim,
-                        keep,
-                        trade,
-                        mlp_ratio=mlp_ratios[i],
-                        video=video,
-                        qkv_bias=qkv_bias,
-                        qk_scale=qk_scale,
-                        drop=drop_rate,
-                        attn_drop=attn_drop_rate,
-                        drop_path=rate,
-                        ls_init_value=global_ls,
-                    )
-                    for rate, keep, trade in zip(rates, keep_ratio[i - 2], trade_off[i - 2])
-                ]
             else:
-                blocks = [
-                    GlobalBlock(
-                        embed_dim[i],
-                        embed_dim[i] // head_dim,
-                        mlp_ratios[i],
-                        video,
-                        qkv_bias=qkv_bias,
-                        qk_scale=qk_scale,
-                        drop=drop_rate,
-                        attn_drop=attn_drop_rate,
-                        drop_path=rate,
-                        ls_init_value=global_ls,
-                        split=split,
-                        window_size=window_size if window else None,
-                    )
-                    for rate, window in zip(rates, _windowed_blocks(i, depth[i], attn_mode))
-                ]
+                heads = embed_dim[i] // head_dim
+                common = dict(
+                    mlp_ratio=mlp_ratios[i],
+                    video=video,
+                    qkv_bias=qkv_bias,
+                    qk_scale=qk_scale,
+                    drop=drop_rate,
+                    attn_drop=attn_drop_rate,
+                    ls_init_value=global_ls,
+                )
+                if light:
+                    schedule = zip(rates, keep_ratio[i - 2], trade_off[i - 2])
+                    blocks = [HourglassBlock(embed_dim[i], heads, k, t, drop_path=r, **common) for r, k, t in schedule]
+                else:
+                    blocks = [
+                        GlobalBlock(
+                            embed_dim[i],
+                            heads,
+                            drop_path=rate,
+                            split=split,
+                            window_size=window_size if window else None,
+                            **common,
+                        )
+                        for rate, window in zip(rates, _windowed_blocks(i, depth[i], attn_mode))
+                    ]
             setattr(self, f"blocks{i + 1}", nn.ModuleList(blocks))
             if dense:
                 # the official dense backbone registers each output norm right after its stage
@@ -1083,7 +1073,7 @@ class UniFormer(nn.Module):
         """Logits (B, classes), or a dense backbone's maps. ``train_outputs``: the two outputs of
         :meth:`forward_train` instead, for a training loop that calls the model through a wrapper (DDP, a compiled
         model) which only runs ``forward``."""
-        if train_outputs:
+        if train_outputs is True:  # an identity test: symbolic tracing (torch.fx) passes a proxy, never True
             return self.forward_train(x)
         if self.dense:
             return self.forward_dense(x)
