@@ -7,7 +7,8 @@ import torch
 from safetensors.torch import load_file
 
 from uniformer import UniFormer, load_checkpoint
-from uniformer.models.checkpoint import fit_dense_backbone, read_state_dict
+from uniformer.models.checkpoint import fit_dense_backbone, load_for_fine_tuning, read_state_dict
+from uniformer.models.segmentor import build_segmentor
 from uniformer.models.uniformer import HourglassBlock, set_formulation
 
 from golden import GOLDEN, assert_close_to_golden, golden_cases, golden_model_kwargs
@@ -159,6 +160,17 @@ def test_a_light_classification_checkpoint_initialises_a_light_dense_backbone() 
     load_checkpoint(dense, GOLDEN / LIGHT["light_image_tiny"]["checkpoint"])
     torch.testing.assert_close(dense.cls_token, image["cls_token"], rtol=0, atol=0)
     assert fresh
+
+
+def test_the_dense_recipes_start_their_backbone_from_the_light_imagenet_file() -> None:
+    """model.checkpoint of the light detection / segmentation recipes: the bare ImageNet file fills the backbone."""
+    kwargs = {k: v for k, v in golden_model_kwargs(LIGHT["light_dense_tiny"]).items() if k != "num_classes"}
+    segmentor = build_segmentor("fpn", 3, kwargs)
+    load_for_fine_tuning(segmentor, GOLDEN / LIGHT["light_image_tiny"]["checkpoint"])
+    image = read_state_dict(GOLDEN / LIGHT["light_image_tiny"]["checkpoint"])
+    torch.testing.assert_close(segmentor.backbone.blocks4[1].attn.qkv.weight, image["blocks4.1.attn.qkv.weight"])
+    with torch.no_grad():
+        assert segmentor.eval()(torch.randn(1, 3, 64, 96)).shape == (1, 3, 64, 96)
 
 
 def test_the_light_image_checkpoint_inflates_into_the_light_video_model() -> None:
