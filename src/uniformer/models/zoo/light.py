@@ -18,7 +18,7 @@ from typing import Any
 from timm.models import register_model
 
 from uniformer.models.uniformer import UniFormer
-from uniformer.models.zoo.detection import DETECTOR
+from uniformer.models.zoo.detection import DETECTOR, coco_release
 from uniformer.models.zoo.image import CLASSIFIER, create_timm_model, timm_default_cfgs
 from uniformer.models.zoo.schema import ModelInfo, Release
 from uniformer.models.zoo.segmentation import DRIVE, SEGMENTOR
@@ -100,7 +100,6 @@ def _kinetics(
     )
 
 
-_COCO_HW = (800, 1280)
 _ADE20K_HW = (512, 2048)
 
 
@@ -112,17 +111,7 @@ def _mask_rcnn(size: str, box_ap: float, mask_ap: float, params_m: float, gflops
         dataset="coco",
         title=f"{title} Mask R-CNN 1x (COCO)",
         model_args=args,
-        releases=(
-            Release(
-                _COCO_HW[0],
-                gflops,
-                None,
-                metrics={"box_ap": box_ap, "mask_ap": mask_ap},
-                crop_pct=1.0,
-                checkpoint_url=DRIVE.format(drive_id),
-                input_hw=_COCO_HW,
-            ),
-        ),
+        releases=(coco_release(box_ap, mask_ap, gflops, drive_id),),
         params_m=params_m,
         hub_repo="",
         kind=DETECTOR,
