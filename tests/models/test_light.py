@@ -6,7 +6,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from uniformer import UniFormer, load_checkpoint
+from uniformer import UniFormer, load_checkpoint, optimize_for_inference
 from uniformer.models.checkpoint import fit_dense_backbone, load_for_fine_tuning, read_state_dict
 from uniformer.models.segmentor import build_segmentor
 from uniformer.models.uniformer import HourglassBlock, set_formulation
@@ -200,3 +200,19 @@ def test_zoo_entries_carry_the_official_recipes_test_views_and_variants() -> Non
     assert image.checkpoint_url.startswith("https://drive.google.com/")
     model = uniformer.create_model("uniformer_xxs_k400_4f_128")
     assert model.blocks1[0].gamma_1 is not None and model.blocks4[0].gamma_1[0].item() == pytest.approx(0.1)
+
+
+@pytest.mark.parametrize("name", ["light_image_tiny", "light_video_tiny_ls"])
+def test_bf16_autocast_training_and_bf16_inference_run(name: str) -> None:
+    """Under autocast a block's input and output dtypes differ; the token scatter and the score pooling follow."""
+    model, io = _official(name)
+    model.train()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        pooled, score_token = model(io["input"], train_outputs=True)
+    (pooled.float().sum() + score_token.float().sum()).backward()
+    assert all(p.grad is None or torch.isfinite(p.grad).all() for p in model.parameters())
+    assert model.cls_token.grad.abs().sum() > 0
+    with torch.no_grad():
+        out = model.eval()(io["input"].bfloat16().float())
+        fast = optimize_for_inference(model, torch.bfloat16)(io["input"])
+    assert fast.dtype == torch.bfloat16 and fast.shape == out.shape and torch.isfinite(fast).all()

@@ -572,8 +572,9 @@ class HourglassBlock(GlobalBlock):
         seq = seq + self.drop_path(fed)
         dropped = dropped + (attended[:, -1:] + fed[:, -1:])
         ranked = torch.cat([seq[:, 1:-1], dropped], dim=1)
-        tokens = torch.empty_like(tokens).scatter(1, rows, ranked)
-        scores = torch.empty_like(scores).scatter(1, order, ranked_scores)
+        # back to raster order; in the dtype the block computed (under autocast it can differ from its input's)
+        tokens = ranked.new_empty(ranked.shape).scatter(1, rows, ranked)
+        scores = ranked_scores.new_empty(ranked_scores.shape).scatter(1, order, ranked_scores)
         return tokens, seq[:, :1], scores
 
 
@@ -581,11 +582,8 @@ def _pooled_scores(scores: torch.Tensor, grid: Sequence[int]) -> torch.Tensor:
     """Stage-3 token scores (B, N) on their (H, W) or (T, H, W) ``grid`` averaged over 2x2 cells, as stage 4's
     patch embedding pools the map (an odd last row or column dropped), then rescaled to the same total."""
     total = scores.sum(dim=1, keepdim=True)
-    grid_scores = scores.reshape(scores.shape[0], 1, *grid)
-    if len(grid) == 3:
-        pooled = F.avg_pool3d(grid_scores, (1, 2, 2), (1, 2, 2)).flatten(1)
-    else:
-        pooled = F.avg_pool2d(grid_scores, 2, 2).flatten(1)
+    # frames as channels: a 2x2 pooling of each frame is the official (1, 2, 2) pooling of the (T, H, W) grid
+    pooled = F.avg_pool2d(scores.reshape(scores.shape[0], -1, *grid[-2:]), 2, 2).flatten(1)
     return pooled * (total / pooled.sum(dim=1, keepdim=True))
 
 
