@@ -30,7 +30,7 @@ def test_info_reports_measured_and_published_cost(capsys: pytest.CaptureFixture)
     assert main(["info", "uniformer_small"]) == 0
     text = capsys.readouterr().out
     assert "3.63 measured (multiply-adds), 3.6 published" in text
-    assert "Sense-X/uniformer_image/uniformer_small_in1k.pth" in text
+    assert "weights 1         Hub Sense-X/uniformer_image/uniformer_small_in1k.pth (downloads automatically)" in text
 
 
 def test_console_script_entry_point_runs() -> None:
@@ -49,8 +49,9 @@ def test_info_of_a_segmentation_entry_gives_its_miou_and_where_the_weights_are(c
     assert rows["published mIoU"] == "47.0 single-scale, multi-scale + flip 48.5"
     assert rows["decoder"] == "upernet" and "published top-1" not in rows and "test views" not in rows
     assert rows["GFLOPs per image"].endswith("955 published")
-    assert (
-        rows["checkpoint"] == "https://drive.google.com/file/d/13hOneJiFqwEneUz1Zpqo1W2uv7BsoXGF/view (not on the Hub)"
+    assert rows["weights 1"].startswith("Hub lllyasviel/Annotators/upernet_global_small.pth (SHA-256 bebfa126")
+    assert rows["weights 2"].startswith(
+        "Google Drive https://drive.google.com/file/d/13hOneJiFqwEneUz1Zpqo1W2uv7BsoXGF"
     )
 
 

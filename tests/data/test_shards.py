@@ -73,7 +73,8 @@ def test_malformed_index_is_an_error_naming_the_file(tmp_path: Path) -> None:
         read_video_list("webdataset", tmp_path, list_file=bad)
 
 
-def test_an_epoch_over_two_ranks_and_two_workers_sees_every_sample_once(dataset: Path) -> None:
+@pytest.mark.parametrize("global_batch", [4, 8], ids=["dividing", "with-remainder"])
+def test_an_epoch_over_two_ranks_and_two_workers_sees_every_sample_once(dataset: Path, global_batch: int) -> None:
     from uniformer.engine.loader import BatchPlan, EpochSampler, SeededItems
 
     shards = build_video_dataset(
@@ -86,10 +87,10 @@ def test_an_epoch_over_two_ranks_and_two_workers_sees_every_sample_once(dataset:
         mean=(0.45, 0.45, 0.45),
         std=(0.225, 0.225, 0.225),
     )
-    plan = BatchPlan(global_batch=4, world_size=2, accum_steps=1, micro_batch=2)
+    plan = BatchPlan(global_batch=global_batch, world_size=2, accum_steps=1, micro_batch=global_batch // 2)
     seen: Counter[str] = Counter()
-    for rank in (0, 1):
-        sampler = EpochSampler(len(shards), plan, rank=rank, seed=3)
+    for rank in (0, 1):  # 12 samples: 3 steps of 4, or 1 step of 8 and 4 more kept by drop_last=False
+        sampler = EpochSampler(len(shards), plan, rank=rank, seed=3, drop_last=False)
         sampler.set_epoch(1)
         loader = torch.utils.data.DataLoader(
             SeededItems(shards, 3), batch_sampler=sampler, num_workers=2, collate_fn=collate_videos

@@ -121,11 +121,11 @@ def test_hf_hub_source_reads_the_same_files(tmp_path):
     uniformer.save_pretrained(model, tmp_path)
     calls = []
 
-    def download(repo_id, filename, revision=None):
+    def download(repo_id, filename, revision=None, local_files_only=False):
         calls.append((repo_id, filename, revision))
         return str(tmp_path / filename)
 
-    with mock.patch("uniformer.models.checkpoint.hf_hub_download", side_effect=download):
+    with mock.patch("uniformer.models.download.hf_hub_download", side_effect=download):
         loaded = uniformer.create_model("uniformer_tiny_motion", pretrained="hf-hub:me/motion@v1").eval()
     assert calls == [("me/motion", "config.json", "v1"), ("me/motion", "model.safetensors", "v1")]
     x = torch.randn(1, 3, 8, 64, 64)

@@ -38,6 +38,7 @@ def test_each_epoch_is_a_seeded_permutation_and_resume_starts_mid_epoch() -> Non
     sampler = _sampler(10, 4, 4, seed=1)
     epoch0 = [i for i, _, _ in _keys(sampler)]
     assert len(epoch0) == 8 and len(set(epoch0)) == 8  # 2 full steps, the remainder left out
+    assert sampler.left_out == 2 and _sampler(10, 4, 4, drop_last=False).left_out == 0
     sampler.set_epoch(1)
     epoch1 = [i for i, _, _ in _keys(sampler)]
     assert epoch1 != epoch0
@@ -57,6 +58,36 @@ def test_repeated_augmentation_copies_share_a_batch_with_distinct_positions() ->
     assert len({k[2] for k in keys}) == 12  # every copy has its own position, hence its own augmentation
     deit = _sampler(8, 4, 4, seed=0, repeated_aug=2, subsample=True)
     assert deit.steps_per_epoch == 2  # an epoch draws len(dataset) items
+
+
+@pytest.mark.parametrize("num_items", [50, 53, 95])
+def test_keeping_the_remainder_sees_every_item_once_the_same_under_any_split(num_items: int) -> None:
+    single = _sampler(num_items, 8, 2, world_size=1, rank=0, seed=4, drop_last=False)
+    ranks = [_sampler(num_items, 8, 2, world_size=2, rank=r, seed=4, drop_last=False) for r in (0, 1)]
+    one = list(single)
+    seen = [i for batch in one for i, _, _ in batch]
+    assert sorted(seen) == list(range(num_items))  # every item exactly once, none padded
+    assert [p for batch in one for _, _, p in batch] == list(range(num_items))  # global order, contiguous
+    sizes = [len(batch) for batch in one]
+    assert min(sizes) >= 2 and max(sizes) - min(sizes) <= 1 and len(one) == 4 * (num_items // 8)
+    accum = single.plan.accum_steps
+    for step in range(single.steps_per_epoch):
+        for r, sampler in enumerate(ranks):  # rank r's micro-batches are the single process's shards r*2, r*2+1
+            mine = list(sampler)[step * 2 : step * 2 + 2]
+            assert mine == one[step * accum + 2 * r : step * accum + 2 * r + 2]
+    single.set_epoch(0, start_step=2)  # resume mid-epoch: the rest of the same epoch
+    assert list(single) == one[2 * accum :]
+
+
+def test_keeping_the_remainder_in_pairs_and_its_refusals() -> None:
+    paired = _sampler(14, 4, 2, seed=0, drop_last=False, item_multiple=2)
+    sizes = [len(batch) for batch in paired]
+    assert all(n % 2 == 0 for n in sizes)
+    assert sum(sizes) == 14 and sizes.count(4) == 1  # 12 in 3 full steps; one extra pair for the first micro-batch
+    with pytest.raises(ValueError, match=r"drop_last=false keeps all 13 items.*multiples of 2"):
+        _sampler(13, 4, 2, drop_last=False, item_multiple=2)
+    with pytest.raises(ValueError, match=r"drop_last=false cannot keep every item with single-group"):
+        _sampler(13, 4, 2, drop_last=False, groups=[i % 2 for i in range(13)])
 
 
 def test_batch_larger_than_an_epoch_is_an_error() -> None:

@@ -102,11 +102,18 @@ def test_sigkill_mid_epoch_then_resume_auto_is_bit_identical(tmp_path: Path, tin
     assert _records(straight) == _records(killed)  # the log reads as if the run had never stopped
 
 
+@pytest.mark.parametrize(
+    ("batch", "drop_last"),
+    [(4, True), (20, False)],  # 24 items: 6 full steps; or 1 step of 20 plus 4 more spread over its micro-batches
+    ids=["full-batches", "every-item-uneven"],
+)
 def test_two_ddp_processes_equal_one_process_accumulating_the_same_global_batch(
-    tmp_path: Path, tiny_overrides, python_runner, train_list_with_broken_videos
+    tmp_path: Path, tiny_overrides, python_runner, train_list_with_broken_videos, batch: int, drop_last: bool
 ) -> None:
     run = [
         f"data.train_list={train_list_with_broken_videos}",
+        f"trainer.batch_size={batch}",
+        f"trainer.drop_last={str(drop_last).lower()}",
         "trainer.max_steps=4",
         "mixup.prob=1.0",
         "model.drop_path_rate=0.1",
@@ -128,7 +135,7 @@ def test_two_ddp_processes_equal_one_process_accumulating_the_same_global_batch(
         ],
     )
     assert ddp.returncode == 0, ddp.stderr[-3000:]
-    assert "global batch 4 = 2 process(es) x 2 x 1 accumulation" in ddp.stderr
+    assert f"global batch {batch} = 2 process(es) x {batch // 2} x 1 accumulation" in ddp.stderr
     single = python_runner(
         [
             "-m",
@@ -139,7 +146,7 @@ def test_two_ddp_processes_equal_one_process_accumulating_the_same_global_batch(
         ]
     )
     assert single.returncode == 0, single.stderr
-    assert "global batch 4 = 1 process(es) x 2 x 2 accumulation" in single.stderr
+    assert f"global batch {batch} = 1 process(es) x {batch // 2} x 2 accumulation" in single.stderr
 
     a = _load(tmp_path / "ddp" / "checkpoints" / "checkpoint-00000004.pt")["model"]
     b = _load(tmp_path / "single" / "checkpoints" / "checkpoint-00000004.pt")["model"]

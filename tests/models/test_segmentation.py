@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import huggingface_hub.constants
 import pytest
 import torch
 import torch.nn.functional as F
@@ -207,7 +208,7 @@ def test_create_model_loads_an_official_fpn_checkpoint(tmp_path: Path) -> None:
         assert model.eval()(torch.randn(1, 3, 64, 96)).shape == (1, CLASSES, 64, 96)
 
 
-def test_segmentation_entries_carry_ade20k_and_the_published_numbers() -> None:
+def test_segmentation_entries_carry_ade20k_and_the_published_numbers(monkeypatch: pytest.MonkeyPatch) -> None:
     info = uniformer.model_info("uniformer_small_upernet_ade20k")
     release = info.release()
     assert (info.task, info.decoder, info.num_classes, release.metrics) == (
@@ -219,15 +220,16 @@ def test_segmentation_entries_carry_ade20k_and_the_published_numbers() -> None:
     assert info.input_shape() == (1, 3, 512, 2048)
     assert info.labels == uniformer.load_labels("ade20k") and info.palette == load_palette("ade20k")
     assert uniformer.model_info("uniformer_base_h14_fpn_ade20k").release().metrics == {"miou": 47.0}
-    assert uniformer.model_info("uniformer_small_h14_upernet_ade20k").release().checkpoint_url is None
+    assert uniformer.model_info("uniformer_small_h14_upernet_ade20k").release().sources == ()
     assert set(uniformer.list_models("*_ade20k")) == set(uniformer.list_models(task="segmentation"))
     assert len(uniformer.list_models(task="segmentation")) == 16 + 2  # the README's tables and the light XXS/XS FPN
     w32 = uniformer.model_info("uniformer_base_w32_fpn_ade20k")
     assert dict(w32.model_args) == {**info.model_args, "depth": (5, 8, 20, 7), "attn_mode": "window", "window_size": 32}
-    assert w32.release().checkpoint_url == uniformer.model_info("uniformer_base_fpn_ade20k").release().checkpoint_url
+    assert w32.release().sources == uniformer.model_info("uniformer_base_fpn_ade20k").release().sources
     row = zoo_table(["uniformer_small_upernet_ade20k"]).splitlines()[-1]
-    assert "| 47.6 mIoU | 52 | 1004 | https://drive.google.com/file/d/" in row
-    with pytest.raises(ValueError, match=r"not on the Hugging Face Hub; download it from https://drive\.google"):
+    assert "| 47.6 mIoU | 52 | 1004 | [Hub lllyasviel/Annotators](https://huggingface.co/lllyasviel/" in row
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(FileNotFoundError, match=r"https://drive\.google\.com/file/d/14bEsZqM.*checkpoint_path="):
         uniformer.create_model("uniformer_small_fpn_ade20k", pretrained=True)
 
 

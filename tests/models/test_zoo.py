@@ -18,6 +18,7 @@ from uniformer.models.checkpoint import TRAIN_FORMAT
 from uniformer.models.zoo import catalog
 from uniformer.models.zoo.datasets import DATASETS
 from uniformer.models.zoo.schema import ModelKind, Release
+from uniformer.models.zoo.sources import DriveFile, HubFile
 
 from golden import GOLDEN
 
@@ -85,7 +86,7 @@ def test_every_required_name_is_registered() -> None:
         EXPECTED_LIGHT_IMAGE
     )
     demo = uniformer.model_info("uniformer_tiny_motion")
-    assert demo.release().checkpoint_file is None and demo.labels[0] == "moving_right" and demo.num_classes == 8
+    assert demo.release().sources == () and demo.labels[0] == "moving_right" and demo.num_classes == 8
 
 
 # the demo model is ours; the segmentors', pose models' and detectors' layouts are tested against mmseg's, mmpose's
@@ -97,6 +98,7 @@ OFFICIAL_NAMES = [
     if n != "uniformer_tiny_motion"
     and uniformer.model_info(n).task not in ("segmentation", "pose", "detection")
     and not uniformer.model_info(n).model_args.get("light")
+    and uniformer.model_info(n).dataset not in ("ucf101", "hmdb51")
 ]
 
 
@@ -108,6 +110,19 @@ def test_state_dict_matches_the_official_checkpoint_layout(name: str) -> None:
     ours = {k: list(v.shape) for k, v in model.state_dict().items()}
     assert ours == official["keys"]
     assert sum(p.numel() for p in model.parameters()) == official["params"]
+
+
+@pytest.mark.parametrize("name, classes", [("uniformer_small_ucf101_16x4", 101), ("uniformer_small_hmdb51_16x4", 51)])
+def test_small_dataset_fine_tunes_have_the_kinetics_layout_with_their_own_classifier(name: str, classes: int) -> None:
+    """UCF101 / HMDB51 fine-tune UniFormer-S 16x4 from Kinetics-400: its layout, the dataset's classifier."""
+    with torch.device("meta"):
+        model = uniformer.create_model(name)
+    official = OFFICIAL_KEYS["video_k400/uniformer_small"]["keys"]
+    expected = {**official, "head.weight": [classes, 512], "head.bias": [classes]}
+    assert {k: list(v.shape) for k, v in model.state_dict().items()} == expected
+    info = uniformer.model_info(name)
+    assert (info.num_frames, info.frame_stride, info.test_clips, info.test_crops) == (16, 4, 5, 3)
+    assert len(info.labels) == classes == len(set(info.labels))
 
 
 # Published cost that disagrees with the architecture itself: pinned to what the architecture measures.
@@ -146,17 +161,26 @@ def test_metadata_of_video_entries() -> None:
     k400 = uniformer.model_info("uniformer_small_k400_16x4")
     assert (k400.num_frames, k400.frame_stride, k400.sampling) == (16, 4, "dense")
     assert (k400.test_clips, k400.test_crops, k400.release().img_size) == (4, 1, 224)
-    assert (
-        k400.release().metrics == {"top1": 80.8} and k400.release().checkpoint_file == "uniformer_small_k400_16x4.pth"
+    assert k400.release().metrics == {"top1": 80.8} and k400.num_classes == 400
+    mmaction2 = k400.release().sources[0]
+    assert mmaction2.name == "uniformer-small_imagenet1k-pre_16x4x1_kinetics400-rgb_20221219-c630a037.pth"
+    assert mmaction2.sha256 == "c630a037" and k400.release().sources[1] == DriveFile(
+        "1-jGZIIuTM5IYIpqkNTojhGhfMc7Gu9Kt"
     )
-    assert k400.hub_repo == "Sense-X/uniformer_video" and k400.num_classes == 400
+    hub = uniformer.model_info("uniformer_small_k400_16x8").release().sources[0]
+    assert hub == HubFile(
+        "Sense-X/uniformer_video",
+        "uniformer_small_k400_16x8.pth",
+        sha256="d5fd7b0c49ee6a5422ef5d0c884d962c742003bfbd900747485eb99fa269d0db",
+        size=85735325,
+    )
     ssv2 = uniformer.model_info("uniformer_base_sthv2_prek600_32")
     assert (ssv2.num_frames, ssv2.sampling, ssv2.test_clips, ssv2.test_crops) == (32, "segment", 1, 3)
-    assert ssv2.release().checkpoint_file == "uniformer_base_sthv2_32_prek600.pth"
-    assert uniformer.model_info("uniformer_small_k400_32x4").release().checkpoint_file is None
+    assert ssv2.release().sources[0].filename == "uniformer_base_sthv2_32_prek600.pth"
+    assert uniformer.model_info("uniformer_small_k400_32x4").release().sources == ()
     tl = uniformer.model_info("uniformer_small_tl")
     assert [r.img_size for r in tl.releases] == [224, 384]
-    assert tl.release(384).checkpoint_file == "uniformer_small_tl_384.pth"
+    assert tl.release(384).sources == (DriveFile("16p4CXzuXC5J4_SJK67dsvnc8gTKmtKN1"),)
     with pytest.raises(ValueError, match="released sizes: 224, 384"):
         tl.release(256)
 
@@ -197,7 +221,9 @@ def test_image_models_are_registered_in_timm() -> None:
     model = timm.create_model("uniformer_small_tl", num_classes=7)
     assert model.token_labeling and model.head.out_features == 7
     cfg = timm.models.get_pretrained_cfg("uniformer_small_tl.tl_in1k_384")
-    assert cfg.input_size == (3, 384, 384) and cfg.hf_hub_filename == "uniformer_small_tl_384.pth"
+    assert cfg.input_size == (3, 384, 384) and cfg.hf_hub_id is None  # on Google Drive only: not timm's to fetch
+    hub = timm.models.get_pretrained_cfg("uniformer_small_plus.in1k")
+    assert (hub.hf_hub_id, hub.hf_hub_filename) == ("Sense-X/uniformer_image", "uniformer_small_plus_in1k.pth")
     assert timm.models.get_pretrained_cfg("uniformer_small_plus.in1k").first_conv == "patch_embed1.proj.0"
     features = timm.create_model("uniformer_small", features_only=True, pretrained=False)
     maps = features(torch.randn(1, 3, 64, 96))
@@ -205,15 +231,20 @@ def test_image_models_are_registered_in_timm() -> None:
     assert features.feature_info.reduction() == [4, 8, 16, 32]
 
 
-def _fake_hub_cache(cache: Path, repo: str, filename: str, payload: dict) -> Path:
-    folder = cache / f"models--{repo.replace('/', '--')}"
+def _fake_hub_cache(cache: Path, source: HubFile, payload: dict) -> Path:
+    """The Hub cache's layout: the file is a blob named by its ETag (a Git LFS file's SHA-256, here the published
+    one) that the snapshot links to."""
+    folder = cache / f"models--{source.repo.replace('/', '--')}"
     commit = "0" * 40
     (folder / "refs").mkdir(parents=True)
     (folder / "refs" / "main").write_text(commit)
+    (folder / "blobs").mkdir()
+    blob = folder / "blobs" / (source.sha256 or "0" * 64)
+    torch.save(payload, blob)
     snapshot = folder / "snapshots" / commit
     snapshot.mkdir(parents=True)
-    torch.save(payload, snapshot / filename)
-    return snapshot / filename
+    (snapshot / source.filename).symlink_to(blob)
+    return snapshot / source.filename
 
 
 @pytest.fixture
@@ -227,20 +258,25 @@ def offline_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def test_pretrained_loads_the_released_file_from_the_hub_cache(offline_hub: Path) -> None:
     reference = uniformer.create_model("uniformer_small_plus")
-    _fake_hub_cache(offline_hub, "Sense-X/uniformer_image", "uniformer_small_plus_in1k.pth", reference.state_dict())
+    _fake_hub_cache(
+        offline_hub, uniformer.model_info("uniformer_small_plus").release().sources[0], reference.state_dict()
+    )
     model = uniformer.create_model("uniformer_small_plus", pretrained=True)
     for key, value in reference.state_dict().items():
         assert torch.equal(model.state_dict()[key], value), key
 
 
-def test_timm_pretrained_fits_a_token_labeling_checkpoint_to_new_classes_and_one_channel(offline_hub: Path) -> None:
+def test_timm_pretrained_fits_a_token_labeling_checkpoint_to_new_classes_and_one_channel(tmp_path: Path) -> None:
     """timm's own pretrained path (its ``test_model_load_pretrained``): for a new class count both classifiers
-    start afresh, every other weight is the file's, and the stem is adapted to ``in_chans=1`` (summed kernels)."""
+    start afresh, every other weight is the file's, and the stem is adapted to ``in_chans=1`` (summed kernels).
+    The token-labeling weights are on Google Drive only, so timm is given the downloaded file."""
     small = {"depth": (1, 1, 1, 1)}
-    info = uniformer.model_info("uniformer_small_tl")
     reference = timm.create_model("uniformer_small_tl", **small).state_dict()
-    _fake_hub_cache(offline_hub, info.hub_repo, info.releases[0].checkpoint_file, reference)
-    model = timm.create_model("uniformer_small_tl", pretrained=True, in_chans=1, num_classes=5, **small)
+    torch.save(reference, tmp_path / "uniformer_small_tl.pth")
+    overlay = {"file": str(tmp_path / "uniformer_small_tl.pth")}
+    model = timm.create_model(
+        "uniformer_small_tl", pretrained=True, pretrained_cfg_overlay=overlay, in_chans=1, num_classes=5, **small
+    )
     assert model.head.out_features == model.aux_head.out_features == 5
     state = model.state_dict()
     torch.testing.assert_close(state["patch_embed1.proj.weight"], reference["patch_embed1.proj.weight"].sum(1, True))
@@ -251,9 +287,9 @@ def test_timm_pretrained_fits_a_token_labeling_checkpoint_to_new_classes_and_one
 
 def test_pretrained_without_network_says_what_to_fetch(offline_hub: Path) -> None:
     with pytest.raises(FileNotFoundError) as err:
-        uniformer.create_model("uniformer_small_k400_8x8", pretrained=True)
+        uniformer.create_model("uniformer_small_k400_16x8", pretrained=True)
     message = str(err.value)
-    assert "uniformer_small_k400_8x8.pth" in message and "Sense-X/uniformer_video" in message
+    assert "uniformer_small_k400_16x8.pth" in message and "Sense-X/uniformer_video" in message
     assert "checkpoint_path=" in message
 
 

@@ -10,6 +10,7 @@ from uniformer.models.complexity import measure_model
 from uniformer.models.convert import convert_checkpoint
 from uniformer.models.zoo.catalog import list_models, model_info
 from uniformer.models.zoo.schema import METRIC_LABELS, Task
+from uniformer.models.zoo.sources import describe
 from uniformer.models.zoo.tables import zoo_table
 
 
@@ -20,7 +21,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--markdown", action="store_true", help="print a Markdown table (as on the docs' model zoo page)")
     p.set_defaults(func=_models)
 
-    p = subparsers.add_parser("info", help="everything known about one zoo model, with measured params/GMACs")
+    p = subparsers.add_parser(
+        "info", help="everything known about one zoo model: measured params/GMACs, where its weights come from"
+    )
     p.add_argument("name")
     p.add_argument("--img-size", type=int, default=None, help="release to describe (e.g. 384 for *_tl)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
@@ -48,7 +51,7 @@ def _info(args: argparse.Namespace) -> int:
     data = info.to_dict()
     published = release.metrics
     data.update(
-        release=dict(vars(release)),
+        release=release.to_dict(),
         measured_params=measured.params,
         measured_gmacs_per_view=round(measured.gmacs, 3),
         view_shape=list(measured.input_shape),
@@ -85,17 +88,15 @@ def _info(args: argparse.Namespace) -> int:
             ("test views", f"{info.test_clips} clips x {info.test_crops} crops"),
             ("published top-1", f"{published['top1']:.1f}" if "top1" in published else "-"),
         ]
-    if release.checkpoint_file:
-        checkpoint = f"{info.hub_repo}/{release.checkpoint_file}"
-    else:
-        checkpoint = f"{release.checkpoint_url} (not on the Hub)" if release.checkpoint_url else "not released"
     per = {"segmentation": "image", "detection": "image", "pose": "crop"}.get(info.task, "view")
     rows += [
         ("params", f"{measured.params / 1e6:.2f} M measured, {info.params_m:g} M published"),
         (f"GFLOPs per {per}", f"{measured.gmacs:.2f} measured (multiply-adds), {release.gflops:g} published"),
-        ("checkpoint", checkpoint),
-        ("normalisation", f"mean {info.mean}, std {info.std}"),
     ]
+    # pretrained=True tries the sources in this order
+    weights = [(f"weights {i}", describe(source)) for i, source in enumerate(release.sources, 1)]
+    rows += weights or [("weights", "not released")]
+    rows.append(("normalisation", f"mean {info.mean}, std {info.std}"))
     if len(info.releases) > 1:
         rows.append(("releases (img_size)", ", ".join(str(r.img_size) for r in info.releases)))
     if info.pretrain:

@@ -8,6 +8,7 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
+from uniformer.cli.video import add_video_arguments, predict_videos
 from uniformer.data import read_classes
 from uniformer.engine.predict import Predictor
 from uniformer.tasks import PredictTask, task_for_model
@@ -36,7 +37,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "to the model's task: pose models take --boxes FILE (person boxes per image) or --detector NAME "
         "[--detector-checkpoint FILE] [--person-score-threshold T] (a detection model finds the people; default: "
         "the whole image is one person) and --out DIR (skeleton drawings and keypoints JSON); detection models "
-        "take --score-threshold T (keep detections scoring above T, default 0.3).",
+        "take --score-threshold T (keep detections scoring above T, default 0.3). A video given to a detection, "
+        "segmentation or pose model becomes an annotated video and a JSON line per frame in --out-dir; a video "
+        "classifier labels a long video window by window with --timeline.",
     )
     add_model_arguments(p)
     p.add_argument("--topk", type=int, default=5)
@@ -45,8 +48,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--out-dir",
         default=None,
-        help="segmentation: each label map and colour overlay; detection: each picture and detections JSON",
+        help="segmentation: each label map and colour overlay; detection: each picture and detections JSON; "
+        "videos: the annotated video and frame lines, or the timeline (default: the current folder)",
     )
+    add_video_arguments(p)
     p.set_defaults(func=_predict, task_args=[])
 
     p = subparsers.add_parser(
@@ -111,7 +116,11 @@ def _predict(args: argparse.Namespace) -> int:
     if args.labels:
         labels = read_classes(args.labels)
     predictor = build_predictor(args, labels)
-    predictions = predictor.predict(expand_inputs(args.inputs), topk=args.topk, progress=not args.json)
+    paths = expand_inputs(args.inputs)
+    code = predict_videos(args, predictor, paths)
+    if code is not None:
+        return code
+    predictions = predictor.predict(paths, topk=args.topk, progress=not args.json)
     written = (
         [] if args.out_dir is None else predictor.task.write_predictions(predictions, predictor.setup, args.out_dir)
     )

@@ -150,8 +150,15 @@ class VideoDataset(RetryingDataset):
         """The clip's uint8 frames. The decoders are third-party code fed untrusted files: a damaged file can
         surface as almost any exception type, and none of them may stop a run, hence :attr:`unreadable`. A video
         in a shard is fetched with one byte-range read and decoded from memory."""
-        source = self.records[index].source()
+        record = self.records[index]
+        source = record.source()
         count, fps = self._frame_count_and_fps(source)
+        start = 0
+        if record.span is not None:
+            start, end = record.span
+            if not 0 <= start < end <= count:
+                raise ValueError(f"{record.name}: frames {start}..{end - 1} lie outside its {count} frames")
+            count = end - start
         use_fps = self.target_fps is not None and fps > 0
         indices = clip_indices(
             count,
@@ -164,7 +171,7 @@ class VideoDataset(RetryingDataset):
             fps=fps if use_fps else 30.0,
             target_fps=self.target_fps if use_fps else 30.0,  # type: ignore[arg-type]
         )
-        return read_frames(source, indices, backend=self.backend)
+        return read_frames(source, [start + i for i in indices], backend=self.backend)
 
     def build(self, index: int, view: int, loaded: torch.Tensor) -> dict[str, Any]:
         video = self.transform(loaded) if self.train else self.transform(loaded, view % self.num_crops)

@@ -20,6 +20,9 @@ A video is a local path, an fsspec URL (``s3://``, ``http(s)://``, ...; PyAV rea
 object that fetches byte ranges on demand, the other backends get its bytes) or the file's bytes (a member of a
 WebDataset shard).
 
+A whole video is read by :class:`FrameStream`: one pass from the start to the end (no seeks), every K-th frame
+handed out in batches, the frame indices those of the packet index, a damaged packet a skipped frame.
+
 Backends agree on which frame an index means (tests check each against a plain sequential decode); pixel values
 can differ by a few levels because each library converts YUV to RGB with its own scaler.
 """
@@ -485,3 +488,100 @@ def count_decoded_frames(path: VideoSource) -> int:
 def is_video_path(path: str | os.PathLike[str]) -> bool:
     """Whether ``path`` names a video file by its extension (used when walking folders)."""
     return Path(path).suffix.lower() in VIDEO_EXTENSIONS
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Streaming a whole video
+
+
+@dataclass(frozen=True)
+class FrameBatch:
+    """Consecutive frames of a :class:`FrameStream`: their 0-based indices, their times in seconds (the frame's
+    pts in the stream's time base; ``None`` for a frame folder) and their pixels ``(N, H, W, 3)`` uint8 RGB."""
+
+    indices: list[int]
+    times: list[float | None]
+    frames: torch.Tensor
+
+
+class FrameStream:
+    """Every ``every``-th frame of a video (indices 0, K, 2K, ...), decoded once from the start to the end and handed
+    out ``batch_size`` at a time: memory holds one batch, whatever the video's length.
+
+    Frame ``i`` is the frame :func:`read_frames` reads at index ``i`` (the same packet index). With PyAV (the
+    default) a packet the decoder refuses, or a frame it never puts out, is skipped and listed in :attr:`skipped`
+    instead of ending the stream; the other backends read the same indices through :func:`read_frames`. A file
+    that holds no video stream, or a stream without frames, is a :class:`DecodeError` naming it when the stream is
+    made. :attr:`rotation` is the display rotation in degrees the stream's frames carry (phone videos):
+    frames are handed out as stored, as every decoder here reads them.
+    """
+
+    def __init__(self, source: VideoSource, *, every: int = 1, batch_size: int = 8, backend: str | None = None) -> None:
+        if every < 1 or batch_size < 1:
+            raise ValueError(f"every and batch_size must be >= 1, got {every} and {batch_size}")
+        self.source = source
+        self.info = video_info(source)
+        self.every, self.batch_size = every, batch_size
+        self.backend = "images" if self.info.codec == "images" else _resolve_backend(backend)
+        self.skipped: list[int] = []
+        self.rotation = 0
+        self._next = 0  # the next wanted index not handed out or skipped yet
+
+    @property
+    def num_wanted(self) -> int:
+        """How many frames the stream hands out when every frame decodes: ``ceil(num_frames / every)``."""
+        return -(-self.info.num_frames // self.every)
+
+    def __iter__(self) -> Iterator[FrameBatch]:
+        self.skipped, self._next = [], 0
+        decoded = self._pyav_frames() if self.backend == "pyav" else self._indexed_frames()
+        indices: list[int] = []
+        times: list[float | None] = []
+        frames: list[torch.Tensor] = []
+        for index, time, frame in decoded:
+            indices.append(index)
+            times.append(time)
+            frames.append(frame)
+            if len(indices) == self.batch_size:
+                yield FrameBatch(indices, times, torch.stack(frames))
+                indices, times, frames = [], [], []
+        if indices:
+            yield FrameBatch(indices, times, torch.stack(frames))
+        self._reached(self.info.num_frames)
+
+    def _reached(self, index: int) -> None:
+        """Record the wanted frames before ``index`` that never came as skipped."""
+        while self._next < index:
+            self.skipped.append(self._next)
+            self._next += self.every
+
+    def _pyav_frames(self) -> Iterator[tuple[int, float | None, torch.Tensor]]:
+        import av
+
+        position = {pts: i for i, pts in enumerate(_index_for(self.source).pts)}
+        with _opened(self.source) as container:
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"  # one front-to-back pass: frame threading pays here
+            for packet in container.demux(stream):  # demuxed whole once already, for the index
+                try:
+                    found = packet.decode()
+                except av.error.FFmpegError:
+                    continue  # a damaged packet: its frame never comes and is counted as skipped
+                for frame in found:
+                    index = position.get(_frame_pts(frame))
+                    if index is None or index < self._next or index % self.every:
+                        continue
+                    self.rotation = self.rotation or int(frame.rotation)
+                    self._reached(index)
+                    self._next = index + self.every
+                    yield index, float(frame.time), torch.from_numpy(frame.to_ndarray(format="rgb24"))
+
+    def _indexed_frames(self) -> Iterator[tuple[int, float | None, torch.Tensor]]:
+        wanted = list(range(0, self.info.num_frames, self.every))
+        fps = self.info.fps
+        for start in range(0, len(wanted), self.batch_size):
+            chunk = wanted[start : start + self.batch_size]
+            frames = read_frames(self.source, chunk, backend=None if self.backend == "images" else self.backend)
+            for index, frame in zip(chunk, frames, strict=True):
+                self._next = index + self.every
+                yield index, (index / fps if fps > 0 else None), frame

@@ -46,12 +46,15 @@ class ShardMember:
 class VideoRecord:
     """One video: a file or a frame folder, its label (-1 when unknown, e.g. a test split), and the frame count
     the list claims (``None`` unless the format carries one; decoding always measures the real count). A video
-    packed in a WebDataset shard has the shard as ``path`` and its place in it as ``member``."""
+    packed in a WebDataset shard has the shard as ``path`` and its place in it as ``member``. A record with a
+    ``span`` is the part of the video from frame ``start`` up to (not including) frame ``end``: its clips are
+    sampled within that part as from a video of ``end - start`` frames (a window of a long video's timeline)."""
 
     path: str
     label: int
     num_frames: int | None = None
     member: ShardMember | None = None
+    span: tuple[int, int] | None = None
 
     @property
     def name(self) -> str:

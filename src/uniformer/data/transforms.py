@@ -79,12 +79,16 @@ def normalize(
     channel_dim: int = 1,
 ) -> torch.Tensor:
     """Float clip ``(x / 255 - mean) / std`` for uint8 input (``x`` as is for float input in [0, 1]); ``mean`` and
-    ``std`` are the model's (its zoo dataset's, :data:`uniformer.models.zoo.datasets.DATASETS`)."""
+    ``std`` are the model's (its zoo dataset's, :data:`uniformer.models.zoo.datasets.DATASETS`).
+
+    The result is a new contiguous tensor in ``clip``'s dim order, so a permuted view in (a ``(T, C, H, W)`` clip
+    as ``(C, T, H, W)``) comes out in the model's layout from the one copy that converts it, and the arithmetic
+    runs on contiguous memory instead of the strides a crop or resize left."""
     if clip.shape[channel_dim] != len(mean) or len(mean) != len(std):
         raise ValueError(
             f"clip has {clip.shape[channel_dim]} channels at dim {channel_dim}; mean/std have {len(mean)}/{len(std)}"
         )
-    out = clip.to(torch.float32, copy=True)
+    out = clip.to(torch.float32, memory_format=torch.contiguous_format, copy=True)
     if clip.dtype == torch.uint8:
         out.div_(255.0)
     shape = [1] * clip.ndim
@@ -242,7 +246,7 @@ class TrainTransform:
         clip = self.spatial(frames_to_clip(frames))
         if self.rand_augment is not None:
             clip = self.rand_augment(clip.contiguous())
-        clip = normalize(clip, self.mean, self.std, channel_dim=1).permute(1, 0, 2, 3).contiguous()
+        clip = normalize(clip.permute(1, 0, 2, 3), self.mean, self.std, channel_dim=0)
         return self.erasing(clip) if self.erasing is not None else clip
 
     def __repr__(self) -> str:
@@ -287,7 +291,7 @@ class EvalTransform:
         else:
             raise ValueError(f"crop_idx must be in [0, {self.num_crops}), got {crop_idx}")
         clip = uniform_crop(short_side_resize(frames_to_clip(frames), self.short_side), self.crop_size, spatial_idx)
-        return normalize(clip, self.mean, self.std, channel_dim=1).permute(1, 0, 2, 3).contiguous()
+        return normalize(clip.permute(1, 0, 2, 3), self.mean, self.std, channel_dim=0)
 
     def __repr__(self) -> str:
         name = type(self).__name__

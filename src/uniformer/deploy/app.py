@@ -8,7 +8,8 @@ overlay that ``uniformer explain`` draws). Segmentation, pose and detection: the
 *Predict*, and sees the task's picture of the prediction (:meth:`~uniformer.tasks.Task.draw_prediction`: the colour
 overlay with the legend of the classes present, the skeletons of the whole image taken as one person box, the boxes
 and masks with class names), a table of what it found (class shares, persons, detections with scores) and the time;
-a detector's page has a score-threshold slider. Predictions go through :class:`uniformer.engine.predict.Predictor`,
+a detector's page has a score-threshold slider. The dense pages also take a short video and show it back annotated
+(:func:`dense_video`: what ``uniformer predict VIDEO`` writes). Predictions go through :class:`uniformer.engine.predict.Predictor`,
 i.e. the model's test mode on its :func:`~uniformer.optimize_for_inference` copy, exactly as ``uniformer predict``
 scores them. The server binds 127.0.0.1 unless told otherwise.
 
@@ -31,8 +32,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from uniformer.data.decode import video_info
 from uniformer.data.synth import MOTIONS, render_clip, write_video
 from uniformer.engine.predict import Predictor
+from uniformer.engine.video import predict_video
 from uniformer.explain import default_stage, explain_files
 from uniformer.explain.render import overlay
 from uniformer.tasks.classification.data import build_inputs
@@ -47,6 +50,7 @@ __all__ = [
     "ExplainedView",
     "build_app",
     "demo_examples",
+    "dense_video",
     "dense_view",
     "explained_view",
     "seen_frames",
@@ -55,6 +59,7 @@ __all__ = [
 
 TOPK = 5
 _DEMO_DATASET = "synthetic-motion"
+MAX_VIDEO_SECONDS = 30.0  # the page's videos; longer ones are for `uniformer predict VIDEO`
 _ROWS = 100  # table rows of a dense prediction (a detector keeps at most 100 detections)
 # the table of a dense page: its header, and how a row's value (a number of Prediction.ranked) is shown
 _TABLES = {
@@ -73,14 +78,19 @@ class DenseView:
     timing: str
 
 
+def _request_setup(predictor: Predictor, score_threshold: float | None) -> Any:
+    """The predictor's setup with a detector's ``score_threshold`` of one request (the shared one left as it is)."""
+    if score_threshold is None:
+        return predictor.setup
+    return dataclasses.replace(predictor.setup, score_threshold=score_threshold)
+
+
 def dense_view(predictor: Predictor, path: str, score_threshold: float | None = None) -> DenseView:
     """Predict ``path`` with ``predictor`` (a segmentation, pose or detection model) and render it: the task's
     :meth:`~uniformer.tasks.Task.draw_prediction` picture and one row per entry the prediction ranks
     (:meth:`~uniformer.tasks.Prediction.ranked`: largest class share, best person or detection first). ``score_threshold`` replaces a detector's for this
     request only: the predictor is shared by every visitor of the page and is left as it is."""
-    setup = predictor.setup
-    if score_threshold is not None:
-        setup = dataclasses.replace(setup, score_threshold=score_threshold)
+    setup = _request_setup(predictor, score_threshold)
     start = time.perf_counter()
     (prediction,) = predictor.predict([path], topk=_ROWS, setup=setup)
     elapsed = time.perf_counter() - start
@@ -90,6 +100,31 @@ def dense_view(predictor: Predictor, path: str, score_threshold: float | None = 
     show = _TABLES[predictor.task.name][1]
     rows = [[name, show(value)] for name, value in prediction.ranked()[:_ROWS]]
     return DenseView(picture, rows, f"{1000 * elapsed:.0f} ms")
+
+
+def dense_video(
+    predictor: Predictor, path: str, out_dir: str | os.PathLike[str], score_threshold: float | None = None
+) -> tuple[Path, str]:
+    """The annotated video of ``path`` (every frame, :func:`~uniformer.engine.video.predict_video`) written to
+    ``out_dir``, and a line saying what was done; a video over :data:`MAX_VIDEO_SECONDS` is refused (the command
+    line takes any length). ``score_threshold`` is for this request only, as in :func:`dense_view`."""
+    info = video_info(path)
+    seconds = info.num_frames / info.fps if info.fps > 0 else float("inf")
+    if seconds > MAX_VIDEO_SECONDS:
+        raise ValueError(
+            f"{Path(path).name}: {seconds:.0f} s is longer than the page's {MAX_VIDEO_SECONDS:.0f} s; "
+            "`uniformer predict VIDEO` takes any length"
+        )
+    setup = _request_setup(predictor, score_threshold)
+    start = time.perf_counter()
+    result = predict_video(predictor, path, out_dir, progress=False, setup=setup)
+    elapsed = time.perf_counter() - start
+    if result.video is None:
+        raise ValueError(f"{Path(path).name}: no frame could be decoded")
+    notes = [f"{result.processed} frames in {elapsed:.1f} s"]
+    notes += [f"{len(result.skipped)} frames did not decode"] if result.skipped else []
+    notes += [f"{len(result.failed)} frames could not be predicted"] if result.failed else []
+    return result.video, "; ".join(notes)
 
 
 def seen_frames(predictor: Predictor, path: str) -> list[np.ndarray]:
@@ -267,7 +302,35 @@ def _dense_page(predictor: Predictor, examples: Sequence[str]) -> gr.Blocks:
             with gr.Column():
                 picture = gr.Image(label="prediction", type="numpy", interactive=False, elem_id="picture")
         button.click(run, inputs=inputs, outputs=[picture, table, timing])
+        _video_section(predictor, inputs[1:])
     return page
+
+
+def _video_section(predictor: Predictor, threshold: list[Any]) -> None:
+    """A dense page's video row: a short clip in, its annotated video back (see :func:`dense_video`)."""
+    folder = tempfile.mkdtemp(prefix="uniformer_app_video_")
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+
+    def run(path: str | None, *score: float) -> tuple[str, str]:
+        if not path:
+            raise gr.Error("upload a video first")
+        try:
+            video, note = dense_video(predictor, path, tempfile.mkdtemp(dir=folder), *score)
+        except ValueError as exc:
+            raise gr.Error(str(exc)) from None
+        return str(video), note
+
+    with gr.Row():
+        with gr.Column():
+            upload = gr.File(
+                label=f"a short video (up to {MAX_VIDEO_SECONDS:.0f} s)", file_types=["video"], type="filepath",
+                elem_id="video_upload",
+            )  # fmt: skip
+            button = gr.Button("Predict every frame", variant="primary", elem_id="predict_video")
+            note = gr.Textbox(label="video", interactive=False, elem_id="video_note")
+        with gr.Column():
+            annotated = gr.Video(label="annotated video", interactive=False, elem_id="annotated")
+    button.click(run, inputs=[upload, *threshold], outputs=[annotated, note])
 
 
 def serve(

@@ -19,7 +19,7 @@ from timm.optim import create_optimizer_v2
 from timm.scheduler import CosineLRScheduler, MultiStepLRScheduler, PolyLRScheduler
 
 from uniformer.engine.config import learning_rate
-from uniformer.models.checkpoint import download_checkpoint
+from uniformer.models.download import fetch_release
 from uniformer.models.zoo.catalog import model_info
 
 __all__ = [
@@ -35,7 +35,7 @@ logger = logging.getLogger("uniformer.engine")
 
 def initial_weights(cfg: DictConfig) -> Path | None:
     """The file a new run starts from: ``model.checkpoint``, else the released weights of ``model.pretrained``
-    (fetched from the Hugging Face Hub), else none (random initialisation)."""
+    (fetched from their sources into the standard caches), else none (random initialisation)."""
     if cfg.model.checkpoint is not None:
         return Path(cfg.model.checkpoint)
     if cfg.model.pretrained is None:
@@ -44,12 +44,12 @@ def initial_weights(cfg: DictConfig) -> Path | None:
 
 
 def released_weights(name: str, key: str) -> Path:
-    """The published checkpoint of zoo model ``name`` (Hugging Face Hub cache); ``key`` names the setting in errors."""
+    """The published checkpoint of zoo model ``name`` (fetched and cached); ``key`` names the setting in errors."""
     info = model_info(name)
     release = info.release()
-    if release.checkpoint_file is None:
+    if not release.released:
         raise ValueError(f"config: {key}: {info.name} has no released checkpoint; pass a weights file instead")
-    return download_checkpoint(info.hub_repo, release.checkpoint_file)
+    return fetch_release(info.name, release)
 
 
 def build_optimizer(cfg: DictConfig, model: nn.Module, global_batch: int) -> torch.optim.Optimizer:

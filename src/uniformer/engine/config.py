@@ -107,6 +107,7 @@ class TrainerConfig:
     max_steps: Optional[int] = None  # stop after this many optimizer steps (the schedule spans the run)
     batch_size: int = 8  # GLOBAL batch (all processes, all accumulation micro-batches)
     accum_steps: int = 1
+    drop_last: bool = True  # leave out the items that do not fill a last batch (false: every item, every epoch)
     precision: str = "fp32"  # fp32 | bf16 (autocast, CPU or GPU) | fp16 (autocast + grad scaler, GPU)
     device: str = "auto"  # auto | cpu | cuda
     grad_checkpointing: bool = False

@@ -8,6 +8,8 @@ Three rules make a run reproducible to the bit on CPU, resumable mid-epoch, and 
    consecutive micro-batches ("shards"); process ``r`` takes shards ``r * accum_steps ... + accum_steps - 1``.
    So 2 processes x 1 micro-batch and 1 process x 2 micro-batches see exactly the same micro-batches, and
    BatchNorm statistics match too. Resuming at step ``s`` is just starting the order at global batch ``s``.
+   Items that do not fill a last global batch are left out (``drop_last``, the default) or spread over the
+   epoch's micro-batches by their position in the global order, which keeps the rule.
    With ``groups`` (a task's :meth:`~uniformer.tasks.base.Task.batch_groups`, e.g. detection's aspect-ratio
    flag), the order is built from single-group chunks of one micro-batch, so every micro-batch holds one group
    (mmdet's ``GroupSampler`` / ``DistributedGroupSampler``) and the rest of the rule is unchanged.
@@ -104,8 +106,12 @@ class EpochSampler(Sampler[list[tuple[int, int, int]]]):
         groups: a group id per item; each micro-batch is then drawn from one group: the epoch shuffles each
             group, cuts it into micro-batch chunks and shuffles the chunks of all groups together.
 
-    Items that do not fill a last global batch (with ``groups``: nor a last chunk of their group) are left out
-    of that epoch, a different set every epoch; mmdet's group samplers pad with repeated items instead.
+        drop_last: leave out the items that do not fill a last global batch (with ``groups``: nor a last chunk of
+            their group), a different set every epoch, as PySlowFast and timm do; mmdet's samplers pad with
+            repeated items instead. ``False`` keeps every item exactly once: the leftover items join the epoch's
+            micro-batches, ``item_multiple`` at a time, round-robin from the first micro-batch, so no batch is
+            padded, none is empty, and a micro-batch grows by at most one ``item_multiple`` per round.
+        item_multiple: every micro-batch holds a multiple of this many items (2 when Mixup pairs items).
     """
 
     def __init__(
@@ -119,11 +125,14 @@ class EpochSampler(Sampler[list[tuple[int, int, int]]]):
         subsample: bool = False,
         shuffle: bool = True,
         groups: Sequence[int] | None = None,
+        drop_last: bool = True,
+        item_multiple: int = 1,
     ) -> None:
         if not 0 <= rank < plan.world_size:
             raise ValueError(f"rank {rank} is outside a world of {plan.world_size} process(es)")
         self.num_items, self.plan, self.rank, self.seed = num_items, plan, rank, seed
         self.repeated_aug, self.subsample, self.shuffle = repeated_aug, subsample, shuffle
+        self.drop_last = drop_last
         drawn = num_items if subsample else num_items * repeated_aug
         self.groups: list[torch.Tensor] | None = None
         if groups is not None:
@@ -144,6 +153,23 @@ class EpochSampler(Sampler[list[tuple[int, int, int]]]):
                 f"{' in single-group micro-batches' if groups is not None else ''}); "
                 "lower the batch size"
             )
+        self.drawn = self.steps_per_epoch * plan.global_batch
+        self.extra_units, self.item_multiple = 0, item_multiple
+        if not drop_last:
+            if self.groups is not None:
+                raise ValueError(
+                    "config: trainer.drop_last=false cannot keep every item with single-group micro-batches (the "
+                    "leftover items of a group may be too few for a micro-batch of their own); keep drop_last"
+                )
+            leftover = drawn - self.drawn
+            if leftover % item_multiple:
+                raise ValueError(
+                    f"config: trainer.drop_last=false keeps all {drawn} items of an epoch, but micro-batches hold "
+                    f"items in multiples of {item_multiple} (Mixup/CutMix pairs); {leftover} are left over after "
+                    f"{self.steps_per_epoch} full steps: use an epoch size that fits, or drop_last=true"
+                )
+            self.drawn, self.extra_units = drawn, leftover // item_multiple
+        self.left_out = drawn - self.drawn  # items of each epoch that no batch takes (drop_last)
         self.epoch = 0
         self.start_step = 0
 
@@ -164,7 +190,7 @@ class EpochSampler(Sampler[list[tuple[int, int, int]]]):
             order = torch.arange(self.num_items)
         if self.repeated_aug > 1:
             order = order.repeat_interleave(self.repeated_aug)
-        return order[: self.steps_per_epoch * self.plan.global_batch].tolist()
+        return order[: self.drawn].tolist()
 
     def _grouped_order(self, groups: list[torch.Tensor], generator: torch.Generator) -> torch.Tensor:
         """Each group shuffled and cut into whole micro-batch chunks; the chunks of all groups shuffled."""
@@ -178,12 +204,22 @@ class EpochSampler(Sampler[list[tuple[int, int, int]]]):
             stacked = stacked[torch.randperm(len(stacked), generator=generator)]
         return stacked.flatten()
 
+    def micro_batch_span(self, index: int) -> tuple[int, int]:
+        """``(start, end)`` positions in the global order of the epoch's micro-batch ``index`` (global batch
+        ``index // (world_size * accum_steps)``, shard ``index % (world_size * accum_steps)``)."""
+        shards = self.steps_per_epoch * self.plan.world_size * self.plan.accum_steps
+        rounds, first = divmod(self.extra_units, shards)  # every micro-batch gets `rounds` units, the first more
+        before = index * rounds + min(index, first)  # units given to the micro-batches ahead of this one
+        start = index * self.plan.micro_batch + before * self.item_multiple
+        size = self.plan.micro_batch + (rounds + (index < first)) * self.item_multiple
+        return start, start + size
+
     def __iter__(self) -> Iterator[list[tuple[int, int, int]]]:
         order, plan = self.global_order(self.epoch), self.plan
         for step in range(self.start_step, self.steps_per_epoch):
             for micro in range(plan.accum_steps):
-                start = step * plan.global_batch + (self.rank * plan.accum_steps + micro) * plan.micro_batch
-                yield [(order[position], self.epoch, position) for position in range(start, start + plan.micro_batch)]
+                start, end = self.micro_batch_span((step * plan.world_size + self.rank) * plan.accum_steps + micro)
+                yield [(order[position], self.epoch, position) for position in range(start, end)]
 
     def __len__(self) -> int:
         return (self.steps_per_epoch - self.start_step) * self.plan.accum_steps

@@ -136,6 +136,18 @@ class Predictor:
         setup = self.setup if setup is None else setup
         return self.task.predict(self._inference_copy(), [os.fspath(p) for p in paths], setup, run, topk=topk)
 
+    def predict_spans(
+        self, path: str | os.PathLike[str], spans: Sequence[tuple[int, int]], topk: int = 5, progress: bool = False
+    ) -> list[Prediction]:
+        """One prediction per frame range ``(start, end)`` of one video, in order (a video classifier's timeline
+        windows; see the classification task's ``predict_spans``)."""
+        if not hasattr(self.task, "predict_spans"):
+            raise ValueError(
+                f"{self.info.name} is a {self.task.name} model; frame ranges are classified by video models"
+            )
+        run = partial(self._feed, precision="fp32", progress=progress)
+        return self.task.predict_spans(self._inference_copy(), os.fspath(path), spans, self.setup, run, topk=topk)
+
     def features(
         self, paths: Sequence[str | os.PathLike[str]], stage_maps: bool = False, progress: bool = False
     ) -> tuple[dict[str, torch.Tensor], dict[int, str]]:

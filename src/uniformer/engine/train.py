@@ -198,6 +198,8 @@ class Trainer:
             repeated_aug=OmegaConf.select(cfg, "data.repeated_aug", default=1),
             subsample=OmegaConf.select(cfg, "data.repeated_aug_subsample", default=False),
             groups=task.batch_groups(cfg, self.train_set),
+            drop_last=t.drop_last,
+            item_multiple=self.objective.item_multiple,
         )
         self.steps_per_epoch = self.sampler.steps_per_epoch
         self.total_steps, self.num_epochs = steps_for(cfg, self.steps_per_epoch)
@@ -246,6 +248,12 @@ class Trainer:
             ctx.device,
             t.precision,
         )
+        if self.sampler.left_out:
+            logger.info(
+                "%d item(s) per epoch do not fill a last batch and are left out, a different set each epoch "
+                "(trainer.drop_last=false keeps every item)",
+                self.sampler.left_out,
+            )
 
     # ------------------------------------------------------------------------------------------------
     # set-up helpers

@@ -129,7 +129,7 @@ def _load_video(path: str, spec: ViewSpec, crop: bool) -> ExplainInput:
     else:
         resized = _whole_frame_size(*frame_size, spec.crop_size)
         scaled = F.resize(clip, list(resized), interpolation=InterpolationMode.BILINEAR, antialias=False)
-        view = normalize(scaled, spec.mean, spec.std, channel_dim=1).permute(1, 0, 2, 3).contiguous()
+        view = normalize(scaled.permute(1, 0, 2, 3), spec.mean, spec.std, channel_dim=0)
         window = (0, 0, *resized)
     geometry = ViewGeometry(frame_size, resized, window)  # type: ignore[arg-type]
     return ExplainInput(path, view, frames, geometry, list(indices))

@@ -13,7 +13,9 @@ __all__ = [
     "DATASET_CATEGORY_ID_FILES",
     "DATASET_LABEL_FILES",
     "DATASET_PALETTE_FILES",
+    "FOREIGN_LABEL_FILES",
     "load_category_ids",
+    "load_foreign_labels",
     "load_labels",
     "load_palette",
 ]
@@ -33,7 +35,12 @@ DATASET_LABEL_FILES: dict[str, str | None] = {
     "coco-keypoints": "coco_keypoints.txt",
     # the 80 COCO detection classes in the contiguous order of mmdet's CocoDataset (detector label = line + 1)
     "coco": "coco.txt",
+    # the label index of the official video_classification/data_list (split 1) of UCF101 and HMDB51
+    "ucf101": "ucf101.txt",
+    "hmdb51": "hmdb51.txt",
 }
+# (code base, dataset) -> the class order another code base's checkpoints use for the dataset, one name a line
+FOREIGN_LABEL_FILES: dict[tuple[str, str], str] = {("mmaction2", "kinetics-400"): "kinetics400_mmaction2.txt"}
 # dataset name -> colour file (one "R G B" line per class, in label order) for drawing segmentation maps
 DATASET_PALETTE_FILES: dict[str, str] = {"ade20k": "ade20k_palette.txt"}
 # dataset name -> the annotation files' category id of each class, one a line in label order (COCO's ids have gaps)
@@ -49,6 +56,11 @@ def _load(dataset: str) -> tuple[str, ...]:
         from timm.data import ImageNetInfo
 
         return tuple(ImageNetInfo().label_descriptions(as_dict=False))
+    return _read(filename)
+
+
+@lru_cache(maxsize=None)
+def _read(filename: str) -> tuple[str, ...]:
     text = resources.files(__name__).joinpath(filename).read_text(encoding="utf-8")
     lines = [line for line in text.splitlines() if line.strip()]
     if not filename.endswith(".tsv"):
@@ -67,6 +79,13 @@ def _load(dataset: str) -> tuple[str, ...]:
 def load_labels(dataset: str) -> list[str]:
     """Class names of ``dataset`` (e.g. ``"kinetics-400"``) indexed like the released classifier rows."""
     return list(_load(dataset))
+
+
+def load_foreign_labels(codebase: str, dataset: str) -> list[str] | None:
+    """The class names of ``dataset`` in the order ``codebase`` (e.g. ``"mmaction2"``) gives its classifier rows;
+    ``None`` when no such list ships here."""
+    filename = FOREIGN_LABEL_FILES.get((codebase, dataset))
+    return None if filename is None else list(_read(filename))
 
 
 @lru_cache(maxsize=None)

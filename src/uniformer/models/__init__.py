@@ -12,6 +12,7 @@ from uniformer.models.checkpoint import (
 from uniformer.models.complexity import count_gmacs, count_parameters, measure_model
 from uniformer.models.convert import convert_checkpoint
 from uniformer.models.detection import UniFormerCascadeMaskRCNN, UniFormerMaskRCNN, build_detector, build_mask_rcnn
+from uniformer.models.download import ChecksumError, fetch_release
 from uniformer.models.factory import create_model
 from uniformer.models.optimize import fold_batchnorms, optimize_for_inference
 from uniformer.models.segmentor import UniFormerSegmentor, build_segmentor
@@ -19,6 +20,7 @@ from uniformer.models.uniformer import UniFormer, set_formulation
 from uniformer.models.zoo.catalog import list_models, model_info
 from uniformer.models.zoo.datasets import DATASETS
 from uniformer.models.zoo.schema import ModelInfo, Release
+from uniformer.models.zoo.sources import DriveFile, HubFile, UrlFile
 
 __all__ = [
     "UniFormer",
@@ -27,6 +29,8 @@ __all__ = [
     "CheckpointFile",
     "checkpoint_filter_fn",
     "convert_checkpoint",
+    "ChecksumError",
+    "fetch_release",
     "inflate_2d_to_3d",
     "load_checkpoint",
     "read_checkpoint",
@@ -39,6 +43,9 @@ __all__ = [
     "DATASETS",
     "ModelInfo",
     "Release",
+    "HubFile",
+    "UrlFile",
+    "DriveFile",
     "create_model",
     "list_models",
     "model_info",

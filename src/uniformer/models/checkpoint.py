@@ -16,8 +16,9 @@ A dense backbone (``UniFormer(dense=True)``) also reads the official dense check
 ``backbone.`` prefix of a segmentor or detector, and classification checkpoints by one stated rule
 (:func:`fit_dense_backbone`). An official mmdet 2.x Mask R-CNN or Cascade Mask R-CNN state dict (``backbone.*``,
 ``neck.*``, ``rpn_head.*``, ``roi_head.*``) is mapped to the torchvision layout of :mod:`uniformer.models.detection`
-as it is read (:mod:`uniformer.models.detection.mmdet`, beside the detectors), so every path (``create_model``,
-``convert``, ``eval``) sees one layout.
+as it is read (:mod:`uniformer.models.detection.mmdet`, beside the detectors), and so are mmaction2's and mmpose
+1.x's re-hosted files (:mod:`uniformer.models.foreign`), so every path (``create_model``, ``convert``, ``eval``)
+sees one layout.
 ``.pth`` files are read with :func:`torch_load` (``weights_only=True`` with a small allow-list), the one
 ``torch.load`` of the package, so a pickle that would run code is refused.
 
@@ -40,11 +41,12 @@ from typing import Any, Literal
 
 import torch
 import torch.nn as nn
-from huggingface_hub import hf_hub_download
 from safetensors import SafetensorError, safe_open
 from timm.models import parse_model_name
 
 from uniformer.models.detection.mmdet import from_mmdet_detector, is_mmdet_detector_state
+from uniformer.models.download import download_hub_file
+from uniformer.models.foreign import from_foreign_layout
 
 __all__ = [
     "TRAIN_FORMAT",
@@ -61,7 +63,6 @@ __all__ = [
     "load_for_fine_tuning",
     "fit_dense_backbone",
     "inflate_2d_to_3d",
-    "download_checkpoint",
     "HUB_CONFIG",
     "HUB_WEIGHTS",
     "read_pretrained",
@@ -148,7 +149,7 @@ def _unwrap(obj: Any, source: str) -> dict[str, torch.Tensor]:
                 key = key[len(prefix) :]
         state[key] = value
     if not is_mmdet_detector_state(state):
-        return state
+        return from_foreign_layout(state, source)
     mapped, unknown = from_mmdet_detector(state)
     if unknown:
         raise CheckpointError(
@@ -273,8 +274,8 @@ def read_pretrained(source: str) -> CheckpointFile:
         return _read_hub_folder(Path(ident) / HUB_CONFIG, Path(ident) / HUB_WEIGHTS)
     if kind == "hf-hub":
         repo, _, revision = ident.partition("@")
-        config = download_checkpoint(repo, HUB_CONFIG, revision=revision or None)
-        return _read_hub_folder(config, download_checkpoint(repo, HUB_WEIGHTS, revision=revision or None))
+        config = download_hub_file(repo, HUB_CONFIG, revision=revision or None)
+        return _read_hub_folder(config, download_hub_file(repo, HUB_WEIGHTS, revision=revision or None))
     raise ValueError(f"pretrained={source!r}: expected 'local-dir:DIR' or 'hf-hub:ORG/REPO' (or True for the release)")
 
 
@@ -561,17 +562,3 @@ def head_classes(state: dict[str, torch.Tensor]) -> int | None:
         return int(head.shape[0])
     box = next((state[k] for k in _DETECTOR_CLASSIFIERS if k in state), None)
     return None if box is None else int(box.shape[0]) - 1
-
-
-def download_checkpoint(repo_id: str, filename: str, revision: str | None = None) -> Path:
-    """Fetch a released file into the standard Hugging Face Hub cache (or find it there offline)."""
-    try:
-        return Path(hf_hub_download(repo_id=repo_id, filename=filename, revision=revision))
-    except Exception as exc:  # network, offline mode, missing entry: all end the same way for the user
-        raise FileNotFoundError(
-            f"could not fetch {filename} from the Hugging Face Hub repository {repo_id} "
-            f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'no details'}). "
-            f"Download it where the Hub is reachable (`huggingface-cli download {repo_id} {filename}` or "
-            f"https://huggingface.co/{repo_id}/blob/main/{filename}) and pass it as "
-            f"checkpoint_path='.../{filename}' (CLI: --checkpoint FILE)."
-        ) from exc

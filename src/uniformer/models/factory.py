@@ -10,12 +10,12 @@ import torch.nn as nn
 
 from uniformer.models.checkpoint import (
     CheckpointFile,
-    download_checkpoint,
     is_image_state,
     load_state,
     read_checkpoint,
     read_pretrained,
 )
+from uniformer.models.download import fetch_release
 from uniformer.models.zoo.catalog import model_info
 from uniformer.models.zoo.schema import ModelInfo
 
@@ -33,7 +33,9 @@ def create_model(
 
     Args:
         name: a zoo name (``uniformer.list_models()``).
-        pretrained: ``True``: fetch the released checkpoint from the Hugging Face Hub (standard Hub cache);
+        pretrained: ``True``: the released checkpoint, from the first of the release's sources that gives it (a
+            Hub file, a URL, a Google Drive file with ``gdown``), verified against its published SHA-256, cached
+            (:func:`~uniformer.models.download.fetch_release`);
             ``"local-dir:DIR"`` or ``"hf-hub:ORG/REPO"``: weights saved by :func:`uniformer.save_pretrained` (timm's
             Hub layout, read by :func:`~uniformer.models.checkpoint.read_pretrained`), with their class count,
             architecture overrides, class names and clip settings.
@@ -64,14 +66,7 @@ def create_model(
         if checkpoint_path.model_name != name:
             raise ValueError(f"{pretrained} holds weights of {checkpoint_path.model_name}, not of {name}")
     elif checkpoint_path is None and pretrained:
-        if release.checkpoint_file is None and release.checkpoint_url:
-            raise ValueError(
-                f"{name}: the released checkpoint is not on the Hugging Face Hub; download it from "
-                f"{release.checkpoint_url} and pass checkpoint_path="
-            )
-        if release.checkpoint_file is None:
-            raise ValueError(f"{name}: no checkpoint was released for this model; pass checkpoint_path=")
-        checkpoint_path = download_checkpoint(info.hub_repo, release.checkpoint_file)
+        checkpoint_path = fetch_release(name, release)
     file = None
     if checkpoint_path is not None:
         file = checkpoint_path if isinstance(checkpoint_path, CheckpointFile) else read_checkpoint(checkpoint_path)

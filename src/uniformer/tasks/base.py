@@ -166,7 +166,12 @@ class MetricAccumulator(ABC):
 
 
 class Objective(ABC):
-    """The training signal: batch -> (inputs, targets), the forward pass, and the loss."""
+    """The training signal: batch -> (inputs, targets), the forward pass, and the loss.
+
+    ``item_multiple``: a micro-batch must hold a multiple of this many items (2 where items are mixed in pairs).
+    """
+
+    item_multiple: int = 1
 
     @abstractmethod
     def prepare(self, batch: Batch, device: torch.device) -> tuple[ModelInput, object]: ...

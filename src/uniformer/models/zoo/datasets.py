@@ -41,6 +41,8 @@ DATASETS: Mapping[str, DatasetInfo] = MappingProxyType(
         "something-something-v2": DatasetInfo(
             "something-something-v2", 174, VIDEO_MEAN, VIDEO_STD, "Something-Something V2"
         ),
+        "ucf101": DatasetInfo("ucf101", 101, VIDEO_MEAN, VIDEO_STD, "UCF101"),
+        "hmdb51": DatasetInfo("hmdb51", 51, VIDEO_MEAN, VIDEO_STD, "HMDB51"),
         "synthetic-motion": DatasetInfo("synthetic-motion", 8, VIDEO_MEAN, VIDEO_STD, "Synthetic motion"),
         # mmseg img_norm_cfg of the ADE20K configs: ImageNet's mean/std in 0-255 units
         "ade20k": DatasetInfo("ade20k", 150, IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, "ADE20K"),

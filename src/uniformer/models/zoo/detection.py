@@ -18,7 +18,7 @@ from uniformer.models.checkpoint import CheckpointFile
 from uniformer.models.detection import build_detector, detector_options
 from uniformer.models.zoo.image import SIZES
 from uniformer.models.zoo.schema import Detector, ModelInfo, ModelKind, Release
-from uniformer.models.zoo.segmentation import DRIVE
+from uniformer.models.zoo.sources import DriveFile
 
 __all__ = ["MODELS", "DETECTOR", "coco_release"]
 
@@ -47,10 +47,9 @@ def coco_release(box_ap: float, mask_ap: float, gflops: float, drive_id: str) ->
     return Release(
         _COCO_HW[0],
         gflops,
-        None,
+        (DriveFile(drive_id),),
         metrics={"box_ap": box_ap, "mask_ap": mask_ap},
         crop_pct=1.0,
-        checkpoint_url=DRIVE.format(drive_id),
         input_hw=_COCO_HW,
     )
 
@@ -73,7 +72,6 @@ def _detection(
         model_args=MappingProxyType(dict(SIZES[size][1], attn_mode="hybrid", window_size=14)),
         releases=(coco_release(box_ap, mask_ap, gflops, drive_id),),
         params_m=params_m,
-        hub_repo="",
         kind=DETECTOR,
         pretrain=f"uniformer_{size}_in1k.pth",
         detector=detector,

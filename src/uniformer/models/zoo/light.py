@@ -21,7 +21,8 @@ from uniformer.models.uniformer import UniFormer
 from uniformer.models.zoo.detection import DETECTOR, coco_release
 from uniformer.models.zoo.image import CLASSIFIER, create_timm_model, timm_default_cfgs
 from uniformer.models.zoo.schema import ModelInfo, Release
-from uniformer.models.zoo.segmentation import DRIVE, SEGMENTOR
+from uniformer.models.zoo.segmentation import SEGMENTOR
+from uniformer.models.zoo.sources import DriveFile
 from uniformer.models.zoo.video import VIDEO_CLASSIFIER
 
 __all__ = ["MODELS", "LIGHT_SIZES"]
@@ -56,7 +57,7 @@ def _image(
     size: str, img_size: int, top1: float, gflops: float, params_m: float, drive_id: str, notes: str = ""
 ) -> ModelInfo:
     title, args = LIGHT_SIZES[size]
-    release = Release(img_size, gflops, None, metrics={"top1": top1}, checkpoint_url=DRIVE.format(drive_id))
+    release = Release(img_size, gflops, (DriveFile(drive_id),), metrics={"top1": top1})
     return ModelInfo(
         name=f"uniformer_{size}_{img_size}",
         task="image",
@@ -65,7 +66,6 @@ def _image(
         model_args=args,
         releases=(release,),
         params_m=params_m,
-        hub_repo="",
         kind=CLASSIFIER,
         notes=_IMAGE_NOTE + notes,
     )
@@ -82,13 +82,8 @@ def _kinetics(
         dataset="kinetics-400",
         title=f"{title} {frames} frames, {img_size} px (Kinetics-400)",
         model_args=MappingProxyType({**args, **layer_scale, "video": True}),
-        releases=(
-            Release(
-                img_size, gflops, None, metrics={"top1": top1}, crop_pct=1.0, checkpoint_url=DRIVE.format(drive_id)
-            ),
-        ),
+        releases=(Release(img_size, gflops, (DriveFile(drive_id),), metrics={"top1": top1}, crop_pct=1.0),),
         params_m=params_m,
-        hub_repo="",
         kind=VIDEO_CLASSIFIER,
         num_frames=frames,
         frame_stride=None,
@@ -113,7 +108,6 @@ def _mask_rcnn(size: str, box_ap: float, mask_ap: float, params_m: float, gflops
         model_args=args,
         releases=(coco_release(box_ap, mask_ap, gflops, drive_id),),
         params_m=params_m,
-        hub_repo="",
         kind=DETECTOR,
         pretrain=f"uniformer_{size}_224",
         notes=_MEASURED_NOTE.format(what="GFLOPs"),
@@ -133,15 +127,13 @@ def _fpn(size: str, miou: float, params_m: float, gflops: float, drive_id: str) 
             Release(
                 _ADE20K_HW[0],
                 gflops,
-                None,
+                (DriveFile(drive_id),),
                 metrics={"miou": miou},
                 crop_pct=1.0,
-                checkpoint_url=DRIVE.format(drive_id),
                 input_hw=_ADE20K_HW,
             ),
         ),
         params_m=params_m,
-        hub_repo="",
         kind=SEGMENTOR,
         pretrain=f"uniformer_{size}_224",
         notes=_MEASURED_NOTE.format(what="GFLOPs"),

@@ -15,6 +15,7 @@ import torch.nn as nn
 
 from uniformer.labels import load_labels, load_palette
 from uniformer.models.zoo.datasets import DATASETS
+from uniformer.models.zoo.sources import Source
 
 if TYPE_CHECKING:
     from uniformer.models.checkpoint import CheckpointFile
@@ -47,25 +48,36 @@ METRIC_LABELS: Mapping[str, str] = {
 class Release:
     """One released (or published) set of weights of a model at one input size.
 
-    ``metrics``: the published numbers, keys of :data:`METRIC_LABELS` (``{"top1": 82.9}``, ``{"miou": ..,
-    "ms_miou": ..}``, ``{"box_ap": .., "mask_ap": ..}``, ``{"ap": .., ...}``); empty for a model nobody published.
-    ``checkpoint_file``: the file in the entry's Hub repository; ``checkpoint_url``: where the weights are when
-    they are released off the Hub. ``input_hw``: the (H, W) input the published GFLOPs count (otherwise
+    ``sources``: where the weights can be downloaded, in preference order (empty: not released); the first is
+    one a published page shows exists. ``metrics``: the published numbers, keys of :data:`METRIC_LABELS`
+    (``{"top1": 82.9}``, ``{"miou": .., "ms_miou": ..}``, ``{"box_ap": .., "mask_ap": ..}``, ``{"ap": .., ...}``);
+    empty for a model nobody published. ``input_hw``: the (H, W) input the published GFLOPs count (otherwise
     ``img_size`` square).
     """
 
     img_size: int
     gflops: float
-    checkpoint_file: str | None
+    sources: tuple[Source, ...] = ()
     metrics: dict[str, float] = field(default_factory=dict)
     crop_pct: float = 0.875
-    checkpoint_url: str | None = None
     input_hw: tuple[int, int] | None = None
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.metrics) - set(METRIC_LABELS))
         if unknown:
             raise ValueError(f"Release.metrics: unknown metric(s) {unknown}; known: {', '.join(METRIC_LABELS)}")
+        if not isinstance(self.sources, tuple):
+            raise TypeError(f"Release.sources: expected a tuple of sources, got {type(self.sources).__name__}")
+
+    @property
+    def released(self) -> bool:
+        return bool(self.sources)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data (JSON output): the fields, each source with its ``kind`` (``hub``, ``url``, ``drive``)."""
+        data = asdict(self)
+        data["sources"] = [{"kind": source.kind, **asdict(source)} for source in self.sources]
+        return data
 
 
 # (entry, class count, constructor overrides, the checkpoint being loaded or None) -> the model
@@ -101,7 +113,6 @@ class ModelInfo:
     model_args: Mapping[str, Any]
     releases: tuple[Release, ...]
     params_m: float
-    hub_repo: str
     kind: ModelKind = field(repr=False, compare=False)
     num_frames: int | None = None
     frame_stride: int | None = None
@@ -167,6 +178,6 @@ class ModelInfo:
     def to_dict(self) -> dict[str, Any]:
         """Plain-data view (for JSON output and config defaults); the builder is left out."""
         data = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "kind"}
-        data.update(model_args=dict(self.model_args), releases=[asdict(r) for r in self.releases])
+        data.update(model_args=dict(self.model_args), releases=[r.to_dict() for r in self.releases])
         data.update(num_classes=self.num_classes, mean=self.mean, std=self.std, test_views=self.test_views)
         return data

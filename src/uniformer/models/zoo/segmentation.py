@@ -1,7 +1,9 @@
 """The ADE20K semantic segmentation models: the dense backbone with UperNet or Semantic FPN.
 
 Sense-X/UniFormer ``semantic_segmentation/README.md``: single-scale mIoU (and multi-scale for UperNet), params,
-GFLOPs, Google Drive links of the released weights (not on the Hub: download them, pass ``checkpoint_path=``).
+GFLOPs, Google Drive links of the released weights. The UperNet-S file is also on the Hub, in
+``lllyasviel/Annotators`` (``upernet_global_small.pth``, ControlNet's segmentation annotator; SHA-256 from its Git
+LFS pointer).
 The GFLOPs are those of a 512 x 2048 input (ADE20K test scale (2048, 512)): measured that way, this package's
 models give them within 1%. Architectures: ``configs/_base_/models/upernet_uniformer.py``,
 ``fpn_seg/configs/_base_/models/fpn_uniformer.py`` and the ``exp*/config.py``, ``test_config_*.py`` files
@@ -18,10 +20,9 @@ from uniformer.models.checkpoint import CheckpointFile
 from uniformer.models.segmentor import UniFormerSegmentor, build_segmentor, head_widths
 from uniformer.models.zoo.image import SIZES
 from uniformer.models.zoo.schema import Decoder, ModelInfo, ModelKind, Release
+from uniformer.models.zoo.sources import DriveFile, HubFile, Source
 
-__all__ = ["MODELS", "SEGMENTOR", "DRIVE"]
-
-DRIVE = "https://drive.google.com/file/d/{}/view"  # a released file's Google Drive page, by file id
+__all__ = ["MODELS", "SEGMENTOR"]
 
 
 def _build(
@@ -42,8 +43,8 @@ _SMALL_H14_FPN_FLOPS_NOTE = (
 )
 
 
-def _note(size: str, decoder: str, attention: str, drive_id: str | None) -> str:
-    if drive_id is None:
+def _note(size: str, decoder: str, attention: str, released: bool) -> str:
+    if not released:
         note = "Published result; the checkpoint was not released."
         return note + (_SMALL_H14_FPN_FLOPS_NOTE if (size, decoder, attention) == ("small", "fpn", "h14") else "")
     if attention.endswith("32"):
@@ -63,7 +64,7 @@ def _segmentation(
     ms_miou: float | None,
     params_m: float,
     gflops: float,
-    drive_id: str | None,
+    sources: tuple[Source, ...],
 ) -> ModelInfo:
     """An ADE20K entry: ``attention`` is ``""`` (global), ``"h14"``/``"h32"`` (hybrid) or ``"w32"`` (windows)."""
     backbone = dict(SIZES[size][1])  # the same S/B architectures as the video zoo
@@ -81,42 +82,49 @@ def _segmentation(
             Release(
                 _ADE20K_CROP,
                 gflops,
-                None,
+                sources,
                 metrics=metrics,
                 crop_pct=1.0,
-                checkpoint_url=DRIVE.format(drive_id) if drive_id else None,
                 input_hw=(_ADE20K_CROP, 4 * _ADE20K_CROP),
             ),
         ),
         params_m=params_m,
-        hub_repo="",
         kind=SEGMENTOR,
         pretrain=f"uniformer_{size}_in1k.pth",
-        notes=_note(size, decoder, attention, drive_id),
+        notes=_note(size, decoder, attention, bool(sources)),
         decoder=decoder,
     )
 
 
-# Google Drive file ids of the released weights (one file serves the global, w32 and h32 rows)
-_UPERNET_SMALL, _UPERNET_BASE = "13hOneJiFqwEneUz1Zpqo1W2uv7BsoXGF", "14bEgmFbTijBoTKTwny_aCJlARs6z31mP"
-_FPN_SMALL, _FPN_BASE = "14bEsZqMw35tmDgrvYA_dRMsSC0Z4TX2Y", "14dLoIcAUWjyo1d5XXuo1yb2jcslt_t4P"
+# The released weights (one file serves the global, w32 and h32 rows); none for the h14 rows but one
+_UPERNET_SMALL = (
+    HubFile(
+        "lllyasviel/Annotators",
+        "upernet_global_small.pth",
+        sha256="bebfa1264c10381e389d8065056baaadbdadee8ddc6e36770d1ec339dc84d970",
+    ),
+    DriveFile("13hOneJiFqwEneUz1Zpqo1W2uv7BsoXGF"),
+)
+_UPERNET_BASE = (DriveFile("14bEgmFbTijBoTKTwny_aCJlARs6z31mP"),)
+_FPN_SMALL = (DriveFile("14bEsZqMw35tmDgrvYA_dRMsSC0Z4TX2Y"),)
+_FPN_BASE = (DriveFile("14dLoIcAUWjyo1d5XXuo1yb2jcslt_t4P"),)
 
 MODELS: tuple[ModelInfo, ...] = tuple(
     _segmentation(*row)
     for row in (
-        # size, decoder, attention, mIoU, multi-scale mIoU, params (M), GFLOPs, Google Drive file id
+        # size, decoder, attention, mIoU, multi-scale mIoU, params (M), GFLOPs, sources
         ("small", "upernet", "", 47.6, 48.5, 52, 1004, _UPERNET_SMALL),
         ("base", "upernet", "", 50.0, 50.8, 80, 1227, _UPERNET_BASE),
-        ("small", "upernet", "h14", 46.9, 48.0, 52, 947, None),
-        ("base", "upernet", "h14", 48.9, 50.0, 80, 1085, None),
+        ("small", "upernet", "h14", 46.9, 48.0, 52, 947, ()),
+        ("base", "upernet", "h14", 48.9, 50.0, 80, 1085, ()),
         ("small", "upernet", "w32", 46.6, 48.4, 52, 939, _UPERNET_SMALL),
         ("small", "upernet", "h32", 47.0, 48.5, 52, 955, _UPERNET_SMALL),
         ("base", "upernet", "w32", 49.1, 50.6, 80, 1066, _UPERNET_BASE),
         ("base", "upernet", "h32", 49.5, 50.7, 80, 1106, _UPERNET_BASE),
         ("small", "fpn", "", 46.6, None, 25, 247, _FPN_SMALL),
         ("base", "fpn", "", 48.0, None, 54, 471, _FPN_BASE),
-        ("small", "fpn", "h14", 46.3, None, 25, 172, None),
-        ("base", "fpn", "h14", 47.0, None, 54, 328, "14XokJDp1oYDV9jZnniMXyk3AnVfk1S1-"),
+        ("small", "fpn", "h14", 46.3, None, 25, 172, ()),
+        ("base", "fpn", "h14", 47.0, None, 54, 328, (DriveFile("14XokJDp1oYDV9jZnniMXyk3AnVfk1S1-"),)),
         ("small", "fpn", "w32", 45.6, None, 25, 183, _FPN_SMALL),
         ("small", "fpn", "h32", 46.2, None, 25, 199, _FPN_SMALL),
         ("base", "fpn", "w32", 47.0, None, 54, 310, _FPN_BASE),

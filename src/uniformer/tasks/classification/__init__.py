@@ -60,6 +60,7 @@ class _Classify(Objective):
 
     def __init__(self, mixup: Callable[..., Any] | None, criterion: nn.Module, two_heads: bool = False) -> None:
         self.mixup, self.criterion, self.two_heads = mixup, criterion, two_heads
+        self.item_multiple = 1 if mixup is None else 2  # Mixup/CutMix pair the items of a micro-batch
 
     def prepare(self, batch: dict[str, Any], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         inputs = TASK.model_inputs(batch).to(device, non_blocking=True)

@@ -112,11 +112,19 @@ def build_dataset(cfg: DictConfig, split: str) -> torch.utils.data.Dataset:
 
 
 def build_inputs(
-    paths: Sequence[str | os.PathLike[str]], spec: ClipSpec, *, model_name: str, single_view: bool = False
+    paths: Sequence[str | os.PathLike[str]],
+    spec: ClipSpec,
+    *,
+    model_name: str,
+    single_view: bool = False,
+    spans: Sequence[tuple[int, int]] | None = None,
 ) -> torch.utils.data.Dataset:
     """The test-mode dataset of a user's files (videos or frame folders for a video model, images for an image
-    model), with the views of ``spec`` (``single_view``: the centre clip and crop only)."""
+    model), with the views of ``spec`` (``single_view``: the centre clip and crop only); ``spans`` gives each
+    video's frame range ``(start, end)`` to sample from instead of the whole video."""
     paths = [os.fspath(p) for p in paths]
+    if spans is not None and (spec.task == "image" or len(spans) != len(paths)):
+        raise ValueError(f"{model_name}: frame ranges need a video model and one range per input")
     missing = [p for p in paths if not os.path.exists(p)]
     if missing:
         raise FileNotFoundError(f"input not found: {', '.join(missing)}")
@@ -134,7 +142,7 @@ def build_inputs(
     return build_video_dataset(
         "folder",
         "",
-        records=[VideoRecord(p, -1) for p in paths],
+        records=[VideoRecord(p, -1, span=span) for p, span in zip(paths, spans or [None] * len(paths), strict=True)],
         mode="test",
         num_frames=spec.num_frames or 1,
         stride=spec.stride,

@@ -180,6 +180,24 @@ class ClassificationPredictTask(base.PredictTask[PredictionSetup, Prediction]):
         run(model, dataset, scores)
         return predictions_from_scores(scores.scores(), paths, setup.labels, topk)
 
+    def predict_spans(
+        self,
+        model: nn.Module,
+        path: str,
+        spans: Sequence[tuple[int, int]],
+        setup: PredictionSetup,
+        run: base.Run,
+        topk: int,
+    ) -> list[Prediction]:
+        """Top-``topk`` classes of each frame range ``(start, end)`` of the video at ``path`` (a timeline's windows),
+        each from one clip of the model's own sampling within the range, centre crop."""
+        dataset = build_inputs(
+            [path] * len(spans), setup.spec, model_name=setup.model_name, single_view=True, spans=spans
+        )
+        scores = ViewScores(dataset)
+        run(model, dataset, scores)
+        return predictions_from_scores(scores.scores(), [path] * len(spans), setup.labels, topk)
+
     def features(
         self, model: nn.Module, paths: Sequence[str], setup: PredictionSetup, run: base.Run, stage_maps: bool
     ) -> tuple[dict[str, torch.Tensor], dict[int, str]]:

@@ -9,6 +9,7 @@ test, :meth:`~uniformer.tasks.pose.codec.MSRAHeatmap.decode`, the person score o
 
 from __future__ import annotations
 
+import colorsys
 import json
 import logging
 import math
@@ -200,15 +201,26 @@ class Prediction(base.Prediction):
 def draw_people(
     image: torch.Tensor, persons: Sequence[dict[str, Any]], skeleton: Sequence[tuple[int, int]], vis_thr: float = 0.2
 ) -> torch.Tensor:
-    """``image`` (3, H, W) uint8 with each person's skeleton drawn (keypoints above ``vis_thr`` only)."""
+    """``image`` (3, H, W) uint8 with each person's skeleton drawn (keypoints above ``vis_thr`` only): in red, or,
+    for people tracked through a video (an ``id`` each), in a colour of their own."""
     if not persons:
         return image
-    points = torch.tensor([[kp[:2] for kp in p["keypoints"]] for p in persons], dtype=torch.float32)
-    visible = torch.tensor([[kp[2] > vis_thr for kp in p["keypoints"]] for p in persons])
     radius = max(2, round(min(image.shape[-2:]) / 120))
-    return draw_keypoints(
-        image, points, connectivity=list(skeleton), colors="red", radius=radius, width=radius, visibility=visible
-    )
+    groups = [(persons, "red")] if "id" not in persons[0] else [([p], _id_colour(p["id"])) for p in persons]
+    for group, colour in groups:
+        points = torch.tensor([[kp[:2] for kp in p["keypoints"]] for p in group], dtype=torch.float32)
+        visible = torch.tensor([[kp[2] > vis_thr for kp in p["keypoints"]] for p in group])
+        image = draw_keypoints(
+            image, points, connectivity=list(skeleton), colors=colour, radius=radius, width=radius, visibility=visible
+        )
+    return image
+
+
+def _id_colour(track_id: int) -> tuple[int, int, int]:
+    """A bright colour of its own for each tracked person (golden-ratio steps around the hue circle)."""
+    hue = (track_id * 0.618033988749895) % 1.0
+    red, green, blue = colorsys.hsv_to_rgb(hue, 0.9, 1.0)
+    return round(255 * red), round(255 * green), round(255 * blue)
 
 
 def pose_image(path: str | os.PathLike[str], persons: Sequence[dict[str, Any]], setup: PredictionSetup) -> Image.Image:
