@@ -140,3 +140,13 @@ def test_the_light_peer_tables_time_uniformer_next_to_each_peer_round_by_round()
     paired = [note for note in table.notes if "per-round time ratios" in note]
     assert len(paired) == 2 and all(note.count("rounds faster") == len(IMAGE_PEERS) for note in paired)
     assert set(VIDEO_PEERS) == {"r2plus1d_18", "s3d"}
+
+
+def test_the_memory_benchmark_photo_is_a_4_by_3_jpeg_of_the_pixels_asked_for(tmp_path) -> None:
+    from PIL import Image
+
+    from benchmarks.predict_memory import write_photo
+
+    width, height = write_photo(tmp_path / "photo.jpg", 0.03)
+    with Image.open(tmp_path / "photo.jpg") as photo:
+        assert photo.format == "JPEG" and photo.size == (width, height) == (200, 150)

@@ -82,3 +82,18 @@ def test_data_check_decodes_frame_folders_as_training_does(tmp_path: Path) -> No
     status = {Path(f.path).name: (f.status, f.reason) for f in report.files}
     assert status["good"] == ("ok", "")
     assert status["mixed"][0] == "broken" and "differ in size" in status["mixed"][1]
+
+
+def test_predict_checks_its_output_folder_before_building_the_model(monkeypatch, tmp_path: Path, capsys) -> None:
+    def never(*args, **kwargs):
+        raise AssertionError("the model must not be built for an output that cannot be written")
+
+    monkeypatch.setattr("uniformer.engine.predict.create_model", never)
+    image, taken = tmp_path / "a.png", tmp_path / "taken"
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(image)
+    taken.write_text("a file")
+    for model in ("uniformer_small_fpn_ade20k", "uniformer_small_h14_mask_rcnn_coco_1x"):
+        assert main(["predict", str(image), "--model", model, "--out-dir", str(taken)]) == 2
+        assert f"--out-dir {taken}: exists and is not a folder" in capsys.readouterr().err
+    assert main(["predict", str(image), "--model", "uniformer_small", "--out-dir", str(tmp_path / "o")]) == 2
+    assert "the classification task writes no prediction files (drop --out-dir)" in capsys.readouterr().err

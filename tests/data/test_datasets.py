@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from uniformer.data import (
-    SkippedVideos,
+    SkippedInputs,
     VideoDataset,
     VideoRecord,
     build_video_dataset,
@@ -149,7 +149,7 @@ def test_training_loop_loses_nothing_but_the_broken_files(media, synth_set: Path
         collate_fn=collate_videos,
         generator=torch.Generator().manual_seed(0),
     )
-    skipped, seen, items = SkippedVideos(), set(), 0
+    skipped, seen, items = SkippedInputs(), set(), 0
     for batch in loader:
         assert batch["video"].shape[1:] == (3, 4, 32, 32) and batch["valid"].all()
         skipped.update(batch)
@@ -193,7 +193,7 @@ def test_evaluation_reports_every_failed_view(media, synth_set: Path) -> None:
     dataset.records = dataset.records[:3] + [VideoRecord(str(media["truncated"]), 2)]
     assert (dataset.mode, dataset.num_videos, dataset.num_views, len(dataset)) == ("test", 4, 6, 24)
     loader = torch.utils.data.DataLoader(dataset, batch_size=8, num_workers=0, collate_fn=collate_videos)
-    failed = SkippedVideos()
+    failed = SkippedInputs()
     views = []
     for batch in loader:
         failed.update(batch)

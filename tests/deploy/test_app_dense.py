@@ -96,3 +96,71 @@ def test_a_broken_image_is_reported(tmp_path):
     predictor = Predictor(SEG, overrides={**TINY, "num_classes": 3})
     with pytest.raises(ValueError, match="broken.png could not be read"):
         dense_view(predictor, str(broken))
+
+
+def test_pose_page_takes_typed_person_boxes_and_names_a_wrong_one(image):
+    from uniformer.deploy.app import page_boxes
+
+    predictor = Predictor(POSE, overrides=TINY)
+    assert page_boxes(" \n") is None and page_boxes("10, 5, 30 30\n1 2 3 4 0.5") == [[10, 5, 30, 30], [1, 2, 3, 4, 0.5]]
+    with pytest.raises(ValueError, match=r"person boxes, line 2 \('1, 2, x'\): expected x, y, w, h"):
+        page_boxes("10, 5, 30, 30\n1, 2, x")
+    view = dense_view(predictor, image, boxes=[[10, 5, 30, 30], [40, 10, 20, 30]])
+    assert sorted(name for name, _ in view.rows) == ["person 0 (box 10, 5, 30, 30)", "person 1 (box 40, 10, 20, 30)"]
+    assert predictor.setup.boxes is None  # the typed boxes were this request's only
+    with pytest.raises(ValueError, match=r"person boxes: 'street.png': box 0 \[100, 5, 30, 30\] lies outside"):
+        dense_view(predictor, image, boxes=[[100, 5, 30, 30]])
+    page = build_app(predictor)
+    assert [b.label for b in page.blocks.values() if isinstance(b, gr.Textbox) and b.elem_id == "boxes"]
+
+
+def test_a_page_names_the_zoo_dataset_only_for_its_classes_and_no_toolbar_covers_the_picture(image):
+    from uniformer.deploy.app import page_title
+
+    own = Predictor(SEG, overrides={**TINY, "num_classes": 6})
+    assert page_title(own) == f"{SEG} trained on 6 classes of its own"
+    page = build_app(own, max_upload_mb=7)
+    text = " ".join(b.value for b in page.blocks.values() if isinstance(b, gr.Markdown))
+    assert "ADE20K" not in text and page_title(own) in text
+    assert [b.label for b in page.blocks.values() if isinstance(b, gr.File)] == [
+        "an image (at most 7 MB)",
+        "a short video (up to 30 s, at most 7 MB)",
+    ]
+    (picture,) = [b for b in page.blocks.values() if isinstance(b, gr.Image)]
+    assert picture.buttons == []  # the download / fullscreen toolbar would sit over the legend
+    zoo = Predictor(SEG, overrides=TINY)
+    assert page_title(zoo) == zoo.info.title and "ADE20K" in zoo.info.title
+
+
+def test_the_server_refuses_an_upload_above_its_limit(tmp_path):
+    import socket
+
+    import httpx
+
+    from uniformer.deploy.app import serve
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    page = serve(SEG, port=port, block=False, max_upload_mb=1)
+    try:
+        url = f"http://127.0.0.1:{port}/gradio_api/upload"
+        small = httpx.post(url, files={"files": ("small.png", b"x" * 1000)})
+        big = httpx.post(url, files={"files": ("big.png", b"x" * 2_000_000)})
+    finally:
+        page.close()
+    assert small.status_code == 200
+    assert big.status_code == 413 and "maximum allowed size of 1048576 bytes" in big.text
+    with pytest.raises(ValueError, match="max_upload_mb must be positive"):
+        serve(SEG, port=port, block=False, max_upload_mb=0)
+
+
+def test_app_passes_the_task_options_and_the_upload_limit_to_the_page(monkeypatch):
+    from uniformer.cli import main
+
+    calls = []
+    monkeypatch.setattr("uniformer.deploy.app.serve", lambda *args, **kwargs: calls.append((args, kwargs)))
+    assert main(["app", "--model", POSE, "--detector", DET, "--max-upload-mb", "5"]) == 0
+    ((args, kwargs),) = calls
+    assert args == (POSE, None) and kwargs["task_options"] == {"detector": DET} and kwargs["max_upload_mb"] == 5
+    assert main(["app", "--model", SEG, "--detector", DET]) == 2  # refused before any model is built

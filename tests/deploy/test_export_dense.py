@@ -7,6 +7,7 @@ seconds on a loaded machine, so the FPN program is traced once for both files.
 from __future__ import annotations
 
 import json
+import logging
 
 import numpy as np
 import pytest
@@ -116,7 +117,7 @@ def test_pose_metadata_names_keypoints_limbs_and_flip_pairs(pose):
     assert meta["output"].startswith("heatmaps (B, keypoints, H/4, W/4)")
 
 
-def test_upernet_onnx_is_fixed_size_and_says_why(tmp_path, capsys):
+def test_upernet_onnx_is_fixed_size_and_says_why(tmp_path, capsys, caplog):
     """``uniformer export`` of a segmentation checkpoint: its class names inside; UperNet's ONNX file has a fixed
     height and width (its pyramid pooling does not translate at symbolic sizes) and the metadata says so."""
     from uniformer.cli import main
@@ -126,8 +127,10 @@ def test_upernet_onnx_is_fixed_size_and_says_why(tmp_path, capsys):
     uniformer.save_pretrained(model, tmp_path / "weights", class_names=CLASSES)
     out = tmp_path / "upernet.onnx"
     args = ["export", UPERNET, "--checkpoint", str(tmp_path / "weights"), "--output", str(out)]
-    assert main([*args, "--input-size", "64", "64"]) == 0
-    assert f"wrote {out} (onnx" in capsys.readouterr().out
+    with caplog.at_level(logging.WARNING):
+        assert main([*args, "--input-size", "64", "64"]) == 0
+    printed = capsys.readouterr()
+    assert f"wrote {out} (onnx" in printed.out and "ambiguous" not in printed.err + caplog.text  # no exporter noise
     meta = _meta(out)
     assert meta["class_names"] == CLASSES and meta["dynamic_axes"] == ["batch"]
     assert "pyramid pooling" in meta["fixed_size_reason"]
@@ -143,6 +146,15 @@ def test_dense_export_refuses_a_size_off_the_backbone_stride():
         model = uniformer.create_model(POSE, **TINY)
     with pytest.raises(ValueError, match=r"multiples of 32 \(the backbone's stride\), got \[64, 48\]"):
         dense_config(model, input_size=(64, 48))
+
+
+@pytest.mark.parametrize("size", [(4160, 64), (32, 64)])
+def test_a_dynamic_size_export_outside_its_size_range_is_refused_naming_the_rule(tmp_path, size) -> None:
+    model = uniformer.create_model(SEG, num_classes=3, **TINY).eval()
+    rule = r"multiples of 32 from 64 to 4096 \(the sizes its height and width then take\); got "
+    with pytest.raises(ValueError, match=rule + f"{size[0]} x {size[1]}"):
+        export_model(model, tmp_path / "seg.pt2", "exported-program", SEG, input_size=size)
+    assert not (tmp_path / "seg.pt2").exists()
 
 
 def test_export_refuses_a_detector_naming_what_is_unsupported(tmp_path, capsys):

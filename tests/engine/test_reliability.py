@@ -5,7 +5,9 @@ no command destroys a run's files (unreadable checkpoints, a second run, signals
 from __future__ import annotations
 
 import csv
+import errno
 import logging
+import os
 import shutil
 import signal
 import subprocess
@@ -169,6 +171,33 @@ def test_resume_auto_with_no_readable_checkpoint_stops_and_destroys_nothing(
     after = _snapshot(run)
     after.pop("train.log", None), before.pop("train.log", None)  # the refusal itself is logged
     assert after == before  # metrics.jsonl, best.pt, config.yaml untouched; nothing pruned
+
+
+def test_a_full_disk_at_a_checkpoint_says_so_and_the_run_resumes_once_there_is_space(
+    tiny_overrides, tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    save, calls = torch.save, []
+
+    def disk_fills_on_the_second_checkpoint(state: object, handle: object) -> None:
+        calls.append(1)
+        if len(calls) == 2:
+            handle.write(b"partial")
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        save(state, handle)
+
+    monkeypatch.setattr(torch, "save", disk_fills_on_the_second_checkpoint)
+    status = main(["train", str(DEMO_CONFIG), *tiny_overrides(tmp_path, "trainer.max_epochs=2")])
+    err = capsys.readouterr().err
+    folder = tmp_path / "checkpoints"
+    assert status == 2 and "Traceback" not in err
+    assert f"error: no space left on {folder} while writing checkpoint 10 (checkpoint-00000005.pt is intact)" in err
+    assert "free space and resume with trainer.resume=auto" in err
+    assert sorted(p.name for p in folder.iterdir()) == ["best.pt", "checkpoint-00000005.pt"]  # no partial file
+    monkeypatch.setattr(torch, "save", save)  # space freed
+    resumed = main(
+        ["train", str(DEMO_CONFIG), *tiny_overrides(tmp_path, "trainer.max_epochs=2", "trainer.resume=auto")]
+    )
+    assert resumed == 0 and (folder / "checkpoint-00000010.pt").is_file()
 
 
 def test_a_new_run_into_a_finished_runs_folder_is_refused(trained_run, tiny_overrides, capsys) -> None:

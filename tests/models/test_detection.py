@@ -15,7 +15,7 @@ from torchvision.models.detection import MaskRCNN
 from torchvision.models.detection._utils import BoxCoder
 from torchvision.models.detection.faster_rcnn import FastRCNNPredictor
 from torchvision.models.detection.image_list import ImageList
-from torchvision.models.detection.roi_heads import RoIHeads
+from torchvision.models.detection.roi_heads import RoIHeads, paste_masks_in_image
 from torchvision.ops import generalized_box_iou_loss, roi_align
 
 import uniformer
@@ -33,6 +33,7 @@ from uniformer.models.detection import (
     detector_options,
     giou_box_loss,
     l1_box_loss,
+    paste_mask,
     postprocess_detections,
 )
 
@@ -545,6 +546,32 @@ def test_a_calls_score_threshold_is_its_own_and_leaves_the_shared_model_as_it_wa
         again = model(images)[0]
     assert model.roi_heads.score_thresh == 0.05 and len(plain["scores"]) > 0 and len(strict["scores"]) == 0
     assert torch.equal(again["scores"], plain["scores"]) and torch.equal(again["boxes"], plain["boxes"])
+
+
+def test_one_pasted_mask_equals_torchvisions_paste_of_the_stack_thresholded() -> None:
+    torch.manual_seed(0)
+    masks = torch.rand(6, 1, 28, 28)
+    boxes = torch.tensor(
+        [[3.2, 4.7, 30.1, 20.9], [0, 0, 79, 59], [60.5, 40.2, 79.9, 59.9], [10, 10, 10.4, 10.3], [-5, -3, 12, 9],
+         [70, 2, 95, 30]]
+    )  # fmt: skip
+    pasted = paste_masks_in_image(masks, boxes, (60, 80)) > 0.5
+    for mask, box, reference in zip(masks, boxes, pasted, strict=True):
+        mine = paste_mask(mask[0], box, (60, 80), 0.5)
+        assert mine.dtype == torch.bool and torch.equal(mine, reference[0])
+
+
+def test_unpasted_masks_are_the_boxes_probabilities_of_the_pasted_ones() -> None:
+    torch.manual_seed(0)
+    model = build_detector("mask_rcnn", 2, TINY, min_size=(64,), max_size=64, mask_channels=16).eval()
+    images = [torch.rand(3, 48, 64)]
+    with torch.no_grad():
+        pasted = model(images, score_thresh=0.0)[0]
+        boxes_only = model(images, score_thresh=0.0, paste_masks=False)[0]
+    assert len(pasted["scores"]) > 0 and boxes_only["masks"].shape == (len(pasted["scores"]), 1, 28, 28)
+    assert torch.equal(pasted["boxes"], boxes_only["boxes"]) and torch.equal(pasted["scores"], boxes_only["scores"])
+    for mask, box, reference in zip(boxes_only["masks"], boxes_only["boxes"], pasted["masks"], strict=True):
+        assert torch.equal(paste_mask(mask[0], box, (48, 64), 0.5), reference[0] > 0.5)
 
 
 def test_postprocessing_is_torchvisions_at_the_heads_own_threshold() -> None:

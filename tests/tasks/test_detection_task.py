@@ -10,22 +10,24 @@ import numpy as np
 import pytest
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from PIL import Image
 from pycocotools import mask as mask_utils
 from timm.layers import DropPath
 
 from uniformer.cli import main
 from uniformer.cli.predict import parse_task_options
+from uniformer.data.images import read_image
 from uniformer.engine import evaluate, load_config, resolve_config, train
 from uniformer.engine.predict import Predictor
-from uniformer.models.detection import UniFormerCascadeMaskRCNN
+from uniformer.models.detection import UniFormerCascadeMaskRCNN, build_detector
 from uniformer.models.zoo.catalog import model_info
 from uniformer.runtime import feed
 from uniformer.tasks import task_for_model
 from uniformer.tasks.detection import TASK, evaluate_coco
 from uniformer.tasks.detection.data import CocoDetection, collate_detection
 from uniformer.tasks.detection.demo import run_demo
-from uniformer.tasks.detection.metrics import CocoAccumulator
+from uniformer.tasks.detection.metrics import CocoAccumulator, write_report
 from uniformer.tasks.detection.predict import Prediction, PredictionSetup, draw_detections
 from uniformer.tasks.detection.synth import INSTANCE_CLASSES, write_instances
 
@@ -180,7 +182,11 @@ def test_results_are_gathered_across_processes_before_evaluation(tmp_path: Path)
             acc.update(_Oracle(truth)(batch["images"]), batch)
     parts = [(acc.results, acc.failed) for acc in accumulators]
     metrics = accumulators[0].compute(_Gather(parts))
-    assert metrics.values["bbox_AP"] == pytest.approx(1.0) and metrics.primary == pytest.approx(1.0)
+    assert metrics.values["bbox_AP"] == pytest.approx(1.0) and metrics.primary == pytest.approx(100.0)  # in %
+    assert metrics.values["bbox_APl"] == -1  # pycocotools' "no object of that size", which the report shows as -
+    line = write_report(tmp_path / "report", metrics.detail)
+    assert line.startswith("box AP 100.0 AP50 100.0 AP75 100.0 (s/m/l ") and "-100" not in line
+    assert TASK.metric_label == "box AP (%)"
     alone = accumulators[0].compute(_Gather(parts[:1]))  # rank 0's share only: image 2's objects unmatched
     assert alone.values["bbox_AP"] < 1.0
 
@@ -292,6 +298,35 @@ def test_the_score_threshold_keeps_exactly_the_detections_above_it_and_the_files
     assert first["score"] == pytest.approx(0.95)
     mask = mask_utils.decode({**first["mask"], "counts": first["mask"]["counts"].encode()})
     assert mask.shape == (60, 80) and mask.sum() == 30 * 20 and mask[6:36, 5:25].all()
+
+
+def test_a_zoo_detector_sees_a_photo_at_its_test_scale_and_only_the_kept_masks_are_pasted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    torch.manual_seed(0)
+    backbone = dict(depth=(1, 1, 1, 1), embed_dim=(16, 32, 48, 64), head_dim=16, window_size=2)
+    model = build_detector("mask_rcnn", 2, backbone, min_size=(48,), max_size=64, fpn_channels=16, mask_channels=16)
+    model.eval()
+    photo = tmp_path / "photo.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (480, 640, 3), dtype=np.uint8)).save(photo)
+    resized = F.interpolate(read_image(photo)[None], size=(48, 64), mode="bilinear", align_corners=False)
+    with torch.no_grad():  # the model on the photo resized as mmdet resizes it (uint8, rounded size)
+        reference = model([resized[0].float() / 255], score_thresh=0.0)[0]
+    seen = []
+    model.register_forward_pre_hook(lambda module, args: seen.append(tuple(args[0][0].shape[-2:])))
+
+    def refuse(*args: object) -> None:
+        raise AssertionError("every candidate's mask pasted at the photo's size")
+
+    monkeypatch.setattr("torchvision.models.detection.transform.paste_masks_in_image", refuse)
+    run = partial(feed, collate=TASK.collate, inputs=TASK.model_inputs, batch_size=1)
+    (found,) = TASK.predict(model, [str(photo)], PredictionSetup(["a", "b"], score_threshold=0.0), run, topk=1)
+    assert seen == [(48, 64)] and len(found.scores) == len(reference["scores"]) > 0
+    torch.testing.assert_close(torch.from_numpy(found.boxes), reference["boxes"] * 10)  # mapped back to the photo
+    assert found.masks.shape == (len(found.scores), 480, 640) and found.masks.any()
+    for mask, (x1, y1, x2, y2) in zip(found.masks, found.boxes.tolist(), strict=True):
+        rows, cols = np.nonzero(mask)  # each mask lies within its box (grown by the paste's padding)
+        assert not len(rows) or (cols.min() >= x1 - 25 and cols.max() <= x2 + 25 and rows.max() <= y2 + 25)
 
 
 def test_score_threshold_options_are_checked_and_a_low_one_reaches_the_detector(tmp_path: Path) -> None:

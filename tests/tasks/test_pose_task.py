@@ -330,6 +330,12 @@ def test_annotation_problems_are_named_and_unusable_persons_reported(
     assert "1 unusable annotation(s) skipped: annotation 2" in caplog.text
 
 
+def test_dry_run_counts_the_keypoints(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    root = write_figures(tmp_path / "figures", {"train": 2, "val": 1}, size=64, seed=1)
+    assert main(["train", "demo/pose_tiny", "--dry-run", f"data.root={root}", *TINY]) == 0
+    assert "parameters, 17 keypoints\n" in capsys.readouterr().out
+
+
 def test_tiny_run_trains_evaluates_and_predicts_skeletons(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     root = write_figures(tmp_path / "figures", {"train": 8, "val": 3}, size=64, seed=1)
     (root / "val" / "00002.png").write_bytes(b"not a png")
@@ -420,7 +426,7 @@ def _detections(monkeypatch: pytest.MonkeyPatch, found: dict[str, torch.Tensor])
     """Make every detector return ``found`` for each image; returns the (H, W) of the images it was given."""
     seen = []
 
-    def forward(self, images: list[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
+    def forward(self, images: list[torch.Tensor], **options: object) -> list[dict[str, torch.Tensor]]:
         seen.extend(tuple(image.shape[-2:]) for image in images)
         return [dict(found) for _ in images]
 
@@ -568,8 +574,54 @@ def test_a_box_off_the_image_fails_that_image_only_and_unmatched_names_are_repor
     with caplog.at_level("WARNING", logger="uniformer.tasks"):
         on, off = predictor.predict(images)
     assert on.error is None and len(on.persons) == 1
-    assert off.error == "--boxes: box [30, 5, 10, 10] lies outside the 30x40 image" and off.persons == []
-    assert "no input is named of.png" in caplog.text
+    assert off.error == f"--boxes {boxes}: 'off.png': box 0 [30, 5, 10, 10] lies outside the 30x40 image"
+    assert off.persons == [] and "no input is named of.png" in caplog.text
+
+
+def test_a_huge_box_and_an_input_the_boxes_file_does_not_name_fail_that_input_naming_the_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    images = []
+    for name in ("huge.png", "photo.png", "empty.png"):
+        images.append(str(tmp_path / name))
+        Image.fromarray(np.full((40, 30, 3), 128, np.uint8)).save(images[-1])
+    boxes = tmp_path / "boxes.json"
+    entries = {"huge.png": [[2, 2, 20, 30], [0, 0, 1e9, 1e9]], "phot.png": [[1, 1, 5, 5]], "empty.png": []}
+    boxes.write_text(json.dumps(entries))
+    checkpoint = _pose_checkpoint(tmp_path / "pose.pt")
+    predictor = Predictor(POSE, checkpoint, task_options={"boxes": str(boxes)})
+    huge, misspelt, empty = predictor.predict(images)
+    assert huge.error == (
+        f"--boxes {boxes}: 'huge.png': box 1 [0, 0, 1000000000.0, 1000000000.0] reaches past the 30x40 image by more "
+        "than its size (a box may extend past the image by at most its width and height)"
+    )
+    assert misspelt.error == (
+        f"--boxes {boxes}: no entry for photo.png (an image without people needs 'photo.png': []); "
+        "did you mean 'phot.png'?"
+    )
+    assert empty.error is None and empty.persons == [] and empty.lines(5) == [images[2], "  no person found"]
+    assert main(["predict", images[2], "--model", POSE, "--checkpoint", str(checkpoint), "--boxes", str(boxes)]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == "  no person found"
+
+
+def test_pose_output_folders_are_checked_before_the_model_is_built_or_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    def never(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the model must not be built or run for options that are refused")
+
+    image = tmp_path / "a.png"
+    Image.fromarray(np.full((40, 30, 3), 128, np.uint8)).save(image)
+    (tmp_path / "taken").write_text("a file")
+    monkeypatch.setattr("uniformer.engine.predict.create_model", never)
+    assert main(["predict", str(image), "--model", POSE, "--out-dir", str(tmp_path / "out")]) == 2
+    assert "pose models write their skeleton PNGs and keypoints JSON with --out DIR, not --out-dir" in (
+        capsys.readouterr().err
+    )
+    monkeypatch.undo()
+    monkeypatch.setattr("uniformer.engine.predict.feed", never)  # the task's own options: before the model runs
+    assert main(["predict", str(image), "--model", POSE, "--out", str(tmp_path / "taken")]) == 2
+    assert f"--out {tmp_path / 'taken'}: exists and is not a folder" in capsys.readouterr().err
 
 
 def test_null_keypoints_are_reported_by_id_once_at_load_and_a_non_object_annotation_is_named(

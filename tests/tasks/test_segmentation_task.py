@@ -19,6 +19,7 @@ from PIL import Image
 from tests.data.test_images import write_png_bomb
 from uniformer.cli import main
 from uniformer.data.shapes import SHAPE_CLASSES
+from uniformer.data.transforms import rescale_size
 from uniformer.engine import load_config
 from uniformer.engine.config import resolve_config
 from uniformer.engine.evaluate import evaluate
@@ -29,11 +30,7 @@ from uniformer.models.zoo.catalog import model_info
 from uniformer.runtime import feed
 from uniformer.tasks import get_task, task_for_model
 from uniformer.tasks.segmentation import TASK, SegmentationTask, segmentation_loss
-from uniformer.tasks.segmentation.data import (
-    TrainTransform,
-    collate_pairs,
-    rescale_size,
-)
+from uniformer.tasks.segmentation.data import TrainTransform, collate_pairs
 from uniformer.tasks.segmentation.demo import background_miou, run_demo
 from uniformer.tasks.segmentation.metrics import IoUAccumulator
 from uniformer.tasks.segmentation.predict import (
@@ -259,6 +256,17 @@ def test_bad_pairs_are_replaced_and_logged_in_training(broken_set: Path, caplog:
     assert f"skipping image/mask pair {bad} (no mask)" in caplog.text
     # every replacement chain ends at the one good pair: its mask (class 1, padded with 255) comes back
     assert all(set(item["mask"].unique().tolist()) <= {1, 255} for item in items)
+
+
+def test_a_training_run_reports_its_skipped_pairs_as_image_mask_pairs(
+    broken_set: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    cfg = _folder_cfg(broken_set, "data.train_split=val", f"output_dir={tmp_path / 'run'}")
+    with caplog.at_level(logging.WARNING, logger="uniformer.engine"):
+        result = train(cfg)
+    assert "unreadable input(s) replaced" in result.summary and result.skipped_videos
+    assert f"{len(result.skipped_videos)} unreadable image/mask pair(s) skipped:" in caplog.text
+    assert "video" not in caplog.text
 
 
 def test_ade20k_layout_reduces_the_zero_label(tmp_path: Path) -> None:
@@ -487,6 +495,22 @@ def test_one_bad_input_is_its_own_error_and_the_others_are_predicted(
     assert "at least 32 pixels a side" in found[0].error
     assert "bomb.png: refused: " in found[2].error and "PIL.Image.MAX_IMAGE_PIXELS" in found[2].error
     assert "broken.png" in found[3].error and found[0].label_map is None and found[2].label_map is None
+
+
+def test_a_folder_is_predicted_as_its_images_and_a_folder_without_any_is_refused_as_such(tmp_path: Path) -> None:
+    model, setup = _random_segmentor(), _setup(scale=[2048, 512])
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    images = [_noise(folder / name, 48, 64, seed) for seed, name in enumerate(("b.png", "a.jpg"))]
+    (folder / "notes.txt").write_text("not an image")
+    (folder / "nested").mkdir()
+    loop = partial(feed, collate=TASK.collate, inputs=TASK.model_inputs, batch_size=4)
+    found = TASK.predict(model, [str(folder)], setup, loop, topk=3)
+    assert [p.path for p in found] == sorted(images) and all(p.error is None for p in found)
+    with pytest.raises(ValueError, match=r"nested: a folder without images \(.bmp, .jpeg, .jpg, .png, .webp\)"):
+        TASK.predict(model, [str(folder / "nested")], setup, loop, topk=3)
+    with pytest.raises(FileNotFoundError, match="input not found: .*missing"):
+        TASK.predict(model, [str(tmp_path / "missing")], setup, loop, topk=3)
 
 
 def test_the_label_map_is_taken_at_the_test_scale_and_resized_by_nearest_pixel() -> None:

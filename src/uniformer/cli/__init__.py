@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 
 from uniformer import __version__
-from uniformer.engine.checkpointing import RunLocked
+from uniformer.engine.checkpointing import DiskFull, RunLocked
 
 # Command-group modules under ``uniformer.cli``; each has ``register(subparsers)``.
 COMMAND_GROUPS: tuple[str, ...] = ("models", "data", "benchmark", "engine", "predict", "explain", "deploy")
@@ -55,7 +55,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.environ["UNIFORMER_NO_PROGRESS"] = "1"
     try:
         status = args.func(args)
-    except (ValueError, FileNotFoundError, PermissionError, RunLocked) as exc:
+    except (ValueError, FileNotFoundError, PermissionError, RunLocked, DiskFull) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 import sys
 
+from uniformer.cli.predict import parse_task_options
 from uniformer.deploy.export import OPSET, export_model, exportable_task
 from uniformer.models.checkpoint import read_checkpoint
 from uniformer.models.factory import create_model
+from uniformer.tasks import task_for_model
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -44,15 +46,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Serves a page where a video or image is uploaded (or a shipped example picked). A "
         "classification model's page shows the top-5 classes, the frames the model saw and the time taken; a "
         "segmentation model's the colour overlay with the legend of the classes present and their shares of the "
-        "pixels; a pose model's the skeleton (the whole image taken as one person); a detector's the boxes and "
-        "masks with class names and scores, above a score-threshold slider. Needs the app extra (pip install "
-        "'uniformer[app]').",
+        "pixels; a pose model's the skeletons of the people in the person boxes typed on the page, else those "
+        "the detector of --detector NAME [--detector-checkpoint FILE] finds, else of the whole image as one person; "
+        "a detector's the boxes and masks with class names and scores, above a score-threshold slider. Other options "
+        "go to the model's task, as with `uniformer predict`. Needs the app extra (pip install 'uniformer[app]').",
     )
     p.add_argument("--model", required=True, help="zoo name (`uniformer models`)")
     p.add_argument("--checkpoint", default=None, help="weights: a file (.pth, .safetensors, .pt) or a saved folder")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: this machine only)")
     p.add_argument("--port", type=int, default=7860)
-    p.set_defaults(func=_app)
+    p.add_argument(
+        "--max-upload-mb", type=int, default=None, help="refuse uploads larger than this many megabytes (default 200)"
+    )
+    p.set_defaults(func=_app, task_args=[])
 
 
 def _export(args: argparse.Namespace) -> int:
@@ -71,5 +77,7 @@ def _export(args: argparse.Namespace) -> int:
 def _app(args: argparse.Namespace) -> int:
     from uniformer.deploy.app import serve  # imports gradio (the app extra): only when the page is asked for
 
-    serve(args.model, args.checkpoint, host=args.host, port=args.port)
+    options = parse_task_options(task_for_model(args.model), args.task_args)  # before the model is built
+    limit = {} if args.max_upload_mb is None else {"max_upload_mb": args.max_upload_mb}
+    serve(args.model, args.checkpoint, host=args.host, port=args.port, task_options=options, **limit)
     return 0

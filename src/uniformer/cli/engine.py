@@ -111,9 +111,10 @@ def _dry_run(cfg: object) -> int:
     task = task_of(resolved)
     print(OmegaConf.to_yaml(resolved), end="")
     train_set = task.build_dataset(resolved, "train")
-    model = task.build_model(resolved, task.num_outputs(resolved, train_set))
+    outputs = task.num_outputs(resolved, train_set)
+    model = task.build_model(resolved, outputs)
     params = sum(p.numel() for p in model.parameters()) / 1e6
-    print(f"# model: {resolved.model.name}, {params:.2f}M parameters, {getattr(model, 'num_classes', '?')} classes")
+    print(f"# model: {resolved.model.name}, {params:.2f}M parameters, {outputs} {task.outputs_noun}")
     print(f"# train: {train_set}")
     if task.has_validation(resolved):
         print(f"# val:   {task.build_dataset(resolved, 'val')}")

@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from uniformer.cli.video import add_video_arguments, predict_videos
@@ -112,6 +113,8 @@ def build_predictor(args: argparse.Namespace, labels: list[str] | None = None) -
 
 
 def _predict(args: argparse.Namespace) -> int:
+    if args.out_dir is not None:  # before any model is built
+        task_for_model(args.model).check_out_dir(Path(args.out_dir))
     labels = None
     if args.labels:
         labels = read_classes(args.labels)

@@ -7,7 +7,7 @@
 * sampling: :func:`clip_indices` (the official dense and segment protocols)
 * transforms: :class:`TrainTransform`, :class:`EvalTransform`, :class:`VideoMixup` and their parts
 * datasets: :func:`read_video_list` (Kinetics, Something-Something V1/V2, UCF101, HMDB51, folder tree),
-  :class:`VideoDataset`, :func:`collate_videos`, :class:`SkippedVideos`, :func:`build_video_dataset`,
+  :class:`VideoDataset`, :func:`collate_videos`, :class:`SkippedInputs`, :func:`build_video_dataset`,
   :func:`build_image_dataset`
 * at scale: remote roots (any fsspec URL, :mod:`uniformer.data.remote`), WebDataset shards (:func:`write_shards`,
   read as ``format="webdataset"`` lists by :func:`read_shard_index`)
@@ -19,7 +19,7 @@ from uniformer.data.check import CheckReport, FileCheck, check_videos
 from uniformer.data.datasets import (
     ClipItem,
     ImageDataset,
-    SkippedVideos,
+    SkippedInputs,
     VideoDataset,
     build_image_dataset,
     build_video_dataset,
@@ -94,7 +94,7 @@ __all__ = [
     "RandomShortSideScale",
     "RetryingDataset",
     "ShardMember",
-    "SkippedVideos",
+    "SkippedInputs",
     "SynthResult",
     "TrainTransform",
     "VideoDataset",

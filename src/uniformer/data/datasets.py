@@ -256,15 +256,17 @@ def collate_videos(batch: Sequence[dict[str, Any]]) -> dict[str, Any]:
     return collate_items(batch, {"video": torch.stack, "label": long_tensor, "view": long_tensor})
 
 
-class SkippedVideos:
-    """Collects the broken videos reported by batches, for the end-of-run summary.
+class SkippedInputs:
+    """Collects the broken inputs (videos, images, image/mask pairs: ``noun``, a dataset's own) reported by
+    batches, for the end-of-run summary.
 
     Feed it every batch (``update``): in train mode it records the ``skipped`` replacements, in test mode the
     views with ``valid == False``. Each file is counted once however often it was hit; ``occurrences`` keeps the
     number of hits.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, noun: str = "video") -> None:
+        self.noun = noun
         self.reasons: dict[str, str] = {}
         self.occurrences: Counter[str] = Counter()
 
@@ -290,8 +292,8 @@ class SkippedVideos:
     def summary(self) -> str:
         """One line per broken file, or a line saying there were none."""
         if not self.reasons:
-            return "no unreadable videos"
-        lines = [f"{len(self.reasons)} unreadable video(s) skipped:"]
+            return f"no unreadable {self.noun}s"
+        lines = [f"{len(self.reasons)} unreadable {self.noun}(s) skipped:"]
         lines += [f"  {path}: {reason} (x{self.occurrences[path]})" for path, reason in sorted(self.reasons.items())]
         return "\n".join(lines)
 

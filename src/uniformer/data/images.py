@@ -31,12 +31,13 @@ import io
 import os
 import re
 import warnings
+from collections.abc import Sequence
 
 import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-__all__ = ["IMAGE_EXTENSIONS", "DecodeError", "image_size", "read_image", "read_label_map"]
+__all__ = ["IMAGE_EXTENSIONS", "DecodeError", "image_files", "image_size", "read_image", "read_label_map"]
 
 IMAGE_EXTENSIONS: frozenset[str] = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp"})
 """What a folder walk counts as an image file (frame folders, image splits, segmentation pairs)."""
@@ -73,6 +74,27 @@ def read_image(path: str | os.PathLike[str]) -> torch.Tensor:
     if data.startswith(_TORCHVISION_SIGNATURES):
         return _decode_torchvision(path, data)
     return _decode_pil(path, data)
+
+
+def image_files(paths: Sequence[str]) -> list[str]:
+    """The image files that ``paths`` name, in order: a file as given (read later, so a broken one is that input's
+    own error), a folder as the files directly in it whose extension is in :data:`IMAGE_EXTENSIONS`, by name. Paths
+    that do not exist are a ``FileNotFoundError`` naming them all; a folder without images a ``ValueError``."""
+    missing = [p for p in paths if not os.path.exists(p)]
+    if missing:
+        raise FileNotFoundError(f"input not found: {', '.join(missing)}")
+    files = []
+    for path in paths:
+        if not os.path.isdir(path):
+            files.append(path)
+            continue
+        found = sorted(
+            e.path for e in os.scandir(path) if e.is_file() and os.path.splitext(e.name)[1].lower() in IMAGE_EXTENSIONS
+        )
+        if not found:
+            raise ValueError(f"{path}: a folder without images ({', '.join(sorted(IMAGE_EXTENSIONS))})")
+        files += found
+    return files
 
 
 def image_size(path: str | os.PathLike[str]) -> tuple[int, int]:

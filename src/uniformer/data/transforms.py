@@ -52,6 +52,15 @@ def short_side_resize(clip: torch.Tensor, size: int) -> torch.Tensor:
     return F.resize(clip, [new_h, new_w], interpolation=InterpolationMode.BILINEAR, antialias=False)
 
 
+def rescale_size(height: int, width: int, scale: Sequence[float]) -> tuple[int, int]:
+    """The largest size of the same aspect ratio within ``scale = (long, short)``: mmcv's ``rescale_size``, the
+    rule of mmseg's and mmdet's ``Resize`` with ``keep_ratio=True`` (the long side at most ``long``, the short side
+    at most ``short``, rounded to the nearest pixel)."""
+    long, short = max(scale), min(scale)
+    factor = min(long / max(height, width), short / min(height, width))
+    return int(height * factor + 0.5), int(width * factor + 0.5)
+
+
 def uniform_crop(clip: torch.Tensor, size: int, spatial_idx: int) -> torch.Tensor:
     """Square crop number ``spatial_idx`` of the official three-crop test.
 

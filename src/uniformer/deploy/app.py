@@ -6,12 +6,16 @@ undone) and the time the prediction took. Ticking *show where the model looks* a
 Grad-CAM overlay of the top class on each frame (:func:`explained_view`: the :mod:`uniformer.explain` map and
 overlay that ``uniformer explain`` draws). Segmentation, pose and detection: the user uploads an image, presses
 *Predict*, and sees the task's picture of the prediction (:meth:`~uniformer.tasks.Task.draw_prediction`: the colour
-overlay with the legend of the classes present, the skeletons of the whole image taken as one person box, the boxes
-and masks with class names), a table of what it found (class shares, persons, detections with scores) and the time;
-a detector's page has a score-threshold slider. The dense pages also take a short video and show it back annotated
-(:func:`dense_video`: what ``uniformer predict VIDEO`` writes). Predictions go through :class:`uniformer.engine.predict.Predictor`,
-i.e. the model's test mode on its :func:`~uniformer.optimize_for_inference` copy, exactly as ``uniformer predict``
-scores them. The server binds 127.0.0.1 unless told otherwise.
+overlay with the legend of the classes present, the skeletons of the people, the boxes and masks with class names), a
+table of what it found (class shares, persons, detections with scores) and the time; a detector's page has a
+score-threshold slider; a pose page takes person boxes typed for the image, else finds the people with the detector
+the page was started with (``uniformer app --model POSE --detector NAME``, the pose task's ``predict`` options),
+else takes the whole image as one person. The dense pages also take a short video and show it back annotated
+(:func:`dense_video`: what ``uniformer predict VIDEO`` writes). The picture has no toolbar over it (it would hide the legend's top rows).
+A page's heading names the zoo model's dataset only when its classes are that dataset's. Uploads above
+``max_upload_mb`` are refused by the server and the page says so. Predictions go through
+:class:`uniformer.engine.predict.Predictor`, i.e. the model's test mode on its :func:`~uniformer.optimize_for_inference`
+copy, exactly as ``uniformer predict`` scores them. The server binds 127.0.0.1 unless told otherwise.
 
 Needs the ``app`` extra (``pip install 'uniformer[app]'``).
 """
@@ -24,7 +28,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,6 +43,7 @@ from uniformer.engine.video import predict_video
 from uniformer.explain import default_stage, explain_files
 from uniformer.explain.render import overlay
 from uniformer.tasks.classification.data import build_inputs
+from uniformer.tasks.pose.predict import check_boxes
 
 try:
     import gradio as gr
@@ -53,11 +58,14 @@ __all__ = [
     "dense_video",
     "dense_view",
     "explained_view",
+    "page_boxes",
+    "page_title",
     "seen_frames",
     "serve",
 ]
 
 TOPK = 5
+MAX_UPLOAD_MB = 200  # the default upload limit: a 48-megapixel JPEG is about 20 MB
 _DEMO_DATASET = "synthetic-motion"
 MAX_VIDEO_SECONDS = 30.0  # the page's videos; longer ones are for `uniformer predict VIDEO`
 _ROWS = 100  # table rows of a dense prediction (a detector keeps at most 100 detections)
@@ -85,12 +93,21 @@ def _request_setup(predictor: Predictor, score_threshold: float | None) -> Any:
     return dataclasses.replace(predictor.setup, score_threshold=score_threshold)
 
 
-def dense_view(predictor: Predictor, path: str, score_threshold: float | None = None) -> DenseView:
+def dense_view(
+    predictor: Predictor,
+    path: str,
+    score_threshold: float | None = None,
+    boxes: Sequence[Sequence[float]] | None = None,
+) -> DenseView:
     """Predict ``path`` with ``predictor`` (a segmentation, pose or detection model) and render it: the task's
     :meth:`~uniformer.tasks.Task.draw_prediction` picture and one row per entry the prediction ranks
-    (:meth:`~uniformer.tasks.Prediction.ranked`: largest class share, best person or detection first). ``score_threshold`` replaces a detector's for this
-    request only: the predictor is shared by every visitor of the page and is left as it is."""
+    (:meth:`~uniformer.tasks.Prediction.ranked`: largest class share, best person or detection first).
+    ``score_threshold`` replaces a detector's and ``boxes`` (``[x, y, w, h(, score)]`` each) a pose model's people
+    for this request only: the predictor is shared by every visitor of the page and is left as it is."""
     setup = _request_setup(predictor, score_threshold)
+    if boxes is not None:
+        people = check_boxes({Path(path).name: [list(box) for box in boxes]}, "person boxes")
+        setup = dataclasses.replace(setup, boxes=people, boxes_source="person boxes", detector=None)
     start = time.perf_counter()
     (prediction,) = predictor.predict([path], topk=_ROWS, setup=setup)
     elapsed = time.perf_counter() - start
@@ -196,10 +213,39 @@ def demo_examples(folder: str | os.PathLike[str], count: int = 3, seed: int = 0)
     return paths
 
 
-def build_app(predictor: Predictor, examples: Sequence[str] = ()) -> gr.Blocks:
-    """The page around ``predictor`` (any task's model); ``examples`` are offered under the upload box."""
+def page_boxes(text: str | None) -> list[list[float]] | None:
+    """The person boxes typed on a pose page: one ``x, y, w, h`` (or ``x, y, w, h, score``) a line, numbers
+    separated by commas or spaces; ``None`` for none typed. A line that is not 4 or 5 numbers is an error naming it."""
+    lines = [line.strip() for line in (text or "").splitlines() if line.strip()]
+    boxes = []
+    for number, line in enumerate(lines, 1):
+        try:
+            box = [float(v) for v in line.replace(",", " ").split()]
+        except ValueError:
+            box = []
+        if len(box) not in (4, 5):
+            raise ValueError(f"person boxes, line {number} ({line!r}): expected x, y, w, h or x, y, w, h, score")
+        boxes.append(box)
+    return boxes or None
+
+
+def page_title(predictor: Predictor) -> str:
+    """The heading of a model's page: the zoo title (which names its dataset) when the model's classes are that
+    dataset's, else the zoo name and its own class count (a model trained on other data is not an ADE20K model)."""
+    info, setup = predictor.info, predictor.setup
+    names = setup.keypoints if predictor.task.name == "pose" else setup.labels
+    if list(names) == list(info.labels):
+        return info.title
+    return (
+        f"{info.name} trained on {len(names)} {'keypoints' if predictor.task.name == 'pose' else 'classes'} of its own"
+    )
+
+
+def build_app(predictor: Predictor, examples: Sequence[str] = (), max_upload_mb: int = MAX_UPLOAD_MB) -> gr.Blocks:
+    """The page around ``predictor`` (any task's model); ``examples`` are offered under the upload box, whose label
+    states ``max_upload_mb`` (the limit :func:`serve` gives the server)."""
     if predictor.task.name != "classification":
-        return _dense_page(predictor, examples)
+        return _dense_page(predictor, examples, max_upload_mb)
     info, spec = predictor.info, predictor.setup.spec
     kind = "video" if info.task == "video" else "image"
 
@@ -235,12 +281,15 @@ def build_app(predictor: Predictor, examples: Sequence[str] = ()) -> gr.Blocks:
     clip = f"{spec.num_frames} frames, " if spec.num_frames else ""
     with gr.Blocks(title=f"UniFormer: {info.name}", analytics_enabled=False) as page:
         gr.Markdown(
-            f"## {info.title}\n`{info.name}`: {clip}{spec.crop_size} px, {views}, {len(predictor.setup.labels)} classes"
+            f"## {page_title(predictor)}\n`{info.name}`: {clip}{spec.crop_size} px, {views}, "
+            f"{len(predictor.setup.labels)} classes"
         )
         shown = gr.State(None)
         with gr.Row():
             with gr.Column():
-                upload = gr.File(label=f"a {kind}", file_types=[kind], type="filepath", elem_id="upload")
+                upload = gr.File(
+                    label=f"a {kind} (at most {max_upload_mb} MB)", file_types=[kind], type="filepath", elem_id="upload"
+                )
                 show = gr.Checkbox(
                     label="show where the model looks", info=_explain_help(spec.crop_size), elem_id="explain"
                 )
@@ -263,36 +312,56 @@ def build_app(predictor: Predictor, examples: Sequence[str] = ()) -> gr.Blocks:
     return page
 
 
-def _dense_page(predictor: Predictor, examples: Sequence[str]) -> gr.Blocks:
+def _dense_page(predictor: Predictor, examples: Sequence[str], max_upload_mb: int) -> gr.Blocks:
     """The page of a segmentation, pose or detection model (see :func:`dense_view`)."""
     info, task = predictor.info, predictor.task.name
     if task not in _TABLES:
         raise ValueError(f"{info.name}: the page shows classification, segmentation, pose and detection models")
     threshold = getattr(predictor.setup, "score_threshold", None)
 
-    def run(path: str | None, *score: float) -> tuple[np.ndarray, list[list[str]], str]:
+    def run(path: str | None, option: float | str | None = None) -> tuple[np.ndarray, list[list[str]], str]:
         if not path:
             raise gr.Error("upload an image first")
         try:
-            view = dense_view(predictor, path, *score)
+            if task == "pose":
+                view = dense_view(predictor, path, boxes=page_boxes(option))  # type: ignore[arg-type]
+            else:
+                view = dense_view(predictor, path, option)  # type: ignore[arg-type]
         except ValueError as exc:
             raise gr.Error(str(exc)) from None
         return view.picture, view.rows, view.timing
 
     setup = predictor.setup
-    if task == "pose":  # the whole image is one person box
-        about = f"{len(setup.keypoints)} keypoints; the whole image is taken as one person"
+    if task == "pose":
+        found = "without boxes, " + (
+            "a detection model finds the people" if setup.detector else "the whole image is taken as one person"
+        )
+        about = f"{len(setup.keypoints)} keypoints; {found}"
     else:
         about = f"{len(setup.labels)} classes"
     with gr.Blocks(title=f"UniFormer: {info.name}", analytics_enabled=False) as page:
-        gr.Markdown(f"## {info.title}\n`{info.name}`: {about}")
+        gr.Markdown(f"## {page_title(predictor)}\n`{info.name}`: {about}")
         with gr.Row():
             with gr.Column():
-                upload = gr.File(label="an image", file_types=["image"], type="filepath", elem_id="upload")
-                inputs = [upload]
+                upload = gr.File(
+                    label=f"an image (at most {max_upload_mb} MB)",
+                    file_types=["image"],
+                    type="filepath",
+                    elem_id="upload",
+                )
+                sliders = []  # a detector's score threshold, shared by the image and the video rows
                 if threshold is not None:
-                    inputs.append(
+                    sliders.append(
                         gr.Slider(0.0, 1.0, value=threshold, step=0.05, label="score threshold", elem_id="threshold")
+                    )
+                inputs = [upload, *sliders]
+                if task == "pose":
+                    inputs.append(
+                        gr.Textbox(
+                            label="person boxes (optional): x, y, w, h in pixels, one person a line",
+                            lines=3,
+                            elem_id="boxes",
+                        )
                     )
                 button = gr.Button("Predict", variant="primary", elem_id="predict")
                 if examples:
@@ -300,13 +369,15 @@ def _dense_page(predictor: Predictor, examples: Sequence[str]) -> gr.Blocks:
                 table = gr.Dataframe(headers=_TABLES[task][0], interactive=False, label="found", elem_id="table")
                 timing = gr.Textbox(label="time", interactive=False, elem_id="timing")
             with gr.Column():
-                picture = gr.Image(label="prediction", type="numpy", interactive=False, elem_id="picture")
+                picture = gr.Image(
+                    label="prediction", type="numpy", interactive=False, buttons=[], elem_id="picture"
+                )  # no toolbar: it would cover the legend's top rows
         button.click(run, inputs=inputs, outputs=[picture, table, timing])
-        _video_section(predictor, inputs[1:])
+        _video_section(predictor, sliders, max_upload_mb)
     return page
 
 
-def _video_section(predictor: Predictor, threshold: list[Any]) -> None:
+def _video_section(predictor: Predictor, threshold: list[Any], max_upload_mb: int) -> None:
     """A dense page's video row: a short clip in, its annotated video back (see :func:`dense_video`)."""
     folder = tempfile.mkdtemp(prefix="uniformer_app_video_")
     atexit.register(shutil.rmtree, folder, ignore_errors=True)
@@ -323,7 +394,8 @@ def _video_section(predictor: Predictor, threshold: list[Any]) -> None:
     with gr.Row():
         with gr.Column():
             upload = gr.File(
-                label=f"a short video (up to {MAX_VIDEO_SECONDS:.0f} s)", file_types=["video"], type="filepath",
+                label=f"a short video (up to {MAX_VIDEO_SECONDS:.0f} s, at most {max_upload_mb} MB)",
+                file_types=["video"], type="filepath",
                 elem_id="video_upload",
             )  # fmt: skip
             button = gr.Button("Predict every frame", variant="primary", elem_id="predict_video")
@@ -341,22 +413,29 @@ def serve(
     port: int = 7860,
     examples: Sequence[str] | None = None,
     block: bool = True,
+    task_options: Mapping[str, Any] | None = None,
+    max_upload_mb: int = MAX_UPLOAD_MB,
 ) -> Any:
     """Serve the page of ``model_name`` at ``http://host:port``. ``block=False`` returns the running
-    ``gr.Blocks`` (stop it with ``.close()``); the demo model gets rendered example videos by default."""
-    predictor = Predictor(model_name, checkpoint)
+    ``gr.Blocks`` (stop it with ``.close()``); the demo model gets rendered example videos by default.
+    ``task_options`` are the task's ``uniformer predict`` options (a pose model's ``{"detector": NAME}``); the
+    server refuses uploads above ``max_upload_mb`` megabytes."""
+    if max_upload_mb <= 0:
+        raise ValueError(f"max_upload_mb must be positive, got {max_upload_mb}")
+    predictor = Predictor(model_name, checkpoint, task_options=task_options)
     if examples is None:
         examples = []
         if predictor.info.dataset == _DEMO_DATASET:
             folder = tempfile.mkdtemp(prefix="uniformer_app_")
             atexit.register(shutil.rmtree, folder, ignore_errors=True)
             examples = demo_examples(folder)
-    page = build_app(predictor, examples)
+    page = build_app(predictor, examples, max_upload_mb)
     page.launch(
         server_name=host,
         server_port=port,
         prevent_thread_lock=not block,
         show_error=True,
+        max_file_size=f"{max_upload_mb}mb",
         allowed_paths=sorted({str(Path(e).parent) for e in examples}),
     )
     return page

@@ -25,11 +25,13 @@ metadata says so. Pose: the crop size is part of the preprocessing, so it is fix
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import io
 import json
+import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -97,9 +99,14 @@ def export_program(
     dims: dict[int, Any] = {0: torch.export.Dim("batch", min=1, max=MAX_BATCH)}
     if dynamic_size:
         height, width = example.shape[-2:]
-        if height % _SIZE_STEP or width % _SIZE_STEP or min(height, width) < 2 * _SIZE_STEP:
+        if (
+            height % _SIZE_STEP
+            or width % _SIZE_STEP
+            or not 2 * _SIZE_STEP <= min(height, width) <= max(height, width) <= MAX_SIZE
+        ):
             raise ValueError(
-                f"a dynamic-size export is traced at multiples of {_SIZE_STEP} from {2 * _SIZE_STEP}; "
+                f"export: a dynamic-size export is traced at an input size whose sides are multiples of {_SIZE_STEP} "
+                f"from {2 * _SIZE_STEP} to {MAX_SIZE} (the sizes its height and width then take); "
                 f"got {height} x {width}"
             )
         for axis, label in ((-2, "height"), (-1, "width")):
@@ -216,6 +223,29 @@ def onnx_metadata(config: Mapping[str, Any], opset: int = OPSET) -> dict[str, st
     return {key: json.dumps(value) for key, value in values.items()}
 
 
+# onnx_ir warns for every attribute given as an empty list (UperNet's pyramid pooling writes a dozen) that it is
+# stored as INTS: for an empty list the type carries no value, and the file's outputs equal PyTorch's (tested)
+_HARMLESS_EXPORTER_WARNINGS = (("onnx_ir._convenience", "Attribute type is ambiguous because it is an empty sequence"),)
+
+
+@contextlib.contextmanager
+def _without_harmless_exporter_warnings() -> Iterator[None]:
+    """The exporter's log messages known to be harmless (:data:`_HARMLESS_EXPORTER_WARNINGS`) dropped while this
+    runs; every other message, and these outside it, still reach the user."""
+
+    def keep(record: logging.LogRecord) -> bool:
+        return not any(record.getMessage().startswith(text) for _, text in _HARMLESS_EXPORTER_WARNINGS)
+
+    loggers = [logging.getLogger(name) for name, _ in _HARMLESS_EXPORTER_WARNINGS]
+    for logger in loggers:
+        logger.addFilter(keep)
+    try:
+        yield
+    finally:
+        for logger in loggers:
+            logger.removeFilter(keep)
+
+
 def save_onnx(
     program: torch.export.ExportedProgram, config: Mapping[str, Any], path: str | os.PathLike[str], opset: int = OPSET
 ) -> Path:
@@ -224,9 +254,10 @@ def save_onnx(
     import onnx_ir as ir  # the export extra (onnxscript's IR, which torch.onnx returns)
 
     output = config.get("output_name", "logits")
-    onnx_program = torch.onnx.export(
-        program, dynamo=True, opset_version=opset, input_names=["input"], output_names=[output], verbose=False
-    )
+    with _without_harmless_exporter_warnings():
+        onnx_program = torch.onnx.export(
+            program, dynamo=True, opset_version=opset, input_names=["input"], output_names=[output], verbose=False
+        )
     graph = onnx_program.model.graph
     for value in (*graph.inputs, *graph.outputs):
         dims = list(value.shape)

@@ -16,6 +16,7 @@ refuses a folder that holds another's files, and a resume that finds no readable
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -31,7 +32,7 @@ import torch
 from uniformer._fileio import atomic_write
 from uniformer.models.checkpoint import CheckpointError, CheckpointFile, read_checkpoint
 
-__all__ = ["CheckpointManager", "RunLock", "RunLocked", "read_training_checkpoint"]
+__all__ = ["CheckpointManager", "DiskFull", "RunLock", "RunLocked", "read_training_checkpoint"]
 
 _PATTERN = re.compile(r"^checkpoint-(\d+)\.pt$")
 _TEMPORARY = re.compile(r"^\..+\.\d+\.[0-9a-f]{8}\.tmp$")  # names atomic_write gives its temporary files
@@ -40,6 +41,10 @@ logger = logging.getLogger("uniformer.engine")
 
 class RunLocked(RuntimeError):
     """Another live process owns the output folder."""
+
+
+class DiskFull(OSError):
+    """A checkpoint could not be written for lack of space; the checkpoints written before it are intact."""
 
 
 def read_training_checkpoint(path: str | os.PathLike[str]) -> CheckpointFile:
@@ -154,9 +159,19 @@ class CheckpointManager:
         """Write ``checkpoint-<step>.pt`` atomically, point ``best.pt`` at it if ``best``, and keep the last
         ``keep_last`` checkpoints up to this step (a file of a later step is never pruned)."""
         path = self.directory / f"checkpoint-{step:08d}.pt"
-        atomic_write(path, lambda tmp: torch.save(state, tmp))
-        if best:
-            atomic_write(self.best_path, lambda tmp: _link_or_copy(path, Path(tmp)))
+        try:
+            atomic_write(path, lambda tmp: _torch_save(state, tmp))
+            if best:
+                atomic_write(self.best_path, lambda tmp: _link_or_copy(path, Path(tmp)))
+        except OSError as exc:
+            if exc.errno != errno.ENOSPC:
+                raise
+            kept = [p.name for _, p in self.checkpoints() if p != path]
+            intact = f"{kept[-1]} is intact" if kept else "no earlier checkpoint was written"
+            raise DiskFull(
+                f"no space left on {self.directory} while writing checkpoint {step} ({intact}); free space and "
+                "resume with trainer.resume=auto",
+            ) from None
         earlier = [old for old_step, old in self.checkpoints() if old_step <= step]
         for old in earlier[: -self.keep_last]:
             old.unlink(missing_ok=True)
@@ -205,6 +220,13 @@ class CheckpointManager:
                 "another output_dir"
             )
         return None
+
+
+def _torch_save(state: dict[str, Any], path: str) -> None:
+    """``torch.save`` through a Python file, so that a failed write is the ``OSError`` naming its cause (by a path,
+    PyTorch's own writer reports any failure as a ``RuntimeError``)."""
+    with open(path, "wb") as handle:
+        torch.save(state, handle)
 
 
 def _link_or_copy(source: Path, target: Path) -> None:

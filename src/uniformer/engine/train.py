@@ -33,7 +33,7 @@ import torch.nn as nn
 from omegaconf import DictConfig, OmegaConf
 from timm.utils import ModelEmaV3
 
-from uniformer.data import SkippedVideos
+from uniformer.data import SkippedInputs
 from uniformer.engine.build import (
     build_optimizer,
     build_scheduler,
@@ -215,7 +215,7 @@ class Trainer:
             persistent_workers=self.workers > 0,
             generator=torch.Generator(),  # the loader must not draw from the global generator (exact resume)
         )
-        self.skipped = SkippedVideos()
+        self.skipped = SkippedInputs(getattr(self.train_set, "noun", "input"))
         self.state = TrainState()
         if resume is not None:
             self._restore(resume)
@@ -550,11 +550,13 @@ class Trainer:
             "epoch_seconds": seconds,
         }
         best = False
+        val = ""
         if self.val_set is not None and ((epoch + 1) % self.cfg.trainer.eval_every_epochs == 0 or last):
             metrics = self._validate(self.module)
             record.update({f"val_{key}": value for key, value in metrics.values.items()})
             if self.ema is not None:
-                record[f"val_ema_{primary}"] = self._validate(self.ema.module).primary
+                record[f"val_ema_{primary}"] = self._validate(self.ema.module).values[primary]
+            val = f", val {self.task.metric_label} {metrics.primary:.2f}"
             best = state.best_metric is None or metrics.primary > state.best_metric
             if best:
                 state.best_metric, state.best_epoch = metrics.primary, epoch
@@ -562,8 +564,6 @@ class Trainer:
         self.log.log("epoch", **record)
         self.log.plot()
         self._save_checkpoint(best=best)
-        label = self.task.metric_label
-        val = f", val {label} {record[f'val_{primary}']:.2f}" if f"val_{primary}" in record else ""
         logger.info(
             "epoch %d/%d: train loss %.4f%s (%s)",
             epoch + 1,
@@ -591,11 +591,11 @@ class Trainer:
             options=self.task.test_options(self.cfg),
         )
 
-    def _all_skipped(self) -> SkippedVideos:
+    def _all_skipped(self) -> SkippedInputs:
         """Unreadable inputs reported to any process (a collective call under DDP)."""
         if not self.ctx.distributed:
             return self.skipped
-        merged = SkippedVideos()
+        merged = SkippedInputs(self.skipped.noun)
         for part in self.ctx.all_gather_object(self.skipped.to_dict()):
             _merge_skipped(merged, part)
         return merged
@@ -680,7 +680,7 @@ class Trainer:
 
 
 def _merge_skipped(target: Any, entries: dict[str, dict[str, Any]]) -> None:
-    """Add ``{path: {"reason", "count"}}`` reports to a :class:`uniformer.data.SkippedVideos`."""
+    """Add ``{path: {"reason", "count"}}`` reports to a :class:`uniformer.data.SkippedInputs`."""
     for path, entry in entries.items():
         target.reasons.setdefault(path, entry["reason"])
         target.occurrences[path] += entry["count"]

@@ -15,6 +15,7 @@ Imports point down: the engine imports tasks, tasks import :mod:`uniformer.runti
 
 from __future__ import annotations
 
+import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -43,6 +44,7 @@ __all__ = [
     "Run",
     "Task",
     "TrainTask",
+    "check_folder",
     "refuse_other_names",
 ]
 
@@ -196,6 +198,15 @@ def refuse_other_names(checkpoint: CheckpointFile, names: Sequence[str], noun: s
     )
 
 
+def check_folder(path: str | os.PathLike[str], flag: str) -> Path:
+    """``path`` as the folder an option (``flag``) names for a task's files: refused, before any work, when it
+    exists as something other than a folder."""
+    folder = Path(path)
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f"{flag} {folder}: exists and is not a folder")
+    return folder
+
+
 class TrainTask(ABC):
     """What training and evaluation need of a task (classification, segmentation, ...).
 
@@ -207,6 +218,7 @@ class TrainTask(ABC):
     sections: ClassVar[dict[str, type]]
     primary_metric: ClassVar[str]  # key of Metrics.values that Metrics.primary is, e.g. "top1"
     metric_label: ClassVar[str]  # how the logs name it, e.g. "top-1 (%)"
+    outputs_noun: ClassVar[str] = "classes"  # what the model's outputs are, e.g. "keypoints"
 
     @abstractmethod
     def resolve(self, cfg: DictConfig) -> None:
@@ -317,9 +329,16 @@ class PredictTask(ABC, Generic[SetupT, PredictionT]):
         """One prediction per input file, in input order; ``run`` is the engine's evaluation loop; ``topk`` the
         number of classes a ranking keeps where the prediction keeps only its best ones."""
 
-    def write_predictions(self, predictions: Sequence[PredictionT], setup: SetupT, out_dir: Path) -> list[Path]:
-        """Write the files a prediction makes (e.g. label maps and overlays) into ``out_dir``; returns them."""
+    def check_out_dir(self, out_dir: Path) -> None:
+        """Refuse ``out_dir`` for :meth:`write_predictions` before any model is built or run: a task that writes
+        prediction files takes a folder (:func:`check_folder`); by default a task writes none."""
         raise ValueError(f"the {self.name} task writes no prediction files (drop --out-dir)")
+
+    def write_predictions(self, predictions: Sequence[PredictionT], setup: SetupT, out_dir: Path) -> list[Path]:
+        """Write the files a prediction makes (e.g. label maps and overlays) into ``out_dir``; returns them. By
+        default none (:meth:`check_out_dir` refuses the folder)."""
+        self.check_out_dir(out_dir)
+        return []
 
     def draw_prediction(self, prediction: PredictionT, setup: SetupT) -> Image.Image | None:
         """A picture of one readable prediction (the overlay, skeletons or boxes the task's prediction files

@@ -38,15 +38,16 @@ Remaining differences from mmdet 2.11 (none changes a key or a shape; all change
   after per-level NMS; mmdet 2.11 drops zero-size ones and keeps ``max_per_img`` after the same NMS.
 
 One concept per module: ``backbone`` (UniFormer + FPN), ``anchors``, ``poolers``, ``rpn``, ``roi_heads``,
-``mask_rcnn``, ``cascade``, ``options`` (the one :class:`DetectorOptions`), ``builders`` and ``mmdet`` (the
-official checkpoints' keys in this layout).
+``mask_rcnn``, ``masks`` (one mask pasted into its image), ``cascade``, ``options`` (the one
+:class:`DetectorOptions`), ``builders`` and ``mmdet`` (the official checkpoints' keys in this layout).
 """
 
 from uniformer.models.detection.anchors import MMDetAnchorGenerator
 from uniformer.models.detection.backbone import FPN_STRIDES, UniFormerFPN
 from uniformer.models.detection.builders import DETECTORS, build_detector, build_mask_rcnn
 from uniformer.models.detection.cascade import CascadeRoIHeads, UniFormerCascadeMaskRCNN, giou_box_loss
-from uniformer.models.detection.mask_rcnn import UniFormerMaskRCNN
+from uniformer.models.detection.mask_rcnn import AssembledRCNN, UniFormerMaskRCNN
+from uniformer.models.detection.masks import paste_mask
 from uniformer.models.detection.options import DetectorOptions, detector_options
 from uniformer.models.detection.poolers import AlignedMultiScaleRoIAlign
 from uniformer.models.detection.roi_heads import UniFormerRoIHeads, l1_box_loss, postprocess_detections
@@ -54,6 +55,7 @@ from uniformer.models.detection.rpn import Float32RPNHead, L1RegionProposalNetwo
 
 __all__ = [
     "AlignedMultiScaleRoIAlign",
+    "AssembledRCNN",
     "CascadeRoIHeads",
     "DETECTORS",
     "DetectorOptions",
@@ -70,5 +72,6 @@ __all__ = [
     "detector_options",
     "giou_box_loss",
     "l1_box_loss",
+    "paste_mask",
     "postprocess_detections",
 ]

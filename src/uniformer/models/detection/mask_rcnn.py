@@ -108,9 +108,13 @@ class AssembledRCNN(MaskRCNN):
         images: list[torch.Tensor],
         targets: list[dict[str, torch.Tensor]] | None = None,
         score_thresh: float | None = None,
+        paste_masks: bool = True,
     ) -> dict[str, torch.Tensor] | list[dict[str, torch.Tensor]]:
         """torchvision's: the loss dict in training, the detections of each image (at its size) in eval mode;
-        ``score_thresh`` replaces the RoI heads' own test threshold for this call only (eval mode)."""
+        ``score_thresh`` replaces the RoI heads' own test threshold for this call only (eval mode).
+        ``paste_masks=False`` leaves each detection's mask as the ``(1, 28, 28)`` probabilities over its box (for
+        :func:`~uniformer.models.detection.masks.paste_mask`, once the detections to keep are chosen): pasting
+        them all makes a float tensor of the image's size per detection."""
         if self.training:
             return super().forward(images, targets)
         sizes = [(int(image.shape[-2]), int(image.shape[-1])) for image in images]
@@ -118,7 +122,12 @@ class AssembledRCNN(MaskRCNN):
         features = self.backbone(batch.tensors)
         proposals, _ = self.rpn(batch, features)
         detections, _ = self.roi_heads(features, proposals, batch.image_sizes, score_thresh=score_thresh)
-        return self.transform.postprocess(detections, batch.image_sizes, sizes)
+        masks = [] if paste_masks else [found.pop("masks", None) for found in detections]
+        detections = self.transform.postprocess(detections, batch.image_sizes, sizes)
+        for found, probabilities in zip(detections, masks):
+            if probabilities is not None:
+                found["masks"] = probabilities
+        return detections
 
     @staticmethod
     def build_roi_heads(width: int, num_classes: int, options: DetectorOptions) -> RoIHeads:

@@ -110,7 +110,7 @@ class DetectionTask(DetectionPredictTask, Task):
     name = "detection"
     sections = {"data": DataConfig, "detector": DetectorConfig}
     primary_metric = "bbox_AP"
-    metric_label = "box AP (0-1, pycocotools)"
+    metric_label = "box AP (%)"
 
     def resolve(self, cfg: DictConfig) -> None:
         resolve(cfg)

@@ -4,7 +4,8 @@ Each process turns its detections into COCO results (``bbox`` as x, y, w, h; ``s
 probabilities thresholded at 0.5, mmdet's ``mask_thr_binary``; ``category_id`` through the set's label map);
 :meth:`CocoAccumulator.compute` gathers them on every process (``all_gather_object``) and runs ``COCOeval``
 (``bbox``, and ``segm`` for a detector with masks). The numbers are pycocotools' ``stats[0:6]``: AP (IoU
-0.5:0.95), AP50, AP75, AP small/medium/large, as fractions.
+0.5:0.95), AP50, AP75, AP small/medium/large, as fractions (-1: no ground-truth object of that size, which the
+summary line shows as "-"). :class:`~uniformer.tasks.Metrics`' primary number is the box AP in %.
 """
 
 from __future__ import annotations
@@ -138,7 +139,13 @@ class CocoAccumulator(MetricAccumulator):
             stats = run_cocoeval(self.coco_gt, results[iou_type], iou_type)
             values.update({f"{iou_type}_{name}": value for name, value in stats.items()})
         metrics = DetectionMetrics(values, len(self.image_ids) - len(failed), dict(sorted(failed.items())), results)
-        return Metrics(primary=values["bbox_AP"], values={**values, "failed": len(failed)}, detail=metrics)
+        primary = 100 * values["bbox_AP"]  # in %, as every task's primary number (the values stay pycocotools')
+        return Metrics(primary=primary, values={**values, "failed": len(failed)}, detail=metrics)
+
+
+def _percent(value: float) -> str:
+    """A pycocotools number in % with one decimal; "-" for its -1 (no ground-truth object to score)."""
+    return "-" if value < 0 else f"{100 * value:.1f}"
 
 
 def write_report(out_dir: Path, result: DetectionMetrics) -> str:
@@ -151,10 +158,9 @@ def write_report(out_dir: Path, result: DetectionMetrics) -> str:
     parts = []
     for iou_type, title in (("bbox", "box"), ("segm", "mask")):
         if f"{iou_type}_AP" in result.values:
-            v = {name: 100 * result.values[f"{iou_type}_{name}"] for name in STAT_NAMES}
+            v = {name: _percent(result.values[f"{iou_type}_{name}"]) for name in STAT_NAMES}
             parts.append(
-                f"{title} AP {v['AP']:.1f} AP50 {v['AP50']:.1f} AP75 {v['AP75']:.1f} "
-                f"(s/m/l {v['APs']:.1f}/{v['APm']:.1f}/{v['APl']:.1f})"
+                f"{title} AP {v['AP']} AP50 {v['AP50']} AP75 {v['AP75']} (s/m/l {v['APs']}/{v['APm']}/{v['APl']})"
             )
     line = "; ".join(parts) + f" over {result.num_images} images"
     if result.failed:

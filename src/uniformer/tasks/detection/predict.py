@@ -1,12 +1,18 @@
 """What a detection prediction is for a user: boxes, class names, scores and masks per image, and a picture.
 
-Images are read at their own size (the detector resizes them itself, as in ``uniformer eval``); only detections
-scoring above ``score_threshold`` (``uniformer predict --score-threshold T``, default 0.3) are kept, strictly
-above as torchvision's ``box_score_thresh`` and mmdet's ``show_result(score_thr)``; a threshold under the
-detector's own test threshold (0.05, the config's ``score_thr``) lowers it for the run (an argument of the
-model's call: the shared model keeps its own). ``--out-dir`` gets a
-picture per image drawn with torchvision's ``draw_segmentation_masks`` and ``draw_bounding_boxes`` and its
-detections as JSON (masks as COCO RLE).
+A zoo detector sees each image resized to its test scale as mmdet's test pipeline resizes it (the uint8 image,
+bilinear, to the rounded size within ``max_size`` x ``min_size``), and its boxes are mapped back to the image; a
+detection's mask is pasted into the full-size image only when the detection is kept, one at a time
+(:func:`~uniformer.models.detection.paste_mask`). So memory follows the test scale and the kept detections, not the
+photo times the detector's hundred candidates (``uniformer eval`` still resizes inside the model and pastes every
+mask, as it scores them all).
+
+Only detections scoring above ``score_threshold`` (``uniformer predict --score-threshold T``, default 0.3) are
+kept, strictly above as torchvision's ``box_score_thresh`` and mmdet's ``show_result(score_thr)``; a threshold
+under the detector's own test threshold (0.05, the config's ``score_thr``) lowers it for the run (an argument of
+the model's call: the shared model keeps its own). ``--out-dir`` gets a picture per image drawn with torchvision's
+``draw_segmentation_masks`` (in bands of rows) and ``draw_bounding_boxes``, and its detections as JSON (masks as
+COCO RLE).
 """
 
 from __future__ import annotations
@@ -21,12 +27,16 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from PIL import Image
+from torchvision.models.detection.transform import resize_boxes
 from torchvision.utils import draw_bounding_boxes, draw_segmentation_masks
 
 from uniformer._fileio import atomic_write_text
-from uniformer.data.images import DecodeError, image_size, read_image
+from uniformer.data.images import DecodeError, image_files, image_size, read_image
+from uniformer.data.transforms import rescale_size
 from uniformer.models.checkpoint import CheckpointFile
+from uniformer.models.detection import AssembledRCNN, paste_mask
 from uniformer.models.zoo.schema import ModelInfo
 from uniformer.tasks import base
 from uniformer.tasks.detection.metrics import MASK_THRESHOLD, encode_mask
@@ -39,6 +49,8 @@ __all__ = [
     "detections_image",
     "draw_detections",
 ]
+
+_BAND_ROWS = 256  # rows the masks are blended into at once
 
 
 @dataclass(frozen=True)
@@ -80,50 +92,87 @@ class Prediction(base.Prediction):
 
 
 class Detections:
-    """The accumulator of a prediction run: each image's detections, or why it could not be read."""
+    """The accumulator of a prediction run: each image's detections with their boxes in the image's own pixels
+    (mapped back from the size the model saw), or why it could not be read."""
 
     def __init__(self, num_items: int) -> None:
         self.num_items = num_items
         self.outputs: dict[int, dict[str, torch.Tensor]] = {}
+        self.sizes: dict[int, tuple[int, int]] = {}
         self.failed: dict[int, str] = {}
 
     def indices(self, rank: int, world_size: int) -> list[int]:
         return list(range(self.num_items))
 
     def update(self, output: list[dict[str, torch.Tensor]], batch: dict[str, Any]) -> None:
-        for index, detections, ok, error in zip(
-            batch["index"].tolist(), output, batch["valid"].tolist(), batch["error"], strict=True
-        ):
-            if ok:
-                self.outputs[index] = {k: v.detach().cpu() for k, v in detections.items()}
-            else:
+        rows = zip(
+            batch["index"].tolist(), output, batch["images"], batch["targets"], batch["valid"].tolist(), batch["error"],
+            strict=True,
+        )  # fmt: skip
+        for index, detections, image, target, ok, error in rows:
+            if not ok:
                 self.failed[index] = error
+                continue
+            found = {k: v.detach().cpu() for k, v in detections.items()}
+            size = (int(target["orig_size"][0]), int(target["orig_size"][1]))
+            found["boxes"] = resize_boxes(found["boxes"], list(image.shape[-2:]), list(size))
+            self.outputs[index], self.sizes[index] = found, size
 
 
 class _Images(torch.utils.data.Dataset):
-    """Image files as the detection task's evaluation items (no annotations)."""
+    """Image files as the detection task's evaluation items (no annotations), each resized within ``scale``
+    (long, short) as mmdet's test ``Resize`` (``None``: at its own size); ``target["orig_size"]`` is the image's
+    own (H, W), as torchvision's DETR targets carry it."""
 
-    def __init__(self, paths: Sequence[str]) -> None:
-        self.paths = list(paths)
+    def __init__(self, paths: Sequence[str], scale: tuple[int, int] | None) -> None:
+        self.paths, self.scale = list(paths), scale
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         path = self.paths[index]
-        item = {"target": {}, "image_id": index, "path": path, "index": index, "skipped": []}
+        item = {"image_id": index, "path": path, "index": index, "skipped": []}
         try:
-            image = read_image(path).float() / 255
+            image = read_image(path)
         except DecodeError as exc:
-            return {**item, "image": torch.zeros(3, 32, 32), "valid": False, "error": f"unreadable image ({exc})"}
-        return {**item, "image": image, "valid": True, "error": ""}
+            blank = {"image": torch.zeros(3, 32, 32), "target": {"orig_size": torch.tensor([32, 32])}}
+            return {**item, **blank, "valid": False, "error": f"unreadable image ({exc})"}
+        size = (int(image.shape[-2]), int(image.shape[-1]))
+        resized = size if self.scale is None else rescale_size(*size, self.scale)
+        if resized != size:  # uint8 in, uint8 out: the photo never exists as floats
+            image = F.interpolate(image[None], size=resized, mode="bilinear", align_corners=False)[0]
+        target = {"orig_size": torch.tensor(size)}
+        return {**item, "image": image.float() / 255, "target": target, "valid": True, "error": ""}
 
 
-def _threshold_options(model: nn.Module, threshold: float) -> dict[str, object]:
-    """The model call's options that lower a torchvision R-CNN's own test score threshold to ``threshold`` (when
-    lower; the model's own otherwise, and nothing for a model without one)."""
+def _call_options(model: nn.Module, threshold: float) -> dict[str, object]:
+    """The model call's options: a torchvision R-CNN's own test score threshold lowered to ``threshold`` (when
+    lower), and a zoo detector's masks left unpasted until the kept ones are known
+    (:meth:`~uniformer.models.detection.AssembledRCNN.forward`)."""
     own = getattr(getattr(model, "roi_heads", None), "score_thresh", None)
-    return {"score_thresh": threshold} if own is not None and threshold < own else {}
+    options: dict[str, object] = {"score_thresh": threshold} if own is not None and threshold < own else {}
+    return {**options, "paste_masks": False} if isinstance(model, AssembledRCNN) else options
+
+
+def _test_scale(model: nn.Module) -> tuple[int, int] | None:
+    """The (long, short) sides a zoo detector resizes an image within at test time (its transform's ``max_size``
+    and last ``min_size``); ``None`` for another model, which takes each image at its own size."""
+    if not isinstance(model, AssembledRCNN):
+        return None
+    return model.transform.max_size, model.transform.min_size[-1]
+
+
+def _kept_masks(found: dict[str, torch.Tensor], keep: torch.Tensor, size: tuple[int, int], pasted: bool) -> np.ndarray:
+    """The kept detections' masks (N, H, W) bool: thresholded as given (``pasted``), else each pasted into the
+    image of ``size`` by its box."""
+    if pasted:
+        return (found["masks"][keep, 0] > MASK_THRESHOLD).numpy()
+    masks = [
+        paste_mask(mask[0], box, size, MASK_THRESHOLD).numpy()
+        for mask, box in zip(found["masks"][keep], found["boxes"][keep], strict=True)
+    ]
+    return np.stack(masks) if masks else np.zeros((0, *size), dtype=bool)
 
 
 def draw_detections(image_path: str | os.PathLike[str], prediction: Prediction, out: str | os.PathLike[str]) -> Path:
@@ -140,7 +189,10 @@ def detections_image(image_path: str | os.PathLike[str], prediction: Prediction)
     palette = [tuple(int(v) for v in rng.integers(60, 256, 3)) for _ in range(max(prediction.labels, default=0) + 1)]
     colours = [palette[label] for label in prediction.labels]
     if prediction.masks is not None and len(prediction.masks):
-        image = draw_segmentation_masks(image, torch.from_numpy(prediction.masks), alpha=0.5, colors=colours)
+        masks = torch.from_numpy(prediction.masks)
+        for top in range(0, image.shape[-2], _BAND_ROWS):  # each pixel its own: the same picture, no whole float copy
+            rows = slice(top, top + _BAND_ROWS)
+            image[:, rows] = draw_segmentation_masks(image[:, rows], masks[:, rows], alpha=0.5, colors=colours)
     if prediction.boxes is not None and len(prediction.boxes):
         captions = [f"{name} {score:.2f}" for name, score in zip(prediction.names, prediction.scores)]
         image = draw_bounding_boxes(image, torch.from_numpy(prediction.boxes), captions, colors=colours, width=1)
@@ -180,12 +232,12 @@ class DetectionPredictTask(base.PredictTask[PredictionSetup, Prediction]):
     ) -> list[Prediction]:
         """The detections of every image scoring above ``setup.score_threshold``, best first (all of them:
         ``topk`` cuts the printed listing only)."""
-        missing = [p for p in paths if not os.path.isfile(p)]
-        if missing:
-            raise FileNotFoundError(f"input not found: {', '.join(missing)}")
-        dataset = _Images(paths)
+        paths = image_files(paths)  # a folder: its images
+        dataset = _Images(paths, _test_scale(model))
         accumulator = Detections(len(dataset))
-        run(model, dataset, accumulator, options=_threshold_options(model, setup.score_threshold))
+        options = _call_options(model, setup.score_threshold)
+        run(model, dataset, accumulator, options=options)
+        pasted = options.get("paste_masks", True)
         out = []
         for index, path in enumerate(paths):
             if index in accumulator.failed:
@@ -196,9 +248,13 @@ class DetectionPredictTask(base.PredictTask[PredictionSetup, Prediction]):
             labels = found["labels"][keep].tolist()
             names = [setup.labels[label - 1] for label in labels]
             scores = found["scores"][keep].tolist()
-            masks = (found["masks"][keep, 0] > MASK_THRESHOLD).numpy() if "masks" in found else None
+            masks = _kept_masks(found, keep, accumulator.sizes[index], pasted) if "masks" in found else None
             out.append(Prediction(path, found["boxes"][keep].numpy(), labels, names, scores, masks))
         return out
+
+    def check_out_dir(self, out_dir: Path) -> None:
+        """``--out-dir``: a folder (made when missing)."""
+        base.check_folder(out_dir, "--out-dir")
 
     def write_predictions(
         self, predictions: Sequence[Prediction], setup: PredictionSetup, out_dir: str | os.PathLike[str]

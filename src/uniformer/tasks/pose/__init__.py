@@ -74,6 +74,7 @@ class PoseTask(PosePredictTask, Task):
     sections = {"data": DataConfig, "head": HeadConfig, "eval": PoseEvalConfig}
     primary_metric = "ap"
     metric_label = "AP (%)"
+    outputs_noun = "keypoints"
 
     def resolve(self, cfg: DictConfig) -> None:
         """Fill the data defaults and ``model.num_classes`` (the keypoint count; 17 for COCO)."""

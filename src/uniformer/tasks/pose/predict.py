@@ -10,6 +10,7 @@ test, :meth:`~uniformer.tasks.pose.codec.MSRAHeatmap.decode`, the person score o
 from __future__ import annotations
 
 import colorsys
+import difflib
 import json
 import logging
 import math
@@ -27,7 +28,7 @@ from torchvision.ops import box_convert
 from torchvision.utils import draw_keypoints
 
 from uniformer._fileio import atomic_write_text, read_json
-from uniformer.data.images import DecodeError, image_size, read_image
+from uniformer.data.images import DecodeError, image_files, image_size, read_image
 from uniformer.models.checkpoint import CheckpointFile
 from uniformer.models.zoo.schema import ModelInfo
 from uniformer.tasks import base
@@ -44,6 +45,7 @@ __all__ = [
     "PersonDetector",
     "Prediction",
     "PredictionSetup",
+    "check_boxes",
     "draw_people",
     "pose_image",
     "read_boxes",
@@ -123,6 +125,7 @@ class PredictionSetup:
     std: list[float]
     vis_thr: float = 0.2
     boxes: dict[str, list[list[float]]] | None = None
+    boxes_source: str | None = None  # where ``boxes`` came from, as messages name it ("--boxes FILE")
     detector_request: PredictorRequest | None = None  # from --detector, until the engine builds it
     detector: PersonDetector | None = None
     out_dir: Path | None = None
@@ -130,20 +133,25 @@ class PredictionSetup:
 
 def read_boxes(path: str | os.PathLike[str]) -> dict[str, list[list[float]]]:
     """A boxes file: a JSON object from image name (or path) to a list of ``[x, y, w, h]`` or ``[x, y, w, h,
-    score]``; a malformed file is refused naming the entry."""
-    data = read_json(path, "--boxes")
+    score]``; a malformed file is refused naming the entry (:func:`check_boxes`)."""
+    return check_boxes(read_json(path, "--boxes"), f"--boxes {path}")
+
+
+def check_boxes(data: object, source: str) -> dict[str, list[list[float]]]:
+    """``data`` as person boxes by image (``{image: [[x, y, w, h(, score)], ...]}``, finite numbers, positive
+    width and height); anything else is refused naming ``source`` (``--boxes FILE``), the image and the box."""
     if not isinstance(data, dict):
-        raise ValueError(f"--boxes {path}: expected an object {{image: [[x, y, w, h(, score)], ...]}}")
+        raise ValueError(f"{source}: expected an object {{image: [[x, y, w, h(, score)], ...]}}")
     for name, boxes in data.items():
         if not isinstance(boxes, list) or not all(
             isinstance(b, list) and len(b) in (4, 5) and all(_is_number(v) for v in b) for b in boxes
         ):
-            raise ValueError(f"--boxes {path}: {name!r}: expected a list of [x, y, w, h] or [x, y, w, h, score]")
+            raise ValueError(f"{source}: {name!r}: expected a list of [x, y, w, h] or [x, y, w, h, score]")
         for k, box in enumerate(boxes):
             if not all(math.isfinite(v) for v in box):
-                raise ValueError(f"--boxes {path}: {name!r}: box {k} {box} has a value that is not finite")
+                raise ValueError(f"{source}: {name!r}: box {k} {box} has a value that is not finite")
             if box[2] <= 0 or box[3] <= 0:
-                raise ValueError(f"--boxes {path}: {name!r}: box {k} {box} has no area (w and h must be > 0)")
+                raise ValueError(f"{source}: {name!r}: box {k} {box} has no area (w and h must be > 0)")
     return data
 
 
@@ -152,10 +160,27 @@ def _is_number(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def _outside(box: Sequence[float], width: int, height: int) -> bool:
-    """Whether the ``[x, y, w, h]`` box shares no area with a ``width`` x ``height`` image."""
+def _misplaced(box: Sequence[float], width: int, height: int) -> str | None:
+    """What is wrong with an ``[x, y, w, h]`` box on a ``width`` x ``height`` image, or ``None``: it must share
+    area with the image and reach past it by no more than the image's own width and height (a person partly out
+    of the frame is fine; a box many times the image's size is a wrong unit or a typo)."""
     x, y, w, h = box[:4]
-    return x >= width or y >= height or x + w <= 0 or y + h <= 0
+    if x >= width or y >= height or x + w <= 0 or y + h <= 0:
+        return f"lies outside the {width}x{height} image"
+    if x < -width or y < -height or x + w > 2 * width or y + h > 2 * height:
+        return (
+            f"reaches past the {width}x{height} image by more than its size (a box may extend past the image by at "
+            "most its width and height)"
+        )
+    return None
+
+
+def _no_entry(path: str, boxes: Mapping[str, object], source: str | None) -> str:
+    """The error of an input the boxes file has no entry for, with the closest key (a misspelt name)."""
+    name = os.path.basename(path)
+    close = difflib.get_close_matches(name, list(boxes), n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return f"{source}: no entry for {name} (an image without people needs {name!r}: []){hint}"
 
 
 class _Persons:
@@ -193,6 +218,11 @@ class Prediction(base.Prediction):
             (f"person {k} (box {', '.join(f'{v:.0f}' for v in p['box'])})", p["score"])
             for k, p in enumerate(self.persons)
         ]
+
+    def lines(self, topk: int) -> list[str]:
+        """The title and the people, or a line saying that none was found."""
+        lines = super().lines(topk)
+        return lines if self.error or self.persons else [*lines, "  no person found"]
 
     def to_dict(self) -> dict[str, Any]:
         return {"path": self.path, "error": self.error, "persons": self.persons, "files": self.files}
@@ -279,10 +309,15 @@ class PosePredictTask(base.PredictTask[PredictionSetup, Prediction]):
         return replace(
             setup,
             boxes=read_boxes(boxes) if boxes else None,
+            boxes_source=f"--boxes {boxes}" if boxes else None,
             detector_request=request,
             detector=None,
-            out_dir=Path(values["out"]) if values.get("out") else None,
+            out_dir=base.check_folder(values["out"], "--out") if values.get("out") else None,
         )
+
+    def check_out_dir(self, out_dir: Path) -> None:
+        """Refused: a pose model writes its files with its own ``--out DIR``, as it predicts."""
+        raise ValueError("pose models write their skeleton PNGs and keypoints JSON with --out DIR, not --out-dir")
 
     def predict(
         self, model: nn.Module, paths: Sequence[str], setup: PredictionSetup, run: base.Run, topk: int
@@ -290,9 +325,7 @@ class PosePredictTask(base.PredictTask[PredictionSetup, Prediction]):
         """The people of every image (boxes from ``setup.boxes`` or ``setup.detector``, else the whole image), in
         input order, best first (all of them: ``topk`` cuts the printed listing only); with ``setup.out_dir`` each image's skeletons (``<stem>_pose.png``) and keypoints
         (``<stem>_keypoints.json``)."""
-        missing = [p for p in paths if not os.path.isfile(p)]
-        if missing:
-            raise FileNotFoundError(f"input not found: {', '.join(missing)}")
+        paths = image_files(paths)  # a folder: its images
         given, errors = setup.boxes, {}
         if given is not None:
             names = {*paths, *(os.path.basename(p) for p in paths)}
@@ -306,16 +339,22 @@ class PosePredictTask(base.PredictTask[PredictionSetup, Prediction]):
             if n in errors:
                 continue
             if given is not None:
-                boxes = given.get(path, given.get(os.path.basename(path), []))
+                boxes = given.get(path, given.get(os.path.basename(path)))
+                if boxes is None and setup.boxes is not None:
+                    errors[n] = _no_entry(path, given, setup.boxes_source)
+                    continue
+                boxes = boxes or []
                 if boxes and setup.boxes is not None:  # a user's file: its boxes must lie on the image
                     try:
                         width, height = image_size(path)
                     except DecodeError as exc:
                         errors[n] = f"unreadable image ({exc})"
                         continue
-                    outside = [box for box in boxes if _outside(box, width, height)]
-                    if outside:
-                        errors[n] = f"--boxes: box {outside[0]} lies outside the {width}x{height} image"
+                    wrong = [(k, box, why) for k, box in enumerate(boxes) if (why := _misplaced(box, width, height))]
+                    if wrong:
+                        k, box, why = wrong[0]
+                        name = os.path.basename(path)
+                        errors[n] = f"{setup.boxes_source}: {name!r}: box {k} {box} {why}"
                         continue
             else:
                 try:

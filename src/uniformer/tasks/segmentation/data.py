@@ -29,6 +29,7 @@ from torchvision.transforms.v2 import functional as TF
 
 from uniformer.data.images import IMAGE_EXTENSIONS, DecodeError, read_image, read_label_map
 from uniformer.data.items import RetryingDataset, collate_items, long_tensor
+from uniformer.data.transforms import rescale_size
 
 __all__ = [
     "EvalTransform",
@@ -39,7 +40,6 @@ __all__ = [
     "ade20k_pairs",
     "collate_pairs",
     "folder_pairs",
-    "rescale_size",
 ]
 
 
@@ -73,14 +73,6 @@ def folder_pairs(root: str | os.PathLike[str], split: str) -> list[Pair]:
 def ade20k_pairs(root: str | os.PathLike[str], split: str) -> list[Pair]:
     """ADEChallengeData2016: ``images/<split>/*.jpg`` with ``annotations/<split>/*.png``."""
     return _pairs(Path(root) / "images" / split, Path(root) / "annotations" / split)
-
-
-def rescale_size(height: int, width: int, scale: Sequence[float]) -> tuple[int, int]:
-    """The largest size of the same aspect ratio within ``scale = (long, short)``: mmseg's ``Resize`` with
-    ``keep_ratio=True`` (the long side at most ``long``, the short side at most ``short``)."""
-    long, short = max(scale), min(scale)
-    factor = min(long / max(height, width), short / min(height, width))
-    return int(height * factor + 0.5), int(width * factor + 0.5)
 
 
 class TrainTransform:

@@ -21,12 +21,13 @@ import torch
 import torch.nn as nn
 from PIL import Image, ImageDraw, ImageFont
 
-from uniformer.data.images import DecodeError, image_size, read_image
+from uniformer.data.images import DecodeError, image_files, image_size, read_image
+from uniformer.data.transforms import rescale_size
 from uniformer.models.checkpoint import CheckpointFile
 from uniformer.models.segmentor import MIN_INPUT_SIZE, InferenceConfig
 from uniformer.models.zoo.schema import ModelInfo
 from uniformer.tasks import base
-from uniformer.tasks.segmentation.data import EvalTransform, Pair, SegmentationDataset, rescale_size
+from uniformer.tasks.segmentation.data import EvalTransform, Pair, SegmentationDataset
 
 __all__ = [
     "SegmentationPredictTask",
@@ -240,9 +241,7 @@ class SegmentationPredictTask(base.PredictTask[PredictionSetup, Prediction]):
         """The label map of every image and its ``topk`` largest classes, in input order, the model run in the
         setup's test mode (the model's ``test_cfg``) on batches of images of one size at the test scale. An image
         that cannot be read, or is too small for the model at the test scale, gets an ``error`` instead."""
-        missing = [p for p in paths if not os.path.isfile(p)]
-        if missing:
-            raise FileNotFoundError(f"input not found: {', '.join(missing)}")
+        paths = image_files(paths)  # a folder: its images
         transform = EvalTransform(scale=setup.scale, mean=setup.mean, std=setup.std)
         dataset = SegmentationDataset(
             [Pair(p, None) for p in paths], setup.labels, transform, train=False, require_masks=False
@@ -265,6 +264,10 @@ class SegmentationPredictTask(base.PredictTask[PredictionSetup, Prediction]):
             top = [(int(c), setup.labels[int(c)], float(v)) for v, c in zip(values, classes, strict=True) if v > 0]
             out.append(Prediction(path, label_map.numpy().astype(np.uint8), top))
         return out
+
+    def check_out_dir(self, out_dir: Path) -> None:
+        """``--out-dir``: a folder (made when missing)."""
+        base.check_folder(out_dir, "--out-dir")
 
     def write_predictions(
         self, predictions: Sequence[Prediction], setup: PredictionSetup, out_dir: str | os.PathLike[str]
