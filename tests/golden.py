@@ -31,6 +31,13 @@ def golden_model_kwargs(case: dict) -> dict:
         token_labeling=arch.get("token_labeling", False),
         split=arch.get("split_attention", False),
     )
+    if arch.get("light"):
+        # the official per-stage lists leave stages 1-2 empty; ours name stages 3 and 4
+        light = dict(light=True, keep_ratio=tuple(arch["prune_ratio"][2:]), trade_off=tuple(arch["trade_off"][2:]))
+        kwargs.update(light, conv_stem=False, dense=arch["dense"])
+        if arch["layer_scale"]:
+            kwargs["layer_scale"] = "all"  # the light video models scale both block types
+        return kwargs
     if arch.get("dense"):
         kwargs.update(dense=True, attn_mode=arch["attn_mode"], window_size=arch["window_size"])
     if arch.get("layer_scale"):

@@ -9,6 +9,7 @@ import torch
 from benchmarks.bf16_agreement import bf16_agreement
 from benchmarks.detection import PEER as DETECTION_PEER
 from benchmarks.detection import run as run_detection
+from benchmarks.light import IMAGE_PEERS, VIDEO_PEERS, run_images
 from benchmarks.memory import peak_tensor_mb
 from benchmarks.pose import run as run_pose
 from benchmarks.results import _inference, _speedup
@@ -129,6 +130,16 @@ def test_the_pose_peer_table_times_uniformer_next_to_simplebaseline_resnet50() -
     errors = {note.split(":")[0]: float(note.rsplit("= ", 1)[1]) for note in table.notes if "heatmap error" in note}
     assert set(errors) == set(labels[1:])  # the fast paths compute the eager models' heatmaps to float rounding
     assert max(errors.values()) < 1e-4
+
+
+def test_the_light_peer_tables_time_uniformer_next_to_each_peer_round_by_round() -> None:
+    table = run_images(repeats=1, batch_size=1, log=lambda _: None, cpu_time=True)
+    labels = [row.variant for row in table.rows]
+    assert labels[0].startswith("uniformer_xxs_160 optimized fp32") and len(labels) == 2 + len(IMAGE_PEERS)
+    assert all(row.gmacs_per_view and row.ms_per_view > 0 for row in table.rows)
+    paired = [note for note in table.notes if "per-round time ratios" in note]
+    assert len(paired) == 2 and all(note.count("rounds faster") == len(IMAGE_PEERS) for note in paired)
+    assert set(VIDEO_PEERS) == {"r2plus1d_18", "s3d"}
 
 
 def test_the_memory_benchmark_photo_is_a_4_by_3_jpeg_of_the_pixels_asked_for(tmp_path) -> None:

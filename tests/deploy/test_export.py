@@ -10,10 +10,13 @@ import json
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import load_file
 
 import uniformer
 from uniformer.deploy.export import OPSET, export_model, export_program, save_onnx, save_program
 from uniformer.deploy.hub import hub_config
+
+from golden import GOLDEN, assert_close_to_golden, golden_cases, golden_model_kwargs
 
 onnx = pytest.importorskip("onnx", reason="needs the export extra: pip install 'uniformer[export]'")
 ort = pytest.importorskip("onnxruntime", reason="needs the export extra: pip install 'uniformer[export]'")
@@ -91,6 +94,38 @@ def test_exported_program_equals_eager(exported):
         with torch.no_grad():
             expected = model(x)
             assert (loaded(x) - expected).abs().max() <= 1e-4 * expected.abs().max()
+
+
+LIGHT_CASES = {  # golden light weights (their token scores are far from ties) in a light zoo entry's architecture
+    "light_image_tiny": ("uniformer_xxs_160", {"crop_size": 64}),
+    "light_video_tiny_fp32": ("uniformer_xxs_k400_8f_160", {"crop_size": 64, "num_frames": 8}),
+}
+
+
+@pytest.mark.parametrize("case", list(LIGHT_CASES))
+def test_a_light_model_exports_with_its_token_selection(case, tmp_path):
+    """The gathers, scatters and top-k ranking of the light blocks trace at static token counts: onnxruntime and
+    the loaded program reproduce the eager model and the official output, for batches of 1 and 3."""
+    golden = {c["name"]: c for c in golden_cases()}[case]
+    name, clip = LIGHT_CASES[case]
+    model = uniformer.create_model(name, **golden_model_kwargs(golden)).eval()
+    uniformer.load_checkpoint(model, GOLDEN / golden["checkpoint"])
+    config = hub_config(model, clip=clip)
+    program = export_program(model, config)
+    session = ort.InferenceSession(
+        str(save_onnx(program, config, tmp_path / "model.onnx")), providers=["CPUExecutionProvider"]
+    )
+    loaded = torch.export.load(str(save_program(program, config, tmp_path / "model.pt2"))).module()
+    io = load_file(GOLDEN / golden["io"])
+    (logits,) = session.run(["logits"], {"input": io["input"].numpy()})
+    assert_close_to_golden(torch.from_numpy(logits), io["output"])
+    for batch in (1, 3):
+        x = torch.randn(batch, *io["input"].shape[1:], generator=torch.Generator().manual_seed(batch))
+        with torch.no_grad():
+            expected = model(x)
+            assert (loaded(x) - expected).abs().max() <= 1e-4 * expected.abs().max()
+        (logits,) = session.run(["logits"], {"input": x.numpy()})
+        assert np.abs(logits - expected.numpy()).max() <= 1e-4 * np.abs(expected.numpy()).max()
 
 
 def test_export_refuses_a_wrong_suffix_and_format(tmp_path):

@@ -47,13 +47,16 @@ def image_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_there_is_a_recipe_per_published_row() -> None:
     names = {p.stem for p in RECIPES}
-    assert len([n for n in names if n.startswith(("k400", "k600"))]) == 13
+    assert len([n for n in names if n.startswith(("k400", "k600"))]) == 13 + 8  # 8 light (XXS/XS) rows
     assert len([n for n in names if n.startswith("sthv")]) == 16
     assert {
         "in1k_uniformer_small",
         "in1k_uniformer_small_plus",
         "in1k_uniformer_base",
         "in1k_uniformer_base_ls",
+        *(f"in1k_uniformer_xxs_{size}" for size in (128, 160, 192, 224)),
+        "in1k_uniformer_xs_192",
+        "in1k_uniformer_xs_224",
     } <= names
 
 
@@ -78,7 +81,7 @@ def test_recipe_builds_its_model_and_data(path: Path, motion_set: Path, image_ro
         model = TASK.build_model(cfg, info.num_classes)
     params = sum(p.numel() for p in model.parameters()) / 1e6
     assert params == pytest.approx(info.params_m, rel=0.03), "the recipe builds the published architecture"
-    deepest = max(m.drop_prob for m in model.modules() if isinstance(m, DropPath))
+    deepest = max((m.drop_prob for m in model.modules() if isinstance(m, DropPath)), default=0.0)
     assert deepest == pytest.approx(cfg.model.drop_path_rate), "stochastic depth reaches the model"
     train_set, val_set = TASK.build_dataset(cfg, "train"), TASK.build_dataset(cfg, "val")
     size = info.release().img_size

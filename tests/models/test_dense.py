@@ -66,10 +66,10 @@ def test_selected_stages_give_the_same_maps_and_run_no_stage_after_the_last(monk
     with torch.no_grad():
         maps = model(x)
         ran = []
-        run_stage = model._run_stage
-        monkeypatch.setattr(model, "_run_stage", lambda i, y: ran.append(i) or run_stage(i, y))
+        run_block = model._run_block
+        monkeypatch.setattr(model, "_run_block", lambda i, *args: ran.append(i) or run_block(i, *args))
         assert [m.shape for m in model.forward_dense(x, indices=(1,))] == [maps[1].shape]
-        assert ran == [0, 1]
+        assert sorted(set(ran)) == [0, 1]
         for indices in [(3,), (0, 2)]:
             selected = model.forward_dense(x, indices=indices)
             assert all(torch.equal(a, maps[i]) for a, i in zip(selected, indices, strict=True))

@@ -245,6 +245,8 @@ def test_zoo_entries_carry_the_published_numbers_and_coco_classes() -> None:
         "uniformer_base_h14_mask_rcnn_coco_3x",
         "uniformer_small_h14_cascade_mask_rcnn_coco_3x",
         "uniformer_base_h14_cascade_mask_rcnn_coco_3x",
+        "uniformer_xxs_mask_rcnn_coco_1x",
+        "uniformer_xs_mask_rcnn_coco_1x",
     ]
     info = uniformer.model_info("uniformer_base_h14_cascade_mask_rcnn_coco_3x")
     release = info.release()

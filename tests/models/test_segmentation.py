@@ -222,7 +222,7 @@ def test_segmentation_entries_carry_ade20k_and_the_published_numbers(monkeypatch
     assert uniformer.model_info("uniformer_base_h14_fpn_ade20k").release().metrics == {"miou": 47.0}
     assert uniformer.model_info("uniformer_small_h14_upernet_ade20k").release().sources == ()
     assert set(uniformer.list_models("*_ade20k")) == set(uniformer.list_models(task="segmentation"))
-    assert len(uniformer.list_models(task="segmentation")) == 16  # the README's tables but the light models
+    assert len(uniformer.list_models(task="segmentation")) == 16 + 2  # the README's tables and the light XXS/XS FPN
     w32 = uniformer.model_info("uniformer_base_w32_fpn_ade20k")
     assert dict(w32.model_args) == {**info.model_args, "depth": (5, 8, 20, 7), "attn_mode": "window", "window_size": 32}
     assert w32.release().sources == uniformer.model_info("uniformer_base_fpn_ade20k").release().sources

@@ -35,6 +35,19 @@ EXPECTED_TL = [
     f"uniformer_{s}_tl"
     for s in ("small", "small_dim64", "small_plus", "small_plus_dim64", "base", "base_dim64", "large_ls")
 ]
+EXPECTED_LIGHT_IMAGE = [f"uniformer_xxs_{s}" for s in (128, 160, 192, 224)] + ["uniformer_xs_192", "uniformer_xs_224"]
+EXPECTED_LIGHT = [
+    *EXPECTED_LIGHT_IMAGE,
+    *(
+        f"uniformer_xxs_k400_{f}f_{s}"
+        for f, s in [(4, 128), (4, 160), (8, 128), (8, 160), (16, 128), (16, 160), (32, 160)]
+    ),
+    "uniformer_xs_k400_32f_192",
+    "uniformer_xxs_mask_rcnn_coco_1x",
+    "uniformer_xs_mask_rcnn_coco_1x",
+    "uniformer_xxs_fpn_ade20k",
+    "uniformer_xs_fpn_ade20k",
+]
 RELEASED_KINETICS = {
     "k400": {"small": ["8x8", "16x4", "16x8"], "base": ["8x8", "16x4", "16x8", "32x4"]},
     "k600": {"small": ["16x4", "16x8"], "base": ["16x4", "16x8", "32x4"]},
@@ -55,7 +68,7 @@ def _official_family(name: str) -> str:
 
 def test_every_required_name_is_registered() -> None:
     names = set(uniformer.list_models())
-    required = set(EXPECTED_IMAGE) | set(EXPECTED_TL)
+    required = set(EXPECTED_IMAGE) | set(EXPECTED_TL) | set(EXPECTED_LIGHT)
     for dataset, sizes in RELEASED_KINETICS.items():
         required |= {f"uniformer_{s}_{dataset}_{fs}" for s, settings in sizes.items() for fs in settings}
     required |= {
@@ -69,18 +82,22 @@ def test_every_required_name_is_registered() -> None:
     assert uniformer.list_models("*sthv1*") == sorted(
         uniformer.list_models("*sthv1*"), key=uniformer.list_models().index
     )
-    assert set(uniformer.list_models(task="image")) == set(EXPECTED_IMAGE) | set(EXPECTED_TL)
+    assert set(uniformer.list_models(task="image")) == set(EXPECTED_IMAGE) | set(EXPECTED_TL) | set(
+        EXPECTED_LIGHT_IMAGE
+    )
     demo = uniformer.model_info("uniformer_tiny_motion")
     assert demo.release().sources == () and demo.labels[0] == "moving_right" and demo.num_classes == 8
 
 
 # the demo model is ours; the segmentors', pose models' and detectors' layouts are tested against mmseg's, mmpose's
-# and mmdet's in test_segmentation.py, test_pose.py and test_detection.py
+# and mmdet's in test_segmentation.py, test_pose.py and test_detection.py; the light models' against the official
+# light files' checkpoints, key for key, in test_golden.py
 OFFICIAL_NAMES = [
     n
     for n in uniformer.list_models()
     if n != "uniformer_tiny_motion"
     and uniformer.model_info(n).task not in ("segmentation", "pose", "detection")
+    and not uniformer.model_info(n).model_args.get("light")
     and uniformer.model_info(n).dataset not in ("ucf101", "hmdb51")
 ]
 
@@ -114,6 +131,8 @@ MEASURED_NOT_PUBLISHED = {
     ("uniformer_large_ls_tl", 384): 62.76,
     ("uniformer_small_h14_fpn_ade20k", 512): 190.91,
     ("uniformer_base_topdown_coco_384x288", 384): 22.05,
+    ("uniformer_xs_224", 224): 1.93,
+    ("uniformer_xxs_k400_8f_160", 160): 3.22,
 }
 
 

@@ -77,10 +77,10 @@ _logger = logging.getLogger(__name__)
 
 _WRAPPER_KEYS = ("model", "model_state", "state_dict")
 _PREFIXES = ("module.", "_orig_mod.")
-_HEADS = ("head.", "aux_head.")
+_HEADS = ("head.", "aux_head.", "head_cls.")  # the classifiers: token labeling's and the light models' second
 _BACKBONE_PREFIX = "backbone."
 _DENSE_OUTPUT_NORMS = ("norm1.", "norm2.", "norm3.", "norm4.")
-_CLASSIFIER_ONLY = (*_HEADS, "norm.")  # what a classification model has and a dense backbone lacks
+_CLASSIFIER_ONLY = (*_HEADS, "norm.", "norm_cls.")  # what a classification model has and a dense backbone lacks
 # the box classifier of a Mask R-CNN and of a Cascade Mask R-CNN's first stage
 _DETECTOR_CLASSIFIERS = ("roi_heads.box_predictor.cls_score.weight", "roi_heads.box_predictor.0.cls_score.weight")
 _LISTED = 12  # keys named per category in error messages (the count is always complete)
@@ -445,7 +445,7 @@ def fit_dense_backbone(
     dropped = [key for key in state if key.startswith(_CLASSIFIER_ONLY)]
     _logger.info(
         "%s: classification checkpoint loaded into a dense backbone: %d classifier and final-norm tensors "
-        "(head, aux_head, norm) dropped, output norms norm1..norm4 left as initialised",
+        "(head, aux_head, head_cls, norm, norm_cls) dropped, output norms norm1..norm4 left as initialised",
         source,
         len(dropped),
     )

@@ -47,6 +47,7 @@ __all__ = [
     "ConvEmbed",
     "LocalBlock",
     "GlobalBlock",
+    "HourglassBlock",
     "Attention",
     "AttentionMode",
     "chunked_attention",
@@ -180,28 +181,31 @@ class ConvEmbed(nn.Module):
     The stem (stride 4) is two 3x3 stride-2 convolutions with BatchNorm and a GELU between them; later
     stages (stride 2) use one 3x3 stride-2 convolution + BatchNorm. Submodule indices match the official
     ``proj.0 / proj.1 / proj.3 / proj.4`` keys. For videos (not an official configuration) the first
-    convolution of the stem also halves time with a temporal kernel of 3.
+    convolution of the stem also halves time with a temporal kernel of 3. ``light`` gives the stem of the light
+    video models (official ``SpeicalPatchEmbed``): both convolutions 3x3x3, the second one halving time.
     """
 
-    def __init__(self, in_chans: int, embed_dim: int, video: bool = False, stem: bool = False) -> None:
+    def __init__(
+        self, in_chans: int, embed_dim: int, video: bool = False, stem: bool = False, light: bool = False
+    ) -> None:
         super().__init__()
         conv, norm = _conv_cls(video), _norm_cls(video)
 
-        def down(cin: int, cout: int, halve_time: bool) -> nn.Module:
-            t = 3 if halve_time else 1
+        def down(cin: int, cout: int, time_kernel: int, time_stride: int) -> nn.Module:
             return conv(
                 cin,
                 cout,
-                kernel_size=_size(3, t, video),
-                stride=_size(2, 2 if halve_time else 1, video),
-                padding=_size(1, t // 2, video),
+                kernel_size=_size(3, time_kernel, video),
+                stride=_size(2, time_stride, video),
+                padding=_size(1, time_kernel // 2, video),
             )
 
         if stem:
             hidden = embed_dim // 2
-            layers = [down(in_chans, hidden, video), norm(hidden), nn.GELU(), down(hidden, embed_dim, False)]
+            first, second = ((3, 1), (3, 2)) if light else ((3, 2), (1, 1))
+            layers = [down(in_chans, hidden, *first), norm(hidden), nn.GELU(), down(hidden, embed_dim, *second)]
         else:
-            layers = [down(in_chans, embed_dim, False)]
+            layers = [down(in_chans, embed_dim, 1, 1)]
         self.proj = nn.Sequential(*layers, norm(embed_dim))
 
     def reparameterize(self) -> None:
@@ -387,6 +391,27 @@ class Attention(nn.Module):
             x = attn @ v
         return self.proj_drop(self.proj(x.transpose(1, 2).reshape(b, n, c)))
 
+    def forward_scored(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The attention output and the score of every other token: how much the first token (the light models'
+        score token) attends to it, averaged over heads, (B, N - 1), taken before attention dropout.
+
+        ``"fast"`` computes the output with the fused kernel and the first query's row apart (one row of
+        scores, N products per head); ``"reference"`` takes row 0 of the explicit attention matrix, as the
+        official light models do.
+        """
+        b, n, c = x.shape
+        qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, c // self.num_heads).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv.unbind(0)
+        if self.formulation == "fast":
+            row = (q[:, :, :1] @ k.transpose(-2, -1) * self.scale).softmax(dim=-1)[:, :, 0]
+            x = _fused_attention(qkv, self.scale, self.attn_drop.p if self.training else 0.0, not self.training)
+        else:
+            attn = (q @ k.transpose(-2, -1) * self.scale).softmax(dim=-1)
+            row = attn[:, :, 0]
+            x = self.attn_drop(attn) @ v
+        scores = row[:, :, 1:].mean(dim=1)
+        return self.proj_drop(self.proj(x.transpose(1, 2).reshape(b, n, c))), scores
+
 
 class GlobalBlock(nn.Module):
     """Global relation aggregation (official ``SABlock``; ``SplitSABlock`` with ``split=True``), stages 3-4.
@@ -476,6 +501,92 @@ class GlobalBlock(nn.Module):
         return tokens.reshape(b, t * h * w, c)
 
 
+class HourglassBlock(GlobalBlock):
+    """The token-evolution block of the light models' stages 3-4 (official ``EvoSABlock``, from Evo-ViT).
+
+    The block carries a score token ``cls`` (B, 1, C) at the front of its sequence and a running score per map
+    token (B, N, raster order), passed in and returned (the official code keeps them in module globals). Each
+    attention moves the scores towards the score token's head-averaged attention row: ``(1 - trade_off) * old +
+    trade_off * row``; the first block of stage 3 (``scores=None``) starts them from its row.
+
+    ``keep_ratio`` 1: attention and MLP over [score token, all tokens]. ``keep_ratio`` p < 1: only the
+    ``int(N * p)`` best-scored tokens and one representative (the score-weighted mean of the others) take part;
+    every other token then receives the representative's update (attention and MLP, with their layer scales),
+    and only the taking-part tokens' scores move, unless the representative stands for a single token, whose
+    score then moves with the representative's. Gathers and scatters are per sample, so every sample of a batch
+    keeps its own tokens. The parameters are those of :class:`GlobalBlock`.
+    """
+
+    def __init__(self, dim: int, num_heads: int, keep_ratio: float = 1.0, trade_off: float = 0.5, **kwargs) -> None:
+        super().__init__(dim, num_heads, **kwargs)
+        if not 0.0 < keep_ratio <= 1.0 or not 0.0 <= trade_off <= 1.0:
+            raise ValueError(f"keep_ratio must be in (0, 1] and trade_off in [0, 1], got {keep_ratio}, {trade_off}")
+        self.keep_ratio = keep_ratio
+        self.trade_off = trade_off
+
+    def _moved(self, scores: torch.Tensor | None, row: torch.Tensor) -> torch.Tensor:
+        return row if scores is None else (1 - self.trade_off) * scores + self.trade_off * row
+
+    def forward(  # type: ignore[override]
+        self, x: torch.Tensor, cls: torch.Tensor, scores: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``x`` (B, C, [T,] H, W), ``cls`` (B, 1, C), ``scores`` (B, N) or ``None`` -> the same three, updated."""
+        x = x + _depthwise(self.pos_embed, x)
+        shape = x.shape
+        tokens = x.flatten(2).transpose(1, 2)
+        if self.keep_ratio == 1.0:
+            seq = torch.cat([cls, tokens], dim=1)
+            mixed, row = self.attn.forward_scored(self.norm1(seq))
+            scores = self._moved(scores, row)
+            seq = seq + self.drop_path(_layer_scale(self.gamma_1, mixed))
+            seq = seq + self.drop_path(_layer_scale(self.gamma_2, self.mlp(self.norm2(seq))))
+            cls, tokens = seq[:, :1], seq[:, 1:]
+        else:
+            if scores is None or scores.shape != tokens.shape[:2]:
+                got = None if scores is None else tuple(scores.shape)
+                raise ValueError(f"a pruning block needs one score per token {tuple(tokens.shape[:2])}, got {got}")
+            tokens, cls, scores = self._evolve(tokens, cls, scores)
+        return tokens.transpose(1, 2).reshape(shape), cls, scores
+
+    def _evolve(
+        self, tokens: torch.Tensor, cls: torch.Tensor, scores: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        b, n, c = tokens.shape
+        kept = int(n * self.keep_ratio)
+        order = scores.argsort(dim=1, descending=True)
+        rows = order.unsqueeze(-1).expand(-1, -1, c)
+        ranked, ranked_scores = tokens.gather(1, rows), scores.gather(1, order)
+        dropped, weights = ranked[:, kept:], ranked_scores[:, kept:]
+        weights = weights / weights.sum(dim=1, keepdim=True)
+        representative = (weights.unsqueeze(-1) * dropped).sum(dim=1, keepdim=True)
+        seq = torch.cat([cls, ranked[:, :kept], representative], dim=1)
+        mixed, row = self.attn.forward_scored(self.norm1(seq))
+        if kept + 1 == n:
+            ranked_scores = self._moved(ranked_scores, row)
+        else:
+            moved = self._moved(ranked_scores[:, :kept], row[:, :kept])
+            ranked_scores = torch.cat([moved, ranked_scores[:, kept:]], dim=1)
+        attended = _layer_scale(self.gamma_1, mixed)
+        seq = seq + self.drop_path(attended)
+        fed = _layer_scale(self.gamma_2, self.mlp(self.norm2(seq)))
+        seq = seq + self.drop_path(fed)
+        dropped = dropped + (attended[:, -1:] + fed[:, -1:])
+        ranked = torch.cat([seq[:, 1:-1], dropped], dim=1)
+        # back to raster order; in the dtype the block computed (under autocast it can differ from its input's)
+        tokens = ranked.new_empty(ranked.shape).scatter(1, rows, ranked)
+        scores = ranked_scores.new_empty(ranked_scores.shape).scatter(1, order, ranked_scores)
+        return tokens, seq[:, :1], scores
+
+
+def _pooled_scores(scores: torch.Tensor, grid: Sequence[int]) -> torch.Tensor:
+    """Stage-3 token scores (B, N) on their (H, W) or (T, H, W) ``grid`` averaged over 2x2 cells, as stage 4's
+    patch embedding pools the map (an odd last row or column dropped), then rescaled to the same total."""
+    total = scores.sum(dim=1, keepdim=True)
+    # frames as channels: a 2x2 pooling of each frame is the official (1, 2, 2) pooling of the (T, H, W) grid
+    pooled = F.avg_pool2d(scores.reshape(scores.shape[0], -1, *grid[-2:]), 2, 2).flatten(1)
+    return pooled * (total / pooled.sum(dim=1, keepdim=True))
+
+
 def set_formulation(model: nn.Module, formulation: Formulation) -> nn.Module:
     """Run every module of ``model`` that has two formulations in ``formulation``, in place; returns ``model``.
 
@@ -498,23 +609,25 @@ def set_formulation(model: nn.Module, formulation: Formulation) -> nn.Module:
 
 # torch.fx.wrap: a traced proxy has no shape or dtype to check; the graph keeps the call and checks real inputs.
 @torch.fx.wrap
-def _check_input(x: torch.Tensor, video: bool, in_chans: int, dense: bool = False) -> None:
+def _check_input(x: torch.Tensor, video: bool, in_chans: int, dense: bool = False, light: bool = False) -> None:
     layout = "(B, C, T, H, W)" if video else "(B, C, H, W)"
     kind = "video" if video else "image"
     if not isinstance(x, torch.Tensor):
         raise ValueError(f"expected a {kind} tensor {layout}, got {type(x).__name__}")
-    # dense backbones take any size whose stride-32 map is not empty (official: strided convolutions floor)
-    sizes = "H and W at least 32" if dense else "H and W multiples of 32"
+    # dense backbones and the light models take any size whose stride-32 map is not empty (official: strided
+    # convolutions floor); the light video stem takes any number of frames
+    any_size = dense or light
+    sizes = "H and W at least 32" if any_size else "H and W multiples of 32"
     expected = f"a {kind} batch {layout} with C={in_chans}, {sizes}"
-    if video:
+    if video and not light:
         expected += " and an even T"
     if x.ndim != (5 if video else 4) or x.shape[1] != in_chans:
         raise ValueError(f"expected {expected}; got shape {tuple(x.shape)}")
     if not x.is_floating_point():
         raise ValueError(f"expected a floating-point (normalised) {kind} tensor, got dtype {x.dtype}")
     h, w = x.shape[-2:]
-    bad_size = min(h, w) < 32 if dense else bool(h % 32 or w % 32 or h == 0 or w == 0)
-    if bad_size or (video and x.shape[2] % 2):
+    bad_size = min(h, w) < 32 if any_size else bool(h % 32 or w % 32 or h == 0 or w == 0)
+    if bad_size or (video and (x.shape[2] % 2 and not light or x.shape[2] == 0)):
         raise ValueError(f"expected {expected}; got shape {tuple(x.shape)}")
 
 
@@ -548,6 +661,46 @@ def _preserve_batchnorm_stats(module: nn.Module) -> Iterator[None]:
                     getattr(norm, name).copy_(value)
 
 
+def _per_stage(mlp_ratio: float | Sequence[float]) -> tuple[float, float, float, float]:
+    """One MLP ratio per stage from one ratio or four."""
+    if isinstance(mlp_ratio, (int, float)):
+        return (float(mlp_ratio),) * 4
+    if len(mlp_ratio) != 4:
+        raise ValueError(f"mlp_ratio must be one number or one per stage (4), got {tuple(mlp_ratio)}")
+    return tuple(float(r) for r in mlp_ratio)  # type: ignore[return-value]
+
+
+def _check_light(
+    video: bool, conv_stem: bool, layer_scale: str, split: bool, token_labeling: bool, attn_mode: str
+) -> None:
+    """Refuse the options the light models do not combine with (their stem and blocks are their own)."""
+    conflicts = [
+        ("conv_stem", conv_stem),
+        ("split", split),
+        ("token_labeling", token_labeling),
+        (f"attn_mode={attn_mode!r}", attn_mode != "global"),
+        # the light video models scale both block types; the image file's unreleased layer scale differs
+        (f"layer_scale={layer_scale!r}", layer_scale not in ("none", "all") or (layer_scale == "all" and not video)),
+    ]
+    bad = [name for name, on in conflicts if on]
+    if bad:
+        raise ValueError(
+            f"light=True has its own stem and stage-3/4 blocks; it does not combine with {', '.join(bad)} "
+            "(layer_scale='all' is the light video models' layer scale)"
+        )
+
+
+def _light_schedule(
+    values: tuple[Sequence[float], Sequence[float]] | None, depth: Sequence[int], name: str
+) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-block values of stages 3 and 4; ``None`` gives the official pattern (1 first, 0.5 after)."""
+    if values is None:
+        return (1.0,) + (0.5,) * (depth[2] - 1), (0.5,) * depth[3]
+    if len(values) != 2 or [len(v) for v in values] != [depth[2], depth[3]]:
+        raise ValueError(f"{name} needs one value per stage-3 and stage-4 block ({depth[2]}, {depth[3]}), got {values}")
+    return tuple(float(v) for v in values[0]), tuple(float(v) for v in values[1])
+
+
 def _windowed_blocks(stage: int, depth: int, attn_mode: AttentionMode) -> list[bool]:
     """Which blocks of a stage attend within windows: only stage 3 (index 2) ever does; ``hybrid`` keeps block
     i global iff (i + 1) % 4 == 0 (official rule)."""
@@ -569,7 +722,7 @@ class UniFormer(nn.Module):
         depth: blocks per stage.
         embed_dim: channels per stage.
         head_dim: channels per attention head (heads = embed_dim // head_dim).
-        mlp_ratio: hidden width of the MLPs relative to the stage width.
+        mlp_ratio: hidden width of the MLPs relative to the stage width: one ratio, or one per stage.
         qkv_bias: bias in the qkv projection.
         qk_scale: override of the attention scale head_dim ** -0.5.
         in_chans: input channels.
@@ -595,6 +748,17 @@ class UniFormer(nn.Module):
         norm_eval: keep the BatchNorm layers in eval mode (running statistics frozen) while the model trains.
         checkpoint_num: activation checkpointing of the first ``checkpoint_num[s]`` blocks of stage s (official
             ``use_checkpoint``/``checkpoint_num``, e.g. (0, 0, 2, 0) in the UperNet base configs).
+        light: the light (XXS/XS) models (official ``uniformer_light*.py``): a convolutional stem for stage 1
+            (:class:`ConvEmbed`, its 3-D form for videos) and patch embeddings after it, and
+            :class:`HourglassBlock` stages 3-4 around a score token (``cls_token``, carried into stage 4 by
+            ``cls_upsample``); the token scores of stage 3 are pooled 2x2 for stage 4. A classifier adds a second
+            head on the score token (``norm_cls``, ``head_cls``) for training (:meth:`forward_train`); any
+            input of at least 32 x 32 (and any number of frames) works.
+        keep_ratio: the light models' share of tokens each stage-3 and stage-4 block attends over, per block:
+            ``(stage 3, stage 4)``. Default (official): 1 for the first stage-3 block, 0.5 for every other.
+            The first stage-3 block must keep all (it starts the scores), the last one must prune (it pools them).
+        trade_off: the weight of each block's new attention row in its running token scores, same layout;
+            default 1 for the first stage-3 block, 0.5 for every other.
     """
 
     def __init__(
@@ -623,6 +787,9 @@ class UniFormer(nn.Module):
         window_size: int = 14,
         norm_eval: bool = False,
         checkpoint_num: tuple[int, int, int, int] = (0, 0, 0, 0),
+        light: bool = False,
+        keep_ratio: tuple[Sequence[float], Sequence[float]] | None = None,
+        trade_off: tuple[Sequence[float], Sequence[float]] | None = None,
     ) -> None:
         super().__init__()
         if len(depth) != 4 or len(embed_dim) != 4:
@@ -639,6 +806,18 @@ class UniFormer(nn.Module):
             raise ValueError("a dense backbone has no classifier, so no token-labeling head")
         if len(checkpoint_num) != 4 or not all(0 <= n <= d for n, d in zip(checkpoint_num, depth)):
             raise ValueError(f"checkpoint_num needs 4 counts within the stage depths {depth}, got {checkpoint_num}")
+        mlp_ratios = _per_stage(mlp_ratio)
+        if light:
+            _check_light(video, conv_stem, layer_scale, split, token_labeling, attn_mode)
+            keep_ratio = _light_schedule(keep_ratio, depth, "keep_ratio")
+            trade_off = _light_schedule(trade_off, depth, "trade_off")
+            if keep_ratio[0][0] != 1 or keep_ratio[0][-1] == 1:
+                raise ValueError(
+                    f"keep_ratio: the first stage-3 block must keep every token (it starts the scores) and the last "
+                    f"one must prune (it pools them for stage 4); got stage 3 {tuple(keep_ratio[0])}"
+                )
+        elif keep_ratio is not None or trade_off is not None:
+            raise ValueError("keep_ratio and trade_off are options of the light models (light=True)")
         del img_size  # size-agnostic: nothing depends on the input resolution
         self.video = video
         self.in_chans = in_chans
@@ -651,43 +830,59 @@ class UniFormer(nn.Module):
         self.dense = dense
         self.norm_eval = norm_eval
         self.checkpoint_num = tuple(checkpoint_num)
+        self.light = light
 
         global_ls = ls_init_value if layer_scale in ("global", "all") else None
         local_ls = ls_init_value if layer_scale == "all" else None
         dpr = torch.linspace(0, drop_path_rate, sum(depth), device="cpu").tolist()
         chans = (in_chans, *embed_dim)
         # Attribute order follows the official modules so that state dicts list keys in the same order.
+        if light:
+            # the score token of stages 3-4; a parameter of the model itself, first in its state dict as official
+            self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim[2]))
         for i in range(4):
-            if conv_stem:
+            if light and i == 0:
+                embed = ConvEmbed(chans[0], chans[1], video=video, stem=True, light=True)
+            elif conv_stem:
                 embed = ConvEmbed(chans[i], chans[i + 1], video=video, stem=i == 0)
             elif i == 0:
                 embed = PatchEmbed(chans[0], chans[1], 4, video, temporal_kernel=3, temporal_stride=2)
             else:
                 embed = PatchEmbed(chans[i], chans[i + 1], 2, video)
             setattr(self, f"patch_embed{i + 1}", embed)
+        if light:
+            self.cls_upsample = nn.Linear(embed_dim[2], embed_dim[3])
         self.pos_drop = nn.Dropout(drop_rate)
         for i in range(4):
             rates = dpr[sum(depth[:i]) : sum(depth[: i + 1])]
             if i < 2:
-                blocks = [LocalBlock(embed_dim[i], mlp_ratio, video, drop_rate, rate, local_ls) for rate in rates]
+                blocks = [LocalBlock(embed_dim[i], mlp_ratios[i], video, drop_rate, rate, local_ls) for rate in rates]
             else:
-                blocks = [
-                    GlobalBlock(
-                        embed_dim[i],
-                        embed_dim[i] // head_dim,
-                        mlp_ratio,
-                        video,
-                        qkv_bias=qkv_bias,
-                        qk_scale=qk_scale,
-                        drop=drop_rate,
-                        attn_drop=attn_drop_rate,
-                        drop_path=rate,
-                        ls_init_value=global_ls,
-                        split=split,
-                        window_size=window_size if window else None,
-                    )
-                    for rate, window in zip(rates, _windowed_blocks(i, depth[i], attn_mode))
-                ]
+                heads = embed_dim[i] // head_dim
+                common = dict(
+                    mlp_ratio=mlp_ratios[i],
+                    video=video,
+                    qkv_bias=qkv_bias,
+                    qk_scale=qk_scale,
+                    drop=drop_rate,
+                    attn_drop=attn_drop_rate,
+                    ls_init_value=global_ls,
+                )
+                if light:
+                    schedule = zip(rates, keep_ratio[i - 2], trade_off[i - 2])
+                    blocks = [HourglassBlock(embed_dim[i], heads, k, t, drop_path=r, **common) for r, k, t in schedule]
+                else:
+                    blocks = [
+                        GlobalBlock(
+                            embed_dim[i],
+                            heads,
+                            drop_path=rate,
+                            split=split,
+                            window_size=window_size if window else None,
+                            **common,
+                        )
+                        for rate, window in zip(rates, _windowed_blocks(i, depth[i], attn_mode))
+                    ]
             setattr(self, f"blocks{i + 1}", nn.ModuleList(blocks))
             if dense:
                 # the official dense backbone registers each output norm right after its stage
@@ -696,7 +891,11 @@ class UniFormer(nn.Module):
             self.norm, self.head = nn.Identity(), nn.Identity()
         else:
             self.norm = _norm_cls(video)(embed_dim[-1])
+            if light:
+                self.norm_cls = nn.LayerNorm(embed_dim[-1])
             self.head = nn.Linear(embed_dim[-1], num_classes) if num_classes > 0 else nn.Identity()
+            if light:
+                self.head_cls = nn.Linear(embed_dim[-1], num_classes) if num_classes > 0 else nn.Identity()
         if token_labeling:
             self.aux_head = nn.Linear(embed_dim[-1], num_classes) if num_classes > 0 else nn.Identity()
         self.feature_info = [dict(num_chs=embed_dim[i], reduction=4 * 2**i, module=f"blocks{i + 1}") for i in range(4)]
@@ -734,21 +933,30 @@ class UniFormer(nn.Module):
     def no_weight_decay(self) -> set[str]:
         """Parameter names that the optimizer must not decay: the layer scales.
 
-        Norm weights and biases (1-D) are left out of weight decay by the optimizer factory anyway.
+        Norm weights and biases (1-D) are left out of weight decay by the optimizer factory anyway; the light
+        models' score token is not decayed either (official ``no_weight_decay``).
         """
-        return {name for name, _ in self.named_parameters() if name.rsplit(".", 1)[-1] in ("gamma_1", "gamma_2")}
+        names = ("gamma_1", "gamma_2", "cls_token")
+        return {name for name, _ in self.named_parameters() if name.rsplit(".", 1)[-1] in names}
 
     @torch.jit.ignore
     def group_matcher(self, coarse: bool = False) -> dict:
         """Parameter groups for layer-wise lr decay (timm ``param_groups_layer_decay``).
 
         The stem is group 0; then each stage's patch embedding precedes its blocks, one group per block
-        (one per stage with ``coarse=True``); the final norm comes last, the heads after it.
+        (one per stage with ``coarse=True``); the final norm comes last, the heads after it. The light models'
+        score token joins stage 3's patch embedding, ``cls_upsample`` stage 4's.
         """
         blocks = r"^blocks(\d+)" if coarse else r"^blocks(\d+)\.(\d+)"
         return dict(
             stem=r"^patch_embed1|^pos_drop",
-            blocks=[(blocks, None), (r"^patch_embed([234])", (-1,)), (r"^norm", (99999,))],
+            blocks=[
+                (blocks, None),
+                (r"^patch_embed([234])", (-1,)),
+                (r"^cls_token", (3, -1)),
+                (r"^cls_upsample", (4, -1)),
+                (r"^norm", (99999,)),
+            ],
         )
 
     @torch.jit.ignore
@@ -764,14 +972,14 @@ class UniFormer(nn.Module):
         return self.head
 
     def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
-        """Replace the classifier (and the token-labeling head) by freshly initialised ones.
+        """Replace the classifier (and the token-labeling or score-token head) by freshly initialised ones.
 
         ``global_pool`` ``"avg"`` or ``""`` (no pooling, ``num_classes=0`` only) as in the constructor; ``None``
         keeps the current pooling.
         """
         self.global_pool = _checked_pool(self.global_pool if global_pool is None else global_pool, num_classes)
         self.num_classes = num_classes
-        heads = ["head", "aux_head"] if self.token_labeling else ["head"]
+        heads = ["head"] + ["aux_head"] * self.token_labeling + ["head_cls"] * self.light
         for name in heads:
             layer = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
             self._init_weights(layer)
@@ -783,27 +991,49 @@ class UniFormer(nn.Module):
 
     def check_input(self, x: torch.Tensor) -> None:
         """Raise ``ValueError`` unless ``x`` is a float batch this network can take."""
-        _check_input(x, self.video, self.in_chans, self.dense)
+        _check_input(x, self.video, self.in_chans, self.dense, self.light)
 
-    def _run_stage(self, index: int, x: torch.Tensor) -> torch.Tensor:
-        embed, blocks = self.stages()[index]
-        x = embed(x)
-        if index == 0:
-            x = self.pos_drop(x)
-        for j, block in enumerate(blocks):
-            if torch.is_grad_enabled() and (self.grad_checkpointing or j < self.checkpoint_num[index]):
-                recompute = partial(_preserve_batchnorm_stats, block)
-                x = checkpoint(block, x, use_reentrant=False, context_fn=lambda r=recompute: (nullcontext(), r()))
-            else:
-                x = block(x)
-        return x
+    def _run_block(self, index: int, j: int, block: nn.Module, *state: torch.Tensor | None) -> tuple:
+        if torch.is_grad_enabled() and (self.grad_checkpointing or j < self.checkpoint_num[index]):
+            recompute = partial(_preserve_batchnorm_stats, block)
+            out = checkpoint(block, *state, use_reentrant=False, context_fn=lambda r=recompute: (nullcontext(), r()))
+        else:
+            out = block(*state)
+        return out if isinstance(out, tuple) else (out,)
+
+    def _stages(self, x: torch.Tensor, last: int = 3) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
+        """Run stages 0 .. ``last``, yielding each one's output map and, for the light models from stage 3 on, the
+        score token after it (else ``None``). The token scores live here, one forward at a time: two models,
+        or two threads running one model, never share them."""
+        cls = scores = None
+        for i, (embed, blocks) in enumerate(self.stages()[: last + 1]):
+            x = embed(x)
+            if i == 0:
+                x = self.pos_drop(x)
+            if self.light and i == 2:
+                # a copy per sample: a view of the parameter would require grad even under no_grad
+                cls = self.cls_token.repeat(x.shape[0], 1, 1)
+            elif self.light and i == 3:
+                cls = self.cls_upsample(cls)
+            state = (x, cls, scores) if self.light and i >= 2 else (x,)
+            for j, block in enumerate(blocks):
+                state = self._run_block(i, j, block, *state)
+            x = state[0]
+            if self.light and i == 2:
+                cls, scores = state[1], _pooled_scores(state[2], x.shape[2:])
+            elif self.light and i == 3:
+                cls = state[1]
+            yield x, cls
+
+    def _features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        self.check_input(x)
+        for x, cls in self._stages(x):
+            pass
+        return self.norm(x), cls
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """The final feature map after the last BatchNorm: (B, C, [T,] H/32, W/32)."""
-        self.check_input(x)
-        for i in range(4):
-            x = self._run_stage(i, x)
-        return self.norm(x)
+        return self._features(x)[0]
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         """Pool the feature map (``global_pool``) and classify; ``pre_logits`` stops after pooling.
@@ -832,27 +1062,40 @@ class UniFormer(nn.Module):
             raise ValueError(f"forward_dense: indices must be increasing stages in 0..3, got {tuple(indices)}")
         self.check_input(x)
         maps = []
-        for i in range(indices[-1] + 1):
-            x = self._run_stage(i, x)
+        for i, (x, _) in enumerate(self._stages(x, indices[-1])):
             if i in indices:
                 maps.append(_channels_last_norm(getattr(self, f"norm{i + 1}"), x).contiguous())
         return tuple(maps)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
+    def forward(self, x: torch.Tensor, train_outputs: bool = False) -> torch.Tensor | tuple[torch.Tensor, ...]:
+        """Logits (B, classes), or a dense backbone's maps. ``train_outputs``: the two outputs of
+        :meth:`forward_train` instead, for a training loop that calls the model through a wrapper (DDP, a compiled
+        model) which only runs ``forward``."""
+        if train_outputs is True:  # an identity test: symbolic tracing (torch.fx) passes a proxy, never True
+            return self.forward_train(x)
         if self.dense:
             return self.forward_dense(x)
         return self.forward_head(self.forward_features(x))
 
     def forward_train(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The token-labeling training outputs: ``(head(mean of tokens), aux_head(tokens))``.
+        """The two training outputs of a token-labeling or light model.
 
-        Class logits (B, classes) and per-token logits (B, N, classes), N = [T *] H/32 * W/32 in the order of
-        ``x.flatten(2)``: the dense labels of token labeling supervise the second, the class label the first
-        (official ``tlt`` training). Raises ``ValueError`` on a model without token labeling or classifier.
+        Token labeling: ``(head(mean of tokens), aux_head(tokens))``, class logits (B, classes) and per-token
+        logits (B, N, classes), N = [T *] H/32 * W/32 in the order of ``x.flatten(2)``: the dense labels of token
+        labeling supervise the second, the class label the first (official ``tlt`` training). Light models:
+        ``(head(mean of tokens), head_cls(norm_cls(score token)))``, both (B, classes), each supervised by the
+        class label (official loss 0.5 + 0.5; ``forward`` returns the first). Raises ``ValueError`` on other
+        models and on models without a classifier.
         """
-        if not self.token_labeling or self.num_classes == 0:
-            raise ValueError("forward_train needs a token-labeling model with a classifier (token_labeling=True)")
-        tokens = self.forward_features(x).flatten(2).transpose(1, 2)
+        if not (self.token_labeling or self.light) or self.num_classes == 0:
+            raise ValueError(
+                "forward_train needs a token-labeling model or a light model, with a classifier "
+                "(token_labeling=True or light=True, num_classes > 0)"
+            )
+        features, cls = self._features(x)
+        tokens = features.flatten(2).transpose(1, 2)
+        if self.light:
+            return self.head(tokens.mean(dim=1)), self.head_cls(self.norm_cls(cls).squeeze(1))
         return self.head(tokens.mean(dim=1)), self.aux_head(tokens)
 
     def train(self, mode: bool = True) -> UniFormer:
@@ -884,8 +1127,7 @@ class UniFormer(nn.Module):
         take, max_index = feature_take_indices(4, indices)
         intermediates = []
         last = max_index if stop_early else 3
-        for i in range(last + 1):
-            x = self._run_stage(i, x)
+        for i, (x, _) in enumerate(self._stages(x, last)):
             if i in take:
                 intermediates.append(self.norm(x) if norm and i == 3 else x)
         if intermediates_only:

@@ -7,7 +7,7 @@ import fnmatch
 from collections.abc import Mapping
 from types import MappingProxyType
 
-from uniformer.models.zoo import detection, image, pose, segmentation, video
+from uniformer.models.zoo import detection, image, light, pose, segmentation, video
 from uniformer.models.zoo.schema import ModelInfo, Task
 
 __all__ = ["list_models", "model_info"]
@@ -23,7 +23,7 @@ def _gather(*families: tuple[ModelInfo, ...]) -> Mapping[str, ModelInfo]:
 
 
 # the order of `uniformer models` and of the README tables
-_MODELS = _gather(image.MODELS, video.MODELS, segmentation.MODELS, pose.MODELS, detection.MODELS)
+_MODELS = _gather(image.MODELS, video.MODELS, segmentation.MODELS, pose.MODELS, detection.MODELS, light.MODELS)
 
 
 def list_models(pattern: str | None = None, task: Task | None = None) -> list[str]:

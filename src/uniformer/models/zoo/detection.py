@@ -3,7 +3,7 @@
 Sense-X/UniFormer ``object_detection/README.md``: box / mask AP on val2017, params, GFLOPs at 800 x 1280, Google
 Drive links of the released weights. Architectures: ``configs/_base_/models/mask_rcnn_uniformer_fpn.py``,
 ``cascade_mask_rcnn_uniformer_fpn.py`` and ``exp/*/config.py`` (hybrid=True, window_size=14; drop path 0.2 / 0.1
-for small 1x / 3x, 0.3 for base). Not here: the lightweight XXS/XS rows.
+for small 1x / 3x, 0.3 for base). The light XXS/XS rows are in ``light.py``.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from uniformer.models.zoo.image import SIZES
 from uniformer.models.zoo.schema import Detector, ModelInfo, ModelKind, Release
 from uniformer.models.zoo.sources import DriveFile
 
-__all__ = ["MODELS", "DETECTOR"]
+__all__ = ["MODELS", "DETECTOR", "coco_release"]
 
 
 def _build(info: ModelInfo, num_classes: int, overrides: dict[str, Any], file: CheckpointFile | None) -> MaskRCNN:
@@ -42,6 +42,18 @@ _COCO_HW = (800, 1280)  # the input of the published GFLOPs
 _TITLES = {"mask_rcnn": "Mask R-CNN", "cascade_mask_rcnn": "Cascade Mask R-CNN"}
 
 
+def coco_release(box_ap: float, mask_ap: float, gflops: float, drive_id: str) -> Release:
+    """A COCO detector's release: published box / mask AP, GFLOPs at 800 x 1280, its Google Drive file."""
+    return Release(
+        _COCO_HW[0],
+        gflops,
+        (DriveFile(drive_id),),
+        metrics={"box_ap": box_ap, "mask_ap": mask_ap},
+        crop_pct=1.0,
+        input_hw=_COCO_HW,
+    )
+
+
 def _detection(
     size: str,
     detector: Detector,
@@ -58,16 +70,7 @@ def _detection(
         dataset="coco",
         title=f"{SIZES[size][0]} h14 {_TITLES[detector]} {schedule.replace('3x', '3x+MS')} (COCO)",
         model_args=MappingProxyType(dict(SIZES[size][1], attn_mode="hybrid", window_size=14)),
-        releases=(
-            Release(
-                _COCO_HW[0],
-                gflops,
-                (DriveFile(drive_id),),
-                metrics={"box_ap": box_ap, "mask_ap": mask_ap},
-                crop_pct=1.0,
-                input_hw=_COCO_HW,
-            ),
-        ),
+        releases=(coco_release(box_ap, mask_ap, gflops, drive_id),),
         params_m=params_m,
         kind=DETECTOR,
         pretrain=f"uniformer_{size}_in1k.pth",

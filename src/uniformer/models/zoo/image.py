@@ -22,7 +22,7 @@ from uniformer.models.uniformer import UniFormer
 from uniformer.models.zoo.schema import ModelInfo, ModelKind, Release
 from uniformer.models.zoo.sources import MMACTION2_UNIFORMER, DriveFile, HubFile, Source, UrlFile
 
-__all__ = ["MODELS", "SIZES", "CLASSIFIER", "build_classifier"]
+__all__ = ["MODELS", "SIZES", "CLASSIFIER", "build_classifier", "timm_default_cfgs", "create_timm_model"]
 
 IMAGE_HUB_REPO = "Sense-X/uniformer_image"
 
@@ -242,6 +242,13 @@ def _timm_cfg(info: ModelInfo, release: Release) -> dict[str, Any]:
     """timm's pretrained cfg of a release: its Hub file, when it has one (timm downloads from the Hub or a URL, not
     from Google Drive)."""
     size = release.img_size
+    light = info.model_args.get("light", False)
+    # timm drops these for a new class count; token-labeling and light models have two classifiers
+    classifier: str | tuple[str, str] = "head"
+    if info.model_args.get("token_labeling"):
+        classifier = ("head", "aux_head")
+    elif light:
+        classifier = ("head", "head_cls")
     hub = next((source for source in release.sources if isinstance(source, HubFile)), None)
     return dict(
         hf_hub_id=hub.repo if hub else None,
@@ -253,31 +260,40 @@ def _timm_cfg(info: ModelInfo, release: Release) -> dict[str, Any]:
         interpolation="bicubic",
         mean=info.mean,
         std=info.std,
-        first_conv="patch_embed1.proj.0" if info.model_args.get("conv_stem") else "patch_embed1.proj",
-        # timm drops these for a new class count; a token-labeling model has two classifiers
-        classifier=("head", "aux_head") if info.model_args.get("token_labeling") else "head",
+        first_conv="patch_embed1.proj.0" if info.model_args.get("conv_stem") or light else "patch_embed1.proj",
+        classifier=classifier,
         license="mit",
         paper_ids="arXiv:2201.09450",
         origin_url="https://github.com/Sense-X/UniFormer",
     )
 
 
-default_cfgs = generate_default_cfgs(
-    {f"{info.name}.{_timm_tag(info, rel)}": _timm_cfg(info, rel) for info in MODELS for rel in info.releases}
-)
+def timm_default_cfgs(models: tuple[ModelInfo, ...]) -> dict[str, Any]:
+    """timm default cfgs of image entries, one per release (``name.in1k``, ``name.in1k_<size>`` ...)."""
+    return generate_default_cfgs(
+        {f"{info.name}.{_timm_tag(info, rel)}": _timm_cfg(info, rel) for info in models for rel in info.releases}
+    )
+
+
+default_cfgs = timm_default_cfgs(MODELS)
 
 _ARCHITECTURES = {info.name: info.model_args for info in MODELS}
 
 
-def _create(name: str, pretrained: bool, **kwargs: Any) -> UniFormer:
+def create_timm_model(name: str, pretrained: bool, model_args: Mapping[str, Any], **kwargs: Any) -> UniFormer:
+    """timm's builder for an image entry of architecture ``model_args`` (``kwargs`` override it)."""
     return build_model_with_cfg(
         UniFormer,
         name,
         pretrained,
         pretrained_filter_fn=checkpoint_filter_fn,
         feature_cfg=dict(out_indices=(0, 1, 2, 3), feature_cls="getter"),
-        **{**_ARCHITECTURES[name], **kwargs},
+        **{**model_args, **kwargs},
     )
+
+
+def _create(name: str, pretrained: bool, **kwargs: Any) -> UniFormer:
+    return create_timm_model(name, pretrained, _ARCHITECTURES[name], **kwargs)
 
 
 @register_model

@@ -8,7 +8,7 @@ The GFLOPs are those of a 512 x 2048 input (ADE20K test scale (2048, 512)): meas
 models give them within 1%. Architectures: ``configs/_base_/models/upernet_uniformer.py``,
 ``fpn_seg/configs/_base_/models/fpn_uniformer.py`` and the ``exp*/config.py``, ``test_config_*.py`` files
 (windows, hybrid, window_size). The w32/h32 rows are the global models' weights tested with 32 x 32 windows
-(every stage-3 block / hybrid). Not here: the lightweight UniFormer-XXS/XS rows (a different backbone).
+(every stage-3 block / hybrid). The light UniFormer-XXS/XS rows are in ``light.py``.
 """
 
 from __future__ import annotations

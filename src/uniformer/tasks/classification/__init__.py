@@ -52,10 +52,14 @@ class ClassificationEvalConfig:
 
 
 class _Classify(Objective):
-    """Mixup/CutMix (soft targets) or plain labels, then (label-smoothed or soft-target) cross entropy."""
+    """Mixup/CutMix (soft targets) or plain labels, then (label-smoothed or soft-target) cross entropy.
 
-    def __init__(self, mixup: Callable[..., Any] | None, criterion: nn.Module) -> None:
-        self.mixup, self.criterion = mixup, criterion
+    ``two_heads`` (the light models): the loss is 0.5 x that of the average-pool head + 0.5 x that of the
+    score-token head, both against the same targets (official ``engine_light.py`` / ``train_net_cls.py``).
+    """
+
+    def __init__(self, mixup: Callable[..., Any] | None, criterion: nn.Module, two_heads: bool = False) -> None:
+        self.mixup, self.criterion, self.two_heads = mixup, criterion, two_heads
         self.item_multiple = 1 if mixup is None else 2  # Mixup/CutMix pair the items of a micro-batch
 
     def prepare(self, batch: dict[str, Any], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -65,7 +69,17 @@ class _Classify(Objective):
             inputs, targets = self.mixup(inputs, targets)
         return inputs, targets
 
+    def forward(self, model: nn.Module, inputs: torch.Tensor) -> Any:
+        return model(inputs, train_outputs=True) if self.two_heads else model(inputs)
+
     def loss(self, output: Any, targets: torch.Tensor) -> torch.Tensor:
+        if self.two_heads:
+            if not isinstance(output, tuple) or len(output) != 2:
+                raise ValueError(f"a light model must return its two heads' logits; got {type(output).__name__}")
+            return 0.5 * self._cross_entropy(output[0], targets) + 0.5 * self._cross_entropy(output[1], targets)
+        return self._cross_entropy(output, targets)
+
+    def _cross_entropy(self, output: Any, targets: torch.Tensor) -> torch.Tensor:
         if not isinstance(output, torch.Tensor) or output.ndim != 2:
             raise ValueError(f"the model must return logits (B, classes) in training mode; got {type(output).__name__}")
         return self.criterion(output.float(), targets)
@@ -162,7 +176,8 @@ class ClassificationTask(ClassificationPredictTask, Task):
             criterion = LabelSmoothingCrossEntropy(smoothing=cfg.loss.label_smoothing)
         else:
             criterion = nn.CrossEntropyLoss()
-        return _Classify(mixup, criterion)
+        architecture = {**model_info(cfg.model.name).model_args, **cfg.model.overrides}
+        return _Classify(mixup, criterion, two_heads=bool(architecture.get("light")))
 
     def metric(self, cfg: DictConfig, dataset: torch.utils.data.Dataset, label_map: LabelMap = None) -> ViewScores:
         names = getattr(dataset, "classes", None)
