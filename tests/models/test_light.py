@@ -197,7 +197,13 @@ def test_zoo_entries_carry_the_official_recipes_test_views_and_variants() -> Non
     assert video.pretrain == "uniformer_xxs_160 (inflated)"
     image = uniformer.model_info("uniformer_xxs_160").release()
     assert (image.img_size, image.metrics, image.gflops) == (160, {"top1": 79.1}, 0.67)
-    assert image.sources[0].url == "https://drive.google.com/file/d/1CsXCzfVFPyM2mY8BA_1fO3q_VBngnF44/view"
+    # the authors' Hub copy first (digest from its LFS pointer), then the Google Drive original
+    assert [source.url for source in image.sources] == [
+        "https://huggingface.co/Andy1621/uniformer_light/resolve/main/uniformer_xxs_160_in1k.pth",
+        "https://drive.google.com/file/d/1CsXCzfVFPyM2mY8BA_1fO3q_VBngnF44/view",
+    ]
+    assert image.sources[0].sha256.startswith("f53dffcf") and image.sources[0].automatic
+    assert [s.kind for s in uniformer.model_info("uniformer_xxs_128").release().sources] == ["drive"]
     model = uniformer.create_model("uniformer_xxs_k400_4f_128")
     assert model.blocks1[0].gamma_1 is not None and model.blocks4[0].gamma_1[0].item() == pytest.approx(0.1)
 

@@ -22,7 +22,7 @@ from uniformer.models.zoo.detection import DETECTOR, coco_release
 from uniformer.models.zoo.image import CLASSIFIER, create_timm_model, timm_default_cfgs
 from uniformer.models.zoo.schema import ModelInfo, Release
 from uniformer.models.zoo.segmentation import SEGMENTOR
-from uniformer.models.zoo.sources import DriveFile
+from uniformer.models.zoo.sources import DriveFile, HubFile, Source
 from uniformer.models.zoo.video import VIDEO_CLASSIFIER
 
 __all__ = ["MODELS", "LIGHT_SIZES"]
@@ -52,14 +52,40 @@ _XXS_8X160_FLOPS_NOTE = (
 )
 _MEASURED_NOTE = "{what} are this package's count of the architecture; the official table gives none."
 
+# The light files the authors also put on the Hub (Andy1621/uniformer_light, commit fb0bfcd; digests and sizes from
+# its Git LFS pointers): tried before their Google Drive copies.
+_LIGHT_HUB = "Andy1621/uniformer_light"
+_HUB_FILES: Mapping[str, HubFile] = MappingProxyType(
+    {
+        "uniformer_xxs_160": HubFile(
+            _LIGHT_HUB,
+            "uniformer_xxs_160_in1k.pth",
+            "f53dffcfdd608ca9c0ccd339ea1b02338bc0e23416e471f699d3a83bf431f2f8",
+            40984485,
+        ),
+        "uniformer_xxs_k400_16f_160": HubFile(
+            _LIGHT_HUB,
+            "uniformer_xxs16_160_k400.pth",
+            "af23d3492192993cc88d72cffc9accb27cd38a4d74acd5f721f62d6314d144a2",
+            39459173,
+        ),
+    }
+)
+
+
+def _sources(name: str, drive_id: str) -> tuple[Source, ...]:
+    """The Hub copy of entry ``name``'s file where there is one, then its Google Drive original."""
+    return (*((_HUB_FILES[name],) if name in _HUB_FILES else ()), DriveFile(drive_id))
+
 
 def _image(
     size: str, img_size: int, top1: float, gflops: float, params_m: float, drive_id: str, notes: str = ""
 ) -> ModelInfo:
     title, args = LIGHT_SIZES[size]
-    release = Release(img_size, gflops, (DriveFile(drive_id),), metrics={"top1": top1})
+    name = f"uniformer_{size}_{img_size}"
+    release = Release(img_size, gflops, _sources(name, drive_id), metrics={"top1": top1})
     return ModelInfo(
-        name=f"uniformer_{size}_{img_size}",
+        name=name,
         task="image",
         dataset="imagenet-1k",
         title=f"{title} {img_size} px",
@@ -76,13 +102,14 @@ def _kinetics(
 ) -> ModelInfo:
     title, args = LIGHT_SIZES[size]
     layer_scale = _VIDEO_LAYER_SCALE if frames == 4 or (frames, img_size) == (8, 128) else {}
+    name = f"uniformer_{size}_k400_{frames}f_{img_size}"
     return ModelInfo(
-        name=f"uniformer_{size}_k400_{frames}f_{img_size}",
+        name=name,
         task="video",
         dataset="kinetics-400",
         title=f"{title} {frames} frames, {img_size} px (Kinetics-400)",
         model_args=MappingProxyType({**args, **layer_scale, "video": True}),
-        releases=(Release(img_size, gflops, (DriveFile(drive_id),), metrics={"top1": top1}, crop_pct=1.0),),
+        releases=(Release(img_size, gflops, _sources(name, drive_id), metrics={"top1": top1}, crop_pct=1.0),),
         params_m=params_m,
         kind=VIDEO_CLASSIFIER,
         num_frames=frames,
