@@ -191,6 +191,8 @@ class PatchEmbed(nn.Module):
     the depthwise convolutions of the next local blocks their fast kernels (several times faster forward +
     backward on CPU than contiguous maps; ``benchmarks/RESULTS.md``). The official ``PatchEmbed`` copies it to a contiguous map
     (``.permute(...).contiguous()``); the ``"reference"`` formulation does the same (:meth:`set_formulation`).
+    An embedding whose kernel equals its stride (all but the video stem) convolves a channels-last map as one
+    matrix product over its patches (:func:`_patchwise_conv`).
     """
 
     def __init__(
@@ -218,7 +220,8 @@ class PatchEmbed(nn.Module):
         self.formulation = check_formulation(formulation)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = _channels_last_norm(self.norm, self.proj(x))
+        patches = self.proj.kernel_size == self.proj.stride and not any(self.proj.padding)
+        x = _channels_last_norm(self.norm, _patchwise(self.proj, x) if patches else self.proj(x))
         return x.contiguous() if self.formulation == "reference" else x
 
 
