@@ -59,8 +59,19 @@ def _latest(run: Path) -> str:
     return str(sorted((run / "checkpoints").glob("checkpoint-*.pt"))[-1])
 
 
-def _speed(calls: dict[str, Callable[[], Any]], repeats: int, log: Callable[[str], None]) -> list[str]:
-    times = interleaved(calls, repeats, torch.device("cpu"), log, clock=time.thread_time)
+def _speed(
+    model: torch.nn.Module, sessions: dict[str, Any], x: np.ndarray, repeats: int, log: Callable[[str], None]
+) -> list[str]:
+    """Table rows: one call on ``x`` of ``optimize_for_inference(model)`` and of the fp32 and int8 ``sessions``,
+    interleaved, CPU time of one thread, each against the fp32 fast path (median of per-round ratios)."""
+    fast, tensor = optimize_for_inference(model), torch.from_numpy(x)
+    calls = {
+        "optimize_for_inference fp32": lambda: fast(tensor),
+        "onnxruntime fp32": lambda: sessions["fp32"].run(None, {"input": x}),
+        "onnxruntime int8": lambda: sessions["int8"].run(None, {"input": x}),
+    }
+    with torch.no_grad():
+        times = interleaved(calls, repeats, torch.device("cpu"), log, clock=time.thread_time)
     rows = {label: Row(label, ms, 1, None) for label, ms in times.items()}
     base = rows["optimize_for_inference fp32"]
     lines = []
@@ -91,17 +102,7 @@ def classification_demo(demo: Path, folder: Path, repeats: int, log: Callable[[s
     agree_clip = (clips["fp32"].argmax(1) == clips["int8"].argmax(1)).mean()
     agree_view = (logits["fp32"].argmax(1) == logits["int8"].argmax(1)).mean()
     accuracy = {k: (v.argmax(1) == truth).mean() for k, v in clips.items()}
-    one = torch.from_numpy(x[:1])
-    fast = optimize_for_inference(predictor.model)
-    speed = _speed(
-        {
-            "optimize_for_inference fp32": lambda: fast(one),
-            "onnxruntime fp32": lambda: sessions["fp32"].run(None, {"input": x[:1]}),
-            "onnxruntime int8": lambda: sessions["int8"].run(None, {"input": x[:1]}),
-        },
-        repeats,
-        log,
-    )
+    speed = _speed(predictor.model, sessions, x[:1], repeats, log)
     return [
         f"#### classification demo (uniformer_tiny_motion, {len(truth)} held-out clips x {views} views)",
         "",
@@ -144,17 +145,7 @@ def segmentation_demo(demo: Path, folder: Path, repeats: int, log: Callable[[str
         inter, union = sum(a.intersect for a in areas), sum(a.union for a in areas)
         miou[key] = float((inter[union > 0].double() / union[union > 0]).mean())
     pixels = float((labels["fp32"] == labels["int8"]).double().mean())
-    one = torch.from_numpy(x[:1])
-    fast = optimize_for_inference(predictor.model)
-    speed = _speed(
-        {
-            "optimize_for_inference fp32": lambda: fast(one),
-            "onnxruntime fp32": lambda: sessions["fp32"].run(None, {"input": x[:1]}),
-            "onnxruntime int8": lambda: sessions["int8"].run(None, {"input": x[:1]}),
-        },
-        repeats,
-        log,
-    )
+    speed = _speed(predictor.model, sessions, x[:1], repeats, log)
     return [
         f"#### segmentation demo (UniFormer + UperNet as the demo trains it, {len(images)} held-out images "
         f"{size[0]}x{size[1]})",
@@ -182,18 +173,9 @@ def zoo_speed(name: str, clip: dict[str, int], folder: Path, repeats: int, log: 
     calibration = [torch.randn(shape, generator=generator).numpy() for _ in range(4)]
     fp32 = export_model(model, folder / f"{name}.onnx", "onnx", name, clip=clip)
     int8 = quantize_onnx(fp32, folder / f"{name}_int8.onnx", calibration)
-    x = torch.randn(shape, generator=generator)
-    fast = optimize_for_inference(model)
+    x = torch.randn(shape, generator=generator).numpy()
     sessions = {"fp32": _session(fp32), "int8": _session(int8)}
-    speed = _speed(
-        {
-            "optimize_for_inference fp32": lambda: fast(x),
-            "onnxruntime fp32": lambda: sessions["fp32"].run(None, {"input": x.numpy()}),
-            "onnxruntime int8": lambda: sessions["int8"].run(None, {"input": x.numpy()}),
-        },
-        repeats,
-        log,
-    )
+    speed = _speed(model, sessions, x, repeats, log)
     return [
         f"#### {name}, one view {shape}, random weights",
         "",
