@@ -1,6 +1,6 @@
 """UniFormer-S top-down pose (256 x 192) against SimpleBaseline ResNet-50 on a batch of 32 person crops.
 
-Run from the repository root: ``.venv/bin/python -m benchmarks.pose [--repeats 3]``. Random weights, one batch,
+Run from the repository root: ``.venv/bin/python -m benchmarks.pose [--repeats 3] [--threads 1 --cpu-time]``. Random weights, one batch,
 every variant timed interleaved in one process (``uniformer.benchmarks.models.measure_table``). UniFormer runs as
 the plain model (official formulation) and through ``optimize_for_inference`` (BatchNorms folded, the head's
 included; fused attention; channels-last; weights in fp32 or bf16). The peer is SimpleBaseline as mmpose builds
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -71,9 +72,14 @@ def run(
     size: tuple[int, int] = (256, 192),
     precisions: Sequence[str] = ("fp32", "bf16"),
     log: Callable[[str], Any] = print,
+    cpu_time: bool = False,
 ) -> BenchmarkTable:
     """The table (ms/crop, crops/s as "clips/s", GMAC/s, ratio to the plain UniFormer row) and notes with the
-    UniFormer-to-peer ratios per precision and the fast paths' largest heatmap error against eager fp32."""
+    UniFormer-to-peer ratios per precision and the fast paths' largest heatmap error against eager fp32.
+    ``cpu_time`` (one thread only) times the CPU time of the calling thread, which waiting for a core on a shared
+    machine does not inflate."""
+    if cpu_time and torch.get_num_threads() != 1:
+        raise ValueError("--cpu-time measures one thread's work: pass --threads 1")
     precisions, slow_bf16 = native_precisions(precisions, "benchmarks.pose")
     torch.manual_seed(0)
     plain = set_formulation(create_model(NAME).eval(), "reference")
@@ -96,6 +102,7 @@ def run(
         repeats=repeats,
         device=torch.device("cpu"),
         log=log,
+        clock=time.thread_time if cpu_time else time.perf_counter,
     )
     rows = {row.variant: row for row in table.rows}
     for precision in precisions:
@@ -128,8 +135,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=32, help="person crops per call")
     parser.add_argument("--size", type=int, nargs=2, default=(256, 192), metavar=("H", "W"), help="crop size")
     parser.add_argument("--precisions", nargs="+", choices=list(DTYPES), default=list(DTYPES))
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: PyTorch's)")
+    parser.add_argument("--cpu-time", action="store_true", help="time the CPU time of one thread (--threads 1)")
     args = parser.parse_args(argv)
-    print(run(args.repeats, args.batch_size, tuple(args.size), args.precisions).format(), flush=True)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    table = run(args.repeats, args.batch_size, tuple(args.size), args.precisions, cpu_time=args.cpu_time)
+    print(table.format(), flush=True)
     return 0
 
 

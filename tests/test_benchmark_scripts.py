@@ -150,3 +150,17 @@ def test_the_memory_benchmark_photo_is_a_4_by_3_jpeg_of_the_pixels_asked_for(tmp
     width, height = write_photo(tmp_path / "photo.jpg", 0.03)
     with Image.open(tmp_path / "photo.jpg") as photo:
         assert photo.format == "JPEG" and photo.size == (width, height) == (200, 150)
+
+
+def test_the_shapes_profile_sorts_operators_by_kind() -> None:
+    """Each profiled operator lands in one kind; a tiny fast model's matrix products and fused attention show."""
+    from benchmarks.shapes import _kind, profile_shares
+    from uniformer import UniFormer
+
+    assert _kind("aten::addmm") == _kind("mkldnn::_linear_pointwise") == "matrix products"
+    assert _kind("aten::slow_conv3d_forward") == "convolutions (native im2col)"
+    assert _kind("aten::gelu_") == "GELU" and _kind("aten::something_else") == "other"
+    torch.manual_seed(0)
+    model = UniFormer(depth=(1, 1, 1, 1), embed_dim=(16, 32, 64, 128), head_dim=16, num_classes=3).eval()
+    shares = profile_shares(model, torch.randn(1, 3, 64, 64))
+    assert shares["matrix products"] > 0 and shares["attention kernel"] > 0 and "softmax" not in shares

@@ -132,14 +132,17 @@ def test_inplace_gelu_overwrites_its_input_with_fp32_gelu_values(dtype: torch.dt
     assert all(isinstance(mlp, FusedMlp) and isinstance(mlp.act, InplaceGELU) for mlp in mlps)
 
 
+@pytest.mark.parametrize("post_op", [True, False], ids=["gelu-post-op", "gelu-in-place"])
 @pytest.mark.parametrize("rows_per_block", [None, 7], ids=["one-block", "ragged-blocks"])
 @pytest.mark.parametrize("kind", ["conv2d", "conv3d", "linear"])
 def test_fused_mlp_equals_the_mlp_it_replaces_and_runs_onednn_fused_kernels(
-    kind: str, rows_per_block: int | None, monkeypatch: pytest.MonkeyPatch
+    kind: str, rows_per_block: int | None, post_op: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """GELU inside fc1's oneDNN kernel, rows in blocks: the fp32 result is the plain MLP's to float rounding (also
-    when the rows span several blocks), bf16 stays within bf16 rounding of it (also under autocast, where the
-    plain ops run), the fp64 fallback is exact, and the CPU profile shows the fused kernel."""
+    """GELU inside fc1's oneDNN kernel (AVX-512 CPUs) or in place after fc1's matrix product (elsewhere), rows in
+    blocks: the fp32 result is the plain MLP's to float rounding (also when the rows span several blocks), bf16
+    stays within bf16 rounding of it (also under autocast, where the plain ops run), the fp64 fallback is exact,
+    and the CPU profile shows the kernels of the chosen path."""
+    monkeypatch.setattr(mlp_layers, "_gelu_post_op_pays", lambda: post_op)
     torch.manual_seed(0)
     if kind == "linear":
         mlp, x = timm.layers.Mlp(24, 96), torch.randn(2, 50, 24)
@@ -165,7 +168,11 @@ def test_fused_mlp_equals_the_mlp_it_replaces_and_runs_onednn_fused_kernels(
         with torch.autocast("cpu", dtype=torch.bfloat16):  # fp32 weights, bf16 maps: the plain ops take over
             autocast = fused(x.to(torch.bfloat16)).float()
         torch.testing.assert_close(fused.double()(x.double()), mlp.double()(x.double()), rtol=0, atol=1e-12)
-    assert "mkldnn::_linear_pointwise" in {event.name for event in profile.events()}
+    kernels = {event.name for event in profile.events()}
+    if post_op:
+        assert "mkldnn::_linear_pointwise" in kernels and "aten::gelu_" not in kernels
+    else:
+        assert "mkldnn::_linear_pointwise" not in kernels and {"aten::addmm", "aten::gelu_"} <= kernels
     assert (low - expected).abs().max() <= 2e-2 * expected.abs().max()
     assert (autocast - expected).abs().max() <= 2e-2 * expected.abs().max()
     with pytest.raises(TypeError, match=r"needs a Linear or point-wise Conv2d/Conv3d fc1, got Conv2d\(4, 4, kernel"):

@@ -250,3 +250,29 @@ def test_symbolic_trace_gives_the_same_outputs_and_keeps_the_input_check(video: 
         assert torch.equal(traced(x), model(x))
     with pytest.raises(ValueError, match="multiples of 32"):
         traced(x[..., :60])
+
+
+@pytest.mark.parametrize("video", [False, True], ids=["2d", "3d"])
+@pytest.mark.parametrize("kernel", [1, 2], ids=["point-wise", "patch"])
+def test_patchwise_convolution_of_a_channels_last_map_is_the_convolution(video: bool, kernel: int) -> None:
+    """Kernel = stride convolutions (the local blocks' point-wise ones, the later patch embeddings) on a channels-last
+    map run as a matrix product over patches: the convolution's result and layout, odd sizes cropped as the
+    convolution does; a contiguous map keeps the convolution."""
+    from uniformer.models.uniformer import _patchwise
+
+    torch.manual_seed(0)
+    size = (1, kernel, kernel) if video else (kernel, kernel)
+    conv = (torch.nn.Conv3d if video else torch.nn.Conv2d)(6, 10, size, stride=size).double()
+    shape = (2, 6, 3, 9, 7) if video else (2, 6, 9, 7)
+    layout = torch.channels_last_3d if video else torch.channels_last
+    x = torch.randn(shape, dtype=torch.float64)
+    expected = conv(x)
+    with torch.profiler.profile() as profile:
+        out = _patchwise(conv, x.contiguous(memory_format=layout))
+    torch.testing.assert_close(out, expected, rtol=0, atol=1e-12)
+    assert out.is_contiguous(memory_format=layout)
+    kernels = {event.name for event in profile.events()}
+    assert "aten::linear" in kernels and "aten::convolution" not in kernels
+    with torch.profiler.profile() as profile:
+        torch.testing.assert_close(_patchwise(conv, x), expected, rtol=0, atol=0)
+    assert "aten::convolution" in {event.name for event in profile.events()}

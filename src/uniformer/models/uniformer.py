@@ -123,6 +123,55 @@ def _depthwise_conv(
     return out.to(out_dtype)
 
 
+def _patchwise(conv: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Apply ``conv``, a convolution whose kernel equals its stride without padding (1x1 ones included), to ``x``
+    through :func:`_patchwise_conv`."""
+    return _patchwise_conv(x, conv.weight, conv.bias)
+
+
+# torch.fx.wrap: the branch depends on the memory layout, which a traced proxy does not have (see _depthwise_conv).
+@torch.fx.wrap
+def _patchwise_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """A convolution over non-overlapping patches (kernel = stride, no padding): the point-wise convolutions of the
+    local blocks and the patch embeddings after the first. On a channels-last map it runs as one matrix product
+    over the (patches, patch values) rows of the map; on any other map as the convolution. The same formula.
+
+    PyTorch sends these convolutions of a single image or clip to its native im2col + GEMM kernels, which need a
+    contiguous map, so each channels-last map was copied to contiguous memory and back around them (the copies
+    alone took more than a tenth of video UniFormer-S 8x224's fast-path time on an AVX2 CPU, more than the
+    convolutions; ``benchmarks/RESULTS.md``). A contiguous map (the
+    ``"reference"`` formulation) keeps the convolution. As the convolution does, the map is cropped to whole
+    patches.
+    """
+    kernel = weight.shape[2:]
+    rows = x.movedim(1, -1)
+    if not rows.is_contiguous():
+        conv = F.conv3d if x.ndim == 5 else F.conv2d
+        return conv(x, weight, bias, stride=kernel)
+    if any(k > 1 for k in kernel):
+        batch, *sizes, channels = rows.shape
+        grid = [size // k for size, k in zip(sizes, kernel)]
+        rows = rows[(slice(None), *(slice(0, g * k) for g, k in zip(grid, kernel)))]
+        split = rows.reshape(batch, *(d for g, k in zip(grid, kernel) for d in (g, k)), channels)
+        dims = len(kernel)
+        order = (0, *range(1, 2 * dims, 2), *range(2, 2 * dims + 1, 2), 2 * dims + 1)
+        rows = split.permute(order).reshape(batch, *grid, -1)
+    # (out, in, *kernel) -> (out, *kernel, in): the order of a patch's values in the rows
+    matrix = weight.movedim(1, -1).reshape(weight.shape[0], -1)
+    return F.linear(rows, matrix, bias).movedim(-1, 1)
+
+
+# torch.fx.wrap: the branch depends on the memory layout, which a traced proxy does not have (see _depthwise_conv).
+@torch.fx.wrap
+def _gelu_in_memory_order(x: torch.Tensor, approximate: str) -> torch.Tensor:
+    """GELU of a map, computed on its row-major (positions, channels) view when it is channels-last: PyTorch's CPU
+    kernel takes about 1.7x as long on the channels-last strides (``benchmarks/RESULTS.md``, kernel measurements)."""
+    rows = x.movedim(1, -1)
+    if rows.is_contiguous():
+        return F.gelu(rows, approximate=approximate).movedim(-1, 1)
+    return F.gelu(x, approximate=approximate)
+
+
 def _channels_last_norm(norm: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """Apply a LayerNorm over the channel dimension of an (N, C, *spatial) map."""
     return norm(x.movedim(1, -1)).movedim(-1, 1)
@@ -144,6 +193,8 @@ class PatchEmbed(nn.Module):
     the depthwise convolutions of the next local blocks their fast kernels (several times faster forward +
     backward on CPU than contiguous maps; ``benchmarks/RESULTS.md``). The official ``PatchEmbed`` copies it to a contiguous map
     (``.permute(...).contiguous()``); the ``"reference"`` formulation does the same (:meth:`set_formulation`).
+    An embedding whose kernel equals its stride (all but the video stem) convolves a channels-last map as one
+    matrix product over its patches (:func:`_patchwise_conv`).
     """
 
     def __init__(
@@ -171,7 +222,8 @@ class PatchEmbed(nn.Module):
         self.formulation = check_formulation(formulation)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = _channels_last_norm(self.norm, self.proj(x))
+        patches = self.proj.kernel_size == self.proj.stride and not any(self.proj.padding)
+        x = _channels_last_norm(self.norm, _patchwise(self.proj, x) if patches else self.proj(x))
         return x.contiguous() if self.formulation == "reference" else x
 
 
@@ -232,7 +284,8 @@ class ConvMlp(nn.Module):
         self.drop = nn.Dropout(drop)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))
+        hidden = _gelu_in_memory_order(_patchwise(self.fc1, x), self.act.approximate)
+        return self.drop(_patchwise(self.fc2, self.drop(hidden)))
 
 
 def _layer_scale(gamma: torch.Tensor | None, x: torch.Tensor) -> torch.Tensor:
@@ -288,7 +341,11 @@ class LocalBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x + _depthwise(self.pos_embed, x)
-        x = x + self.drop_path(_layer_scale(self.gamma_1, self.conv2(_depthwise(self.attn, self.conv1(self.norm1(x))))))
+        x = x + self.drop_path(
+            _layer_scale(
+                self.gamma_1, _patchwise(self.conv2, _depthwise(self.attn, _patchwise(self.conv1, self.norm1(x))))
+            )
+        )
         x = x + self.drop_path(_layer_scale(self.gamma_2, self.mlp(self.norm2(x))))
         return x
 

@@ -1,9 +1,10 @@
-"""The MLP of an inference copy: :class:`FusedMlp` (fc1 -> GELU -> fc2 in blocks of rows, GELU inside fc1's
-kernel on CPU) and :class:`InplaceGELU`. :func:`uniformer.models.optimize.optimize_for_inference` puts them in
+"""The MLP of an inference copy: :class:`FusedMlp` (fc1 -> GELU -> fc2 in blocks of rows on CPU) and :class:`InplaceGELU`. :func:`uniformer.models.optimize.optimize_for_inference` puts them in
 place of a built model's MLPs; the state-dict keys stay.
 """
 
 from __future__ import annotations
+
+import functools
 
 import torch
 import torch.nn as nn
@@ -54,10 +55,22 @@ def _onednn_fusable(x: torch.Tensor, weight: torch.Tensor) -> bool:
     )
 
 
+@functools.cache
+def _gelu_post_op_pays() -> bool:
+    """Whether fc1 runs with the GELU as a oneDNN post-op (CPUs with AVX-512) or as a matrix product followed by an
+    in-place GELU on the block (elsewhere). With AVX2 only, oneDNN's erf post-op costs several times a separate GELU
+    pass: fc1 + GELU of the video UniFormer-S stage-3 MLP (784 x 320 -> 1280, fp32, one thread) took 11.5 ms fused
+    against 8.2 ms as ``addmm`` + ``gelu_`` (``benchmarks/RESULTS.md``, kernel measurements). AVX-512 CPUs keep the
+    post-op, with which the MLPs were measured there (as fast in fp32, faster in bf16; the pose section)."""
+    return torch.backends.cpu.get_cpu_capability().startswith("AVX512")
+
+
 # Rows of hidden activations per block of FusedMlp, in bytes. A block this size is served from the heap and
 # reused, not mapped afresh (page faults) as a whole stage-1 hidden map is (100 MB for pose UniFormer-S at batch
-# 32 in fp32); blocks of 4 to 16 MB were equally fast there (``benchmarks/RESULTS.md``, kernel measurements).
-_HIDDEN_BLOCK_BYTES = 8 * 2**20
+# 32 in fp32). Blocks of 4 to 16 MB were equally fast on an AMX Xeon; on an AVX2 EPYC the stage-1 MLP of video
+# UniFormer-S 8x224 took 13.4 ms in 2 MB blocks against 18.0 ms in 8 MB ones, and 1 to 8 MB were equal at the
+# later stages (``benchmarks/RESULTS.md``, kernel measurements).
+_HIDDEN_BLOCK_BYTES = 2 * 2**20
 
 
 def _is_pointwise(layer: nn.Module) -> bool:
@@ -73,19 +86,19 @@ def _is_pointwise(layer: nn.Module) -> bool:
 
 
 class FusedMlp(nn.Module):
-    """fc1 -> GELU -> fc2 of an inference copy, computed on CPU as matrix products in blocks of rows with the GELU
-    inside fc1's kernel.
+    """fc1 -> GELU -> fc2 of an inference copy, computed on CPU as matrix products in blocks of rows.
 
     Built from a local block's :class:`~uniformer.models.uniformer.ConvMlp` (1x1 convolutions) or a global
     block's timm ``Mlp`` (linear layers), keeping their ``fc1`` / ``fc2`` modules, hence the state-dict keys. A
     channels-last map is a (positions, channels) matrix in memory, so both kinds run as the same two products over
-    blocks of rows: fc1 through oneDNN with GELU as a post-op (``torch.ops.mkldnn._linear_pointwise``, the kernel
-    ``torch.compile``'s CPU backend fuses such layers into; the exact erf GELU on the fp32 accumulator), fc2 with
-    ``torch.addmm`` into the block's rows of the output. The hidden activations, four times the block's width and
-    the largest tensors of the high-resolution stages, are then written once per block of
-    ``_HIDDEN_BLOCK_BYTES``, never re-read by a separate GELU pass nor allocated whole. ``benchmarks/RESULTS.md``
-    has what it saves. Elsewhere (CUDA, a compiler or exporter tracing the copy, a map that is not channels-last)
-    the layers and an in-place GELU run as plain ops.
+    blocks of rows. fc1 runs through oneDNN with the GELU as a post-op on CPUs with AVX-512
+    (``torch.ops.mkldnn._linear_pointwise``, the kernel ``torch.compile``'s CPU backend fuses such layers into; the
+    exact erf GELU on the fp32 accumulator), elsewhere as ``torch.addmm`` followed by an in-place GELU on the block,
+    which is faster there (:func:`_gelu_post_op_pays`); fc2 runs with ``torch.addmm`` into the block's rows of the
+    output. The hidden activations, four times the block's width and the largest tensors of the high-resolution
+    stages, are then never allocated whole: each block of ``_HIDDEN_BLOCK_BYTES`` is written and re-read while it is
+    still in cache. ``benchmarks/RESULTS.md`` has what it saves. Elsewhere (CUDA, a compiler or exporter tracing the
+    copy, a map that is not channels-last) the layers and an in-place GELU run as plain ops.
     """
 
     def __init__(self, fc1: nn.Module, fc2: nn.Module, approximate: str = "none") -> None:
@@ -103,10 +116,15 @@ class FusedMlp(nn.Module):
         out = x.new_empty((*rows.shape[:-1], w2.shape[0]))
         flat_in, flat_out = rows.reshape(-1, w1.shape[1]), out.view(-1, w2.shape[0])
         step = max(1, _HIDDEN_BLOCK_BYTES // (w1.shape[0] * x.element_size()))
+        post_op = _gelu_post_op_pays()
         for start in range(0, flat_in.shape[0], step):
             block = slice(start, start + step)
-            hidden = torch.ops.mkldnn._linear_pointwise(
-                flat_in[block], w1, self.fc1.bias, "gelu", [], self.act.approximate
-            )
+            if post_op:
+                hidden = torch.ops.mkldnn._linear_pointwise(
+                    flat_in[block], w1, self.fc1.bias, "gelu", [], self.act.approximate
+                )
+            else:
+                hidden = torch.addmm(self.fc1.bias, flat_in[block], w1.t())
+                torch.ops.aten.gelu_(hidden, approximate=self.act.approximate)
             torch.addmm(self.fc2.bias, hidden, w2.t(), out=flat_out[block])
         return out if isinstance(self.fc1, nn.Linear) else out.movedim(-1, 1)
