@@ -234,7 +234,7 @@ class ConvEmbed(nn.Module):
     stages (stride 2) use one 3x3 stride-2 convolution + BatchNorm. Submodule indices match the official
     ``proj.0 / proj.1 / proj.3 / proj.4`` keys. For videos (not an official configuration) the first
     convolution of the stem also halves time with a temporal kernel of 3. ``light`` gives the stem of the light
-    video models (official ``SpeicalPatchEmbed``): both convolutions 3x3x3, the second one halving time.
+    video models (the official light video stem): both convolutions 3x3x3, the second one halving time.
     """
 
     def __init__(
