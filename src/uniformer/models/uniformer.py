@@ -137,11 +137,9 @@ def _patchwise_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | 
     over the (patches, patch values) rows of the map; on any other map as the convolution. The same formula.
 
     PyTorch sends these convolutions of a single image or clip to its native im2col + GEMM kernels, which need a
-    contiguous map, so each channels-last map was copied to contiguous memory and back around them (the copies
-    alone took more than a tenth of video UniFormer-S 8x224's fast-path time on an AVX2 CPU, more than the
-    convolutions; ``benchmarks/RESULTS.md``). A contiguous map (the
-    ``"reference"`` formulation) keeps the convolution. As the convolution does, the map is cropped to whole
-    patches.
+    contiguous map, so each channels-last map was copied to contiguous memory and back around them, copies that
+    cost more than the convolutions themselves (``benchmarks/RESULTS.md``). A contiguous map (the ``"reference"``
+    formulation) keeps the convolution. As the convolution does, the map is cropped to whole patches.
     """
     kernel = weight.shape[2:]
     rows = x.movedim(1, -1)

@@ -59,17 +59,16 @@ def _onednn_fusable(x: torch.Tensor, weight: torch.Tensor) -> bool:
 def _gelu_post_op_pays() -> bool:
     """Whether fc1 runs with the GELU as a oneDNN post-op (CPUs with AVX-512) or as a matrix product followed by an
     in-place GELU on the block (elsewhere). With AVX2 only, oneDNN's erf post-op costs several times a separate GELU
-    pass: fc1 + GELU of the video UniFormer-S stage-3 MLP (784 x 320 -> 1280, fp32, one thread) took 11.5 ms fused
-    against 8.2 ms as ``addmm`` + ``gelu_`` (``benchmarks/RESULTS.md``, kernel measurements). AVX-512 CPUs keep the
-    post-op, with which the MLPs were measured there (as fast in fp32, faster in bf16; the pose section)."""
+    pass, so fc1 + GELU is slower fused than as ``addmm`` + ``gelu_`` (``benchmarks/RESULTS.md``, kernel
+    measurements). AVX-512 CPUs keep the post-op, as fast in fp32 and faster in bf16 (the pose section)."""
     return torch.backends.cpu.get_cpu_capability().startswith("AVX512")
 
 
 # Rows of hidden activations per block of FusedMlp, in bytes. A block this size is served from the heap and
 # reused, not mapped afresh (page faults) as a whole stage-1 hidden map is (100 MB for pose UniFormer-S at batch
-# 32 in fp32). Blocks of 4 to 16 MB were equally fast on an AMX Xeon; on an AVX2 EPYC the stage-1 MLP of video
-# UniFormer-S 8x224 took 13.4 ms in 2 MB blocks against 18.0 ms in 8 MB ones, and 1 to 8 MB were equal at the
-# later stages (``benchmarks/RESULTS.md``, kernel measurements).
+# 32 in fp32). With AMX, blocks of 4 to 16 MB were equally fast; with AVX2 only, the stage-1 MLP of video
+# UniFormer-S 8x224 is faster in 2 MB blocks than in 8 MB ones, and 1 to 8 MB are equal at the later stages
+# (``benchmarks/RESULTS.md``, kernel measurements).
 _HIDDEN_BLOCK_BYTES = 2 * 2**20
 
 
